@@ -1,0 +1,25 @@
+"""clipsearch: search your own image collections by text or by example image.
+
+Importing this package is cheap (no torch); models load on first use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import ClipsearchError, ModelMismatchError, ModelUnavailableError, StoreLockedError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .store import Store
+
+__version__ = "0.1.0"
+__all__ = ["open", "ClipsearchError", "ModelMismatchError", "ModelUnavailableError", "StoreLockedError"]
+
+
+def open(path: str | Path | None = None, model: str | None = None, *, create: bool = True,
+         device: str | None = None) -> "Store":
+    """Open (or, with create=True, start) a store. `model` is needed only for a new store or to assert one."""
+    from .store import open_store
+
+    return open_store(path, model, create=create, device=device)

@@ -1,0 +1,321 @@
+"""Turn a model spec string into an encoder, and describe a spec cheaply (without torch) for the store.
+
+Spec syntax, in the order it is tried:
+  * a folder holding ``clipsearch-model.json`` (written by ``finetune`` or :func:`save_model_folder`);
+  * ``ARCH:TAG`` – an open_clip architecture with a pretrained tag (downloaded by open_clip on first use)
+    or with a checkpoint file path in place of the tag;
+  * ``ARCH`` – the architecture with random weights (seeded, so every process builds the same model);
+    useful for benchmarks and for the tiny configs this package ships.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
+
+from .errors import ModelUnavailableError
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+DEFAULT_MODEL = "ViT-B-32:laion2b_s34b_b79k"
+FOLDER_MANIFEST = "clipsearch-model.json"
+FOLDER_WEIGHTS = "weights.pt"
+SHIPPED_CONFIG_DIR = Path(__file__).parent / "model_configs"
+RANDOM_INIT_SEED = 0
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A parsed spec; `key` identifies the weights so a store can refuse mixed vectors."""
+
+    text: str
+    kind: str  # "open_clip" or "folder"
+    arch: str
+    pretrained: str | None = None  # tag, checkpoint path, or None for random init
+    folder: Path | None = None
+    key: str = ""
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+def shipped_configs() -> list[str]:
+    return sorted(p.stem for p in SHIPPED_CONFIG_DIR.glob("*.json"))
+
+
+def _file_fingerprint(path: Path) -> str:
+    """Hash size + head + tail: identifies a checkpoint in milliseconds, even for GB-sized files."""
+    h = hashlib.sha256()
+    size = path.stat().st_size
+    h.update(str(size).encode())
+    with open(path, "rb") as f:
+        h.update(f.read(1 << 20))
+        if size > 1 << 20:
+            f.seek(max(size - (1 << 20), 0))
+            h.update(f.read(1 << 20))
+    return h.hexdigest()[:16]
+
+
+def parse_spec(text: str) -> ModelSpec:
+    """Parse without importing torch; raises ModelUnavailableError with a hint for bad specs."""
+    text = text.strip()
+    if not text:
+        raise ModelUnavailableError("empty model name", "see `clipsearch models` for the choices")
+    as_path = Path(text).expanduser()
+    if as_path.is_dir():
+        manifest_path = as_path / FOLDER_MANIFEST
+        if not manifest_path.is_file():
+            raise ModelUnavailableError(
+                f"{text} is a folder but not a clipsearch model (no {FOLDER_MANIFEST})",
+                "pass a folder written by `clipsearch finetune`, or ARCH:CHECKPOINT for a raw open_clip checkpoint",
+            )
+        try:
+            meta = json.loads(manifest_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ModelUnavailableError(f"cannot read {manifest_path}: {exc}") from exc
+        return ModelSpec(
+            text=str(as_path.resolve()),
+            kind="folder",
+            arch=meta.get("arch", "custom"),
+            folder=as_path.resolve(),
+            key=f"folder:{meta.get('weights_sha256', '?')[:16]}",
+            extra=meta,
+        )
+    arch, sep, tag = text.partition(":")
+    if len(arch) == 1 and sep and tag.startswith("\\"):  # a Windows drive letter, not ARCH:TAG
+        arch, tag = text, ""
+    if not arch:
+        raise ModelUnavailableError(f"bad model spec {text!r}", "use ARCH:TAG, e.g. ViT-B-32:laion2b_s34b_b79k")
+    tag = tag or None
+    if tag is not None and (os.sep in tag or Path(tag).expanduser().is_file()):
+        ckpt = Path(tag).expanduser()
+        if not ckpt.is_file():
+            raise ModelUnavailableError(f"checkpoint file not found: {tag}")
+        return ModelSpec(text=f"{arch}:{ckpt.resolve()}", kind="open_clip", arch=arch, pretrained=str(ckpt.resolve()),
+                         key=f"{arch}:file:{_file_fingerprint(ckpt)}")
+    return ModelSpec(text=text, kind="open_clip", arch=arch, pretrained=tag, key=f"{arch}:{tag or 'random'}")
+
+
+class Encoder:
+    """A loaded CLIP-style model with batch helpers that return L2-normalised float32 numpy rows."""
+
+    def __init__(self, spec: ModelSpec, model: "torch.nn.Module", tokenizer: Any, preprocess_cfg: dict,
+                 device: "torch.device") -> None:
+        self.spec = spec
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = device
+        self.image_size = int(_as_pair(preprocess_cfg.get("size", 224))[0])
+        self.mean = tuple(float(v) for v in preprocess_cfg.get("mean", (0.48145466, 0.4578275, 0.40821073)))
+        self.std = tuple(float(v) for v in preprocess_cfg.get("std", (0.26862954, 0.26130258, 0.27577711)))
+        self.resize_mode = str(preprocess_cfg.get("resize_mode", "shortest"))
+        self.preprocess_cfg = {k: (list(v) if isinstance(v, tuple) else v) for k, v in preprocess_cfg.items()}
+        self.use_autocast = device.type == "cuda"
+        self.embed_dim = int(getattr(model, "embed_dim", 0) or self._probe_dim())
+
+    def _probe_dim(self) -> int:
+        return int(self.encode_texts(["probe"]).shape[1])
+
+    def describe(self) -> dict[str, Any]:
+        """What the store records about the model (principle 3 in DESIGN.md)."""
+        return {
+            "spec": self.spec.text,
+            "key": self.spec.key,
+            "arch": self.spec.arch,
+            "embed_dim": self.embed_dim,
+            "image_size": self.image_size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "resize_mode": self.resize_mode,
+        }
+
+    def images_to_tensor(self, batch_uint8: "np.ndarray") -> "torch.Tensor":
+        """NHWC uint8 → normalised NCHW float; done here so decode workers ship compact uint8."""
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(batch_uint8)).to(self.device, non_blocking=True)
+        x = x.permute(0, 3, 1, 2).float().div_(255.0)
+        mean = torch.tensor(self.mean, device=self.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=self.device).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+    def encode_images(self, batch_uint8: "np.ndarray") -> "np.ndarray":
+        import torch
+
+        with torch.inference_mode(), torch.autocast(self.device.type, enabled=self.use_autocast):
+            feats = self.model.encode_image(self.images_to_tensor(batch_uint8))
+            feats = torch.nn.functional.normalize(feats.float(), dim=-1)
+        return feats.cpu().numpy()
+
+    def encode_texts(self, texts: Iterable[str]) -> "np.ndarray":
+        import torch
+
+        tokens = self.tokenizer(list(texts)).to(self.device)
+        with torch.inference_mode(), torch.autocast(self.device.type, enabled=self.use_autocast):
+            feats = self.model.encode_text(tokens)
+            feats = torch.nn.functional.normalize(feats.float(), dim=-1)
+        return feats.cpu().numpy()
+
+
+def _as_pair(v: Any) -> tuple[int, int]:
+    return (int(v[0]), int(v[1])) if isinstance(v, (list, tuple)) else (int(v), int(v))
+
+
+@contextlib.contextmanager
+def _quiet_random_init(active: bool) -> Iterator[None]:
+    """open_clip warns that no weights were loaded; for an explicit random-init spec that is the point."""
+    if not active:
+        yield
+        return
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def pick_device(device: str | None = None) -> "torch.device":
+    import torch
+
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _register_shipped_configs() -> None:
+    import open_clip
+
+    if "clipsearch-tiny" not in open_clip.list_models():
+        open_clip.add_model_config(SHIPPED_CONFIG_DIR)
+
+
+def _build_from_cfg(cfg: dict) -> "torch.nn.Module":
+    """Instantiate an open_clip model from a full config dict (as saved in a model folder)."""
+    import open_clip
+
+    cfg = dict(cfg)
+    custom_text = cfg.pop("custom_text", False) or "hf_model_name" in cfg.get("text_cfg", {})
+    cls = open_clip.CustomTextCLIP if custom_text else open_clip.CLIP
+    return cls(**cfg)
+
+
+def load_encoder(spec: ModelSpec | str, device: str | None = None) -> Encoder:
+    """Load weights (downloading pretrained tags through open_clip, as users expect) and wrap them."""
+    if isinstance(spec, str):
+        spec = parse_spec(spec)
+    import torch
+    import open_clip
+
+    _register_shipped_configs()
+    dev = pick_device(device)
+    if spec.kind == "folder":
+        meta = spec.extra
+        model = _build_from_cfg(meta["model_cfg"])
+        state = torch.load(spec.folder / meta.get("weights", FOLDER_WEIGHTS), map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+        tokenizer = open_clip.get_tokenizer(meta.get("tokenizer", meta["arch"]), context_length=meta["model_cfg"]["text_cfg"].get("context_length", 77))
+        pp = meta.get("preprocess", {})
+    else:
+        if spec.arch not in open_clip.list_models():
+            raise ModelUnavailableError(
+                f"unknown model architecture {spec.arch!r}",
+                "run `clipsearch models` to list architectures and pretrained tags",
+            )
+        if spec.pretrained is None:
+            torch.manual_seed(RANDOM_INIT_SEED)
+        try:
+            with _quiet_random_init(spec.pretrained is None):
+                model = open_clip.create_model(spec.arch, pretrained=spec.pretrained)
+        except RuntimeError as exc:
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if "Unknown" in msg or "not found" in msg.lower() or "invalid" in msg.lower():
+                raise ModelUnavailableError(
+                    f"no pretrained weights {spec.pretrained!r} for {spec.arch}: {msg}",
+                    "run `clipsearch models` to list the tags",
+                ) from exc
+            raise ModelUnavailableError(
+                f"cannot get weights for {spec.text}: {msg}",
+                "connect once so open_clip can cache them, or pass a local checkpoint / model folder with --model",
+            ) from exc
+        except (OSError, ValueError, ConnectionError) as exc:
+            raise ModelUnavailableError(
+                f"cannot get weights for {spec.text} (offline or hub unreachable): {type(exc).__name__}",
+                "connect once so open_clip can cache them, or pass a local checkpoint / model folder with --model",
+            ) from exc
+        tokenizer = open_clip.get_tokenizer(spec.arch)
+        pp = open_clip.get_model_preprocess_cfg(model)
+    model.eval().to(dev)
+    return Encoder(spec, model, tokenizer, pp, dev)
+
+
+def save_model_folder(encoder: Encoder, folder: Path, extra: dict[str, Any] | None = None) -> ModelSpec:
+    """Write weights + config so `--model FOLDER` reloads the model offline, bit for bit."""
+    import torch
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = folder / FOLDER_WEIGHTS
+    tmp = weights.with_suffix(".tmp")
+    torch.save({k: v.detach().cpu() for k, v in encoder.model.state_dict().items()}, tmp)
+    digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+    os.replace(tmp, weights)
+    spec = encoder.spec
+    meta = {
+        "format": 1,
+        "arch": spec.arch,
+        "tokenizer": spec.extra.get("tokenizer", spec.arch),
+        "model_cfg": spec.extra["model_cfg"] if spec.kind == "folder" else model_config(spec.arch),
+        "preprocess": encoder.preprocess_cfg,
+        "base": spec.extra.get("base", spec.text) if spec.kind == "folder" else spec.text,
+        "weights": FOLDER_WEIGHTS,
+        "weights_sha256": digest,
+        **(extra or {}),
+    }
+    from .fsutil import atomic_write_text
+
+    atomic_write_text(folder / FOLDER_MANIFEST, json.dumps(meta, indent=2))
+    return parse_spec(str(folder))
+
+
+def model_config(arch: str) -> dict:
+    """Full open_clip config for an architecture (shipped configs included)."""
+    import open_clip
+
+    _register_shipped_configs()
+    cfg = open_clip.get_model_config(arch)
+    if cfg is None:
+        raise ModelUnavailableError(f"unknown model architecture {arch!r}", "run `clipsearch models`")
+    return cfg
+
+
+def _hf_cached_repos() -> set[str]:
+    hub = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub")
+    if not hub.is_dir():
+        return set()
+    return {p.name[len("models--"):].replace("--", "/") for p in hub.iterdir() if p.name.startswith("models--")}
+
+
+def list_models() -> list[dict[str, Any]]:
+    """Every spec `--model` accepts by name, and whether its weights are already on disk."""
+    import open_clip
+
+    _register_shipped_configs()
+    rows: list[dict[str, Any]] = [
+        {"spec": name, "kind": "shipped config (random init; for tests and fine-tuning)", "cached": True}
+        for name in shipped_configs()
+    ]
+    cached = _hf_cached_repos()
+    for arch, tag in open_clip.list_pretrained():
+        cfg = open_clip.get_pretrained_cfg(arch, tag) or {}
+        repo = str(cfg.get("hf_hub", "")).strip("/")
+        rows.append({"spec": f"{arch}:{tag}", "kind": "open_clip pretrained",
+                     "cached": bool(repo) and repo.split("/")[0] + "/" + repo.split("/")[1] in cached
+                     if repo.count("/") >= 1 else False})
+    return rows

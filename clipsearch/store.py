@@ -1,0 +1,259 @@
+"""The store: one folder holding the catalog, the embeddings, the derived FAISS index and a manifest.
+
+`Store` is the library API the CLI is a thin layer over::
+
+    import clipsearch
+    store = clipsearch.open("index/", model="ViT-B-32:laion2b_s34b_b79k")
+    store.add(["~/photos"])
+    for hit in store.search("a dog on grass", k=10):
+        print(hit.score, hit.path)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import catalog
+from .errors import ClipsearchError, ModelMismatchError, StoreLockedError
+from .fsutil import atomic_write_text
+from .models import DEFAULT_MODEL, ModelSpec, parse_spec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .indexer import Progress, RunSummary
+    from .models import Encoder
+    from .search import Hit
+    from .vectors import VectorIndex
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+CATALOG = "catalog.sqlite"
+FAISS_FILE = "vectors.faiss"
+LOCK_FILE = "lock"
+
+
+def default_store_path() -> Path:
+    """CLIPSEARCH_INDEX, else `index/` of the checkout we run from, else the user's data folder."""
+    env = os.environ.get("CLIPSEARCH_INDEX")
+    if env:
+        return Path(env).expanduser()
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / "index").is_dir():
+        return checkout / "index"
+    data_home = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
+    return data_home / "clipsearch" / "index"
+
+
+def read_manifest(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((Path(path) / MANIFEST).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise ClipsearchError(f"store manifest {path / MANIFEST} is unreadable: {exc}",
+                              "restore it from a backup or index into a new --index folder") from exc
+
+
+class Store:
+    """An index store. Opening is cheap; the model and the FAISS index load on first use."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any] | None, model: str | None = None,
+                 device: str | None = None) -> None:
+        self.path = Path(path)
+        self.manifest = manifest
+        self.device = device
+        self._requested = parse_spec(model) if model else None
+        if manifest and self._requested and self._requested.key != manifest["model"]["key"]:
+            raise ModelMismatchError(
+                f"store {self.path} was built with model {manifest['model']['spec']}, not {self._requested.text}",
+                f"query without --model, index into another store with --index, "
+                f"or re-embed it: clipsearch index --index {self.path} --model {self._requested.text} --reembed",
+            )
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.engine = catalog.open_engine(self.path / CATALOG)
+        self._encoder: Encoder | None = None
+        self._vectors: VectorIndex | None = None
+        self._vectors_version = -1
+
+    # --- lifecycle -----------------------------------------------------------------------------------
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    @contextlib.contextmanager
+    def writer_lock(self) -> Iterator[None]:
+        """One writer at a time; readers never wait (SQLite WAL + atomic FAISS file replace)."""
+        import fcntl
+
+        lock_path = self.path / LOCK_FILE
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = Path(lock_path).read_text().strip() or "another process"
+                raise StoreLockedError(f"store {self.path} is being written by {holder}",
+                                       "wait for that run to finish (queries still work meanwhile)") from None
+            os.ftruncate(fd, 0)
+            os.write(fd, f"pid {os.getpid()}".encode())
+            yield
+        finally:
+            os.close(fd)
+
+    # --- model ---------------------------------------------------------------------------------------
+    @property
+    def model_spec(self) -> ModelSpec:
+        if self._requested:
+            return self._requested
+        if self.manifest:
+            return parse_spec(self.manifest["model"]["spec"])
+        return parse_spec(DEFAULT_MODEL)
+
+    @property
+    def dim(self) -> int:
+        if self.manifest:
+            return int(self.manifest["model"]["embed_dim"])
+        return self.encoder.embed_dim
+
+    @property
+    def encoder(self) -> "Encoder":
+        if self._encoder is None:
+            from .models import load_encoder
+
+            self._encoder = load_encoder(self.model_spec, self.device)
+        return self._encoder
+
+    def use_encoder(self, encoder: "Encoder") -> None:
+        """Inject an already-loaded encoder (saves a reload when one process indexes and queries)."""
+        if self.manifest and encoder.spec.key != self.manifest["model"]["key"]:
+            raise ModelMismatchError(f"encoder {encoder.spec.text} does not match store model "
+                                     f"{self.manifest['model']['spec']}")
+        self._encoder = encoder
+
+    def ensure_manifest(self) -> None:
+        """Record the model on first write, after it loaded, so a failed load leaves no half store."""
+        if self.manifest is None:
+            self.manifest = {
+                "format_version": FORMAT_VERSION,
+                "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "model": self.encoder.describe(),
+            }
+            atomic_write_text(self.path / MANIFEST, json.dumps(self.manifest, indent=2))
+
+    # --- vectors -------------------------------------------------------------------------------------
+    def vector_index(self) -> "VectorIndex":
+        """The FAISS index matching the catalog; rebuilt from stored embeddings if the file is stale."""
+        from .vectors import VectorIndex
+
+        with self.session() as s:
+            version = catalog.get_version(s)
+            if self._vectors is not None and self._vectors_version == version:
+                return self._vectors
+            loaded = VectorIndex.load(self.path / FAISS_FILE)
+            if loaded and loaded[1] == version:
+                self._vectors, self._vectors_version = loaded
+                return self._vectors
+            kind = loaded[0].kind if loaded else None
+            ids, vecs = catalog.all_embeddings(s, self.dim)
+        self._vectors = VectorIndex.build(ids, vecs, self.dim, kind if kind and kind != "flat" else None)
+        self._vectors_version = version
+        return self._vectors
+
+    def set_vector_index(self, index: "VectorIndex", version: int) -> None:
+        self._vectors, self._vectors_version = index, version
+
+    def save_vector_index(self) -> None:
+        if self._vectors is not None:
+            self._vectors.save(self.path / FAISS_FILE, self._vectors_version)
+
+    def rebuild_vectors(self, kind: str | None = None) -> "VectorIndex":
+        """Rebuild (and save) the FAISS index from stored embeddings, decoding no image."""
+        from .vectors import VectorIndex
+
+        with self.writer_lock():
+            with self.session() as s:
+                version = catalog.get_version(s)
+                ids, vecs = catalog.all_embeddings(s, self.dim)
+            self.set_vector_index(VectorIndex.build(ids, vecs, self.dim, kind), version)
+            self.save_vector_index()
+        return self._vectors  # type: ignore[return-value]
+
+    # --- the public verbs ----------------------------------------------------------------------------
+    def add(self, paths: Iterable[str | Path], *, exclude: Iterable[str] = (), include_hidden: bool = False,
+            batch_size: int | None = None, workers: int | None = None,
+            progress: "Progress | None" = None) -> "RunSummary":
+        """Index (or incrementally update) folders and files."""
+        from .indexer import run_index
+
+        return run_index(self, list(paths), exclude=tuple(exclude), include_hidden=include_hidden,
+                         batch_size=batch_size, workers=workers, progress=progress)
+
+    def search(self, text: str | list[str] | None = None, *, image: str | list[str] | None = None,
+               minus: Iterable[str] = (), minus_image: Iterable[str] = (), k: int = 10,
+               under: Iterable[str] | None = None, ext: Iterable[str] | None = None) -> list["Hit"]:
+        from .search import search
+
+        texts = [text] if isinstance(text, str) else list(text or [])
+        images = [image] if isinstance(image, (str, Path)) else list(image or [])
+        return search(self, texts=texts, images=[str(i) for i in images], minus=list(minus),
+                      minus_images=[str(i) for i in minus_image], k=k,
+                      under=list(under) if under else None, exts=list(ext) if ext else None)
+
+    def info(self) -> dict[str, Any]:
+        from .vectors import saved_meta
+
+        with self.session() as s:
+            counts = catalog.counts(s)
+            last = s.scalars(select(catalog.RunRow).order_by(catalog.RunRow.id.desc()).limit(1)).first()
+            roots = list(s.scalars(select(catalog.RootRow.path).order_by(catalog.RootRow.path)))
+        disk = sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
+        faiss_meta = saved_meta(self.path / FAISS_FILE) or {}
+        return {
+            "store": str(self.path.resolve()),
+            "model": (self.manifest or {}).get("model"),
+            **counts,
+            "index_type": faiss_meta.get("kind", "flat (not built yet)"),
+            "disk_bytes": disk,
+            "roots": roots,
+            "last_run": None if last is None else {
+                "started_at": last.started_at.isoformat(timespec="seconds"),
+                "status": last.status,
+                "added": last.added, "updated": last.updated, "moved": last.moved, "removed": last.removed,
+                "unchanged": last.unchanged, "failed": last.failed, "seconds": round(last.seconds, 2),
+            },
+        }
+
+    def failures(self) -> list[dict[str, Any]]:
+        with self.session() as s:
+            rows = s.execute(select(catalog.ImageRow.path, catalog.ImageRow.error, catalog.ImageRow.size)
+                             .where(catalog.ImageRow.ok.is_(False)).order_by(catalog.ImageRow.path)).all()
+        return [{"path": p, "error": e, "size": n} for p, e, n in rows]
+
+
+def open_store(path: str | Path | None = None, model: str | None = None, *, create: bool = False,
+               device: str | None = None) -> Store:
+    """Open a store; `create=True` lets `add` start a new one. Model mismatch is an error here."""
+    store_path = Path(path).expanduser() if path else default_store_path()
+    manifest = read_manifest(store_path) if store_path.is_dir() else None
+    if manifest is None and not create:
+        raise ClipsearchError(f"no index at {store_path}",
+                              "build one first: clipsearch index FOLDER (or point --index / CLIPSEARCH_INDEX at it)")
+    if manifest and manifest.get("format_version") != FORMAT_VERSION:
+        raise ClipsearchError(f"store {store_path} has format {manifest.get('format_version')}, "
+                              f"this clipsearch reads {FORMAT_VERSION}", "re-index into a new --index folder")
+    return Store(store_path, manifest, model=model, device=device)

@@ -1,0 +1,92 @@
+"""Shared fixtures: a tiny CLIP trained for seconds on generated shapes, and a generated photo folder.
+
+Everything is offline and seeded. The trained model is a real checkpoint folder that `--model` loads,
+so the tests exercise the same path a fine-tuned user model takes.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from clipsearch import synthetic
+from clipsearch.cli import app
+
+TRAIN_PER_CLASS = 24
+INDEX_PER_CLASS = 5
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    import torch
+
+    torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """clipsearch-tiny trained ~30 s on colour×shape captions; saved as a model folder."""
+    from clipsearch.images import read_and_decode
+    from clipsearch.models import load_encoder, save_model_folder
+    from clipsearch.training import TrainConfig, train_contrastive
+
+    root = tmp_path_factory.mktemp("tiny-model")
+    samples = synthetic.make_dataset(root / "train", per_class=TRAIN_PER_CLASS, seed=1)
+    enc = load_encoder("clipsearch-tiny", device="cpu")
+    pixels = np.stack([read_and_decode(str(s.path), enc.image_size)[1].pixels for s in samples])
+    train_contrastive(enc, pixels, [s.caption for s in samples], [s.class_id for s in samples],
+                      TrainConfig(epochs=8, batch_size=16, lr=2e-3, warmup_steps=5, seed=0))
+    save_model_folder(enc, root / "model")
+    return root / "model"
+
+
+@pytest.fixture(scope="session")
+def shapes_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pristine generated collection: INDEX_PER_CLASS images of each of the 12 colour×shape classes."""
+    root = tmp_path_factory.mktemp("shapes-src")
+    synthetic.make_dataset(root, per_class=INDEX_PER_CLASS, seed=7)
+    return root
+
+
+@pytest.fixture()
+def photos(tmp_path: Path, shapes_source: Path) -> Path:
+    """A fresh, writable copy of the collection for tests that change files."""
+    dest = tmp_path / "photos"
+    shutil.copytree(shapes_source, dest)
+    return dest
+
+
+@pytest.fixture()
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def cli(runner: CliRunner, *args: str, ok: bool = True):
+    """Invoke the CLI; by default assert success and show the output when it fails."""
+    result = runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+    if ok:
+        assert result.exit_code == 0, f"exit {result.exit_code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    return result
+
+
+def cli_json(runner: CliRunner, *args: str):
+    return json.loads(cli(runner, *args, "--json").stdout)
+
+
+def label_of(path: str) -> str:
+    """'…/red_circle_003.png' → 'red circle'."""
+    stem = Path(path).stem
+    color, shape = stem.split("_")[:2]
+    return f"{color} {shape}"
+
+
+@pytest.fixture(scope="session")
+def indexed(tmp_path_factory: pytest.TempPathFactory, shapes_source: Path, trained_model: Path) -> Path:
+    """A read-only store over shapes_source built with the trained model (tests must not modify it)."""
+    store = tmp_path_factory.mktemp("store") / "index"
+    cli(CliRunner(), "index", shapes_source, "--index", store, "--model", trained_model)
+    return store
