@@ -172,7 +172,7 @@ def query(
     else:
         table = Table()
         for col, justify in (("rank", "right"), ("score", "right"), ("path", "left"), ("size", "right"), ("pixels", "right")):
-            table.add_column(col, justify=justify)  # type: ignore[arg-type]
+            table.add_column(col, justify=justify, overflow="fold")  # type: ignore[arg-type]
         for h in hits:
             table.add_row(str(h.rank), f"{h.score:.3f}", f"[link=file://{h.path}]{h.path}[/link]",
                           human_size(h.size), f"{h.width}x{h.height}" if h.width else "-")
@@ -197,8 +197,8 @@ def info(
         return
     if fails is not None:
         table = Table(title=f"{len(fails)} files could not be indexed")
-        table.add_column("path")
-        table.add_column("error")
+        table.add_column("path", overflow="fold")
+        table.add_column("error", overflow="fold")
         for f in fails:
             table.add_row(f["path"], f["error"] or "")
         out.print(table)

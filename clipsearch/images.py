@@ -55,7 +55,7 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         if im.mode.startswith("I;16"):
             lo, hi = 0.0, 65535.0
         scaled = np.clip((arr - lo) / max(hi - lo, 1e-6) * 255.0, 0, 255).astype(np.uint8)
-        return Image.fromarray(scaled, "L").convert("RGB")
+        return Image.fromarray(scaled).convert("RGB")
     if im.mode != "RGB":
         return im.convert("RGB")
     return im

@@ -25,7 +25,8 @@ from .scan import FileFacts, scan, sniff_file
 if TYPE_CHECKING:  # pragma: no cover
     from .store import Store
 
-COMMIT_EVERY = 256
+COMMIT_EVERY = int(os.environ.get("CLIPSEARCH_COMMIT_EVERY", 256))  # images per transaction
+COMMIT_SECONDS = 5.0  # also commit at least this often, so a kill loses seconds of work, not minutes
 
 
 class Progress(Protocol):
@@ -373,6 +374,7 @@ def _encode_all(store: "Store", committer: _Committer, todo: list[tuple[FileFact
     def decode(path: str) -> tuple[str, Decoded]:
         return read_and_decode(path, size, mode)
 
+    last_commit = time.perf_counter()
     for facts, known, fut in _decode_stream(todo, decode, workers, prefetch=batch_size * 3):
         try:
             digest, dec = fut.result()
@@ -389,7 +391,8 @@ def _encode_all(store: "Store", committer: _Committer, todo: list[tuple[FileFact
                 batch.append((facts, known, digest, dec))
                 if len(batch) >= batch_size:
                     flush_batch()
-        if len(pending) >= commit_every:
+        if len(pending) >= commit_every or (len(pending) and time.perf_counter() - last_commit > COMMIT_SECONDS):
             committer.commit(pending)
+            last_commit = time.perf_counter()
     flush_batch()
     committer.commit(pending)

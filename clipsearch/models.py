@@ -168,19 +168,6 @@ def _as_pair(v: Any) -> tuple[int, int]:
     return (int(v[0]), int(v[1])) if isinstance(v, (list, tuple)) else (int(v), int(v))
 
 
-@contextlib.contextmanager
-def _quiet_random_init(active: bool) -> Iterator[None]:
-    """open_clip warns that no weights were loaded; for an explicit random-init spec that is the point."""
-    if not active:
-        yield
-        return
-    logging.disable(logging.WARNING)
-    try:
-        yield
-    finally:
-        logging.disable(logging.NOTSET)
-
-
 def pick_device(device: str | None = None) -> "torch.device":
     import torch
 
@@ -218,9 +205,16 @@ def load_encoder(spec: ModelSpec | str, device: str | None = None) -> Encoder:
     if spec.kind == "folder":
         meta = spec.extra
         model = _build_from_cfg(meta["model_cfg"])
-        state = torch.load(spec.folder / meta.get("weights", FOLDER_WEIGHTS), map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
-        tokenizer = open_clip.get_tokenizer(meta.get("tokenizer", meta["arch"]), context_length=meta["model_cfg"]["text_cfg"].get("context_length", 77))
+        try:
+            state = torch.load(spec.folder / meta.get("weights", FOLDER_WEIGHTS), map_location="cpu", weights_only=True)
+            model.load_state_dict(state)
+        except (OSError, RuntimeError, KeyError) as exc:
+            raise ModelUnavailableError(
+                f"model folder {spec.folder} cannot be loaded: {str(exc).splitlines()[0][:200]}",
+                "the weights do not match the folder's config; re-run the fine-tune that wrote it",
+            ) from exc
+        context = meta["model_cfg"].get("text_cfg", {}).get("context_length", 77)
+        tokenizer = open_clip.get_tokenizer(meta.get("tokenizer", meta["arch"]), context_length=context)
         pp = meta.get("preprocess", {})
     else:
         if spec.arch not in open_clip.list_models():
@@ -228,31 +222,45 @@ def load_encoder(spec: ModelSpec | str, device: str | None = None) -> Encoder:
                 f"unknown model architecture {spec.arch!r}",
                 "run `clipsearch models` to list architectures and pretrained tags",
             )
-        if spec.pretrained is None:
-            torch.manual_seed(RANDOM_INIT_SEED)
-        try:
-            with _quiet_random_init(spec.pretrained is None):
-                model = open_clip.create_model(spec.arch, pretrained=spec.pretrained)
-        except RuntimeError as exc:
-            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            if "Unknown" in msg or "not found" in msg.lower() or "invalid" in msg.lower():
-                raise ModelUnavailableError(
-                    f"no pretrained weights {spec.pretrained!r} for {spec.arch}: {msg}",
-                    "run `clipsearch models` to list the tags",
-                ) from exc
-            raise ModelUnavailableError(
-                f"cannot get weights for {spec.text}: {msg}",
-                "connect once so open_clip can cache them, or pass a local checkpoint / model folder with --model",
-            ) from exc
-        except (OSError, ValueError, ConnectionError) as exc:
-            raise ModelUnavailableError(
-                f"cannot get weights for {spec.text} (offline or hub unreachable): {type(exc).__name__}",
-                "connect once so open_clip can cache them, or pass a local checkpoint / model folder with --model",
-            ) from exc
+        model = _create_open_clip(spec)
         tokenizer = open_clip.get_tokenizer(spec.arch)
         pp = open_clip.get_model_preprocess_cfg(model)
     model.eval().to(dev)
     return Encoder(spec, model, tokenizer, pp, dev)
+
+
+def _create_open_clip(spec: ModelSpec) -> "torch.nn.Module":
+    """open_clip's own loading path (download on first use), with fast, one-line failures offline."""
+    import torch
+    import open_clip
+
+    from .weights import hub_offline, hub_reachable, quiet_logs, weights_cached
+
+    cached = True
+    if spec.pretrained is None:
+        torch.manual_seed(RANDOM_INIT_SEED)
+    elif not os.path.isfile(spec.pretrained):
+        pcfg = open_clip.get_pretrained_cfg(spec.arch, spec.pretrained)
+        if not pcfg:
+            tags = ", ".join(open_clip.list_pretrained_tags_by_model(spec.arch)) or "none"
+            raise ModelUnavailableError(f"{spec.arch} has no pretrained weights {spec.pretrained!r}",
+                                        f"known tags: {tags}")
+        cached = weights_cached(pcfg)
+        if not cached and not hub_reachable():
+            raise ModelUnavailableError(
+                f"cannot get weights for {spec.text}: they are not cached here and the model hub is unreachable",
+                "connect once so open_clip can download and cache them, or pass a local checkpoint "
+                "(ARCH:/path/to/file.pt) or a model folder with --model",
+            )
+    try:
+        with quiet_logs(), hub_offline(cached):
+            return open_clip.create_model(spec.arch, pretrained=spec.pretrained)
+    except (RuntimeError, OSError, ValueError, ConnectionError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelUnavailableError(
+            f"cannot get weights for {spec.text}: {msg[:200]}",
+            "check the network, or pass a local checkpoint / model folder with --model",
+        ) from exc
 
 
 def save_model_folder(encoder: Encoder, folder: Path, extra: dict[str, Any] | None = None) -> ModelSpec:

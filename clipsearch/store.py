@@ -195,13 +195,14 @@ class Store:
 
     # --- the public verbs ----------------------------------------------------------------------------
     def add(self, paths: Iterable[str | Path], *, exclude: Iterable[str] = (), include_hidden: bool = False,
-            batch_size: int | None = None, workers: int | None = None,
-            progress: "Progress | None" = None) -> "RunSummary":
-        """Index (or incrementally update) folders and files."""
-        from .indexer import run_index
+            batch_size: int | None = None, workers: int | None = None, progress: "Progress | None" = None,
+            commit_every: int | None = None) -> "RunSummary":
+        """Index (or incrementally update) folders and files; `commit_every` images per transaction."""
+        from .indexer import COMMIT_EVERY, run_index
 
         return run_index(self, list(paths), exclude=tuple(exclude), include_hidden=include_hidden,
-                         batch_size=batch_size, workers=workers, progress=progress)
+                         batch_size=batch_size, workers=workers, progress=progress,
+                         commit_every=commit_every or COMMIT_EVERY)
 
     def search(self, text: str | list[str] | None = None, *, image: str | list[str] | None = None,
                minus: Iterable[str] = (), minus_image: Iterable[str] = (), k: int = 10,

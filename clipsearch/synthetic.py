@@ -40,7 +40,7 @@ def draw(color: str, shape: str, rng: np.random.Generator, size: int = 96) -> Im
     base = rng.integers(90, 170, size=3)
     noise = rng.normal(0, 18, size=(size // 8, size // 8, 3))
     bg = np.clip(base + np.kron(noise, np.ones((8, 8, 1))), 0, 255).astype(np.uint8)
-    im = Image.fromarray(bg, "RGB").filter(ImageFilter.GaussianBlur(2))
+    im = Image.fromarray(bg).filter(ImageFilter.GaussianBlur(2))
     d = ImageDraw.Draw(im)
     r = int(rng.integers(size // 4, size // 2.6))
     cx, cy = (int(v) for v in rng.integers(r + 2, size - r - 2, size=2))
@@ -85,7 +85,7 @@ def make_photos(folder: Path, count: int, width: int = 4000, height: int = 3000,
         im = small.resize((width, height), Image.Resampling.BILINEAR)
         grain = rng.integers(-12, 13, size=(height // 4, width // 4, 1), dtype=np.int16)
         arr = np.asarray(im, dtype=np.int16) + np.kron(grain, np.ones((4, 4, 1), dtype=np.int16))[:height, :width]
-        im = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
+        im = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
         if png_every and i % png_every == png_every - 1:
             path = folder / f"photo_{i:05d}.png"
             im.save(path, compress_level=1)

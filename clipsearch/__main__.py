@@ -1,0 +1,5 @@
+"""`python -m clipsearch` runs the CLI."""
+
+from .cli import main
+
+main()

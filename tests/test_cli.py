@@ -1,0 +1,170 @@
+"""The CLI surface: output formats, filters, combined queries, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import clipsearch
+
+from .conftest import cli, cli_json, label_of
+
+
+def _no_traceback(result) -> None:
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_table_paths_and_json_outputs(runner, indexed: Path) -> None:
+    table = cli(runner, "query", "a blue square", "-k", "3", "--index", indexed).stdout
+    assert "rank" in table and "score" in table and ".png" in table
+    paths = cli(runner, "query", "a blue square", "-k", "3", "--paths", "--index", indexed).stdout.splitlines()
+    assert len(paths) == 3 and all(Path(p).is_file() for p in paths)
+    hits = cli_json(runner, "query", "a blue square", "-k", "3", "--index", indexed)
+    assert [h["path"] for h in hits] == paths
+    assert set(hits[0]) == {"rank", "score", "path", "size", "width", "height", "format", "modified", "id"}
+    assert [h["rank"] for h in hits] == [1, 2, 3]
+    assert hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
+
+
+def test_info(runner, indexed: Path) -> None:
+    info = cli_json(runner, "info", "--index", indexed)
+    assert info["images"] == info["vectors"] == 60 and info["failed"] == 0
+    assert info["index_type"] == "flat" and info["disk_bytes"] > 0
+    assert info["model"]["key"].startswith("folder:") and info["model"]["embed_dim"] == 64
+    assert info["last_run"]["status"] == "done"
+    assert "images" in cli(runner, "info", "--index", indexed).stdout
+
+
+def test_filters_under_and_ext(runner, tmp_path: Path, photos: Path, trained_model: Path) -> None:
+    sub = photos / "2023"
+    sub.mkdir()
+    for p in sorted(photos.glob("red_*_00[01].png")):
+        p.rename(sub / p.name)
+    jpg = photos / "red_circle_004.png"
+    from PIL import Image
+
+    Image.open(jpg).save(photos / "as_jpeg.jpg", quality=95)
+    idx = tmp_path / "index"
+    cli(runner, "index", photos, "--index", idx, "--model", trained_model)
+    under = cli_json(runner, "query", "a red circle", "-k", "50", "--under", sub, "--index", idx)
+    assert len(under) == 6 and all(Path(h["path"]).parent == sub for h in under)
+    jpegs = cli_json(runner, "query", "a red circle", "-k", "50", "--ext", "jpeg", "--index", idx)
+    assert [Path(h["path"]).name for h in jpegs] == ["as_jpeg.jpg"]
+
+
+def test_weights_and_negatives_combine(runner, indexed: Path) -> None:
+    plain = cli_json(runner, "query", "a red circle", "-k", "10", "--index", indexed)
+    # subtracting half of the same vector leaves its direction unchanged: identical ranking
+    halved = cli_json(runner, "query", "a red circle", "--minus", "a red circle::0.5", "-k", "10", "--index", indexed)
+    assert [h["path"] for h in halved] == [h["path"] for h in plain]
+    for weights, colour in ((("::4", ""), "red"), (("", "::4"), "blue")):  # the heavier term wins the top
+        hits = cli_json(runner, "query", "a red circle" + weights[0], "a blue triangle" + weights[1], "-k", "3",
+                        "--index", indexed)
+        assert [label_of(h["path"]).split()[0] for h in hits] == [colour] * 3
+    steered = cli_json(runner, "query", "a red circle", "--minus", "a red square", "-k", "10", "--index", indexed)
+    squares = lambda hits: sum(label_of(h["path"]) == "red square" for h in hits)  # noqa: E731
+    assert squares(steered) <= squares(plain)
+
+
+def test_library_api(indexed: Path) -> None:
+    with clipsearch.open(indexed, create=False) as store:
+        hits = store.search("a green triangle", k=3)
+        assert len(hits) == 3 and all(h.path.endswith(".png") for h in hits)
+        assert store.info()["images"] == 60
+
+
+@pytest.mark.parametrize("args, message", [
+    (["query", "a cat", "--index", "{tmp}/nowhere"], "no index at"),
+    (["query", "", "--index", "{indexed}"], "empty query"),
+    (["query", "--index", "{indexed}"], "empty query"),
+    (["query", "--image", "{tmp}/missing.jpg", "--index", "{indexed}"], "query image not found"),
+    (["index", "{tmp}/missing-folder", "--index", "{tmp}/i"], "no such file or folder"),
+    (["index", "{photos}", "--index", "{tmp}/i", "--model", "NoSuchNet-99"], "unknown model architecture"),
+    (["index", "{photos}", "--index", "{indexed}", "--model", "clipsearch-tiny"], "was built with model"),
+    (["index", "{photos}", "--index", "{tmp}/i", "--model", "{tmp}"], "not a clipsearch model"),
+    (["info", "--index", "{tmp}/nowhere"], "no index at"),
+])
+def test_errors_are_one_line_with_a_hint(runner, tmp_path, indexed, photos, args, message) -> None:
+    fmt = {"tmp": tmp_path, "indexed": indexed, "photos": photos}
+    result = cli(runner, *[a.format(**fmt) for a in args], ok=False)
+    assert result.exit_code == 1, result.stdout + result.stderr
+    assert message in result.stderr
+    assert "hint:" in result.stderr
+    _no_traceback(result)
+
+
+def test_unreadable_query_image(runner, tmp_path: Path, indexed: Path) -> None:
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("nope")
+    result = cli(runner, "query", "--image", bad, "--index", indexed, ok=False)
+    assert result.exit_code == 1 and "cannot use query image" in result.stderr
+    _no_traceback(result)
+
+
+def test_pretrained_weights_offline_is_a_clear_error(runner, tmp_path: Path, photos: Path, monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # also what a machine without network sees, only faster
+    result = cli(runner, "index", photos, "--index", tmp_path / "i", "--model", "RN50:openai", ok=False)
+    assert result.exit_code == 1
+    assert "cannot get weights for RN50:openai" in result.stderr and "unreachable" in result.stderr
+    assert "hint:" in result.stderr
+    _no_traceback(result)
+    assert not (tmp_path / "i" / "manifest.json").exists()  # a failed model load leaves no half store
+
+
+def test_unknown_pretrained_tag(runner, tmp_path: Path, photos: Path) -> None:
+    result = cli(runner, "index", photos, "--index", tmp_path / "i", "--model", "ViT-B-32:no_such_tag", ok=False)
+    assert result.exit_code == 1 and "has no pretrained weights 'no_such_tag'" in result.stderr
+    assert "laion2b_s34b_b79k" in result.stderr  # the hint lists the real tags
+
+
+def test_local_checkpoint_file_spec(tmp_path: Path, trained_model: Path, shapes_source: Path) -> None:
+    """ARCH:/path/checkpoint.pt loads offline and gives the same embeddings as the model folder."""
+    import numpy as np
+    import torch
+
+    from clipsearch.models import load_encoder
+
+    ckpt = tmp_path / "tiny.pt"
+    torch.save(torch.load(trained_model / "weights.pt", weights_only=True), ckpt)
+    from_folder = load_encoder(str(trained_model), device="cpu")
+    from_file = load_encoder(f"clipsearch-tiny:{ckpt}", device="cpu")
+    texts = ["a red circle", "a blue square"]
+    assert np.allclose(from_folder.encode_texts(texts), from_file.encode_texts(texts), atol=1e-6)
+    assert from_file.spec.key.startswith("clipsearch-tiny:file:")
+
+
+def test_second_writer_is_refused(runner, tmp_path: Path, photos: Path, trained_model: Path) -> None:
+    idx = tmp_path / "index"
+    cli(runner, "index", photos / "red_circle_000.png", "--index", idx, "--model", trained_model)
+    with clipsearch.open(idx) as store, store.writer_lock():
+        result = cli(runner, "index", photos, "--index", idx, ok=False)
+        assert result.exit_code == 1 and "being written by pid" in result.stderr
+        # readers are not blocked by the writer
+        assert cli_json(runner, "query", "a red circle", "--index", idx)[0]["path"].endswith("red_circle_000.png")
+
+
+def test_help_and_errors_do_not_import_torch(tmp_path: Path) -> None:
+    code = (
+        "import sys; from typer.testing import CliRunner; from clipsearch.cli import app;"
+        "r = CliRunner();"
+        "a = r.invoke(app, ['--help']); b = r.invoke(app, ['query', 'x', '--index', sys.argv[1]]);"
+        "c = r.invoke(app, ['index', '--help']);"
+        "print(json.dumps([a.exit_code, b.exit_code, c.exit_code, 'torch' in sys.modules]))"
+    )
+    out = subprocess.run([sys.executable, "-c", "import json;" + code, str(tmp_path / "none")],
+                         capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == [0, 1, 0, False]
+
+
+def test_default_store_location(monkeypatch, tmp_path: Path) -> None:
+    from clipsearch.store import default_store_path
+
+    monkeypatch.setenv("CLIPSEARCH_INDEX", str(tmp_path / "env-store"))
+    assert default_store_path() == tmp_path / "env-store"
+    monkeypatch.delenv("CLIPSEARCH_INDEX")
+    assert default_store_path().name == "index"
