@@ -296,8 +296,9 @@ def run_index(store: "Store", targets: list, *, exclude: tuple[str, ...] = (), i
         try:
             if todo or new or missing:
                 if todo or new:
-                    encoder = store.encoder  # loads the model: only when there is work for it
+                    store.encoder  # noqa: B018 - loads the model: only when there is work for it
                     store.ensure_manifest()
+                    store.ensure_text_cache()
                 committer = _Committer(store, summary)
                 moves, new = _detect_moves(new, missing)
                 committer.record_moves(moves)

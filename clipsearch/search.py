@@ -77,7 +77,7 @@ def query_vector(store: "Store", texts: list[tuple[str, float]], images: list[tu
     total = np.zeros(store.dim, dtype=np.float32)
     for terms, sign in ((texts, 1.0), (minus, -1.0)):
         if terms:
-            embs = store.encoder.encode_texts([t for t, _w in terms])
+            embs = store.text_encoder().encode_texts([t for t, _w in terms])
             for (_t, w), e in zip(terms, embs):
                 total += sign * w * e
     digests: list[str] = []

@@ -36,6 +36,7 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 CATALOG = "catalog.sqlite"
 FAISS_FILE = "vectors.faiss"
+TEXT_ENCODER_DIR = "text_encoder"
 LOCK_FILE = "lock"
 
 
@@ -154,6 +155,24 @@ class Store:
                 "model": self.encoder.describe(),
             }
             atomic_write_text(self.path / MANIFEST, json.dumps(self.manifest, indent=2))
+
+    def ensure_text_cache(self) -> None:
+        """Export the text tower for torch-free cold queries (see textfast.py), once per store and model."""
+        from .textfast import NumpyTextEncoder, export_text_tower
+
+        folder = self.path / TEXT_ENCODER_DIR
+        if NumpyTextEncoder.load(folder, self.encoder.spec.key) is None:
+            export_text_tower(self.encoder, folder)
+
+    def text_encoder(self):
+        """The NumPy text encoder when the store has one for its model (no torch import), else the model."""
+        if self._encoder is None and self.manifest:
+            from .textfast import NumpyTextEncoder
+
+            fast = NumpyTextEncoder.load(self.path / TEXT_ENCODER_DIR, self.manifest["model"]["key"])
+            if fast is not None:
+                return fast
+        return self.encoder
 
     # --- vectors -------------------------------------------------------------------------------------
     def vector_index(self) -> "VectorIndex":

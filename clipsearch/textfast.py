@@ -1,0 +1,269 @@
+"""A torch-free CLIP text encoder for cold queries.
+
+`import torch` alone costs ~3.5 s on a 2-core machine and open_clip another ~5 s; building the model
+more. A text query needs none of it: the store keeps the text tower's weights as plain .npy files
+(memory-mapped, so only the token rows a query uses are read) and this module runs the forward pass in
+NumPy. Because the text transformer is causal and pools at the end-of-text token, positions after it
+cannot change the result: we compute only the real tokens, not all 77, which is exact and fast.
+
+Only the standard open_clip text tower (TextTransformer with argmax pooling and the CLIP BPE tokenizer)
+is exported; any other model keeps the torch path. Tests check both paths agree to 1e-5.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import html
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
+
+import numpy as np
+
+from .fsutil import atomic_write_text
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .models import Encoder
+
+FORMAT = 1
+CONFIG = "config.json"
+VOCAB = "bpe_simple_vocab_16e6.txt.gz"
+
+
+# --- tokenizer (the CLIP BPE, as in open_clip.tokenizer.SimpleTokenizer with clean='lower') ------------
+@functools.lru_cache()
+def _bytes_to_unicode() -> dict[int, str]:
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, [chr(c) for c in cs]))
+
+
+class BPETokenizer:
+    def __init__(self, vocab_path: Path, context_length: int) -> None:
+        import regex
+
+        merges_text = gzip.open(vocab_path).read().decode("utf-8").split("\n")
+        merges = [tuple(m.split()) for m in merges_text[1:49152 - 256 - 2 + 1]]
+        vocab = list(_bytes_to_unicode().values())
+        vocab = vocab + [v + "</w>" for v in vocab] + ["".join(m) for m in merges]
+        vocab += ["<start_of_text>", "<end_of_text>"]
+        self.encoder = {tok: i for i, tok in enumerate(vocab)}
+        self.ranks = {m: i for i, m in enumerate(merges)}
+        self.sot, self.eot = self.encoder["<start_of_text>"], self.encoder["<end_of_text>"]
+        self.context_length = context_length
+        self.pat = regex.compile(r"""<start_of_text>|<end_of_text>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""",
+                                 regex.IGNORECASE)
+        self.cache: dict[str, list[str]] = {}
+
+    def _bpe(self, token: str) -> list[str]:
+        if token in self.cache:
+            return self.cache[token]
+        word = list(token[:-1]) + [token[-1] + "</w>"]
+        while len(word) > 1:
+            pairs = {(a, b) for a, b in zip(word, word[1:])}
+            best = min(pairs, key=lambda p: self.ranks.get(p, float("inf")))
+            if best not in self.ranks:
+                break
+            merged: list[str] = []
+            i = 0
+            while i < len(word):
+                if i < len(word) - 1 and (word[i], word[i + 1]) == best:
+                    merged.append(word[i] + word[i + 1])
+                    i += 2
+                else:
+                    merged.append(word[i])
+                    i += 1
+            word = merged
+        self.cache[token] = word
+        return word
+
+    def encode(self, text: str) -> list[int]:
+        import ftfy
+
+        text = " ".join(html.unescape(html.unescape(ftfy.fix_text(text))).strip().split()).lower()
+        byte_encoder = _bytes_to_unicode()
+        ids: list[int] = []
+        for token in self.pat.findall(text):
+            if token in ("<start_of_text>", "<end_of_text>"):  # special tokens typed in the text, as open_clip
+                ids.append(self.encoder[token])
+                continue
+            token = "".join(byte_encoder[b] for b in token.encode("utf-8"))
+            ids.extend(self.encoder[t] for t in self._bpe(token))
+        return ids
+
+    def __call__(self, text: str) -> list[int]:
+        tokens = [self.sot] + self.encode(text) + [self.eot]
+        if len(tokens) > self.context_length:
+            tokens = tokens[: self.context_length]
+            tokens[-1] = self.eot
+        return tokens
+
+
+# --- export --------------------------------------------------------------------------------------------
+def exportable(encoder: "Encoder") -> str | None:
+    """None if the text tower is the standard one we can run in NumPy, else the reason it is not."""
+    import torch
+    import open_clip
+    from open_clip.tokenizer import SimpleTokenizer
+
+    model = encoder.model
+    if type(model) is not open_clip.CLIP:
+        return f"model class {type(model).__name__}"
+    if getattr(model, "text_pool_type", "argmax") != "argmax" or model.attn_mask is None:
+        return "text pooling is not causal argmax"
+    tok = encoder.tokenizer
+    if not isinstance(tok, SimpleTokenizer) or tok.reduction_fn is not None or tok.vocab_size != 49408:
+        return f"tokenizer {type(tok).__name__}"
+    if getattr(tok.clean_fn, "__name__", "") != "_clean_lower":
+        return "tokenizer cleaning"
+    for block in model.transformer.resblocks:
+        if type(block).__name__ != "ResidualAttentionBlock" or hasattr(block, "ln_1_kv"):
+            return f"block {type(block).__name__}"
+        act = block.mlp.gelu
+        if not (type(act).__name__ == "QuickGELU" or (isinstance(act, torch.nn.GELU) and act.approximate == "none")):
+            return f"activation {type(act).__name__}"
+    return None
+
+
+def export_text_tower(encoder: "Encoder", folder: Path) -> bool:
+    """Write the text tower as .npy files + config into `folder` (atomically); False if unsupported."""
+    if exportable(encoder) is not None:
+        return False
+    import torch
+    from open_clip.tokenizer import default_bpe
+
+    model = encoder.model
+    folder = Path(folder)
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+
+    def save(name: str, t: torch.Tensor) -> None:
+        np.save(tmp / f"{name}.npy", t.detach().float().cpu().numpy())
+
+    with torch.no_grad():
+        save("token_embedding", model.token_embedding.weight)
+        save("positional_embedding", model.positional_embedding)
+        blocks = []
+        for i, b in enumerate(model.transformer.resblocks):
+            p = f"block{i}."
+            save(p + "ln_1.weight", b.ln_1.weight); save(p + "ln_1.bias", b.ln_1.bias)
+            save(p + "in_proj_weight", b.attn.in_proj_weight); save(p + "in_proj_bias", b.attn.in_proj_bias)
+            save(p + "out_proj.weight", b.attn.out_proj.weight); save(p + "out_proj.bias", b.attn.out_proj.bias)
+            save(p + "ln_2.weight", b.ln_2.weight); save(p + "ln_2.bias", b.ln_2.bias)
+            save(p + "c_fc.weight", b.mlp.c_fc.weight); save(p + "c_fc.bias", b.mlp.c_fc.bias)
+            save(p + "c_proj.weight", b.mlp.c_proj.weight); save(p + "c_proj.bias", b.mlp.c_proj.bias)
+            for ls in ("ls_1", "ls_2"):
+                gamma = getattr(getattr(b, ls), "gamma", None)
+                if gamma is not None:
+                    save(p + ls, gamma)
+            blocks.append({"heads": b.attn.num_heads, "eps": b.ln_1.eps,
+                           "quick_gelu": type(b.mlp.gelu).__name__ == "QuickGELU",
+                           "layer_scale": getattr(b.ls_1, "gamma", None) is not None})
+        save("ln_final.weight", model.ln_final.weight)
+        save("ln_final.bias", model.ln_final.bias)
+        proj = model.text_projection
+        if isinstance(proj, torch.nn.Linear):
+            save("text_projection", proj.weight.t())
+            if proj.bias is not None:
+                save("text_projection_bias", proj.bias)
+        elif proj is not None:
+            save("text_projection", proj)
+    shutil.copyfile(default_bpe(), tmp / VOCAB)
+    config = {"format": FORMAT, "key": encoder.spec.key, "blocks": blocks, "ln_final_eps": model.ln_final.eps,
+              "context_length": int(model.positional_embedding.shape[0]),
+              "has_projection": proj is not None,
+              "projection_bias": isinstance(proj, torch.nn.Linear) and proj.bias is not None}
+    atomic_write_text(tmp / CONFIG, json.dumps(config))
+    old = folder.with_name(folder.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)
+    return True
+
+
+# --- forward -------------------------------------------------------------------------------------------
+def _erf(x: np.ndarray) -> np.ndarray:
+    """Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7): NumPy has no erf, and SciPy is not a dependency."""
+    sign = np.sign(x)
+    a = np.abs(x)
+    t = 1.0 / (1.0 + 0.3275911 * a)
+    y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * np.exp(-a * a)
+    return sign * y
+
+
+def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
+    mean = x.mean(-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + eps) * w + b  # eps is a python float: stays float32
+
+
+class NumpyTextEncoder:
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.config = json.loads((self.folder / CONFIG).read_text())
+        self.key = self.config["key"]
+        self.tokenizer = BPETokenizer(self.folder / VOCAB, self.config["context_length"])
+        self._w: dict[str, np.ndarray] = {}
+
+    @classmethod
+    def load(cls, folder: Path, key: str) -> "NumpyTextEncoder | None":
+        try:
+            enc = cls(folder)
+        except (OSError, ValueError, KeyError):
+            return None
+        return enc if enc.config.get("format") == FORMAT and enc.key == key else None
+
+    def w(self, name: str) -> np.ndarray:
+        """Weights load on first use; the 100 MB token table stays memory-mapped (a query reads a few rows)."""
+        if name not in self._w:
+            mmap = "r" if name == "token_embedding" else None
+            self._w[name] = np.load(self.folder / f"{name}.npy", mmap_mode=mmap)
+        return self._w[name]
+
+    def _encode_one(self, tokens: list[int]) -> np.ndarray:
+        n = int(np.argmax(tokens)) + 1  # open_clip pools at the first end-of-text; later tokens cannot matter
+        tokens = tokens[:n]
+        x = np.asarray(self.w("token_embedding")[tokens], dtype=np.float32) + self.w("positional_embedding")[:n]
+        mask = np.triu(np.full((n, n), -np.inf, dtype=np.float32), 1)
+        for i, cfg in enumerate(self.config["blocks"]):
+            p = f"block{i}."
+            h = _layer_norm(x, self.w(p + "ln_1.weight"), self.w(p + "ln_1.bias"), cfg["eps"])
+            qkv = h @ self.w(p + "in_proj_weight").T + self.w(p + "in_proj_bias")
+            d = x.shape[1]
+            heads = cfg["heads"]
+            dh = d // heads
+            q, k, v = (qkv[:, j * d:(j + 1) * d].reshape(n, heads, dh).transpose(1, 0, 2) for j in range(3))
+            scores = (q * (1.0 / math.sqrt(dh))) @ k.transpose(0, 2, 1) + mask  # python floats keep float32
+            scores = np.exp(scores - scores.max(-1, keepdims=True))
+            scores /= scores.sum(-1, keepdims=True)
+            attn = (scores @ v).transpose(1, 0, 2).reshape(n, d)
+            attn = attn @ self.w(p + "out_proj.weight").T + self.w(p + "out_proj.bias")
+            x = x + (attn * self.w(p + "ls_1") if cfg["layer_scale"] else attn)
+            h = _layer_norm(x, self.w(p + "ln_2.weight"), self.w(p + "ln_2.bias"), cfg["eps"])
+            h = h @ self.w(p + "c_fc.weight").T + self.w(p + "c_fc.bias")
+            h = h / (1.0 + np.exp(-1.702 * h)) if cfg["quick_gelu"] else 0.5 * h * (1.0 + _erf(h * (1.0 / math.sqrt(2.0))))
+            h = h @ self.w(p + "c_proj.weight").T + self.w(p + "c_proj.bias")
+            x = x + (h * self.w(p + "ls_2") if cfg["layer_scale"] else h)
+        pooled = _layer_norm(x[n - 1], self.w("ln_final.weight"), self.w("ln_final.bias"), self.config["ln_final_eps"])
+        if self.config["has_projection"]:
+            pooled = pooled @ self.w("text_projection")
+            if self.config["projection_bias"]:
+                pooled = pooled + self.w("text_projection_bias")
+        return pooled.astype(np.float32)
+
+    def encode_texts(self, texts: Iterable[str]) -> np.ndarray:
+        out = np.stack([self._encode_one(self.tokenizer(t)) for t in texts])
+        return out / np.linalg.norm(out, axis=1, keepdims=True)

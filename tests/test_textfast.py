@@ -1,0 +1,54 @@
+"""The torch-free text encoder used for cold queries matches open_clip exactly, and avoids importing torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clipsearch.models import load_encoder
+from clipsearch.textfast import NumpyTextEncoder, export_text_tower
+
+TEXTS = ["a red circle", "A Dog on GRASS!!  &amp; friends", "ünïcödé café 123", "x " * 100,
+         "<end_of_text> typed by a user", "", "it's 4:30 o'clock"]
+
+
+@pytest.mark.parametrize("spec", ["trained", "ViT-B-32"])
+def test_numpy_text_tower_matches_open_clip(spec: str, trained_model: Path, tmp_path: Path) -> None:
+    enc = load_encoder(str(trained_model) if spec == "trained" else spec, device="cpu")
+    assert export_text_tower(enc, tmp_path / "text")
+    fast = NumpyTextEncoder.load(tmp_path / "text", enc.spec.key)
+    assert fast is not None
+    for text in TEXTS:
+        expected = [t for t in enc.tokenizer([text])[0].tolist() if t]
+        assert fast.tokenizer(text) == expected, text
+    diff = np.abs(enc.encode_texts(TEXTS) - fast.encode_texts(TEXTS)).max()
+    assert diff < 1e-5, diff
+    assert NumpyTextEncoder.load(tmp_path / "text", "another-model-key") is None  # never mixes models
+
+
+def test_cold_text_query_does_not_import_torch(indexed: Path) -> None:
+    code = (
+        "import sys, json; from typer.testing import CliRunner; from clipsearch.cli import app;"
+        "r = CliRunner().invoke(app, ['query', 'a red circle', '--json', '--index', sys.argv[1]]);"
+        "print(json.dumps({'exit': r.exit_code, 'torch': 'torch' in sys.modules, 'hits': json.loads(r.stdout)}))"
+    )
+    out = json.loads(subprocess.run([sys.executable, "-c", code, str(indexed)], capture_output=True, text=True,
+                                    check=True).stdout)
+    assert out["exit"] == 0 and out["torch"] is False
+    assert len(out["hits"]) == 10
+
+
+def test_fast_and_torch_paths_rank_the_same(indexed: Path) -> None:
+    import clipsearch
+
+    with clipsearch.open(indexed, create=False) as fast_store:
+        fast = [h.path for h in fast_store.search("a yellow square", k=10)]
+    with clipsearch.open(indexed, create=False) as torch_store:
+        torch_store.encoder  # noqa: B018 - a loaded model makes the store use the torch path
+        slow = [h.path for h in torch_store.search("a yellow square", k=10)]
+    assert fast == slow
