@@ -107,6 +107,7 @@ def index(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Images per encoder batch."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Decoding threads."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when present)."),
+    reembed: bool = typer.Option(False, "--reembed", help="Re-encode the whole store with --model (queries keep working until it is done)."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Index folders incrementally: new, changed, moved and deleted files are handled."""
@@ -115,8 +116,15 @@ def index(
     for p in paths:
         if not p.expanduser().exists():
             raise ClipsearchError(f"no such file or folder: {p}", "check the path and try again")
-    with open_store(index_path, model, create=True, device=device) as store:
-        progress_console = err if as_json else out
+    if reembed and not model:
+        raise ClipsearchError("--reembed needs --model NEW_MODEL")
+    progress_console = err if as_json else out
+    with open_store(index_path, None if reembed else model, create=True, device=device) as store:
+        if reembed and store.manifest:
+            with RichProgress(progress_console) as progress:
+                store.reembed(model, batch_size=batch_size, workers=workers, progress=progress)  # type: ignore[arg-type]
+        elif reembed:
+            store.choose_model(model)  # type: ignore[arg-type] - a new store: nothing to re-embed
         with RichProgress(progress_console) as progress:
             summary = store.add(paths, exclude=exclude, include_hidden=include_hidden, batch_size=batch_size,
                                 workers=workers, progress=progress)
@@ -233,6 +241,155 @@ def models(as_json: bool = JsonOpt) -> None:
         table.add_column(col)
     for r in rows:
         table.add_row(r["spec"], r["kind"], "yes" if r["cached"] else "")
+    out.print(table)
+
+
+def _print_metrics(rows: list[tuple[str, dict]], title: str) -> None:
+    keys = [k for k in rows[0][1] if k != "images"]
+    table = Table(title=title)
+    table.add_column("model")
+    for k in keys:
+        table.add_column(k.replace("_", " "), justify="right")
+    for name, metrics in rows:
+        table.add_row(name, *[f"{metrics.get(k, float('nan')):.3f}" for k in keys])
+    out.print(table)
+
+
+@app.command()
+@friendly_errors
+def finetune(
+    data: Path = typer.Argument(..., help="Folder with one sub-folder per class, or a CSV/JSONL with image + caption/label."),
+    out_dir: Path = typer.Option(..., "--out", help="Folder to write the model to (usable as --model)."),
+    model: str = typer.Option(None, "--model", "-m", help="Base model (default ViT-B-32:laion2b_s34b_b79k)."),
+    val: Optional[Path] = typer.Option(None, "--val", help="Held-out set (default: a stratified split of DATA)."),
+    val_fraction: float = typer.Option(0.2, "--val-fraction", min=0.05, max=0.5),
+    epochs: int = typer.Option(5, "--epochs", min=1),
+    batch_size: int = typer.Option(64, "--batch-size", min=2),
+    lr: float = typer.Option(1e-5, "--lr"),
+    weight_decay: float = typer.Option(0.1, "--weight-decay"),
+    warmup: int = typer.Option(10, "--warmup", help="Warm-up steps."),
+    accumulate: int = typer.Option(1, "--accumulate", min=1, help="Gradient accumulation steps."),
+    lock_image: bool = typer.Option(False, "--lock-image", help="Freeze the image tower."),
+    lock_text: bool = typer.Option(False, "--lock-text", help="Freeze the text tower."),
+    unlocked_layers: int = typer.Option(0, "--unlocked-layers", min=0, help="With a lock: keep the last N blocks trainable."),
+    alpha: float = typer.Option(0.5, "--alpha", min=0.0, max=1.0, help="WiSE-FT blend: 0 = base, 1 = fine-tuned."),
+    template: List[str] = typer.Option([], "--template", help="Prompt template with {} (repeatable)."),
+    seed: int = typer.Option(0, "--seed"),
+    device: Optional[str] = typer.Option(None, "--device"),
+    reindex: Optional[Path] = typer.Option(None, "--reindex", help="Then re-encode this store with the new model."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Fine-tune on a labelled set, report before/after on held-out data, save the (WiSE-FT blended) model."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .finetune import finetune as run_finetune
+    from .models import DEFAULT_MODEL
+    from .training import TrainConfig
+
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup_steps=warmup,
+                         accumulate=accumulate, seed=seed, lock_image=lock_image, lock_text=lock_text,
+                         unlocked_layers=unlocked_layers)
+    console = err if as_json else out
+    with Progress(TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                  TimeRemainingColumn(), console=console) as progress:
+        task = progress.add_task("train", total=None, info="")
+
+        def on_step(step: int, total: int, loss: float, lr_now: float, ips: float) -> None:
+            progress.update(task, total=total, completed=step, info=f"loss {loss:.3f} lr {lr_now:.2e} {ips:.0f} img/s")
+
+        report = run_finetune(data, out_dir, base_model=model or DEFAULT_MODEL, val_path=val, val_fraction=val_fraction,
+                              templates=template or None, config=config, alpha=alpha, device=device,
+                              on_step=on_step, on_stage=lambda msg: progress.console.print(f"[dim]{msg}"))
+    reindexed = None
+    if reindex:
+        from .store import open_store
+
+        with open_store(reindex, device=device) as store, RichProgress(console) as prog:
+            reindexed = store.reembed(str(out_dir), progress=prog).to_dict()
+    if as_json:
+        emit_json({**report.to_dict(), "reindex": reindexed})
+        return
+    _print_metrics([("base", report.base), ("fine-tuned", report.finetuned), (f"blended a={alpha}", report.blended)],
+                   f"held-out: {report.val_images} images, trained on {report.train_images} "
+                   f"({report.images_per_second:.1f} img/s, best epoch {report.best_epoch})")
+    if report.skipped:
+        err.print(f"[yellow]skipped {len(report.skipped)} unreadable images[/] (first: {report.skipped[0][0]})")
+    out.print(f"model written to {report.out}  (use it: --model {report.out})")
+    if reindexed:
+        out.print(f"re-encoded {reindexed['encoded']} images into {reindex}")
+
+
+@app.command("eval")
+@friendly_errors
+def eval_cmd(
+    data: Path = typer.Argument(..., help="Labelled set: class folders or CSV/JSONL."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model spec or folder (default ViT-B-32:laion2b_s34b_b79k)."),
+    linear_probe: bool = typer.Option(False, "--linear-probe", help="Also fit logistic regression on half the data, test on the other half."),
+    template: List[str] = typer.Option([], "--template", help="Prompt template with {} (repeatable)."),
+    device: Optional[str] = typer.Option(None, "--device"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Zero-shot accuracy (class sets) or retrieval recall (caption sets) of a model."""
+    from . import datasets
+    from .evaluate import evaluate
+    from .models import DEFAULT_MODEL, load_encoder
+
+    labelled = datasets.load(data)
+    encoder = load_encoder(model or DEFAULT_MODEL, device)
+    templates = tuple(template) or _model_templates(encoder)
+    probe_train = None
+    if linear_probe:
+        if not labelled.has_classes:
+            raise ClipsearchError("--linear-probe needs a class set")
+        probe_train, labelled = datasets.split(labelled, 0.5, 0)
+    metrics = evaluate(encoder, labelled, templates, probe_train=probe_train)
+    if as_json:
+        emit_json({"model": encoder.spec.text, **metrics})
+        return
+    _print_metrics([(encoder.spec.text if len(encoder.spec.text) < 40 else "..." + encoder.spec.text[-37:], metrics)],
+                   f"{int(metrics['images'])} images from {labelled.source}")
+
+
+def _model_templates(encoder) -> tuple[str, ...]:
+    from .datasets import DEFAULT_TEMPLATES
+
+    return tuple(encoder.spec.extra.get("templates") or DEFAULT_TEMPLATES)
+
+
+@app.command()
+@friendly_errors
+def classify(
+    images: List[Path] = typer.Argument(..., help="Image files."),
+    labels: str = typer.Option(..., "--labels", help='Comma-separated labels, e.g. "cat,dog,bird".'),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model (default: the store's, else ViT-B-32:laion2b_s34b_b79k)."),
+    index_path: Optional[Path] = IndexOpt,
+    k: int = typer.Option(3, "-k", min=1),
+    template: List[str] = typer.Option([], "--template"),
+    device: Optional[str] = typer.Option(None, "--device"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Zero-shot classification: the top-k labels with probabilities."""
+    from .evaluate import classify as run_classify
+    from .models import DEFAULT_MODEL, load_encoder
+    from .store import default_store_path, read_manifest
+
+    for p in images:
+        if not p.is_file():
+            raise ClipsearchError(f"image not found: {p}")
+    if model is None:
+        manifest = read_manifest(Path(index_path) if index_path else default_store_path())
+        model = manifest["model"]["spec"] if manifest else DEFAULT_MODEL
+    encoder = load_encoder(model, device)
+    results = run_classify(encoder, [str(p) for p in images], labels.split(","), tuple(template) or _model_templates(encoder), k)
+    if as_json:
+        emit_json(results)
+        return
+    table = Table()
+    for col in ("image", "label", "probability"):
+        table.add_column(col, overflow="fold")
+    for r in results:
+        for i, lab in enumerate(r["labels"]):
+            table.add_row(r["path"] if i == 0 else "", lab["label"], f"{lab['probability']:.3f}")
     out.print(table)
 
 

@@ -117,6 +117,13 @@ class Store:
             os.close(fd)
 
     # --- model ---------------------------------------------------------------------------------------
+    def choose_model(self, model: str) -> None:
+        """Pick the model of a store that has none yet (an existing store's model changes only by reembed)."""
+        if self.manifest:
+            raise ModelMismatchError(f"store {self.path} already has model {self.manifest['model']['spec']}",
+                                     "use reembed to change it")
+        self._requested = parse_spec(model)
+
     @property
     def model_spec(self) -> ModelSpec:
         if self._requested:
@@ -233,6 +240,34 @@ class Store:
         return search(self, texts=texts, images=[str(i) for i in images], minus=list(minus),
                       minus_images=[str(i) for i in minus_image], k=k,
                       under=list(under) if under else None, exts=list(ext) if ext else None)
+
+    def reembed(self, model: str, *, batch_size: int | None = None, workers: int | None = None,
+                progress: "Progress | None" = None) -> "RunSummary":
+        """Re-encode every catalogued image with `model` into a fresh store beside this one, then swap it in.
+
+        Queries keep answering from the old vectors until the new store is complete; a crash mid-way
+        leaves the old store untouched (the half-built one is discarded on the next try).
+        """
+        import shutil
+
+        with self.writer_lock():
+            with self.session() as s:
+                paths = [p for p in s.scalars(select(catalog.ImageRow.path)) if os.path.exists(p)]
+                roots = list(s.scalars(select(catalog.RootRow.path)))
+            tmp = self.path.with_name(f".{self.path.name}.reembed")
+            shutil.rmtree(tmp, ignore_errors=True)
+            with open_store(tmp, model, create=True, device=self.device) as new:
+                summary = new.add(paths, batch_size=batch_size, workers=workers, progress=progress)
+                with new.session() as s, s.begin():
+                    s.add_all(catalog.RootRow(path=r) for r in roots)
+            old = self.path.with_name(f".{self.path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(self.path, old)
+            os.replace(tmp, self.path)
+        shutil.rmtree(old, ignore_errors=True)
+        self.engine.dispose()
+        self.__init__(self.path, read_manifest(self.path), device=self.device)  # type: ignore[misc]
+        return summary
 
     def info(self) -> dict[str, Any]:
         from .vectors import saved_meta

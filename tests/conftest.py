@@ -10,14 +10,13 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from clipsearch import synthetic
 from clipsearch.cli import app
 
-TRAIN_PER_CLASS = 24
+TRAIN_PER_CLASS = 30
 INDEX_PER_CLASS = 5
 
 
@@ -28,20 +27,25 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session")
-def trained_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """clipsearch-tiny trained ~30 s on colour×shape captions; saved as a model folder."""
-    from clipsearch.images import read_and_decode
-    from clipsearch.models import load_encoder, save_model_folder
-    from clipsearch.training import TrainConfig, train_contrastive
+def finetuned(tmp_path_factory: pytest.TempPathFactory):
+    """clipsearch-tiny (random init) fine-tuned ~30 s on colour×shape classes through the public finetune API.
+
+    It is both the model most tests search with and the subject of the fine-tuning tests.
+    """
+    from clipsearch.finetune import finetune
+    from clipsearch.training import TrainConfig
 
     root = tmp_path_factory.mktemp("tiny-model")
-    samples = synthetic.make_dataset(root / "train", per_class=TRAIN_PER_CLASS, seed=1)
-    enc = load_encoder("clipsearch-tiny", device="cpu")
-    pixels = np.stack([read_and_decode(str(s.path), enc.image_size)[1].pixels for s in samples])
-    train_contrastive(enc, pixels, [s.caption for s in samples], [s.class_id for s in samples],
-                      TrainConfig(epochs=8, batch_size=16, lr=2e-3, warmup_steps=5, seed=0))
-    save_model_folder(enc, root / "model")
-    return root / "model"
+    synthetic.make_dataset(root / "train", per_class=TRAIN_PER_CLASS, seed=1, class_folders=True)
+    report = finetune(root / "train", root / "model", base_model="clipsearch-tiny", templates=["a {}"],
+                      config=TrainConfig(epochs=8, batch_size=16, lr=2e-3, warmup_steps=5, seed=0),
+                      alpha=1.0, device="cpu", val_fraction=0.2)
+    return root / "model", report
+
+
+@pytest.fixture(scope="session")
+def trained_model(finetuned) -> Path:
+    return finetuned[0]
 
 
 @pytest.fixture(scope="session")

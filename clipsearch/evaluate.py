@@ -1,0 +1,145 @@
+"""Measure a model on a labelled set: zero-shot accuracy, linear probe, retrieval recall; and classify.
+
+Zero-shot uses a prompt ensemble (the mean of the normalised text embeddings of every template), as in
+the CLIP paper; the linear probe is multinomial logistic regression on frozen image embeddings.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from .datasets import DEFAULT_TEMPLATES, LabelledSet
+from .errors import ClipsearchError
+from .images import DecodeError, read_and_decode
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .models import Encoder
+
+
+def decode_paths(encoder: "Encoder", paths: Sequence[str], workers: int = 2) -> tuple[np.ndarray, list[int], list[tuple[str, str]]]:
+    """(pixels of the readable images, their indices, (path, error) for the rest)."""
+    def one(path: str):
+        try:
+            return read_and_decode(path, encoder.image_size, encoder.resize_mode)[1].pixels
+        except DecodeError as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(one, paths))
+    kept = [i for i, r in enumerate(results) if not isinstance(r, Exception)]
+    failed = [(paths[i], str(r)) for i, r in enumerate(results) if isinstance(r, Exception)]
+    size = encoder.image_size
+    pixels = np.stack([results[i] for i in kept]) if kept else np.zeros((0, size, size, 3), np.uint8)
+    return pixels, kept, failed
+
+
+def embed_images(encoder: "Encoder", pixels: np.ndarray, batch: int = 64) -> np.ndarray:
+    if len(pixels) == 0:
+        return np.zeros((0, encoder.embed_dim), np.float32)
+    return np.concatenate([encoder.encode_images(pixels[i:i + batch]) for i in range(0, len(pixels), batch)])
+
+
+def class_embeddings(encoder: "Encoder", classes: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES) -> np.ndarray:
+    embs = []
+    for name in classes:
+        e = encoder.encode_texts([t.format(name) for t in templates]).mean(axis=0)
+        embs.append(e / np.linalg.norm(e))
+    return np.stack(embs).astype(np.float32)
+
+
+def zero_shot_accuracy(image_emb: np.ndarray, labels: np.ndarray, class_emb: np.ndarray) -> dict[str, float]:
+    scores = image_emb @ class_emb.T
+    ranked = np.argsort(-scores, axis=1)
+    k5 = min(5, class_emb.shape[0])
+    return {"top1": float((ranked[:, 0] == labels).mean()),
+            "top5": float((ranked[:, :k5] == labels[:, None]).any(axis=1).mean())}
+
+
+def linear_probe_accuracy(train_emb: np.ndarray, train_labels: np.ndarray, test_emb: np.ndarray,
+                          test_labels: np.ndarray, n_classes: int, weight_decay: float = 1e-3, seed: int = 0) -> float:
+    """Logistic regression (L-BFGS, L2) on frozen embeddings."""
+    import torch
+
+    torch.manual_seed(seed)
+    x = torch.as_tensor(train_emb, dtype=torch.float32)
+    y = torch.as_tensor(train_labels, dtype=torch.long)
+    w = torch.zeros(x.shape[1], n_classes, requires_grad=True)
+    b = torch.zeros(n_classes, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(x @ w + b, y) + weight_decay * (w * w).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        pred = (torch.as_tensor(test_emb, dtype=torch.float32) @ w + b).argmax(dim=1).numpy()
+    return float((pred == test_labels).mean())
+
+
+def retrieval_recall(image_emb: np.ndarray, text_emb: np.ndarray, ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
+    """Pair i is (image i, caption i). Recall@k both ways."""
+    sims = image_emb @ text_emb.T
+    n = len(sims)
+    truth = np.arange(n)
+    out = {}
+    for name, s in (("image_to_text", sims), ("text_to_image", sims.T)):
+        ranks = (s > s[truth, truth][:, None]).sum(axis=1)  # how many candidates beat the true one
+        for k in ks:
+            out[f"{name}_r{k}"] = float((ranks < k).mean()) if n else 0.0
+    return out
+
+
+def evaluate(encoder: "Encoder", data: LabelledSet, templates: Sequence[str] = DEFAULT_TEMPLATES,
+             probe_train: LabelledSet | None = None, pixels: np.ndarray | None = None) -> dict[str, float]:
+    """Metrics on `data`; `pixels` may be passed pre-decoded (fine-tuning evaluates the same set often)."""
+    if pixels is None:
+        pixels, kept, _failed = decode_paths(encoder, [it.path for it in data.items])
+        data = data.subset(kept)
+    if not data.items:
+        raise ClipsearchError("no readable images to evaluate on")
+    img = embed_images(encoder, pixels)
+    metrics: dict[str, float] = {"images": float(len(data.items))}
+    if data.has_classes:
+        labels = np.asarray([it.label for it in data.items])
+        metrics.update(zero_shot_accuracy(img, labels, class_embeddings(encoder, data.classes, templates)))
+        metrics["chance_top1"] = 1.0 / len(data.classes)
+        if probe_train is not None:
+            tr_pixels, kept, _ = decode_paths(encoder, [it.path for it in probe_train.items])
+            tr = probe_train.subset(kept)
+            metrics["linear_probe"] = linear_probe_accuracy(
+                embed_images(encoder, tr_pixels), np.asarray([it.label for it in tr.items]), img, labels,
+                len(data.classes))
+    else:
+        txt = np.concatenate([encoder.encode_texts([it.caption for it in data.items[i:i + 256]])
+                              for i in range(0, len(data.items), 256)])
+        metrics.update(retrieval_recall(img, txt))
+    return metrics
+
+
+def classify(encoder: "Encoder", paths: Sequence[str], labels: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES,
+             k: int = 5) -> list[dict]:
+    """Zero-shot classification: top-k labels with softmax probabilities (temperature = the model's logit scale)."""
+    labels = [lab.strip() for lab in labels if lab.strip()]
+    if len(labels) < 2:
+        raise ClipsearchError("give at least two labels", 'e.g. --labels "cat,dog,bird"')
+    pixels, kept, failed = decode_paths(encoder, list(paths))
+    if failed:
+        path, why = failed[0]
+        raise ClipsearchError(f"cannot classify {path}: {why}", "pass readable image files")
+    img = embed_images(encoder, pixels)
+    cls = class_embeddings(encoder, labels, templates)
+    scale = float(encoder.model.logit_scale.exp().item()) if hasattr(encoder.model, "logit_scale") else 100.0
+    logits = scale * img @ cls.T
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    out = []
+    for path, p in zip(paths, probs):
+        order = np.argsort(-p)[: min(k, len(labels))]
+        out.append({"path": str(path), "labels": [{"label": labels[j], "probability": float(p[j])} for j in order]})
+    return out
