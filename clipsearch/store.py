@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from . import catalog
 from .errors import ClipsearchError, ModelMismatchError, StoreLockedError
 from .fsutil import atomic_write_text
-from .models import DEFAULT_MODEL, ModelSpec, parse_spec
+from .models import ModelSpec, parse_spec
 
 if TYPE_CHECKING:  # pragma: no cover
     from .indexer import Progress, RunSummary
@@ -79,6 +79,7 @@ class Store:
             )
         self.path.mkdir(parents=True, exist_ok=True)
         self.engine = catalog.open_engine(self.path / CATALOG)
+        self.notices: list[str] = []  # things the user should know, e.g. which model a new store defaulted to
         self._encoder: Encoder | None = None
         self._vectors: VectorIndex | None = None
         self._vectors_version = -1
@@ -130,7 +131,13 @@ class Store:
             return self._requested
         if self.manifest:
             return parse_spec(self.manifest["model"]["spec"])
-        return parse_spec(DEFAULT_MODEL)
+        from .models import choose_default_model
+
+        name, notice = choose_default_model()
+        if notice:
+            self.notices.append(notice)
+        self._requested = parse_spec(name)
+        return self._requested
 
     @property
     def dim(self) -> int:
