@@ -246,6 +246,41 @@ def models(as_json: bool = JsonOpt) -> None:
     out.print(table)
 
 
+@app.command()
+@friendly_errors
+def reindex(
+    index_path: Optional[Path] = IndexOpt,
+    vectors_only: bool = typer.Option(False, "--vectors-only", help="Rebuild only the FAISS index from the stored embeddings (no image is decoded)."),
+    index_type: Optional[str] = typer.Option(None, "--type", help="flat, ivf or hnsw (default: chosen by collection size)."),
+    device: Optional[str] = typer.Option(None, "--device"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Rebuild the vector index from stored embeddings, or re-encode every image with the store's model."""
+    import time
+
+    from .store import open_store
+    from .vectors import INDEX_TYPES
+
+    if index_type and index_type not in INDEX_TYPES:
+        raise ClipsearchError(f"unknown index type {index_type!r}", f"choose one of {', '.join(INDEX_TYPES)}")
+    if index_type and not vectors_only:
+        raise ClipsearchError("--type goes with --vectors-only")
+    with open_store(index_path, device=device) as store:
+        started = time.perf_counter()
+        if vectors_only:
+            vi = store.rebuild_vectors(index_type)
+            result = {"index_type": vi.kind, "vectors": vi.ntotal, "seconds": round(time.perf_counter() - started, 3)}
+        else:
+            with RichProgress(err if as_json else out) as progress:
+                result = store.reembed(store.model_spec.text, progress=progress).to_dict()
+    if as_json:
+        emit_json(result)
+    elif vectors_only:
+        out.print(f"rebuilt a {result['index_type']} index of {result['vectors']} vectors in {result['seconds']} s")
+    else:
+        out.print(f"re-encoded {result['encoded']} images in {result['seconds']:.1f} s")
+
+
 def _print_metrics(rows: list[tuple[str, dict]], title: str) -> None:
     keys = [k for k in rows[0][1] if k != "images"]
     table = Table(title=title)

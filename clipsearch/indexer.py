@@ -164,8 +164,6 @@ class _Committer:
         pending.touched.clear()
 
     def _mirror(self, removed: list[int], added: list[int], vecs: list[np.ndarray], version: int) -> None:
-        from .vectors import VectorIndex
-
         if removed and not self.vectors.supports_remove:
             self.vectors = self._rebuild(version)
             return
@@ -180,7 +178,8 @@ class _Committer:
 
         with self.store.session() as s:
             ids, vecs = catalog.all_embeddings(s, self.store.dim)
-        vi = VectorIndex.build(ids, vecs, self.store.dim)
+        old = self.vectors
+        vi = VectorIndex.build(ids, vecs, self.store.dim, old.kind if old.forced else None, old.forced)
         self.store.set_vector_index(vi, version)
         return vi
 
@@ -338,7 +337,7 @@ def _maybe_retype(store: "Store") -> None:
     from .vectors import choose_type
 
     vi = store._vectors
-    if vi is not None and vi.kind in ("flat", "ivf") and choose_type(vi.ntotal) != vi.kind:
+    if vi is not None and not vi.forced and choose_type(vi.ntotal) != vi.kind:
         with store.session() as s:
             version = catalog.get_version(s)
             ids, vecs = catalog.all_embeddings(s, store.dim)

@@ -201,9 +201,10 @@ class Store:
             if loaded and loaded[1] == version:
                 self._vectors, self._vectors_version = loaded
                 return self._vectors
-            kind = loaded[0].kind if loaded else None
+            forced = loaded[0].forced if loaded else False
+            kind = loaded[0].kind if forced else None  # type: ignore[union-attr]
             ids, vecs = catalog.all_embeddings(s, self.dim)
-        self._vectors = VectorIndex.build(ids, vecs, self.dim, kind if kind and kind != "flat" else None)
+        self._vectors = VectorIndex.build(ids, vecs, self.dim, kind, forced)
         self._vectors_version = version
         return self._vectors
 
@@ -222,7 +223,7 @@ class Store:
             with self.session() as s:
                 version = catalog.get_version(s)
                 ids, vecs = catalog.all_embeddings(s, self.dim)
-            self.set_vector_index(VectorIndex.build(ids, vecs, self.dim, kind), version)
+            self.set_vector_index(VectorIndex.build(ids, vecs, self.dim, kind, forced=kind is not None), version)
             self.save_vector_index()
         return self._vectors  # type: ignore[return-value]
 

@@ -47,10 +47,11 @@ def ivf_nprobe(nlist: int) -> int:
 
 
 class VectorIndex:
-    def __init__(self, dim: int, kind: str, index: Any) -> None:
+    def __init__(self, dim: int, kind: str, index: Any, forced: bool = False) -> None:
         self.dim = dim
         self.kind = kind
         self.index = index
+        self.forced = forced  # chosen by the user: size thresholds no longer switch the type
 
     @property
     def ntotal(self) -> int:
@@ -73,8 +74,9 @@ class VectorIndex:
         raise ClipsearchError(f"unknown index type {kind!r}", f"choose one of {', '.join(INDEX_TYPES)}")
 
     @classmethod
-    def build(cls, ids: np.ndarray, vecs: np.ndarray, dim: int, kind: str | None = None) -> "VectorIndex":
-        """Build the index type that fits the collection (or the forced `kind`) from stored embeddings."""
+    def build(cls, ids: np.ndarray, vecs: np.ndarray, dim: int, kind: str | None = None,
+              forced: bool = False) -> "VectorIndex":
+        """Build the index type that fits the collection (or `kind`) from stored embeddings."""
         faiss = import_faiss()
         kind = kind or choose_type(len(ids))
         vecs = np.ascontiguousarray(vecs, dtype=np.float32)
@@ -83,8 +85,8 @@ class VectorIndex:
             nlist = ivf_nlist(len(ids))
             quantizer = faiss.IndexFlatIP(dim)
             index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-            if len(ids) < nlist:  # too few to train: fall back to exact search
-                return cls.build(ids, vecs, dim, "flat")
+            if len(ids) < nlist * 8:  # too few to train the coarse quantizer: exact search is better anyway
+                return cls.build(ids, vecs, dim, "flat", forced)
             rng = np.random.default_rng(0)
             sample = vecs[rng.choice(len(vecs), size=min(len(vecs), nlist * 64), replace=False)]
             index.train(sample)
@@ -94,6 +96,7 @@ class VectorIndex:
             vi = cls.empty(dim, kind)
         if len(ids):
             vi.index.add_with_ids(vecs, ids)
+        vi.forced = forced
         return vi
 
     def add(self, ids: np.ndarray, vecs: np.ndarray) -> None:
@@ -135,7 +138,7 @@ class VectorIndex:
         faiss = import_faiss()
         atomic_write(path, lambda tmp: faiss.write_index(self.index, str(tmp)))
         atomic_write_text(path.with_suffix(".json"), json.dumps(
-            {"version": version, "kind": self.kind, "count": self.ntotal, "dim": self.dim}))
+            {"version": version, "kind": self.kind, "count": self.ntotal, "dim": self.dim, "forced": self.forced}))
 
     @classmethod
     def load(cls, path: Path) -> tuple["VectorIndex", int] | None:
@@ -148,7 +151,7 @@ class VectorIndex:
             index = import_faiss().read_index(str(path))
         except (OSError, ValueError, RuntimeError):
             return None
-        return cls(int(meta["dim"]), str(meta["kind"]), index), int(meta["version"])
+        return cls(int(meta["dim"]), str(meta["kind"]), index, bool(meta.get("forced"))), int(meta["version"])
 
 
 def saved_meta(path: Path) -> dict[str, Any] | None:

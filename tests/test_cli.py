@@ -168,3 +168,43 @@ def test_default_store_location(monkeypatch, tmp_path: Path) -> None:
     assert default_store_path() == tmp_path / "env-store"
     monkeypatch.delenv("CLIPSEARCH_INDEX")
     assert default_store_path().name == "index"
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw"])
+def test_reindex_vectors_only_forces_a_type(runner, tmp_path: Path, photos: Path, trained_model: Path, kind: str) -> None:
+    idx = tmp_path / "index"
+    cli(runner, "index", photos, "--index", idx, "--model", trained_model)
+    before = cli_json(runner, "query", "a blue circle", "-k", "5", "--index", idx)
+    result = cli_json(runner, "reindex", "--vectors-only", "--type", kind, "--index", idx)
+    # IVF needs 8 vectors per list to train; a 60-image store keeps exact search and says so
+    assert result["index_type"] == ("flat" if kind == "ivf" else kind) and result["vectors"] == 60
+    assert cli_json(runner, "info", "--index", idx)["index_type"] == result["index_type"]
+    after = cli_json(runner, "query", "a blue circle", "-k", "5", "--index", idx)
+    assert [h["path"] for h in after] == [h["path"] for h in before]  # small sets: every type is exact
+    (photos / "blue_circle_000.png").unlink()  # removal works for every type (HNSW rebuilds)
+    assert cli_json(runner, "index", photos, "--index", idx)["removed"] == 1
+    assert cli_json(runner, "info", "--index", idx)["index_type"] == result["index_type"]  # forced type is kept
+
+
+def test_ivf_index_recall_and_filters(tmp_path: Path) -> None:
+    """The IVF index the store switches to at scale: recall@10 vs exact search, and id-selector filters."""
+    import numpy as np
+
+    from clipsearch.vectors import VectorIndex
+
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(50, 64))
+    vecs = centers[rng.integers(0, 50, 20_000)] + 0.3 * rng.normal(size=(20_000, 64))
+    vecs = (vecs / np.linalg.norm(vecs, axis=1, keepdims=True)).astype(np.float32)
+    ids = np.arange(20_000, dtype=np.int64) * 3  # ids are catalog ids, not positions
+    exact = VectorIndex.build(ids, vecs, 64, "flat")
+    ivf = VectorIndex.build(ids, vecs, 64, "ivf")
+    assert ivf.kind == "ivf"
+    queries = vecs[:50] + 0.05 * rng.normal(size=(50, 64)).astype(np.float32)
+    _, truth = exact.search(queries, 10)
+    _, got = ivf.search(queries, 10)
+    recall = np.mean([len(set(t) & set(g)) / 10 for t, g in zip(truth, got)])
+    assert recall >= 0.95, recall
+    allowed = ids[::7]
+    _, filtered = ivf.search(queries, 10, allowed)
+    assert set(filtered.ravel()) - {-1} <= set(allowed.tolist())
