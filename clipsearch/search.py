@@ -97,6 +97,8 @@ def search(store: "Store", *, texts: list[str], images: list[str], minus: list[s
            k: int = 10, under: list[str] | None = None, exts: list[str] | None = None) -> list[Hit]:
     from . import catalog
 
+    if store.manifest is None:
+        raise ClipsearchError(f"store {store.path} is empty", "add images first: clipsearch index FOLDER")
     pos_texts = [parse_term(t) for t in texts if t and t.strip()]
     pos_images = [parse_term(p) for p in images if p and p.strip()]
     if not pos_texts and not pos_images:

@@ -81,6 +81,7 @@ class Store:
         self.engine = catalog.open_engine(self.path / CATALOG)
         self.notices: list[str] = []  # things the user should know, e.g. which model a new store defaulted to
         self._encoder: Encoder | None = None
+        self._fast_text: Any = None
         self._vectors: VectorIndex | None = None
         self._vectors_version = -1
 
@@ -181,11 +182,12 @@ class Store:
     def text_encoder(self):
         """The NumPy text encoder when the store has one for its model (no torch import), else the model."""
         if self._encoder is None and self.manifest:
-            from .textfast import NumpyTextEncoder
+            if self._fast_text is None:
+                from .textfast import NumpyTextEncoder
 
-            fast = NumpyTextEncoder.load(self.path / TEXT_ENCODER_DIR, self.manifest["model"]["key"])
-            if fast is not None:
-                return fast
+                self._fast_text = NumpyTextEncoder.load(self.path / TEXT_ENCODER_DIR, self.manifest["model"]["key"])
+            if self._fast_text is not None:
+                return self._fast_text
         return self.encoder
 
     # --- vectors -------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from .errors import ClipsearchError
 from .fsutil import atomic_write, atomic_write_text
 
 INDEX_TYPES = ("flat", "ivf", "hnsw")
-FLAT_MAX = 100_000  # exact search stays fast (a few ms/query) below this many vectors
+FLAT_MAX = 50_000  # exact search stays under ~10 ms/query on 2 cores below this (bench/scale.py)
 HNSW_EF_SEARCH = 128
 HNSW_M = 32
 
@@ -38,12 +38,13 @@ def choose_type(n: int) -> str:
 
 
 def ivf_nlist(n: int) -> int:
-    return int(min(max(16, 4 * math.sqrt(max(n, 1))), 65536))
+    # sqrt(n) lists: k-means training stays seconds on 2 cores at 1M vectors (4*sqrt(n) took minutes)
+    return int(min(max(16, math.sqrt(max(n, 1))), 65536))
 
 
 def ivf_nprobe(nlist: int) -> int:
-    # ~3% of the lists reaches recall@10 >= 0.95 on CLIP-like data; bench/scale.py measures it.
-    return max(8, nlist // 32)
+    # ~4% of the lists reaches recall@10 >= 0.95 on clustered data; bench/scale.py measures it.
+    return max(8, nlist // 24)
 
 
 class VectorIndex:
@@ -100,14 +101,32 @@ class VectorIndex:
         return vi
 
     def add(self, ids: np.ndarray, vecs: np.ndarray) -> None:
+        self._drop_gpu()
         if len(ids):
             self.index.add_with_ids(np.ascontiguousarray(vecs, dtype=np.float32),
                                     np.ascontiguousarray(ids, dtype=np.int64))
 
     def remove(self, ids: np.ndarray) -> None:
+        self._drop_gpu()
         if len(ids):
             faiss = import_faiss()
             self.index.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64)))
+
+    def _gpu(self) -> Any:
+        """A GPU copy for unfiltered searches when the faiss GPU build and a GPU are present (else None)."""
+        if not hasattr(self, "_gpu_index"):
+            self._gpu_index = None
+            faiss = import_faiss()
+            if self.kind in ("flat", "ivf") and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
+                try:
+                    self._gpu_res = faiss.StandardGpuResources()
+                    self._gpu_index = faiss.index_cpu_to_gpu(self._gpu_res, 0, self.index)
+                except (RuntimeError, AttributeError):  # an index type the GPU build lacks: stay on CPU
+                    self._gpu_index = None
+        return self._gpu_index
+
+    def _drop_gpu(self) -> None:
+        self.__dict__.pop("_gpu_index", None)
 
     def _params(self, selector: Any) -> Any:
         faiss = import_faiss()
@@ -124,7 +143,7 @@ class VectorIndex:
         if self.ntotal == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
         if allowed is None:
-            scores, ids = self.index.search(queries, k)
+            scores, ids = (self._gpu() or self.index).search(queries, k)
         else:
             faiss = import_faiss()
             allowed = np.ascontiguousarray(allowed, dtype=np.int64)
