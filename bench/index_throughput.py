@@ -71,7 +71,32 @@ def pure_encode(paths: list[Path], model_spec: str, batch: int) -> tuple[float, 
     t = time.perf_counter()
     for start in range(0, len(pixels), batch):
         enc.encode_images(pixels[start:start + batch])
-    return decode_rate, len(paths) / (time.perf_counter() - t)
+    encode_rate = len(paths) / (time.perf_counter() - t)
+    return decode_rate, encode_rate
+
+
+def int8_comparison(paths: list[Path], model_spec: str, batch: int) -> tuple[float, float, float, float]:
+    """(fp32 img/s, int8 img/s, mean cosine fp32↔int8, overlap@10 of image→image neighbours)."""
+    from clipsearch.models import load_encoder
+
+    enc = load_encoder(model_spec, device="cpu")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        pixels = np.stack(list(pool.map(lambda p: read_and_decode(str(p), enc.image_size)[1].pixels, paths)))
+
+    def run() -> tuple[np.ndarray, float]:
+        enc.encode_images(pixels[:batch])
+        t = time.perf_counter()
+        out = np.concatenate([enc.encode_images(pixels[i:i + batch]) for i in range(0, len(pixels), batch)])
+        return out, len(pixels) / (time.perf_counter() - t)
+
+    fp32, fp32_rate = run()
+    enc.quantize_int8()
+    int8, int8_rate = run()
+    k = min(10, len(pixels) - 1)
+    s32, s8 = fp32 @ fp32.T, int8 @ int8.T
+    overlap = np.mean([len(set(np.argsort(-s32[i])[1:k + 1]) & set(np.argsort(-s8[i])[1:k + 1])) / k
+                       for i in range(len(pixels))])
+    return fp32_rate, int8_rate, float((fp32 * int8).sum(1).mean()), float(overlap)
 
 
 def clipsearch_index(paths_dir: Path, model_spec: str, batch: int | None) -> tuple[float, float, float]:
@@ -99,6 +124,7 @@ def main() -> None:
     ap.add_argument("--png-every", type=int, default=0, help="every Nth file a PNG (0: JPEG only)")
     ap.add_argument("--model", default="ViT-B-32", help="model spec (default: random-init ViT-B-32)")
     ap.add_argument("--batch", type=int, default=None)
+    ap.add_argument("--int8", action="store_true", help="also compare int8 dynamic quantisation with fp32")
     ap.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "clipsearch-bench-photos")
     args = ap.parse_args()
     paths = photo_set(args.data, args.count, args.png_every)
@@ -114,6 +140,10 @@ def main() -> None:
     print(f"unchanged re-run:                                         {rerun:6.3f} s")
     print(f"RATIO clipsearch/baseline: {ours_total / base:.2f}x end to end, {ours_net / base:.2f}x excluding model load")
     print(f"RATIO clipsearch/pure-encode: {ours_net / encode_rate:.2f} (target >= 0.85: decoding is not the bottleneck)")
+    if args.int8:
+        f32, i8, cos, overlap = int8_comparison(paths, args.model, args.batch or 32)
+        print(f"encode fp32 {f32:.2f} img/s, int8 {i8:.2f} img/s: RATIO {i8 / f32:.2f}x; "
+              f"mean cosine fp32-int8 {cos:.5f}, neighbour overlap@10 {overlap:.3f}")
 
 
 if __name__ == "__main__":

@@ -208,3 +208,15 @@ def test_ivf_index_recall_and_filters(tmp_path: Path) -> None:
     allowed = ids[::7]
     _, filtered = ivf.search(queries, 10, allowed)
     assert set(filtered.ravel()) - {-1} <= set(allowed.tolist())
+
+
+def test_int8_indexing(runner, tmp_path: Path, shapes_source: Path, trained_model: Path) -> None:
+    folder = tmp_path / "few"
+    folder.mkdir()
+    for p in sorted(shapes_source.glob("*_000.png"))[:3]:
+        (folder / p.name).write_bytes(p.read_bytes())
+    summary = cli_json(runner, "index", folder, "--index", tmp_path / "vit", "--model", "ViT-B-32", "--int8")
+    assert summary["added"] == 3 and summary["failed"] == 0
+    result = cli(runner, "index", folder, "--index", tmp_path / "rn", "--model", trained_model, "--int8", ok=False)
+    assert result.exit_code == 1 and "--int8 supports ViT image towers" in result.stderr
+    assert not (tmp_path / "rn" / "manifest.json").exists()
