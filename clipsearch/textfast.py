@@ -6,8 +6,9 @@ more. A text query needs none of it: the store keeps the text tower's weights as
 NumPy. Because the text transformer is causal and pools at the end-of-text token, positions after it
 cannot change the result: we compute only the real tokens, not all 77, which is exact and fast.
 
-Only the standard open_clip text tower (TextTransformer with argmax pooling and the CLIP BPE tokenizer)
-is exported; any other model keeps the torch path. Tests check both paths agree to 1e-5.
+Exported: the standard open_clip text tower (TextTransformer with argmax pooling and the CLIP BPE
+tokenizer) and the offline model's MiniLM (BERT, mean pooling, WordPiece via `tokenizers`); any other
+model keeps the torch path. Tests check both paths agree to 1e-5.
 """
 
 from __future__ import annotations
@@ -117,6 +118,9 @@ def exportable(encoder: "Encoder") -> str | None:
     from open_clip.tokenizer import SimpleTokenizer
 
     model = encoder.model
+    if type(model).__name__ == "OfflineDualEncoder":
+        act = getattr(getattr(model.text, "config", None), "hidden_act", None)
+        return None if act == "gelu" else f"BERT activation {act}"
     if type(model) is not open_clip.CLIP:
         return f"model class {type(model).__name__}"
     if getattr(model, "text_pool_type", "argmax") != "argmax" or model.attn_mask is None:
@@ -140,7 +144,6 @@ def export_text_tower(encoder: "Encoder", folder: Path) -> bool:
     if exportable(encoder) is not None:
         return False
     import torch
-    from open_clip.tokenizer import default_bpe
 
     model = encoder.model
     folder = Path(folder)
@@ -150,6 +153,39 @@ def export_text_tower(encoder: "Encoder", folder: Path) -> bool:
 
     def save(name: str, t: torch.Tensor) -> None:
         np.save(tmp / f"{name}.npy", t.detach().float().cpu().numpy())
+
+    if type(model).__name__ == "OfflineDualEncoder":
+        config = _export_bert(model, encoder, tmp, save)
+    else:
+        config = _export_clip(model, encoder, tmp, save)
+    atomic_write_text(tmp / CONFIG, json.dumps(config))
+    old = folder.with_name(folder.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)
+    return True
+
+
+def _export_bert(model, encoder: "Encoder", tmp: Path, save) -> dict:
+    """MiniLM (BERT) text tower of the offline model: weights by their HF names, plus tokenizer.json."""
+    import torch
+
+    with torch.no_grad():
+        for name, tensor in model.text.state_dict().items():
+            save("bert." + name, tensor)
+    cfg = model.text.config
+    tok_dir = Path(encoder.tokenizer.tok.name_or_path)
+    shutil.copyfile(tok_dir / "tokenizer.json", tmp / "tokenizer.json")
+    return {"format": FORMAT, "family": "bert", "key": encoder.spec.key, "layers": cfg.num_hidden_layers,
+            "heads": cfg.num_attention_heads, "eps": cfg.layer_norm_eps,
+            "context_length": encoder.tokenizer.context_length}
+
+
+def _export_clip(model, encoder: "Encoder", tmp: Path, save) -> dict:
+    import torch
+    from open_clip.tokenizer import default_bpe
 
     with torch.no_grad():
         save("token_embedding", model.token_embedding.weight)
@@ -180,18 +216,10 @@ def export_text_tower(encoder: "Encoder", folder: Path) -> bool:
         elif proj is not None:
             save("text_projection", proj)
     shutil.copyfile(default_bpe(), tmp / VOCAB)
-    config = {"format": FORMAT, "key": encoder.spec.key, "blocks": blocks, "ln_final_eps": model.ln_final.eps,
-              "context_length": int(model.positional_embedding.shape[0]),
-              "has_projection": proj is not None,
-              "projection_bias": isinstance(proj, torch.nn.Linear) and proj.bias is not None}
-    atomic_write_text(tmp / CONFIG, json.dumps(config))
-    old = folder.with_name(folder.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if folder.exists():
-        os.replace(folder, old)
-    os.replace(tmp, folder)
-    shutil.rmtree(old, ignore_errors=True)
-    return True
+    return {"format": FORMAT, "family": "clip", "key": encoder.spec.key, "blocks": blocks,
+            "ln_final_eps": model.ln_final.eps, "context_length": int(model.positional_embedding.shape[0]),
+            "has_projection": proj is not None,
+            "projection_bias": isinstance(proj, torch.nn.Linear) and proj.bias is not None}
 
 
 # --- forward -------------------------------------------------------------------------------------------
@@ -215,7 +243,15 @@ class NumpyTextEncoder:
         self.folder = Path(folder)
         self.config = json.loads((self.folder / CONFIG).read_text())
         self.key = self.config["key"]
-        self.tokenizer = BPETokenizer(self.folder / VOCAB, self.config["context_length"])
+        self.family = self.config.get("family", "clip")
+        if self.family == "bert":
+            from tokenizers import Tokenizer
+
+            self.wordpiece = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
+            self.wordpiece.no_padding()
+            self.wordpiece.enable_truncation(self.config["context_length"])
+        else:
+            self.tokenizer = BPETokenizer(self.folder / VOCAB, self.config["context_length"])
         self._w: dict[str, np.ndarray] = {}
 
     @classmethod
@@ -229,7 +265,7 @@ class NumpyTextEncoder:
     def w(self, name: str) -> np.ndarray:
         """Weights load on first use; the 100 MB token table stays memory-mapped (a query reads a few rows)."""
         if name not in self._w:
-            mmap = "r" if name == "token_embedding" else None
+            mmap = "r" if name in ("token_embedding", "bert.embeddings.word_embeddings.weight") else None
             self._w[name] = np.load(self.folder / f"{name}.npy", mmap_mode=mmap)
         return self._w[name]
 
@@ -264,6 +300,41 @@ class NumpyTextEncoder:
                 pooled = pooled + self.w("text_projection_bias")
         return pooled.astype(np.float32)
 
+    def _encode_bert(self, text: str) -> np.ndarray:
+        """BERT encoder + mean pooling over the real tokens (no padding, so no mask is needed)."""
+        ids = self.wordpiece.encode(text).ids
+        n = len(ids)
+        p = "bert.embeddings."
+        x = (np.asarray(self.w(p + "word_embeddings.weight")[ids], dtype=np.float32)
+             + self.w(p + "position_embeddings.weight")[:n] + self.w(p + "token_type_embeddings.weight")[0])
+        eps = float(self.config["eps"])
+        x = _layer_norm(x, self.w(p + "LayerNorm.weight"), self.w(p + "LayerNorm.bias"), eps)
+        heads = self.config["heads"]
+        d = x.shape[1]
+        dh = d // heads
+
+        def dense(h: np.ndarray, name: str) -> np.ndarray:
+            return h @ self.w(name + ".weight").T + self.w(name + ".bias")
+
+        for i in range(self.config["layers"]):
+            p = f"bert.encoder.layer.{i}."
+            q, k, v = (dense(x, p + f"attention.self.{m}").reshape(n, heads, dh).transpose(1, 0, 2)
+                       for m in ("query", "key", "value"))
+            scores = (q * (1.0 / math.sqrt(dh))) @ k.transpose(0, 2, 1)
+            scores = np.exp(scores - scores.max(-1, keepdims=True))
+            scores /= scores.sum(-1, keepdims=True)
+            ctx = (scores @ v).transpose(1, 0, 2).reshape(n, d)
+            x = _layer_norm(x + dense(ctx, p + "attention.output.dense"), self.w(p + "attention.output.LayerNorm.weight"),
+                            self.w(p + "attention.output.LayerNorm.bias"), eps)
+            h = dense(x, p + "intermediate.dense")
+            h = 0.5 * h * (1.0 + _erf(h * (1.0 / math.sqrt(2.0))))
+            x = _layer_norm(x + dense(h, p + "output.dense"), self.w(p + "output.LayerNorm.weight"),
+                            self.w(p + "output.LayerNorm.bias"), eps)
+        return x.mean(axis=0).astype(np.float32)
+
     def encode_texts(self, texts: Iterable[str]) -> np.ndarray:
-        out = np.stack([self._encode_one(self.tokenizer(t)) for t in texts])
+        if self.family == "bert":
+            out = np.stack([self._encode_bert(t) for t in texts])
+        else:
+            out = np.stack([self._encode_one(self.tokenizer(t)) for t in texts])
         return out / np.linalg.norm(out, axis=1, keepdims=True)

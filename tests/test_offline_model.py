@@ -59,6 +59,19 @@ def test_store_records_the_offline_model(runner, offline_store: Path) -> None:
     assert info["model"]["spec"] == "offline-mini" and info["model"]["embed_dim"] == 384
 
 
+def test_cold_query_skips_torch(offline_store: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    code = ("import sys, json; from typer.testing import CliRunner; from clipsearch.cli import app;"
+            "r = CliRunner().invoke(app, ['query', 'a cat', '--paths', '--index', sys.argv[1]]);"
+            "print(json.dumps([r.stdout.splitlines()[0], 'torch' in sys.modules]))")
+    first, torch_loaded = json.loads(subprocess.run([sys.executable, "-c", code, str(offline_store)],
+                                                    capture_output=True, text=True, check=True).stdout)
+    assert Path(first).stem == "chelsea" and torch_loaded is False
+
+
 def test_new_store_defaults_to_offline_model_without_network(runner, skimage_photos: Path, tmp_path: Path,
                                                              monkeypatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # what a machine without network sees, minus the DNS wait

@@ -17,15 +17,16 @@ TEXTS = ["a red circle", "A Dog on GRASS!!  &amp; friends", "ünïcödé café 1
          "<end_of_text> typed by a user", "", "it's 4:30 o'clock"]
 
 
-@pytest.mark.parametrize("spec", ["trained", "ViT-B-32"])
-def test_numpy_text_tower_matches_open_clip(spec: str, trained_model: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("spec", ["trained", "ViT-B-32", "offline-mini"])
+def test_numpy_text_tower_matches_torch(spec: str, trained_model: Path, tmp_path: Path) -> None:
     enc = load_encoder(str(trained_model) if spec == "trained" else spec, device="cpu")
     assert export_text_tower(enc, tmp_path / "text")
     fast = NumpyTextEncoder.load(tmp_path / "text", enc.spec.key)
     assert fast is not None
-    for text in TEXTS:
-        expected = [t for t in enc.tokenizer([text])[0].tolist() if t]
-        assert fast.tokenizer(text) == expected, text
+    if fast.family == "clip":
+        for text in TEXTS:
+            expected = [t for t in enc.tokenizer([text])[0].tolist() if t]
+            assert fast.tokenizer(text) == expected, text
     diff = np.abs(enc.encode_texts(TEXTS) - fast.encode_texts(TEXTS)).max()
     assert diff < 1e-5, diff
     assert NumpyTextEncoder.load(tmp_path / "text", "another-model-key") is None  # never mixes models
