@@ -307,9 +307,10 @@ def run_index(store: "Store", targets: list, *, exclude: tuple[str, ...] = (), i
                 if todo:
                     _encode_all(store, committer, todo, summary, batch_size=batch_size, workers=workers,
                                 progress=progress, commit_every=commit_every)
-                if store._vectors is not None:
-                    _maybe_retype(store)
-                    store.save_vector_index()
+                store.retype_vectors_if_needed()
+                store.save_vector_index()
+            else:
+                store.sync_vector_file()  # e.g. after a killed run: persist the rebuilt index once
             status = "done"
         except KeyboardInterrupt:
             status = "interrupted"
@@ -330,20 +331,6 @@ def run_index(store: "Store", targets: list, *, exclude: tuple[str, ...] = (), i
                     updated=summary.updated, moved=summary.moved, removed=summary.removed,
                     unchanged=summary.unchanged, failed=summary.failed, seconds=summary.seconds))
     return summary
-
-
-def _maybe_retype(store: "Store") -> None:
-    """Switch index type (flat ↔ IVF) when the collection crossed the size threshold, from stored vectors."""
-    from .vectors import choose_type
-
-    vi = store._vectors
-    if vi is not None and not vi.forced and choose_type(vi.ntotal) != vi.kind:
-        with store.session() as s:
-            version = catalog.get_version(s)
-            ids, vecs = catalog.all_embeddings(s, store.dim)
-        from .vectors import VectorIndex
-
-        store.set_vector_index(VectorIndex.build(ids, vecs, store.dim), version)
 
 
 def _encode_all(store: "Store", committer: _Committer, todo: list[tuple[FileFacts, _Known | None]],

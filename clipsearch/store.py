@@ -217,6 +217,30 @@ class Store:
         if self._vectors is not None:
             self._vectors.save(self.path / FAISS_FILE, self._vectors_version)
 
+    def retype_vectors_if_needed(self) -> None:
+        """Switch flat ↔ IVF when the collection crossed the size threshold (unless the user forced a type)."""
+        from .vectors import VectorIndex, choose_type
+
+        vi = self.vector_index()
+        if not vi.forced and choose_type(vi.ntotal) != vi.kind:
+            with self.session() as s:
+                version = catalog.get_version(s)
+                ids, vecs = catalog.all_embeddings(s, self.dim)
+            self.set_vector_index(VectorIndex.build(ids, vecs, self.dim), version)
+
+    def sync_vector_file(self) -> None:
+        """Save the FAISS file if it is missing or older than the catalog (a reader only rebuilds in memory)."""
+        from .vectors import saved_meta
+
+        if not self.manifest:
+            return
+        with self.session() as s:
+            version = catalog.get_version(s)
+        faiss_file = self.path / FAISS_FILE
+        if not faiss_file.exists() or (saved_meta(faiss_file) or {}).get("version") != version:
+            self.vector_index()
+            self.save_vector_index()
+
     def rebuild_vectors(self, kind: str | None = None) -> "VectorIndex":
         """Rebuild (and save) the FAISS index from stored embeddings, decoding no image."""
         from .vectors import VectorIndex

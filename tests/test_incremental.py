@@ -107,3 +107,15 @@ def test_cli_second_run_reports_nothing_encoded(runner, photos: Path, trained_mo
     assert first["added"] == TOTAL and first["encoded"] == TOTAL
     second = cli_json(runner, "index", photos, "--index", idx)
     assert second["encoded"] == 0 and second["unchanged"] == TOTAL
+
+
+def test_lost_faiss_file_is_rebuilt_from_embeddings(store, photos: Path) -> None:
+    store.add([photos])
+    before = [h.path for h in store.search("a red square", k=5)]
+    (store.path / "vectors.faiss").unlink()
+    counter = CountingEncoder(store)
+    summary = store.add([photos])  # nothing changed on disk: no image is decoded or encoded
+    assert summary.unchanged == TOTAL and counter.images == 0
+    assert (store.path / "vectors.faiss").exists()
+    with clipsearch.open(store.path, create=False) as fresh:
+        assert [h.path for h in fresh.search("a red square", k=5)] == before
