@@ -116,6 +116,9 @@ def train_contrastive(encoder: "Encoder", images: np.ndarray, captions: Sequence
     cls = torch.as_tensor(np.asarray(class_ids), dtype=torch.long) if class_ids is not None else None
     history = TrainHistory()
     use_amp = device.type == "cuda"
+    # bf16 needs no loss scaling; on GPUs without it, fp16 autocast with a GradScaler (weights stay fp32)
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     start = time.perf_counter()
     seen = 0
     step = 0
@@ -132,18 +135,20 @@ def train_contrastive(encoder: "Encoder", images: np.ndarray, captions: Sequence
             x = encoder.images_to_tensor(np.ascontiguousarray(batch))
             t = tokens_all[idx].to(device)
             c = cls[idx].to(device) if cls is not None else None
-            with torch.autocast(device.type, enabled=use_amp):
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                 img = torch.nn.functional.normalize(model.encode_image(x), dim=-1)
                 txt = torch.nn.functional.normalize(model.encode_text(t), dim=-1)
                 loss = contrastive_loss(img.float(), txt.float(), model.logit_scale.exp().clamp(max=100), c)
-            (loss / cfg.accumulate).backward()
+            scaler.scale(loss / cfg.accumulate).backward()
             seen += len(idx)
             if (b + 1) % cfg.accumulate == 0:
                 for g in opt.param_groups:
                     g["lr"] = lr_at(step)
                 if cfg.grad_clip:
+                    scaler.unscale_(opt)
                     torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                opt.step()
+                scaler.step(opt)
+                scaler.update()
                 opt.zero_grad(set_to_none=True)
                 step += 1
             history.losses.append(float(loss.detach()))
