@@ -141,7 +141,9 @@ def index(
         table.add_row(key.replace("_", " "), str(getattr(summary, key)))
     table.add_row("time", f"{summary.seconds:.2f} s")
     if summary.encoded:
-        table.add_row("speed", f"{summary.images_per_second:.1f} images/s")
+        after_load = summary.encoded / max(summary.seconds - summary.model_seconds, 1e-9)
+        table.add_row("speed", f"{summary.images_per_second:.1f} images/s overall, {after_load:.1f} images/s "
+                               f"after {summary.model_seconds:.1f} s of model loading")
     out.print(table)
     for path, why in summary.failures[:20]:
         err.print(f"[red]failed:[/] {path}: {why}")
@@ -226,8 +228,9 @@ def info(
     table.add_row("roots", "\n".join(data["roots"]) or "-")
     last = data["last_run"]
     if last:
-        table.add_row("last run", f"{last['started_at']} {last['status']}: +{last['added']} ~{last['updated']} "
-                                  f">{last['moved']} -{last['removed']} !{last['failed']} in {last['seconds']} s")
+        table.add_row("last run", f"{last['started_at']} {last['status']} in {last['seconds']} s: added {last['added']}, "
+                                  f"updated {last['updated']}, moved {last['moved']}, removed {last['removed']}, "
+                                  f"failed {last['failed']}")
     out.print(table)
 
 

@@ -47,6 +47,7 @@ class RunSummary:
     encoded: int = 0
     seconds: float = 0.0
     encode_seconds: float = 0.0
+    model_seconds: float = 0.0
     failures: list[tuple[str, str]] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)
 
@@ -295,7 +296,9 @@ def run_index(store: "Store", targets: list, *, exclude: tuple[str, ...] = (), i
         try:
             if todo or new or missing:
                 if todo or new:
+                    t_model = time.perf_counter()
                     store.encoder  # noqa: B018 - loads the model: only when there is work for it
+                    summary.model_seconds = time.perf_counter() - t_model
                     store.ensure_manifest()
                     store.ensure_text_cache()
                 committer = _Committer(store, summary)

@@ -310,7 +310,7 @@ class Store:
             counts = catalog.counts(s)
             last = s.scalars(select(catalog.RunRow).order_by(catalog.RunRow.id.desc()).limit(1)).first()
             roots = list(s.scalars(select(catalog.RootRow.path).order_by(catalog.RootRow.path)))
-        disk = sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
+        disk = sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
         faiss_meta = saved_meta(self.path / FAISS_FILE) or {}
         return {
             "store": str(self.path.resolve()),
