@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import numpy as np
 from sqlalchemy import (
@@ -146,31 +146,29 @@ def escape_like(prefix: str) -> str:
     return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def under_clause(path: str):
-    """Rows whose path is `path` or lies below it."""
-    base = path.rstrip("/")
-    return (ImageRow.path == base) | ImageRow.path.like(escape_like(base) + "/%", escape="\\")
+def under_clause(paths: list[str]):
+    """Rows whose path is one of `paths` or lies below one of them."""
+    clause = None
+    for path in paths:
+        base = path.rstrip("/")
+        one = (ImageRow.path == base) | ImageRow.path.like(escape_like(base) + "/%", escape="\\")
+        clause = one if clause is None else clause | one
+    return clause
 
 
-def image_ids_matching(session: Session, under: list[str] | None = None, exts: list[str] | None = None) -> np.ndarray:
+def image_ids_matching(session: Session, under: list[str] | None = None, exts: list[str] | None = None,
+                       after_ns: int | None = None, before_ns: int | None = None) -> np.ndarray:
+    """Ids allowed by the query filters, for FAISS's id selector."""
     query = select(ImageRow.id).where(ImageRow.ok.is_(True))
     if under:
-        clause = under_clause(under[0])
-        for extra in under[1:]:
-            clause = clause | under_clause(extra)
-        query = query.where(clause)
+        query = query.where(under_clause(under))
     if exts:
         query = query.where(ImageRow.ext.in_(exts))
+    if after_ns is not None:
+        query = query.where(ImageRow.mtime_ns >= after_ns)
+    if before_ns is not None:
+        query = query.where(ImageRow.mtime_ns < before_ns)
     return np.fromiter(session.scalars(query), dtype=np.int64)
-
-
-def rows_under(session: Session, roots: list[str]) -> Iterator[ImageRow]:
-    if not roots:
-        return iter(())
-    clause = under_clause(roots[0])
-    for extra in roots[1:]:
-        clause = clause | under_clause(extra)
-    return iter(session.scalars(select(ImageRow).where(clause)).all())
 
 
 def counts(session: Session) -> dict[str, int]:

@@ -163,6 +163,8 @@ def query(
     k: int = typer.Option(10, "-k", "--top", min=1, help="Number of results."),
     under: List[Path] = typer.Option([], "--under", help="Only results inside this folder (repeatable)."),
     ext: List[str] = typer.Option([], "--ext", help="Only these extensions, e.g. --ext jpg (repeatable)."),
+    after: Optional[str] = typer.Option(None, "--after", help="Only files modified on/after this date (YYYY-MM-DD)."),
+    before: Optional[str] = typer.Option(None, "--before", help="Only files modified before this date (YYYY-MM-DD)."),
     index_path: Optional[Path] = IndexOpt,
     as_json: bool = JsonOpt,
     paths_only: bool = typer.Option(False, "--paths", help="One path per line (for xargs)."),
@@ -176,7 +178,7 @@ def query(
     with open_store(index_path, device=device) as store:
         hits = store.search(text or [], image=[str(i) for i in image], minus=minus,
                             minus_image=[str(i) for i in minus_image], k=k,
-                            under=[str(u) for u in under] or None, ext=ext or None)
+                            under=[str(u) for u in under] or None, ext=ext or None, after=after, before=before)
     if as_json:
         emit_json([h.to_dict() for h in hits])
     elif paths_only:

@@ -89,13 +89,7 @@ def _known_rows(session, roots: list[str], files: list[str]) -> dict[str, _Known
                 EmbeddingRow.image_id)
          .outerjoin(EmbeddingRow, EmbeddingRow.image_id == ImageRow.id))
     known: dict[str, _Known] = {}
-    clauses = [catalog.under_clause(r) for r in roots]
-    batches: list[Any] = []
-    if clauses:
-        c = clauses[0]
-        for extra in clauses[1:]:
-            c = c | extra
-        batches.append(q.where(c))
+    batches: list[Any] = [q.where(catalog.under_clause(roots))] if roots else []
     for start in range(0, len(files), 900):
         batches.append(q.where(ImageRow.path.in_(files[start:start + 900])))
     for stmt in batches:

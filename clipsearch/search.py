@@ -93,8 +93,23 @@ def query_vector(store: "Store", texts: list[tuple[str, float]], images: list[tu
     return total / norm, digests
 
 
+def _date_ns(value: str | dt.date | None, name: str) -> int | None:
+    """'2023-06-01' (local midnight) or a datetime → epoch nanoseconds, compared with file mtimes."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise ClipsearchError(f"--{name} {value!r} is not a date", "use YYYY-MM-DD or YYYY-MM-DDTHH:MM") from exc
+    if not isinstance(value, dt.datetime):
+        value = dt.datetime.combine(value, dt.time())
+    return int(value.timestamp() * 1e9)
+
+
 def search(store: "Store", *, texts: list[str], images: list[str], minus: list[str] = (), minus_images: list[str] = (),
-           k: int = 10, under: list[str] | None = None, exts: list[str] | None = None) -> list[Hit]:
+           k: int = 10, under: list[str] | None = None, exts: list[str] | None = None,
+           after: str | dt.date | None = None, before: str | dt.date | None = None) -> list[Hit]:
     from . import catalog
 
     if store.manifest is None:
@@ -113,6 +128,8 @@ def search(store: "Store", *, texts: list[str], images: list[str], minus: list[s
 
     norm_exts = sorted({alias for e in exts for alias in _ext_aliases(e)}) if exts else None
     norm_under = [os.path.abspath(os.path.expanduser(u)) for u in under] if under else None
+    after_ns, before_ns = _date_ns(after, "after"), _date_ns(before, "before")
+    filtered = bool(norm_under or norm_exts) or after_ns is not None or before_ns is not None
 
     with store.session() as s:
         excluded: set[int] = set()
@@ -120,7 +137,7 @@ def search(store: "Store", *, texts: list[str], images: list[str], minus: list[s
         if query_paths or digests:
             stmt = select(ImageRow.id).where(ImageRow.path.in_(query_paths) | ImageRow.digest.in_(digests))
             excluded = set(s.scalars(stmt))
-        allowed = catalog.image_ids_matching(s, norm_under, norm_exts) if (norm_under or norm_exts) else None
+        allowed = catalog.image_ids_matching(s, norm_under, norm_exts, after_ns, before_ns) if filtered else None
     if allowed is not None and excluded:
         allowed = allowed[~np.isin(allowed, list(excluded))]
         excluded = set()

@@ -266,14 +266,17 @@ class Store:
 
     def search(self, text: str | list[str] | None = None, *, image: str | list[str] | None = None,
                minus: Iterable[str] = (), minus_image: Iterable[str] = (), k: int = 10,
-               under: Iterable[str] | None = None, ext: Iterable[str] | None = None) -> list["Hit"]:
+               under: Iterable[str] | None = None, ext: Iterable[str] | None = None,
+               after: Any = None, before: Any = None) -> list["Hit"]:
+        """Filters: `under` folders, `ext` extensions, file modified in [after, before) (dates or ISO strings)."""
         from .search import search
 
         texts = [text] if isinstance(text, str) else list(text or [])
         images = [image] if isinstance(image, (str, Path)) else list(image or [])
         return search(self, texts=texts, images=[str(i) for i in images], minus=list(minus),
                       minus_images=[str(i) for i in minus_image], k=k,
-                      under=list(under) if under else None, exts=list(ext) if ext else None)
+                      under=list(under) if under else None, exts=list(ext) if ext else None,
+                      after=after, before=before)
 
     def reembed(self, model: str, *, batch_size: int | None = None, workers: int | None = None,
                 progress: "Progress | None" = None) -> "RunSummary":

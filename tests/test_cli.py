@@ -57,6 +57,24 @@ def test_filters_under_and_ext(runner, tmp_path: Path, photos: Path, trained_mod
     assert [Path(h["path"]).name for h in jpegs] == ["as_jpeg.jpg"]
 
 
+def test_date_filters(runner, tmp_path: Path, photos: Path, trained_model: Path) -> None:
+    import datetime as dt
+
+    old = dt.datetime(2020, 5, 17, 12).timestamp()
+    for p in sorted(photos.glob("blue_*_00[0-2].png")):
+        os.utime(p, (old, old))  # 9 "old" photos from 2020
+    idx = tmp_path / "index"
+    cli(runner, "index", photos, "--index", idx, "--model", trained_model)
+    early = cli_json(runner, "query", "a red circle", "-k", "50", "--before", "2021-01-01", "--index", idx)
+    assert len(early) == 9 and all(Path(h["path"]).name.startswith("blue_") for h in early)
+    window = cli_json(runner, "query", "a blue square", "-k", "50", "--after", "2020-05-17",
+                      "--before", "2020-05-18", "--index", idx)
+    assert len(window) == 9
+    assert len(cli_json(runner, "query", "a red circle", "-k", "100", "--after", "2021-01-01", "--index", idx)) == 51
+    bad = cli(runner, "query", "x", "--after", "last tuesday", "--index", idx, ok=False)
+    assert bad.exit_code == 1 and "is not a date" in bad.stderr
+
+
 def test_weights_and_negatives_combine(runner, indexed: Path) -> None:
     plain = cli_json(runner, "query", "a red circle", "-k", "10", "--index", indexed)
     # subtracting half of the same vector leaves its direction unchanged: identical ranking
