@@ -92,9 +92,10 @@ def parse_spec(text: str) -> ModelSpec:
             key=f"folder:{meta.get('weights_sha256', '?')[:16]}",
             extra=meta,
         )
-    arch, sep, tag = text.partition(":")
-    if len(arch) == 1 and sep and tag.startswith("\\"):  # a Windows drive letter, not ARCH:TAG
-        arch, tag = text, ""
+    if os.sep in text.partition(":")[0] or text.startswith((".", "~")):
+        raise ModelUnavailableError(f"model folder not found: {text}",
+                                    "pass an existing folder written by `clipsearch finetune`, or ARCH:TAG")
+    arch, _sep, tag = text.partition(":")
     if not arch:
         raise ModelUnavailableError(f"bad model spec {text!r}", "use ARCH:TAG, e.g. ViT-B-32:laion2b_s34b_b79k")
     tag = tag or None

@@ -105,6 +105,7 @@ def test_library_api(indexed: Path) -> None:
     (["index", "{photos}", "--index", "{tmp}/i", "--model", "NoSuchNet-99"], "unknown model architecture"),
     (["index", "{photos}", "--index", "{indexed}", "--model", "clipsearch-tiny"], "was built with model"),
     (["index", "{photos}", "--index", "{tmp}/i", "--model", "{tmp}"], "not a clipsearch model"),
+    (["index", "{photos}", "--index", "{tmp}/i", "--model", "{tmp}/no-such-model"], "model folder not found"),
     (["info", "--index", "{tmp}/nowhere"], "no index at"),
 ])
 def test_errors_are_one_line_with_a_hint(runner, tmp_path, indexed, photos, args, message) -> None:
