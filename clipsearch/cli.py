@@ -35,10 +35,10 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             err.print(f"[bold red]error:[/] {exc.message}", markup=True, highlight=False)
             if exc.hint:
                 err.print(f"[yellow]hint:[/] {exc.hint}")
-            raise typer.Exit(1)
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print("[bold red]interrupted:[/] committed work is kept; run the same command again to resume")
-            raise typer.Exit(130)
+            raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except Exception as exc:  # noqa: BLE001 - the last line of defence for the user
@@ -47,7 +47,7 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             first = str(exc).splitlines()[0] if str(exc) else ""
             err.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {first}")
             err.print("[yellow]hint:[/] run again with CLIPSEARCH_DEBUG=1 for the full traceback and report it")
-            raise typer.Exit(1)
+            raise typer.Exit(1) from None
 
     return wrapper
 

@@ -5,7 +5,6 @@ split, keep the best epoch, blend with the base in weight space (WiSE-FT), and s
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -23,7 +22,6 @@ from .training import TrainConfig, train_contrastive
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from .models import Encoder
 
 
 @dataclass
@@ -99,7 +97,6 @@ def finetune(data_path: str | Path, out: str | Path, *, base_model: str = DEFAUL
              alpha: float = 0.5, device: str | None = None,
              on_step: Callable[[int, int, float, float, float], None] | None = None,
              on_stage: Callable[[str], None] | None = None) -> FinetuneReport:
-    import torch
 
     from .models import load_encoder, save_model_folder
 

@@ -10,14 +10,12 @@ Spec syntax, in the order it is tried:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable
 
 from . import offline_model
 from .errors import ClipsearchError, ModelUnavailableError
