@@ -23,7 +23,6 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 
-
 @dataclass
 class FinetuneReport:
     out: str
