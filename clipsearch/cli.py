@@ -101,14 +101,14 @@ class RichProgress:
 def index(
     paths: List[Path] = typer.Argument(..., help="Folders (recursed) and single image files."),
     index_path: Optional[Path] = IndexOpt,
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="ARCH:TAG, a model folder, or a shipped config. New stores default to ViT-B-32:laion2b_s34b_b79k."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="ARCH:TAG, offline-mini, a model folder, or a shipped config. New stores: ViT-B-32:laion2b_s34b_b79k when its weights can be had, else offline-mini."),
     exclude: List[str] = typer.Option([], "--exclude", help="Glob on the relative path or name; repeatable."),
     include_hidden: bool = typer.Option(False, "--include-hidden", help="Also index dot-files and dot-folders."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Images per encoder batch."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Decoding threads."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when present)."),
     reembed: bool = typer.Option(False, "--reembed", help="Re-encode the whole store with --model (queries keep working until it is done)."),
-    int8: bool = typer.Option(False, "--int8", help="CPU: int8 dynamic quantisation of the image tower (~1.25x faster, embeddings within 1e-4 cosine)."),
+    int8: bool = typer.Option(False, "--int8", help="CPU, ViT models: int8 dynamic quantisation of the image tower (~1.4x faster encoding, embeddings within 1e-4 cosine)."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Index folders incrementally: new, changed, moved and deleted files are handled."""
