@@ -15,7 +15,6 @@ import shutil
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from clipsearch import synthetic  # noqa: E402
-from clipsearch.images import read_and_decode  # noqa: E402
+from clipsearch.evaluate import decode_paths  # noqa: E402
 
 
 def photo_set(folder: Path, count: int, png_every: int) -> list[Path]:
@@ -63,10 +62,8 @@ def pure_encode(paths: list[Path], model_spec: str, batch: int) -> tuple[float, 
 
     enc = load_encoder(model_spec, device="cpu")
     t = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        decoded = list(pool.map(lambda p: read_and_decode(str(p), enc.image_size)[1].pixels, paths))
+    pixels, _kept, _failed = decode_paths(enc, [str(p) for p in paths], workers=2)
     decode_rate = len(paths) / (time.perf_counter() - t)
-    pixels = np.stack(decoded)
     enc.encode_images(pixels[:batch])  # warm-up
     t = time.perf_counter()
     for start in range(0, len(pixels), batch):
@@ -80,8 +77,7 @@ def int8_comparison(paths: list[Path], model_spec: str, batch: int) -> tuple[flo
     from clipsearch.models import load_encoder
 
     enc = load_encoder(model_spec, device="cpu")
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        pixels = np.stack(list(pool.map(lambda p: read_and_decode(str(p), enc.image_size)[1].pixels, paths)))
+    pixels, _kept, _failed = decode_paths(enc, [str(p) for p in paths], workers=2)
 
     def run() -> tuple[np.ndarray, float]:
         enc.encode_images(pixels[:batch])

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 from sqlalchemy import (
@@ -129,17 +128,6 @@ def all_embeddings(session: Session, dim: int, batch: int = 50_000) -> tuple[np.
         ids.append(image_id)
         blobs.append(blob)
     return np.asarray(ids, dtype=np.int64), blobs_to_matrix(blobs, dim)
-
-
-def embeddings_for(session: Session, ids: Iterable[int], dim: int) -> dict[int, np.ndarray]:
-    ids = list(ids)
-    out: dict[int, np.ndarray] = {}
-    for start in range(0, len(ids), 900):
-        chunk = ids[start:start + 900]
-        for image_id, blob in session.execute(
-                select(EmbeddingRow.image_id, EmbeddingRow.vector).where(EmbeddingRow.image_id.in_(chunk))):
-            out[image_id] = np.frombuffer(blob, dtype=VECTOR_DTYPE).astype(np.float32)
-    return out
 
 
 def escape_like(prefix: str) -> str:

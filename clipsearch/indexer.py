@@ -159,24 +159,14 @@ class _Committer:
         pending.touched.clear()
 
     def _mirror(self, removed: list[int], added: list[int], vecs: list[np.ndarray], version: int) -> None:
-        if removed and not self.vectors.supports_remove:
-            self.vectors = self._rebuild(version)
+        if removed and not self.vectors.supports_remove:  # HNSW: rebuild from the committed embeddings
+            old = self.vectors
+            self.vectors = self.store.build_vectors(old.kind if old.forced else None, old.forced)
             return
         self.vectors.remove(np.asarray(removed, dtype=np.int64))
         if added:
-            self.vectors.add(np.asarray(added, dtype=np.int64),
-                             np.stack(vecs).astype(np.float32) if vecs else np.zeros((0, self.store.dim)))
+            self.vectors.add(np.asarray(added, dtype=np.int64), np.stack(vecs).astype(np.float32))
         self.store.set_vector_index(self.vectors, version)
-
-    def _rebuild(self, version: int):
-        from .vectors import VectorIndex
-
-        with self.store.session() as s:
-            ids, vecs = catalog.all_embeddings(s, self.store.dim)
-        old = self.vectors
-        vi = VectorIndex.build(ids, vecs, self.store.dim, old.kind if old.forced else None, old.forced)
-        self.store.set_vector_index(vi, version)
-        return vi
 
     def remove_missing(self, rows: list[_Known]) -> None:
         if not rows:

@@ -332,13 +332,6 @@ def model_config(arch: str) -> dict:
     return cfg
 
 
-def _hf_cached_repos() -> set[str]:
-    hub = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub")
-    if not hub.is_dir():
-        return set()
-    return {p.name[len("models--"):].replace("--", "/") for p in hub.iterdir() if p.name.startswith("models--")}
-
-
 def list_models() -> list[dict[str, Any]]:
     """Every spec `--model` accepts by name, and whether its weights are already on disk."""
     import open_clip
@@ -348,13 +341,11 @@ def list_models() -> list[dict[str, Any]]:
                                    "cached": _offline_installed()}]
     rows += [{"spec": name, "kind": "shipped config (random init; for tests and fine-tuning)", "cached": True}
              for name in shipped_configs()]
-    cached = _hf_cached_repos()
+    from .weights import weights_cached
+
     for arch, tag in open_clip.list_pretrained():
-        cfg = open_clip.get_pretrained_cfg(arch, tag) or {}
-        repo = str(cfg.get("hf_hub", "")).strip("/")
         rows.append({"spec": f"{arch}:{tag}", "kind": "open_clip pretrained",
-                     "cached": bool(repo) and repo.split("/")[0] + "/" + repo.split("/")[1] in cached
-                     if repo.count("/") >= 1 else False})
+                     "cached": weights_cached(open_clip.get_pretrained_cfg(arch, tag) or {})})
     return rows
 
 

@@ -104,7 +104,8 @@ def _date_ns(value: str | dt.date | None, name: str) -> int | None:
             raise ClipsearchError(f"--{name} {value!r} is not a date", "use YYYY-MM-DD or YYYY-MM-DDTHH:MM") from exc
     if not isinstance(value, dt.datetime):
         value = dt.datetime.combine(value, dt.time())
-    return int(value.timestamp() * 1e9)
+    ns = int(value.timestamp() * 1e9)
+    return max(-(2**63), min(ns, 2**63 - 1))  # mtimes are int64 ns: dates past 2262 compare as "the end of time"
 
 
 def search(store: "Store", *, texts: list[str], images: list[str], minus: list[str] = (), minus_images: list[str] = (),

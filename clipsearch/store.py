@@ -197,18 +197,24 @@ class Store:
 
         with self.session() as s:
             version = catalog.get_version(s)
-            if self._vectors is not None and self._vectors_version == version:
-                return self._vectors
-            loaded = VectorIndex.load(self.path / FAISS_FILE)
-            if loaded and loaded[1] == version:
-                self._vectors, self._vectors_version = loaded
-                return self._vectors
-            forced = loaded[0].forced if loaded else False
-            kind = loaded[0].kind if forced else None  # type: ignore[union-attr]
+        if self._vectors is not None and self._vectors_version == version:
+            return self._vectors
+        loaded = VectorIndex.load(self.path / FAISS_FILE)
+        if loaded and loaded[1] == version:
+            self._vectors, self._vectors_version = loaded
+            return self._vectors
+        forced = loaded[0].forced if loaded else False
+        return self.build_vectors(loaded[0].kind if forced else None, forced)  # type: ignore[union-attr]
+
+    def build_vectors(self, kind: str | None = None, forced: bool = False) -> "VectorIndex":
+        """Build the FAISS index from the stored embeddings (no image decoded) and make it current."""
+        from .vectors import VectorIndex
+
+        with self.session() as s:
+            version = catalog.get_version(s)
             ids, vecs = catalog.all_embeddings(s, self.dim)
-        self._vectors = VectorIndex.build(ids, vecs, self.dim, kind, forced)
-        self._vectors_version = version
-        return self._vectors
+        self.set_vector_index(VectorIndex.build(ids, vecs, self.dim, kind, forced), version)
+        return self._vectors  # type: ignore[return-value]
 
     def set_vector_index(self, index: "VectorIndex", version: int) -> None:
         self._vectors, self._vectors_version = index, version
@@ -219,14 +225,11 @@ class Store:
 
     def retype_vectors_if_needed(self) -> None:
         """Switch flat ↔ IVF when the collection crossed the size threshold (unless the user forced a type)."""
-        from .vectors import VectorIndex, choose_type
+        from .vectors import choose_type
 
         vi = self.vector_index()
         if not vi.forced and choose_type(vi.ntotal) != vi.kind:
-            with self.session() as s:
-                version = catalog.get_version(s)
-                ids, vecs = catalog.all_embeddings(s, self.dim)
-            self.set_vector_index(VectorIndex.build(ids, vecs, self.dim), version)
+            self.build_vectors()
 
     def sync_vector_file(self) -> None:
         """Save the FAISS file if it is missing or older than the catalog (a reader only rebuilds in memory)."""
@@ -242,16 +245,11 @@ class Store:
             self.save_vector_index()
 
     def rebuild_vectors(self, kind: str | None = None) -> "VectorIndex":
-        """Rebuild (and save) the FAISS index from stored embeddings, decoding no image."""
-        from .vectors import VectorIndex
-
+        """Rebuild (and save) the FAISS index from stored embeddings; a given `kind` is kept from then on."""
         with self.writer_lock():
-            with self.session() as s:
-                version = catalog.get_version(s)
-                ids, vecs = catalog.all_embeddings(s, self.dim)
-            self.set_vector_index(VectorIndex.build(ids, vecs, self.dim, kind, forced=kind is not None), version)
+            vi = self.build_vectors(kind, forced=kind is not None)
             self.save_vector_index()
-        return self._vectors  # type: ignore[return-value]
+        return vi
 
     # --- the public verbs ----------------------------------------------------------------------------
     def add(self, paths: Iterable[str | Path], *, exclude: Iterable[str] = (), include_hidden: bool = False,

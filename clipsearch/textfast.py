@@ -232,6 +232,23 @@ def _erf(x: np.ndarray) -> np.ndarray:
     return sign * y
 
 
+def _gelu(h: np.ndarray) -> np.ndarray:
+    return 0.5 * h * (1.0 + _erf(h * (1.0 / math.sqrt(2.0))))  # python floats keep float32
+
+
+def _attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, heads: int, mask: np.ndarray | None = None) -> np.ndarray:
+    """Multi-head scaled dot-product attention on (tokens, width) projections; returns (tokens, width)."""
+    n, d = q.shape
+    dh = d // heads
+    q, k, v = (t.reshape(n, heads, dh).transpose(1, 0, 2) for t in (q, k, v))
+    scores = (q * (1.0 / math.sqrt(dh))) @ k.transpose(0, 2, 1)
+    if mask is not None:
+        scores = scores + mask
+    scores = np.exp(scores - scores.max(-1, keepdims=True))
+    scores /= scores.sum(-1, keepdims=True)
+    return (scores @ v).transpose(1, 0, 2).reshape(n, d)
+
+
 def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
     mean = x.mean(-1, keepdims=True)
     var = ((x - mean) ** 2).mean(-1, keepdims=True)
@@ -279,18 +296,12 @@ class NumpyTextEncoder:
             h = _layer_norm(x, self.w(p + "ln_1.weight"), self.w(p + "ln_1.bias"), cfg["eps"])
             qkv = h @ self.w(p + "in_proj_weight").T + self.w(p + "in_proj_bias")
             d = x.shape[1]
-            heads = cfg["heads"]
-            dh = d // heads
-            q, k, v = (qkv[:, j * d:(j + 1) * d].reshape(n, heads, dh).transpose(1, 0, 2) for j in range(3))
-            scores = (q * (1.0 / math.sqrt(dh))) @ k.transpose(0, 2, 1) + mask  # python floats keep float32
-            scores = np.exp(scores - scores.max(-1, keepdims=True))
-            scores /= scores.sum(-1, keepdims=True)
-            attn = (scores @ v).transpose(1, 0, 2).reshape(n, d)
+            attn = _attention(qkv[:, :d], qkv[:, d:2 * d], qkv[:, 2 * d:], cfg["heads"], mask)
             attn = attn @ self.w(p + "out_proj.weight").T + self.w(p + "out_proj.bias")
             x = x + (attn * self.w(p + "ls_1") if cfg["layer_scale"] else attn)
             h = _layer_norm(x, self.w(p + "ln_2.weight"), self.w(p + "ln_2.bias"), cfg["eps"])
             h = h @ self.w(p + "c_fc.weight").T + self.w(p + "c_fc.bias")
-            h = h / (1.0 + np.exp(-1.702 * h)) if cfg["quick_gelu"] else 0.5 * h * (1.0 + _erf(h * (1.0 / math.sqrt(2.0))))
+            h = h / (1.0 + np.exp(-1.702 * h)) if cfg["quick_gelu"] else _gelu(h)
             h = h @ self.w(p + "c_proj.weight").T + self.w(p + "c_proj.bias")
             x = x + (h * self.w(p + "ls_2") if cfg["layer_scale"] else h)
         pooled = _layer_norm(x[n - 1], self.w("ln_final.weight"), self.w("ln_final.bias"), self.config["ln_final_eps"])
@@ -309,25 +320,16 @@ class NumpyTextEncoder:
              + self.w(p + "position_embeddings.weight")[:n] + self.w(p + "token_type_embeddings.weight")[0])
         eps = float(self.config["eps"])
         x = _layer_norm(x, self.w(p + "LayerNorm.weight"), self.w(p + "LayerNorm.bias"), eps)
-        heads = self.config["heads"]
-        d = x.shape[1]
-        dh = d // heads
-
         def dense(h: np.ndarray, name: str) -> np.ndarray:
             return h @ self.w(name + ".weight").T + self.w(name + ".bias")
 
         for i in range(self.config["layers"]):
             p = f"bert.encoder.layer.{i}."
-            q, k, v = (dense(x, p + f"attention.self.{m}").reshape(n, heads, dh).transpose(1, 0, 2)
-                       for m in ("query", "key", "value"))
-            scores = (q * (1.0 / math.sqrt(dh))) @ k.transpose(0, 2, 1)
-            scores = np.exp(scores - scores.max(-1, keepdims=True))
-            scores /= scores.sum(-1, keepdims=True)
-            ctx = (scores @ v).transpose(1, 0, 2).reshape(n, d)
+            q, k, v = (dense(x, p + f"attention.self.{m}") for m in ("query", "key", "value"))
+            ctx = _attention(q, k, v, self.config["heads"])
             x = _layer_norm(x + dense(ctx, p + "attention.output.dense"), self.w(p + "attention.output.LayerNorm.weight"),
                             self.w(p + "attention.output.LayerNorm.bias"), eps)
-            h = dense(x, p + "intermediate.dense")
-            h = 0.5 * h * (1.0 + _erf(h * (1.0 / math.sqrt(2.0))))
+            h = _gelu(dense(x, p + "intermediate.dense"))
             x = _layer_norm(x + dense(h, p + "output.dense"), self.w(p + "output.LayerNorm.weight"),
                             self.w(p + "output.LayerNorm.bias"), eps)
         return x.mean(axis=0).astype(np.float32)

@@ -133,7 +133,7 @@ class VectorIndex:
         if self.kind == "ivf":
             return faiss.SearchParametersIVF(sel=selector, nprobe=self.index.nprobe)
         if self.kind == "hnsw":
-            return faiss.SearchParametersHNSW(sel=selector, efSearch=self.index.index.hnsw.efSearch)
+            return faiss.SearchParametersHNSW(sel=selector, efSearch=HNSW_EF_SEARCH)
         return faiss.SearchParameters(sel=selector)
 
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -200,6 +200,8 @@ def test_reindex_vectors_only_forces_a_type(runner, tmp_path: Path, photos: Path
     assert cli_json(runner, "info", "--index", idx)["index_type"] == result["index_type"]
     after = cli_json(runner, "query", "a blue circle", "-k", "5", "--index", idx)
     assert [h["path"] for h in after] == [h["path"] for h in before]  # small sets: every type is exact
+    filtered = cli_json(runner, "query", "a blue circle", "--ext", "png", "--before", "2999-01-01", "--index", idx)
+    assert len(filtered) == 10  # id-selector filters work on every type
     (photos / "blue_circle_000.png").unlink()  # removal works for every type (HNSW rebuilds)
     assert cli_json(runner, "index", photos, "--index", idx)["removed"] == 1
     assert cli_json(runner, "info", "--index", idx)["index_type"] == result["index_type"]  # forced type is kept
