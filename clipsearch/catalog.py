@@ -1,101 +1,89 @@
-"""The SQLite catalog (SQLAlchemy 2 ORM): images, their embeddings, indexed roots, runs, failures.
+"""The catalog: the only code that speaks SQL. Images, their embeddings, roots, runs, failures.
 
-Embeddings live in the catalog itself (float16 blobs keyed by the image id), so one SQLite transaction
-commits rows and vectors together: the two can never disagree, whatever moment a run is killed at.
+Embeddings live in the catalog itself (float16 blobs keyed by the image id), so one transaction commits
+rows and vectors together: the two can never disagree, whatever moment a run is killed at. Callers use the
+verbs of `Catalog` and plain records; no ORM row leaves this module. Everything SQLite-specific is in
+`_sqlite_engine`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Iterable, Sequence
+from urllib.parse import quote
 
 import numpy as np
-from sqlalchemy import (
-    BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, LargeBinary, String, Text, create_engine, event,
-    func, select, update, delete,
-)
+from sqlalchemy import create_engine, delete, event, func, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from . import schema
+from .errors import ClipsearchError
+from .schema import EmbeddingRow, ImageRow, MetaRow, RootRow, RunRow, utcnow
 
 VECTOR_DTYPE = np.float16
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class ImageRow(Base):
-    __tablename__ = "images"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    path: Mapped[str] = mapped_column(Text, unique=True, index=True)
-    ext: Mapped[str] = mapped_column(String(16), index=True, default="")
-    size: Mapped[int] = mapped_column(BigInteger)
-    mtime_ns: Mapped[int] = mapped_column(BigInteger)
-    digest: Mapped[str | None] = mapped_column(String(32), index=True, nullable=True)
-    width: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    height: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    format: Mapped[str | None] = mapped_column(String(16), nullable=True)
-    ok: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
-    error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    indexed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
-
-
-class EmbeddingRow(Base):
-    __tablename__ = "embeddings"
-    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
-    vector: Mapped[bytes] = mapped_column(LargeBinary)
-
-
-class RootRow(Base):
-    __tablename__ = "roots"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    path: Mapped[str] = mapped_column(Text, unique=True)
-    last_indexed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
-
-
-class RunRow(Base):
-    __tablename__ = "runs"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
-    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
-    status: Mapped[str] = mapped_column(String(16), default="running")  # running/done/interrupted/failed
-    scanned: Mapped[int] = mapped_column(Integer, default=0)
-    added: Mapped[int] = mapped_column(Integer, default=0)
-    updated: Mapped[int] = mapped_column(Integer, default=0)
-    moved: Mapped[int] = mapped_column(Integer, default=0)
-    removed: Mapped[int] = mapped_column(Integer, default=0)
-    unchanged: Mapped[int] = mapped_column(Integer, default=0)
-    failed: Mapped[int] = mapped_column(Integer, default=0)
-    seconds: Mapped[float] = mapped_column(Float, default=0.0)
-
-
-class MetaRow(Base):
-    __tablename__ = "meta"
-    key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[str] = mapped_column(Text)
-
-
 VECTORS_VERSION = "vectors_version"
+_CHUNK = 900  # ids per IN (...) clause: under SQLite's variable limit
 
 
-def open_engine(db_path: Path) -> Engine:
-    engine = create_engine(f"sqlite:///{db_path}", future=True)
+@dataclass(frozen=True)
+class Known:
+    """What the catalog knows of one path: enough to decide unchanged / changed / moved."""
+    id: int
+    size: int
+    mtime_ns: int
+    ok: bool
+    digest: str | None
+    has_vector: bool
 
-    @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_conn, _record) -> None:  # WAL: readers keep answering while a run writes
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=10000")
-        cur.close()
 
-    Base.metadata.create_all(engine)
-    return engine
+@dataclass(frozen=True)
+class ImageRecord:
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    width: int | None
+    height: int | None
+    format: str | None
+    digest: str | None
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One decoded and encoded file, ready to commit; `known` is its previous row, if any."""
+    path: str
+    size: int
+    mtime_ns: int
+    digest: str
+    width: int
+    height: int
+    format: str
+    vector: np.ndarray
+    known: Known | None
+
+
+@dataclass(frozen=True)
+class Failed:
+    path: str
+    size: int
+    mtime_ns: int
+    error: str
+    known: Known | None
+
+
+@dataclass
+class ChunkResult:
+    version: int
+    added: int
+    updated: int
+    removed_ids: list[int]
+    vector_ids: list[int]
 
 
 def vector_to_blob(vec: np.ndarray) -> bytes:
@@ -108,71 +96,286 @@ def blobs_to_matrix(blobs: list[bytes], dim: int) -> np.ndarray:
     return np.frombuffer(b"".join(blobs), dtype=VECTOR_DTYPE).reshape(len(blobs), dim).astype(np.float32)
 
 
-def get_version(session: Session) -> int:
-    row = session.get(MetaRow, VECTORS_VERSION)
-    return int(row.value) if row else 0
-
-
-def bump_version(session: Session) -> int:
-    """Called inside every transaction that changes vectors, so a stale FAISS file is detectable."""
-    new = get_version(session) + 1
-    session.merge(MetaRow(key=VECTORS_VERSION, value=str(new)))
-    return new
-
-
-def all_embeddings(session: Session, dim: int, batch: int = 50_000) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, float32 matrix) of every stored embedding: the input for rebuilding any FAISS index."""
-    ids: list[int] = []
-    blobs: list[bytes] = []
-    for image_id, blob in session.execute(select(EmbeddingRow.image_id, EmbeddingRow.vector)).yield_per(batch):
-        ids.append(image_id)
-        blobs.append(blob)
-    return np.asarray(ids, dtype=np.int64), blobs_to_matrix(blobs, dim)
+def _ext(path: str) -> str:
+    return os.path.splitext(path)[1].lower().lstrip(".")[:16]
 
 
 def escape_like(prefix: str) -> str:
     return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def under_clause(paths: list[str]):
+def under_clause(paths: Iterable[str]) -> Any:
     """Rows whose path is one of `paths` or lies below one of them."""
     clause = None
     for path in paths:
-        base = path.rstrip("/")
-        one = (ImageRow.path == base) | ImageRow.path.like(escape_like(base) + "/%", escape="\\")
+        base = path.rstrip("/") or "/"
+        pattern = escape_like(base.rstrip("/")) + "/%"
+        one = (ImageRow.path == base) | ImageRow.path.like(pattern, escape="\\")
         clause = one if clause is None else clause | one
     return clause
 
 
-def image_ids_matching(session: Session, under: list[str] | None = None, exts: list[str] | None = None,
-                       after_ns: int | None = None, before_ns: int | None = None) -> np.ndarray:
-    """Ids allowed by the query filters, for FAISS's id selector."""
-    query = select(ImageRow.id).where(ImageRow.ok.is_(True))
-    if under:
-        query = query.where(under_clause(under))
-    if exts:
-        query = query.where(ImageRow.ext.in_(exts))
-    if after_ns is not None:
-        query = query.where(ImageRow.mtime_ns >= after_ns)
-    if before_ns is not None:
-        query = query.where(ImageRow.mtime_ns < before_ns)
-    return np.fromiter(session.scalars(query), dtype=np.int64)
+def _sqlite_engine(db_path: Path, readonly: bool) -> Engine:
+    """SQLite in WAL mode (readers answer while a run writes); read-only media open immutable."""
+    if readonly:
+        uri = f"file:{quote(os.fsencode(os.path.abspath(db_path)))}?immutable=1"
+        return create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False))
+    engine = create_engine(f"sqlite:///{db_path}")
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=10000")
+        cur.close()
+
+    return engine
 
 
-def counts(session: Session) -> dict[str, int]:
-    ok = session.scalar(select(func.count()).select_from(ImageRow).where(ImageRow.ok.is_(True))) or 0
-    failed = session.scalar(select(func.count()).select_from(ImageRow).where(ImageRow.ok.is_(False))) or 0
-    vectors = session.scalar(select(func.count()).select_from(EmbeddingRow)) or 0
-    return {"images": ok, "failed": failed, "vectors": vectors}
+class Catalog:
+    """Images, embeddings, roots and runs of one store."""
+
+    def __init__(self, db_path: Path, readonly: bool = False) -> None:
+        self.readonly = readonly
+        self.engine = _sqlite_engine(Path(db_path), readonly)
+        try:
+            with self.engine.connect() as conn:
+                if readonly:
+                    if schema.needs_upgrade(conn):
+                        raise ClipsearchError(f"the catalog {db_path} is from an older clipsearch and the store is "
+                                              "read-only", "open it once where it is writable to upgrade it")
+                else:
+                    with conn.begin():
+                        schema.upgrade(conn)
+        except OperationalError as exc:
+            self.engine.dispose()
+            raise ClipsearchError(f"cannot open the catalog {db_path}: {exc.orig}",
+                                  "check that the store folder is readable (and writable for indexing)") from exc
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    # --- versions -------------------------------------------------------------------------------------
+    def version(self) -> int:
+        """Bumped by every transaction that changes vectors, so a stale FAISS file is detectable."""
+        with self._session() as s:
+            return _get_version(s)
+
+    # --- reading --------------------------------------------------------------------------------------
+    def known_rows(self, roots: Sequence[str], files: Sequence[str]) -> dict[str, Known]:
+        q = (select(ImageRow.path, ImageRow.id, ImageRow.size, ImageRow.mtime_ns, ImageRow.ok, ImageRow.digest,
+                    EmbeddingRow.image_id)
+             .outerjoin(EmbeddingRow, EmbeddingRow.image_id == ImageRow.id))
+        stmts = [q.where(under_clause(roots))] if roots else []
+        stmts += [q.where(ImageRow.path.in_(files[i:i + _CHUNK])) for i in range(0, len(files), _CHUNK)]
+        known: dict[str, Known] = {}
+        with self._session() as s:
+            for stmt in stmts:
+                for path, id_, size, mtime, ok, digest, emb in s.execute(stmt):
+                    known[path] = Known(id_, size, mtime, ok, digest, emb is not None)
+        return known
+
+    def all_embeddings(self, dim: int, batch: int = 50_000) -> tuple[int, np.ndarray, np.ndarray]:
+        """(version, ids, float32 matrix) of every stored embedding: the input for rebuilding any FAISS index."""
+        ids: list[int] = []
+        blobs: list[bytes] = []
+        with self._session() as s:
+            version = _get_version(s)
+            for image_id, blob in s.execute(select(EmbeddingRow.image_id, EmbeddingRow.vector)).yield_per(batch):
+                if len(blob) != dim * np.dtype(VECTOR_DTYPE).itemsize:
+                    raise ClipsearchError(f"the catalog holds an embedding of {len(blob) // 2} dimensions where "
+                                          f"the store's model has {dim}", "re-index into a new store")
+                ids.append(image_id)
+                blobs.append(blob)
+        return version, np.asarray(ids, dtype=np.int64), blobs_to_matrix(blobs, dim)
+
+    def filter_ids(self, under: Sequence[str] | None = None, exts: Sequence[str] | None = None,
+                   after_ns: int | None = None, before_ns: int | None = None,
+                   hidden_under: Sequence[str] = ()) -> np.ndarray:
+        """Ids allowed by the query filters (and not under a hidden folder), for FAISS's id selector."""
+        query = select(ImageRow.id).where(ImageRow.ok.is_(True))
+        if under:
+            query = query.where(under_clause(under))
+        if exts:
+            query = query.where(ImageRow.ext.in_(list(exts)))
+        if after_ns is not None:
+            query = query.where(ImageRow.mtime_ns >= after_ns)
+        if before_ns is not None:
+            query = query.where(ImageRow.mtime_ns < before_ns)
+        if hidden_under:
+            query = query.where(~under_clause(hidden_under))
+        with self._session() as s:
+            return np.fromiter(s.scalars(query), dtype=np.int64)
+
+    def count_under(self, path: str) -> int:
+        with self._session() as s:
+            return s.scalar(select(func.count()).select_from(ImageRow).where(under_clause([path]))) or 0
+
+    def ids_of(self, paths: Sequence[str], digests: Sequence[str]) -> set[int]:
+        if not paths and not digests:
+            return set()
+        with self._session() as s:
+            return set(s.scalars(select(ImageRow.id).where(ImageRow.path.in_(list(paths))
+                                                           | ImageRow.digest.in_(list(digests)))))
+
+    def images(self, ids: Sequence[int]) -> dict[int, ImageRecord]:
+        out: dict[int, ImageRecord] = {}
+        with self._session() as s:
+            for i in range(0, len(ids), _CHUNK):
+                for r in s.scalars(select(ImageRow).where(ImageRow.id.in_(list(ids[i:i + _CHUNK])))):
+                    out[r.id] = ImageRecord(r.id, r.path, r.size, r.mtime_ns, r.width, r.height, r.format, r.digest)
+        return out
+
+    def indexed_paths(self) -> list[str]:
+        with self._session() as s:
+            return list(s.scalars(select(ImageRow.path).order_by(ImageRow.path)))
+
+    def counts(self) -> dict[str, int]:
+        with self._session() as s:
+            ok = s.scalar(select(func.count()).select_from(ImageRow).where(ImageRow.ok.is_(True))) or 0
+            failed = s.scalar(select(func.count()).select_from(ImageRow).where(ImageRow.ok.is_(False))) or 0
+            vectors = s.scalar(select(func.count()).select_from(EmbeddingRow)) or 0
+        return {"images": ok, "failed": failed, "vectors": vectors}
+
+    def failures(self) -> list[dict[str, Any]]:
+        with self._session() as s:
+            rows = s.execute(select(ImageRow.path, ImageRow.error, ImageRow.size)
+                             .where(ImageRow.ok.is_(False)).order_by(ImageRow.path)).all()
+        return [{"path": p, "error": e, "size": n} for p, e, n in rows]
+
+    def roots(self) -> list[dict[str, Any]]:
+        with self._session() as s:
+            rows = s.scalars(select(RootRow).order_by(RootRow.path)).all()
+        return [{"path": r.path, "last_indexed_at": r.last_indexed_at, "missing_since": r.missing_since}
+                for r in rows]
+
+    def last_run(self) -> dict[str, Any] | None:
+        with self._session() as s:
+            r = s.scalars(select(RunRow).order_by(RunRow.id.desc()).limit(1)).first()
+        if r is None:
+            return None
+        return {"started_at": r.started_at, "finished_at": r.finished_at, "status": r.status, "added": r.added,
+                "updated": r.updated, "moved": r.moved, "removed": r.removed, "unchanged": r.unchanged,
+                "failed": r.failed, "seconds": r.seconds}
+
+    # --- writing --------------------------------------------------------------------------------------
+    def begin_run(self) -> int:
+        """Record a new run; runs left 'running' by a killed process become 'interrupted'."""
+        with self._session() as s, s.begin():
+            s.execute(update(RunRow).where(RunRow.status == "running").values(status="interrupted"))
+            run = RunRow(status="running")
+            s.add(run)
+            s.flush()
+            return run.id
+
+    def finish_run(self, run_id: int, status: str, counts: dict[str, Any], roots: Sequence[str],
+                   missing_roots: Sequence[str] = ()) -> None:
+        """Close the run and record its roots: present ones as indexed now, vanished ones as missing."""
+        now = utcnow()
+        with self._session() as s, s.begin():
+            for root in roots:
+                row = s.scalars(select(RootRow).where(RootRow.path == root)).first()
+                if row:
+                    row.last_indexed_at, row.missing_since = now, None
+                else:
+                    s.add(RootRow(path=root, last_indexed_at=now))
+            for root in missing_roots:
+                s.execute(update(RootRow).where(RootRow.path == root, RootRow.missing_since.is_(None))
+                          .values(missing_since=now))
+            s.execute(update(RunRow).where(RunRow.id == run_id).values(status=status, finished_at=now, **counts))
+
+    def add_roots(self, roots: Iterable[str]) -> None:
+        with self._session() as s, s.begin():
+            s.add_all(RootRow(path=r) for r in roots)
+
+    def commit_chunk(self, encoded: Sequence[Encoded], failed: Sequence[Failed],
+                     touched: Sequence[tuple[int, int, int]]) -> ChunkResult:
+        """One transaction: new/changed rows with their embeddings, failures, and (id, size, mtime) re-stats."""
+        result = ChunkResult(0, 0, 0, [], [])
+        now = utcnow()
+        with self._session() as s, s.begin():
+            for e in encoded:
+                values = dict(path=e.path, ext=_ext(e.path), size=e.size, mtime_ns=e.mtime_ns, digest=e.digest,
+                              width=e.width, height=e.height, format=e.format, ok=True, error=None, indexed_at=now)
+                if e.known is None:
+                    row = ImageRow(**values)
+                    s.add(row)
+                    s.flush()
+                    image_id = row.id
+                    result.added += 1
+                else:
+                    image_id = e.known.id
+                    s.execute(update(ImageRow).where(ImageRow.id == image_id).values(**values))
+                    result.removed_ids.append(image_id)
+                    result.updated += 1
+                s.merge(EmbeddingRow(image_id=image_id, vector=vector_to_blob(e.vector)))
+                result.vector_ids.append(image_id)
+            for f in failed:
+                values = dict(path=f.path, ext=_ext(f.path), size=f.size, mtime_ns=f.mtime_ns, digest=None,
+                              width=None, height=None, format=None, ok=False, error=f.error, indexed_at=now)
+                if f.known is None:
+                    s.add(ImageRow(**values))
+                else:
+                    s.execute(update(ImageRow).where(ImageRow.id == f.known.id).values(**values))
+                    s.execute(delete(EmbeddingRow).where(EmbeddingRow.image_id == f.known.id))
+                    result.removed_ids.append(f.known.id)
+            for image_id, size, mtime_ns in touched:
+                s.execute(update(ImageRow).where(ImageRow.id == image_id)
+                          .values(size=size, mtime_ns=mtime_ns, indexed_at=now))
+            result.version = _bump_version(s)
+        return result
+
+    def record_moves(self, moves: Sequence[tuple[str, int, int, int]]) -> None:
+        """(new path, id, size, mtime): a file moved inside the collection keeps its row and embedding."""
+        if not moves:
+            return
+        with self._session() as s, s.begin():
+            # Two passes so that swapping two names never collides on the unique path constraint.
+            for _path, image_id, _size, _mtime in moves:
+                s.execute(update(ImageRow).where(ImageRow.id == image_id).values(path=f"\0moving\0{image_id}"))
+            for path, image_id, size, mtime in moves:
+                s.execute(update(ImageRow).where(ImageRow.id == image_id).values(
+                    path=path, ext=_ext(path), size=size, mtime_ns=mtime, indexed_at=utcnow()))
+
+    def delete_images(self, ids: Sequence[int]) -> int:
+        """Remove rows and embeddings; returns the new vectors version."""
+        with self._session() as s, s.begin():
+            _delete(s, ids)
+            return _bump_version(s)
+
+    def forget(self, path: str) -> tuple[list[int], int, int]:
+        """Drop every row under `path` and the roots at or below it: (image ids, roots dropped, new version)."""
+        with self._session() as s, s.begin():
+            ids = list(s.scalars(select(ImageRow.id).where(under_clause([path]))))
+            root_rows = [r for r in s.scalars(select(RootRow)) if r.path == path or r.path.startswith(path.rstrip("/") + "/")]
+            for r in root_rows:
+                s.delete(r)
+            _delete(s, ids)
+            return ids, len(root_rows), _bump_version(s)
 
 
-def mark_stale_runs(session: Session) -> None:
-    """A run left 'running' by a killed process is reported as interrupted."""
-    session.execute(update(RunRow).where(RunRow.status == "running").values(status="interrupted"))
+def _get_version(session: Session) -> int:
+    row = session.get(MetaRow, VECTORS_VERSION)
+    return int(row.value) if row else 0
 
 
-def delete_images(session: Session, ids: list[int]) -> None:
-    for start in range(0, len(ids), 900):
-        chunk = ids[start:start + 900]
+def _bump_version(session: Session) -> int:
+    new = _get_version(session) + 1
+    session.merge(MetaRow(key=VECTORS_VERSION, value=str(new)))
+    return new
+
+
+def _delete(session: Session, ids: Sequence[int]) -> None:
+    for start in range(0, len(ids), _CHUNK):
+        chunk = list(ids[start:start + _CHUNK])
         session.execute(delete(EmbeddingRow).where(EmbeddingRow.image_id.in_(chunk)))
         session.execute(delete(ImageRow).where(ImageRow.id.in_(chunk)))
+
+
+def parse_datetime(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.isoformat(timespec="seconds")

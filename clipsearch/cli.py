@@ -11,14 +11,21 @@ from typing import Any, Callable, List, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from .errors import ClipsearchError
+from .terminal import make_console, path_text, safe, table as new_table, visible
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
                   help="Search your image collections by text or by example image (CLIP + FAISS).")
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+out = make_console()
+err = make_console(stderr=True)
+
+
+@app.callback()
+def _setup() -> None:
+    """Consoles are made per invocation, so width and TTY detection follow the streams of this run."""
+    global out, err
+    out, err = make_console(), make_console(stderr=True)
 
 IndexOpt = typer.Option(None, "--index", envvar="CLIPSEARCH_INDEX", help="Store folder (default: ./index of the checkout, else ~/.local/share/clipsearch/index).")
 JsonOpt = typer.Option(False, "--json", help="Machine-readable JSON on stdout.")
@@ -32,9 +39,9 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except ClipsearchError as exc:
-            err.print(f"[bold red]error:[/] {exc.message}", markup=True, highlight=False)
+            err.print(f"[bold red]error:[/] {safe(exc.message)}")
             if exc.hint:
-                err.print(f"[yellow]hint:[/] {exc.hint}")
+                err.print(f"[yellow]hint:[/] {safe(exc.hint)}")
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print("[bold red]interrupted:[/] committed work is kept; run the same command again to resume")
@@ -42,10 +49,12 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except Exception as exc:  # noqa: BLE001 - the last line of defence for the user
-            if os.environ.get("CLIPSEARCH_DEBUG"):
+            from .config import settings
+
+            if settings().debug:
                 raise
             first = str(exc).splitlines()[0] if str(exc) else ""
-            err.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {first}")
+            err.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {safe(first)}")
             err.print("[yellow]hint:[/] run again with CLIPSEARCH_DEBUG=1 for the full traceback and report it")
             raise typer.Exit(1) from None
 
@@ -68,32 +77,67 @@ def emit_json(data: Any) -> None:
 
 
 class RichProgress:
-    """Adapter from the indexer's Progress protocol to a rich progress bar with files/s and ETA."""
+    """Adapter from the library's Progress protocol to rich: a bar with files/s and ETA, a status line for
+    work without a count (loading a model), and notes printed the moment they happen."""
 
     def __init__(self, console: Console) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
 
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
             console=console, transient=False,
         )
         self.task: Any = None
+        self._stage: Any = None
 
     def __enter__(self) -> "RichProgress":
         self.progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._end_stage()
         self.progress.stop()
 
+    def _end_stage(self) -> None:
+        if self._stage is not None:
+            self.progress.remove_task(self._stage)
+            self._stage = None
+
+    def stage(self, message: str) -> None:
+        self._end_stage()
+        self._stage = self.progress.add_task(safe(message), total=None, rate="")
+
+    def note(self, message: str) -> None:
+        err.print(f"[yellow]note:[/] {safe(message)}")  # notes go to stderr, whatever the bar's console
+
     def start(self, total: int, description: str) -> None:
-        self.task = self.progress.add_task(description, total=total, rate="")
+        self._end_stage()
+        self.task = self.progress.add_task(safe(description), total=total, rate="")
 
     def advance(self, n: int = 1) -> None:
         self.progress.advance(self.task, n)
-        speed = self.progress.tasks[self.task].speed
+        speed = next(t.speed for t in self.progress.tasks if t.id == self.task)
         self.progress.update(self.task, rate=f"{speed:.1f} files/s" if speed else "")
+
+
+def _print_problems(summary: Any) -> None:
+    for path, why in summary.failures[:20]:
+        err.print(f"[red]failed:[/] {safe(path)}: {safe(why)}")
+    if len(summary.failures) > 20:
+        err.print(f"... and {len(summary.failures) - 20} more: clipsearch info --failures")
+    for path, why in summary.problems[:20]:
+        err.print(f"[yellow]could not read:[/] {safe(path)}: {safe(why)} (what was indexed there is kept)")
+    for root in summary.vanished_roots:
+        err.print(f"[yellow]vanished:[/] {safe(root)} no longer exists; its images are hidden from results "
+                  f"(drop them: clipsearch forget {safe(_shell_quote(root))})")
+
+
+def _shell_quote(path: str) -> str:
+    import shlex
+
+    return shlex.quote(path)
 
 
 @app.command()
@@ -104,6 +148,7 @@ def index(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="ARCH:TAG, offline-mini, a model folder, or a shipped config. New stores: ViT-B-32:laion2b_s34b_b79k when its weights can be had, else offline-mini."),
     exclude: List[str] = typer.Option([], "--exclude", help="Glob on the relative path or name; repeatable."),
     include_hidden: bool = typer.Option(False, "--include-hidden", help="Also index dot-files and dot-folders."),
+    verify: bool = typer.Option(False, "--verify", help="Also re-hash files whose size and date are unchanged, and re-encode those whose content changed."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Images per encoder batch."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Decoding threads."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when present)."),
@@ -114,43 +159,42 @@ def index(
     """Index folders incrementally: new, changed, moved and deleted files are handled."""
     from .store import open_store
 
-    for p in paths:
-        if not p.expanduser().exists():
-            raise ClipsearchError(f"no such file or folder: {p}", "check the path and try again")
     if reembed and not model:
         raise ClipsearchError("--reembed needs --model NEW_MODEL")
     progress_console = err if as_json else out
-    with open_store(index_path, None if reembed else model, create=True, device=device) as store:
+    with open_store(index_path, None if reembed else model, create=True, device=device) as store, \
+            RichProgress(progress_console) as progress:
         if reembed and store.manifest:
-            with RichProgress(progress_console) as progress:
-                store.reembed(model, batch_size=batch_size, workers=workers, progress=progress)  # type: ignore[arg-type]
+            store.reembed(model, batch_size=batch_size, workers=workers, progress=progress)  # type: ignore[arg-type]
         elif reembed:
             store.choose_model(model)  # type: ignore[arg-type] - a new store: nothing to re-embed
         if int8:
+            store.progress = progress
             store.encoder.quantize_int8()
-        with RichProgress(progress_console) as progress:
-            summary = store.add(paths, exclude=exclude, include_hidden=include_hidden, batch_size=batch_size,
-                                workers=workers, progress=progress)
-    for notice in store.notices:
-        err.print(f"[yellow]note:[/] {notice}")
+        summary = store.add(paths, exclude=exclude, include_hidden=include_hidden, verify=verify,
+                            batch_size=batch_size, workers=workers, progress=progress)
     if as_json:
         emit_json(summary.to_dict())
         return
-    table = Table(title=f"indexed into {store.path}", show_header=False)
+    _print_problems(summary)
+    if not summary.scanned:
+        err.print(f"[yellow]no images found[/] in {', '.join(safe(p) for p in paths)}")
+        return
+    t = new_table(show_header=False, title=f"indexed into {safe(store.path)}")
+    t.add_column()
+    t.add_column(overflow="fold")
     for key in ("scanned", "added", "updated", "moved", "removed", "unchanged", "failed", "not_images"):
-        table.add_row(key.replace("_", " "), str(getattr(summary, key)))
-    table.add_row("time", f"{summary.seconds:.2f} s")
+        t.add_row(key.replace("_", " "), str(getattr(summary, key)))
+    if summary.verified:
+        t.add_row("verified", f"{summary.verified} digests re-checked")
+    if summary.aliases:
+        t.add_row("aliases", f"{summary.aliases} links to files indexed under their real path (skipped)")
+    t.add_row("time", f"{summary.seconds:.2f} s")
     if summary.encoded:
         after_load = summary.encoded / max(summary.seconds - summary.model_seconds, 1e-9)
-        table.add_row("speed", f"{summary.images_per_second:.1f} images/s overall, {after_load:.1f} images/s "
-                               f"after {summary.model_seconds:.1f} s of model loading")
-    out.print(table)
-    for path, why in summary.failures[:20]:
-        err.print(f"[red]failed:[/] {path}: {why}")
-    if len(summary.failures) > 20:
-        err.print(f"... and {len(summary.failures) - 20} more: clipsearch info --failures")
-    for path, why in summary.problems[:20]:
-        err.print(f"[yellow]skipped:[/] {path}: {why}")
+        t.add_row("speed", f"{summary.images_per_second:.1f} images/s overall, {after_load:.1f} images/s "
+                           f"after {summary.model_seconds:.1f} s of model loading")
+    out.print(t)
 
 
 @app.command()
@@ -168,6 +212,7 @@ def query(
     index_path: Optional[Path] = IndexOpt,
     as_json: bool = JsonOpt,
     paths_only: bool = typer.Option(False, "--paths", help="One path per line (for xargs)."),
+    paths0: bool = typer.Option(False, "--paths0", "-0", help="Paths separated by NUL bytes (for xargs -0): safe for any file name."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda."),
 ) -> None:
     """Find images by text, by example image, or both."""
@@ -179,21 +224,23 @@ def query(
         hits = store.search(text or [], image=[str(i) for i in image], minus=minus,
                             minus_image=[str(i) for i in minus_image], k=k,
                             under=[str(u) for u in under] or None, ext=ext or None, after=after, before=before)
+    for note in hits.notes:
+        err.print(f"[yellow]note:[/] {safe(note)}")
     if as_json:
         emit_json([h.to_dict() for h in hits])
-    elif paths_only:
-        for h in hits:
-            sys.stdout.write(h.path + "\n")
+    elif paths_only or paths0:
+        sys.stdout.flush()
+        end = b"\0" if paths0 else b"\n"
+        sys.stdout.buffer.write(b"".join(os.fsencode(h.path) + end for h in hits))  # the real bytes of each name
+        sys.stdout.buffer.flush()
     elif not hits:
         out.print("no results")
     else:
-        table = Table()
-        for col, justify in (("rank", "right"), ("score", "right"), ("path", "left"), ("size", "right"), ("pixels", "right")):
-            table.add_column(col, justify=justify, overflow="fold")  # type: ignore[arg-type]
+        t = new_table("rank", "score", "path", "size", "pixels", right=("rank", "score", "size", "pixels"))
         for h in hits:
-            table.add_row(str(h.rank), f"{h.score:.3f}", f"[link=file://{h.path}]{h.path}[/link]",
-                          human_size(h.size), f"{h.width}x{h.height}" if h.width else "-")
-        out.print(table)
+            t.add_row(str(h.rank), f"{h.score:.3f}", path_text(h.path, link=True), human_size(h.size),
+                      f"{h.width}x{h.height}" if h.width else "-")
+        out.print(t)
 
 
 @app.command()
@@ -213,27 +260,50 @@ def info(
         emit_json({**data, "failures_list": fails} if fails is not None else data)
         return
     if fails is not None:
-        table = Table(title=f"{len(fails)} files could not be indexed")
-        table.add_column("path", overflow="fold")
-        table.add_column("error", overflow="fold")
+        t = new_table("path", "error", title=f"{len(fails)} files could not be indexed")
         for f in fails:
-            table.add_row(f["path"], f["error"] or "")
-        out.print(table)
+            t.add_row(path_text(f["path"]), visible(f["error"] or ""))
+        out.print(t)
         return
     model = data["model"] or {}
-    table = Table(show_header=False, title=f"store {data['store']}")
-    table.add_row("images", str(data["images"]))
-    table.add_row("failed", str(data["failed"]))
-    table.add_row("model", f"{model.get('spec')} ({model.get('embed_dim')}-d, {model.get('image_size')}px)")
-    table.add_row("vector index", f"{data['index_type']}, {data['vectors']} vectors")
-    table.add_row("size on disk", human_size(data["disk_bytes"]))
-    table.add_row("roots", "\n".join(data["roots"]) or "-")
+    t = new_table("", "", show_header=False, title=f"store {safe(data['store'])}")
+    t.add_row("images", str(data["images"]))
+    t.add_row("failed", str(data["failed"]))
+    t.add_row("model", f"{safe(model.get('spec'))} ({model.get('embed_dim')}-d, {model.get('image_size')}px)")
+    t.add_row("vector index", f"{data['index_type']}, {data['vectors']} vectors")
+    t.add_row("size on disk", human_size(data["disk_bytes"]))
+    vanished = set(data["vanished_roots"])
+    t.add_row("roots", "\n".join(safe(r) + (" [yellow](vanished: hidden from results)[/]" if r in vanished else "")
+                                  for r in data["roots"]) or "-")
     last = data["last_run"]
     if last:
-        table.add_row("last run", f"{last['started_at']} {last['status']} in {last['seconds']} s: added {last['added']}, "
-                                  f"updated {last['updated']}, moved {last['moved']}, removed {last['removed']}, "
-                                  f"failed {last['failed']}")
-    out.print(table)
+        counts = (f"added {last['added']}, updated {last['updated']}, moved {last['moved']}, "
+                  f"removed {last['removed']}, failed {last['failed']}")
+        if last["status"] == "in progress":
+            t.add_row("last run", f"in progress since {last['started_at']}")
+        elif last["status"] == "interrupted":
+            t.add_row("last run", f"{last['started_at']} interrupted (committed work is kept; index again to resume)")
+        else:
+            t.add_row("last run", f"{last['started_at']} {last['status']} in {last['seconds']} s: {counts}")
+    out.print(t)
+
+
+@app.command()
+@friendly_errors
+def forget(
+    path: Path = typer.Argument(..., help="An indexed folder (e.g. one that no longer exists) or file."),
+    index_path: Optional[Path] = IndexOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Drop a folder or file from the store: its images, embeddings and vectors. Files on disk are not touched."""
+    from .store import open_store
+
+    with open_store(index_path) as store:
+        result = store.forget(path)
+    if as_json:
+        emit_json(result)
+    else:
+        out.print(f"forgot {result['images']} images under {safe(path)}")
 
 
 @app.command()
@@ -246,12 +316,10 @@ def models(as_json: bool = JsonOpt) -> None:
     if as_json:
         emit_json(rows)
         return
-    table = Table()
-    for col in ("spec", "kind", "on disk"):
-        table.add_column(col)
+    t = new_table("spec", "kind", "on disk")
     for r in rows:
-        table.add_row(r["spec"], r["kind"], "yes" if r["cached"] else "")
-    out.print(table)
+        t.add_row(safe(r["spec"]), r["kind"], "yes" if r["cached"] else "")
+    out.print(t)
 
 
 @app.command()
@@ -267,6 +335,7 @@ def reindex(
     import time
 
     from .store import open_store
+    from .vector_store import why_not
     from .vectors import INDEX_TYPES
 
     if index_type and index_type not in INDEX_TYPES:
@@ -278,12 +347,16 @@ def reindex(
         if vectors_only:
             vi = store.rebuild_vectors(index_type)
             result = {"index_type": vi.kind, "vectors": vi.ntotal, "seconds": round(time.perf_counter() - started, 3)}
+            if index_type and vi.kind != index_type:
+                result["note"] = why_not(index_type, vi.ntotal)
         else:
             with RichProgress(err if as_json else out) as progress:
                 result = store.reembed(store.model_spec.text, progress=progress).to_dict()
     if as_json:
         emit_json(result)
     elif vectors_only:
+        if result.get("note"):
+            err.print(f"[yellow]note:[/] {safe(result['note'])}")
         out.print(f"rebuilt a {result['index_type']} index of {result['vectors']} vectors in {result['seconds']} s")
     else:
         out.print(f"re-encoded {result['encoded']} images in {result['seconds']:.1f} s")
@@ -291,12 +364,10 @@ def reindex(
 
 def _print_metrics(rows: list[tuple[str, dict]], title: str) -> None:
     keys = [k for k in rows[0][1] if k != "images"]
-    table = Table(title=title)
-    table.add_column("model")
-    for k in keys:
-        table.add_column(k.replace("_", " "), justify="right")
+    names = [k.replace("_", " ") for k in keys]
+    table = new_table("model", *names, right=tuple(names), title=safe(title))
     for name, metrics in rows:
-        table.add_row(name, *[f"{metrics.get(k, float('nan')):.3f}" for k in keys])
+        table.add_row(safe(name), *[f"{metrics.get(k, float('nan')):.3f}" for k in keys])
     out.print(table)
 
 
@@ -357,10 +428,10 @@ def finetune(
                    f"held-out: {report.val_images} images, trained on {report.train_images} "
                    f"({report.images_per_second:.1f} img/s, best epoch {report.best_epoch})")
     if report.skipped:
-        err.print(f"[yellow]skipped {len(report.skipped)} unreadable images[/] (first: {report.skipped[0][0]})")
-    out.print(f"model written to {report.out}  (use it: --model {report.out})")
+        err.print(f"[yellow]skipped {len(report.skipped)} unreadable images[/] (first: {safe(report.skipped[0][0])})")
+    out.print(f"model written to {safe(report.out)}  (use it: --model {safe(_shell_quote(str(report.out)))})")
     if reindexed:
-        out.print(f"re-encoded {reindexed['encoded']} images into {reindex}")
+        out.print(f"re-encoded {reindexed['encoded']} images into {safe(reindex)}")
 
 
 @app.command("eval")
@@ -399,7 +470,7 @@ def _default_model() -> str:
 
     name, notice = choose_default_model()
     if notice:
-        err.print(f"[yellow]note:[/] {notice}")
+        err.print(f"[yellow]note:[/] {safe(notice)}")
     return name
 
 
@@ -437,12 +508,10 @@ def classify(
     if as_json:
         emit_json(results)
         return
-    table = Table()
-    for col in ("image", "label", "probability"):
-        table.add_column(col, overflow="fold")
+    table = new_table("image", "label", "probability", right=("probability",))
     for r in results:
         for i, lab in enumerate(r["labels"]):
-            table.add_row(r["path"] if i == 0 else "", lab["label"], f"{lab['probability']:.3f}")
+            table.add_row(path_text(r["path"]) if i == 0 else "", safe(lab["label"]), f"{lab['probability']:.3f}")
     out.print(table)
 
 

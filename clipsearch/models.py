@@ -123,6 +123,10 @@ class Encoder:
         self.use_autocast = device.type == "cuda"
         self.embed_dim = int(getattr(model, "embed_dim", 0) or self._probe_dim())
 
+    @property
+    def default_batch_size(self) -> int:
+        return 128 if self.device.type == "cuda" else 32
+
     def quantize_int8(self) -> None:
         """Dynamic int8 quantisation of the image tower's Linear layers (CPU only): ~1.4x faster ViT-B-32
         encoding here, cosine to the fp32 embeddings 0.9999 (bench/index_throughput.py --int8 measures both)."""

@@ -67,84 +67,109 @@ class FileFacts:
 @dataclass
 class ScanResult:
     files: list[FileFacts] = field(default_factory=list)
-    problems: list[tuple[str, str]] = field(default_factory=list)  # (path, why) for unreadable dirs/names
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (path, why): unreadable folders and files
+    unreadable: list[str] = field(default_factory=list)  # what we could not look into: its rows are kept
+    aliases: int = 0  # symlinks skipped because their target is indexed under its real path
 
 
 def _excluded(rel: str, name: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) for p in patterns)
 
 
-def _valid_name(path: str) -> bool:
-    """SQLite stores UTF-8: names with undecodable bytes (surrogate escapes) cannot be catalogued."""
-    try:
-        path.encode("utf-8")
-        return True
-    except UnicodeEncodeError:
-        return False
+def is_inside(path: str, folders: Iterable[str]) -> bool:
+    """`path` is one of `folders` or lies below one of them (plain string prefixes of absolute paths)."""
+    return any(path == f or path.startswith(f.rstrip("/") + "/") for f in folders)
 
 
-def walk(root: str, *, exclude: Iterable[str] = (), include_hidden: bool = False,
-         skip_dirs: Iterable[str] = (), result: ScanResult | None = None) -> ScanResult:
-    """Every regular file under `root`; follows directory symlinks once (loops are cut by inode)."""
+def canonical(path: str | Path) -> str:
+    """The real absolute path (symlinks resolved): the one name under which a file is catalogued."""
+    return os.path.realpath(os.path.expanduser(os.fspath(path)))
+
+
+def walk(root: str, *, exclude: Iterable[str] = (), include_hidden: bool = False, skip_dirs: Iterable[str] = (),
+         covered: Iterable[str] = (), result: ScanResult | None = None) -> ScanResult:
+    """Every regular file under `root`, in a stable order, one `stat` each.
+
+    Symlink policy: a link whose target lies inside `covered` (the folders indexed under their real paths)
+    is an alias and is skipped, so nothing is indexed twice; a link that leads outside is followed and its
+    files are catalogued under the link's path. The same file reached twice (hard links, two links to one
+    file) is indexed once. A folder or link that cannot be read is reported and listed in `unreadable`,
+    so the caller keeps what it indexed there before (an unmounted share is not a deletion).
+    """
     result = result or ScanResult()
     patterns = tuple(exclude)
     skip = {os.path.abspath(d) for d in skip_dirs}
+    covered = list(covered)
     root = os.path.abspath(root)
     seen_dirs: set[tuple[int, int]] = set()
+    seen_files: set[tuple[int, int]] = set()
     stack = [root]
     while stack:
         folder = stack.pop()
         try:
             st = os.stat(folder)
+            if (st.st_dev, st.st_ino) in seen_dirs:
+                continue
+            seen_dirs.add((st.st_dev, st.st_ino))
+            entries = sorted(os.scandir(folder), key=lambda e: e.name, reverse=True)  # popped in name order
         except OSError as exc:
             result.problems.append((folder, exc.strerror or str(exc)))
+            result.unreadable.append(folder)
             continue
-        if (st.st_dev, st.st_ino) in seen_dirs:
-            continue
-        seen_dirs.add((st.st_dev, st.st_ino))
-        try:
-            entries = list(os.scandir(folder))
-        except OSError as exc:
-            result.problems.append((folder, exc.strerror or str(exc)))
-            continue
+        subdirs = []
         for entry in entries:
             name = entry.name
             if not include_hidden and name.startswith("."):
                 continue
-            rel = os.path.relpath(entry.path, root)
-            if patterns and _excluded(rel, name, patterns):
-                continue
-            if not _valid_name(entry.path):
-                result.problems.append((entry.path.encode("utf-8", "replace").decode(), "file name is not valid UTF-8"))
+            if patterns and _excluded(os.path.relpath(entry.path, root), name, patterns):
                 continue
             try:
+                if entry.is_symlink() and is_inside(os.path.realpath(entry.path), covered):
+                    result.aliases += 1
+                    continue
                 est = entry.stat()  # follows symlinks
             except OSError as exc:
-                result.problems.append((entry.path, exc.strerror or str(exc)))
+                why = exc.strerror or str(exc)
+                result.problems.append((entry.path, f"broken link: {why}" if entry.is_symlink() else why))
+                result.unreadable.append(entry.path)
                 continue
             if stat_mod.S_ISDIR(est.st_mode):
                 if entry.path not in skip:
-                    stack.append(entry.path)
+                    subdirs.append(entry.path)
             elif stat_mod.S_ISREG(est.st_mode):
+                if est.st_nlink > 1 or entry.is_symlink():
+                    key = (est.st_dev, est.st_ino)
+                    if key in seen_files:
+                        result.aliases += 1
+                        continue
+                    seen_files.add(key)
                 result.files.append(FileFacts(entry.path, est.st_size, est.st_mtime_ns))
+        stack.extend(subdirs)
     return result
 
 
-def scan(targets: Iterable[str | Path], **kwargs) -> tuple[list[str], ScanResult]:
-    """Scan folders and single files; returns (the folder roots, all files found)."""
+def scan(targets: Iterable[str | Path], covered: Iterable[str] = (), **kwargs: object) -> tuple[list[str], ScanResult]:
+    """Scan folders and single files under their canonical paths; returns (the folder roots, all files found).
+
+    `covered` are folders already indexed elsewhere in the store: links into them are aliases.
+    """
     result = ScanResult()
     roots: list[str] = []
+    singles: list[str] = []
     for target in targets:
-        path = os.path.abspath(os.path.expanduser(str(target)))
+        path = canonical(target)
         if os.path.isdir(path):
             roots.append(path)
-            walk(path, result=result, **kwargs)
         elif os.path.isfile(path):
-            st = os.stat(path)
-            result.files.append(FileFacts(path, st.st_size, st.st_mtime_ns))
+            singles.append(path)
         else:
             raise ClipsearchError(f"no such file or folder: {target}", "check the path and try again")
+    cover = [*roots, *covered]
+    for root in dict.fromkeys(roots):
+        walk(root, result=result, covered=cover, **kwargs)  # type: ignore[arg-type]
+    for path in singles:
+        st = os.stat(path)
+        result.files.append(FileFacts(path, st.st_size, st.st_mtime_ns))
     seen: set[str] = set()
-    unique = [f for f in result.files if not (f.path in seen or seen.add(f.path))]
-    result.files = unique
-    return roots, result
+    result.files = [f for f in result.files if not (f.path in seen or seen.add(f.path))]  # type: ignore[func-returns-value]
+    return list(dict.fromkeys(roots)), result

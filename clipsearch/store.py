@@ -1,6 +1,7 @@
 """The store: one folder holding the catalog, the embeddings, the derived FAISS index and a manifest.
 
-`Store` is the library API the CLI is a thin layer over::
+`Store` is the library API the CLI is a thin layer over. It builds the collaborators — a `Catalog`, a
+`VectorStore` and the encoders — and hands them to the indexing pipeline and the query engine::
 
     import clipsearch
     store = clipsearch.open("index/", model="ViT-B-32:laion2b_s34b_b79k")
@@ -13,81 +14,53 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import os
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-from . import catalog
+from .catalog import Catalog
 from .errors import ClipsearchError, ModelMismatchError, StoreLockedError
-from .fsutil import atomic_write_text
+from .manifest import CATALOG, LOCK_FILE, TEXT_ENCODER_DIR, new_manifest, read_manifest, write_manifest
 from .models import ModelSpec, parse_spec
 
 if TYPE_CHECKING:  # pragma: no cover
     from .indexer import Progress, RunSummary
     from .models import Encoder
-    from .search import Hit
+    from .search import Hits
+    from .vector_store import VectorStore
     from .vectors import VectorIndex
-
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-CATALOG = "catalog.sqlite"
-FAISS_FILE = "vectors.faiss"
-TEXT_ENCODER_DIR = "text_encoder"
-LOCK_FILE = "lock"
-
-
-def default_store_path() -> Path:
-    """CLIPSEARCH_INDEX, else `index/` of the checkout we run from, else the user's data folder."""
-    env = os.environ.get("CLIPSEARCH_INDEX")
-    if env:
-        return Path(env).expanduser()
-    checkout = Path(__file__).resolve().parent.parent
-    if (checkout / "pyproject.toml").is_file() and (checkout / "index").is_dir():
-        return checkout / "index"
-    data_home = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
-    return data_home / "clipsearch" / "index"
-
-
-def read_manifest(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((Path(path) / MANIFEST).read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise ClipsearchError(f"store manifest {path / MANIFEST} is unreadable: {exc}",
-                              "restore it from a backup or index into a new --index folder") from exc
 
 
 class Store:
-    """An index store. Opening is cheap; the model and the FAISS index load on first use."""
+    """An index store. Opening is cheap; the catalog, the model and the FAISS index load on first use."""
 
     def __init__(self, path: Path, manifest: dict[str, Any] | None, model: str | None = None,
-                 device: str | None = None) -> None:
+                 device: str | None = None, readonly: bool = False) -> None:
         self.path = Path(path)
         self.manifest = manifest
         self.device = device
+        self.readonly = readonly
         self._requested = parse_spec(model) if model else None
         if manifest and self._requested and self._requested.key != manifest["model"]["key"]:
             raise ModelMismatchError(
                 f"store {self.path} was built with model {manifest['model']['spec']}, not {self._requested.text}",
-                f"query without --model, index into another store with --index, "
-                f"or re-embed it: clipsearch index --index {self.path} --model {self._requested.text} --reembed",
+                "query without a model, index into another store, or re-embed this one with the new model",
             )
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.engine = catalog.open_engine(self.path / CATALOG)
         self.notices: list[str] = []  # things the user should know, e.g. which model a new store defaulted to
+        self.progress: Progress | None = None  # where stages and notices go while a verb runs
+        self._created_dir = False
+        self._catalog: Catalog | None = None
+        self._vectors: VectorStore | None = None
         self._encoder: Encoder | None = None
         self._fast_text: Any = None
-        self._vectors: VectorIndex | None = None
-        self._vectors_version = -1
 
     # --- lifecycle -----------------------------------------------------------------------------------
     def close(self) -> None:
-        self.engine.dispose()
+        if self._catalog is not None:
+            self._catalog.close()
+        if self._created_dir and self.manifest is None:  # nothing was stored (e.g. the model failed to load)
+            shutil.rmtree(self.path, ignore_errors=True)
 
     def __enter__(self) -> "Store":
         return self
@@ -95,14 +68,27 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def session(self) -> Session:
-        return Session(self.engine, expire_on_commit=False)
+    def _writable(self) -> None:
+        if self.readonly:
+            raise ClipsearchError(f"store {self.path} is read-only", "copy it to a writable place to change it")
+        if not self.path.exists():
+            self.path.mkdir(parents=True)
+            self._created_dir = True
+
+    @property
+    def catalog(self) -> Catalog:
+        if self._catalog is None:
+            if not self.readonly:
+                self._writable()
+            self._catalog = Catalog(self.path / CATALOG, readonly=self.readonly)
+        return self._catalog
 
     @contextlib.contextmanager
     def writer_lock(self) -> Iterator[None]:
         """One writer at a time; readers never wait (SQLite WAL + atomic FAISS file replace)."""
         import fcntl
 
+        self._writable()
         lock_path = self.path / LOCK_FILE
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -118,12 +104,37 @@ class Store:
         finally:
             os.close(fd)
 
+    def writer_active(self) -> bool:
+        """Whether another process holds the writer lock right now (a run in progress, not a killed one)."""
+        import fcntl
+
+        try:
+            fd = os.open(self.path / LOCK_FILE, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
+    def _stage(self, message: str) -> None:
+        if self.progress is not None:
+            self.progress.stage(message)
+
+    def _notice(self, message: str) -> None:
+        self.notices.append(message)
+        if self.progress is not None:
+            self.progress.note(message)
+
     # --- model ---------------------------------------------------------------------------------------
     def choose_model(self, model: str) -> None:
         """Pick the model of a store that has none yet (an existing store's model changes only by reembed)."""
         if self.manifest:
             raise ModelMismatchError(f"store {self.path} already has model {self.manifest['model']['spec']}",
-                                     "use reembed to change it")
+                                     "re-embed it to change the model")
         self._requested = parse_spec(model)
 
     @property
@@ -136,7 +147,7 @@ class Store:
 
         name, notice = choose_default_model()
         if notice:
-            self.notices.append(notice)
+            self._notice(notice)
         self._requested = parse_spec(name)
         return self._requested
 
@@ -151,35 +162,30 @@ class Store:
         if self._encoder is None:
             from .models import load_encoder
 
-            self._encoder = load_encoder(self.model_spec, self.device)
+            spec = self.model_spec
+            self._stage(f"loading model {spec.text}")
+            encoder = load_encoder(spec, self.device)
+            if self.manifest and encoder.embed_dim != self.dim:
+                raise ModelMismatchError(f"model {spec.text} makes {encoder.embed_dim}-d embeddings but store "
+                                         f"{self.path} holds {self.dim}-d ones", "index into a new store")
+            self._encoder = encoder
         return self._encoder
 
-    def use_encoder(self, encoder: "Encoder") -> None:
-        """Inject an already-loaded encoder (saves a reload when one process indexes and queries)."""
-        if self.manifest and encoder.spec.key != self.manifest["model"]["key"]:
-            raise ModelMismatchError(f"encoder {encoder.spec.text} does not match store model "
-                                     f"{self.manifest['model']['spec']}")
-        self._encoder = encoder
-
-    def ensure_manifest(self) -> None:
-        """Record the model on first write, after it loaded, so a failed load leaves no half store."""
-        if self.manifest is None:
-            self.manifest = {
-                "format_version": FORMAT_VERSION,
-                "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                "model": self.encoder.describe(),
-            }
-            atomic_write_text(self.path / MANIFEST, json.dumps(self.manifest, indent=2))
-
-    def ensure_text_cache(self) -> None:
-        """Export the text tower for torch-free cold queries (see textfast.py), once per store and model."""
+    def _prepare_encoder(self) -> "Encoder":
+        """The encoder for an index run; records the model on first write, after it loaded, so a failed load
+        leaves no half store, and exports the text tower for torch-free cold queries."""
         from .textfast import NumpyTextEncoder, export_text_tower
 
+        encoder = self.encoder
+        if self.manifest is None:
+            self.manifest = new_manifest(encoder.describe())
+            write_manifest(self.path, self.manifest)
         folder = self.path / TEXT_ENCODER_DIR
-        if NumpyTextEncoder.load(folder, self.encoder.spec.key) is None:
-            export_text_tower(self.encoder, folder)
+        if NumpyTextEncoder.load(folder, encoder.spec.key) is None:
+            export_text_tower(encoder, folder)
+        return encoder
 
-    def text_encoder(self):
+    def text_encoder(self) -> Any:
         """The NumPy text encoder when the store has one for its model (no torch import), else the model."""
         if self._encoder is None and self.manifest:
             if self._fast_text is None:
@@ -191,90 +197,99 @@ class Store:
         return self.encoder
 
     # --- vectors -------------------------------------------------------------------------------------
+    @property
+    def vectors(self) -> "VectorStore":
+        if self._vectors is None:
+            from .vector_store import VectorStore
+
+            self._vectors = VectorStore(self.path, self.catalog, self.dim)
+        return self._vectors
+
     def vector_index(self) -> "VectorIndex":
-        """The FAISS index matching the catalog; rebuilt from stored embeddings if the file is stale."""
-        from .vectors import VectorIndex
-
-        with self.session() as s:
-            version = catalog.get_version(s)
-        if self._vectors is not None and self._vectors_version == version:
-            return self._vectors
-        loaded = VectorIndex.load(self.path / FAISS_FILE)
-        if loaded and loaded[1] == version:
-            self._vectors, self._vectors_version = loaded
-            return self._vectors
-        forced = loaded[0].forced if loaded else False
-        return self.build_vectors(loaded[0].kind if forced else None, forced)  # type: ignore[union-attr]
-
-    def build_vectors(self, kind: str | None = None, forced: bool = False) -> "VectorIndex":
-        """Build the FAISS index from the stored embeddings (no image decoded) and make it current."""
-        from .vectors import VectorIndex
-
-        with self.session() as s:
-            version = catalog.get_version(s)
-            ids, vecs = catalog.all_embeddings(s, self.dim)
-        self.set_vector_index(VectorIndex.build(ids, vecs, self.dim, kind, forced), version)
-        return self._vectors  # type: ignore[return-value]
-
-    def set_vector_index(self, index: "VectorIndex", version: int) -> None:
-        self._vectors, self._vectors_version = index, version
-
-    def save_vector_index(self) -> None:
-        if self._vectors is not None:
-            self._vectors.save(self.path / FAISS_FILE, self._vectors_version)
-
-    def retype_vectors_if_needed(self) -> None:
-        """Switch flat ↔ IVF when the collection crossed the size threshold (unless the user forced a type)."""
-        from .vectors import choose_type
-
-        vi = self.vector_index()
-        if not vi.forced and choose_type(vi.ntotal) != vi.kind:
-            self.build_vectors()
-
-    def sync_vector_file(self) -> None:
-        """Save the FAISS file if it is missing or older than the catalog (a reader only rebuilds in memory)."""
-        from .vectors import saved_meta
-
-        if not self.manifest:
-            return
-        with self.session() as s:
-            version = catalog.get_version(s)
-        faiss_file = self.path / FAISS_FILE
-        if not faiss_file.exists() or (saved_meta(faiss_file) or {}).get("version") != version:
-            self.vector_index()
-            self.save_vector_index()
+        """The FAISS index matching the catalog; rebuilt from stored embeddings if the file is stale or damaged."""
+        return self.vectors.current()
 
     def rebuild_vectors(self, kind: str | None = None) -> "VectorIndex":
         """Rebuild (and save) the FAISS index from stored embeddings; a given `kind` is kept from then on."""
+        self._require_manifest()
         with self.writer_lock():
-            vi = self.build_vectors(kind, forced=kind is not None)
-            self.save_vector_index()
+            vi = self.vectors.build(kind, forced=kind is not None)
+            self.vectors.save()
         return vi
+
+    def _require_manifest(self) -> None:
+        if self.manifest is None:
+            raise ClipsearchError(f"store {self.path} is empty", "add images first: index a folder into it")
 
     # --- the public verbs ----------------------------------------------------------------------------
     def add(self, paths: Iterable[str | Path], *, exclude: Iterable[str] = (), include_hidden: bool = False,
-            batch_size: int | None = None, workers: int | None = None, progress: "Progress | None" = None,
-            commit_every: int | None = None) -> "RunSummary":
-        """Index (or incrementally update) folders and files; `commit_every` images per transaction."""
-        from .indexer import COMMIT_EVERY, run_index
+            verify: bool = False, batch_size: int | None = None, workers: int | None = None,
+            progress: "Progress | None" = None, commit_every: int | None = None) -> "RunSummary":
+        """Index (or incrementally update) folders and files; `verify` re-hashes files whose stat is unchanged."""
+        from .config import settings
+        from .indexer import IndexOptions, Workbench, run_index
+        from .scan import canonical, scan
 
-        return run_index(self, list(paths), exclude=tuple(exclude), include_hidden=include_hidden,
-                         batch_size=batch_size, workers=workers, progress=progress,
-                         commit_every=commit_every or COMMIT_EVERY)
+        targets = list(paths)
+        self._writable()
+        self.progress = progress
+        try:
+            with self.writer_lock():
+                store_roots = [r["path"] for r in self.catalog.roots()]
+                for target in targets:
+                    self._check_target(target, store_roots)
+                existing = [r for r in store_roots if os.path.isdir(r)]
+                roots, scanned = scan(targets, covered=existing, exclude=tuple(exclude),
+                                      include_hidden=include_hidden, skip_dirs=[canonical(self.path)])
+                options = IndexOptions(verify=verify, batch_size=batch_size, workers=workers,
+                                       commit_every=commit_every or settings().commit_every)
+                bench = Workbench(encoder=self._prepare_encoder, vectors=lambda: self.vectors)
+                return run_index(self.catalog, bench, roots, scanned, options, progress, other_roots=store_roots)
+        finally:
+            self.progress = None
+
+    def _check_target(self, target: str | Path, store_roots: list[str]) -> None:
+        from .scan import canonical
+
+        path = os.path.abspath(os.path.expanduser(str(target)))
+        if os.path.exists(path):
+            return
+        if path in store_roots or canonical(path) in store_roots:
+            n = self.catalog.count_under(path)
+            raise ClipsearchError(f"{path} no longer exists; its {n} indexed images are hidden from results",
+                                  "if it is gone for good, drop it from the store with forget; if it is an "
+                                  "unmounted drive, mount it and index again")
+        raise ClipsearchError(f"no such file or folder: {target}", "check the path and try again")
+
+    def forget(self, path: str | Path) -> dict[str, int]:
+        """Drop a folder (e.g. a vanished root) or file from the store: its rows, embeddings and vectors."""
+        self._require_manifest()
+        raw = os.path.abspath(os.path.expanduser(str(path)))
+        from .scan import canonical
+
+        with self.writer_lock():
+            for candidate in dict.fromkeys([raw, canonical(raw)]):
+                ids, roots, version = self.catalog.forget(candidate)
+                if ids or roots:
+                    self.vectors.apply(ids, [], [], version)
+                    self.vectors.save()
+                    return {"images": len(ids), "roots": roots}
+        raise ClipsearchError(f"nothing in the store is under {path}", "see the indexed folders with info")
 
     def search(self, text: str | list[str] | None = None, *, image: str | list[str] | None = None,
                minus: Iterable[str] = (), minus_image: Iterable[str] = (), k: int = 10,
                under: Iterable[str] | None = None, ext: Iterable[str] | None = None,
-               after: Any = None, before: Any = None) -> list["Hit"]:
+               after: Any = None, before: Any = None) -> "Hits":
         """Filters: `under` folders, `ext` extensions, file modified in [after, before) (dates or ISO strings)."""
-        from .search import search
+        from .search import Query, QueryEngine
 
+        self._require_manifest()
         texts = [text] if isinstance(text, str) else list(text or [])
         images = [image] if isinstance(image, (str, Path)) else list(image or [])
-        return search(self, texts=texts, images=[str(i) for i in images], minus=list(minus),
-                      minus_images=[str(i) for i in minus_image], k=k,
-                      under=list(under) if under else None, exts=list(ext) if ext else None,
-                      after=after, before=before)
+        query = Query.parse(texts, [str(i) for i in images], list(minus), [str(i) for i in minus_image], k,
+                            list(under) if under else None, list(ext) if ext else None, after, before)
+        engine = QueryEngine(self.catalog, self.vectors, self.text_encoder, lambda: self.encoder)
+        return engine.search(query)
 
     def reembed(self, model: str, *, batch_size: int | None = None, workers: int | None = None,
                 progress: "Progress | None" = None) -> "RunSummary":
@@ -283,67 +298,72 @@ class Store:
         Queries keep answering from the old vectors until the new store is complete; a crash mid-way
         leaves the old store untouched (the half-built one is discarded on the next try).
         """
-        import shutil
+        from .fsutil import swap_dirs
 
+        self._require_manifest()
         with self.writer_lock():
-            with self.session() as s:
-                paths = [p for p in s.scalars(select(catalog.ImageRow.path)) if os.path.exists(p)]
-                roots = list(s.scalars(select(catalog.RootRow.path)))
+            paths = [p for p in self.catalog.indexed_paths() if os.path.exists(p)]
+            roots = [r["path"] for r in self.catalog.roots()]
             tmp = self.path.with_name(f".{self.path.name}.reembed")
             shutil.rmtree(tmp, ignore_errors=True)
             with open_store(tmp, model, create=True, device=self.device) as new:
+                if self._encoder is not None and self._encoder.spec.key == new.model_spec.key:
+                    new._encoder = self._encoder  # same model already loaded here: no second load
                 summary = new.add(paths, batch_size=batch_size, workers=workers, progress=progress)
-                with new.session() as s, s.begin():
-                    s.add_all(catalog.RootRow(path=r) for r in roots)
-            old = self.path.with_name(f".{self.path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(self.path, old)
-            os.replace(tmp, self.path)
-        shutil.rmtree(old, ignore_errors=True)
-        self.engine.dispose()
+                new.catalog.add_roots(roots)
+            self.close()
+            swap_dirs(tmp, self.path)
         self.__init__(self.path, read_manifest(self.path), device=self.device)  # type: ignore[misc]
         return summary
 
     def info(self) -> dict[str, Any]:
-        from .vectors import saved_meta
+        from .catalog import parse_datetime
+        from .vector_store import FAISS_FILE, saved_meta
 
-        with self.session() as s:
-            counts = catalog.counts(s)
-            last = s.scalars(select(catalog.RunRow).order_by(catalog.RunRow.id.desc()).limit(1)).first()
-            roots = list(s.scalars(select(catalog.RootRow.path).order_by(catalog.RootRow.path)))
-        disk = sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
+        last = self.catalog.last_run() if self.path.exists() else None
+        disk = sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file()) if self.path.exists() else 0
         faiss_meta = saved_meta(self.path / FAISS_FILE) or {}
+        roots = self.catalog.roots() if self.path.exists() else []
+        run = None
+        if last is not None:
+            status = last["status"]
+            if status == "running":
+                status = "in progress" if self.writer_active() else "interrupted"
+            run = {**last, "status": status, "seconds": round(last["seconds"], 2),
+                   "started_at": parse_datetime(last["started_at"]), "finished_at": parse_datetime(last["finished_at"])}
         return {
             "store": str(self.path.resolve()),
             "model": (self.manifest or {}).get("model"),
-            **counts,
+            **(self.catalog.counts() if self.path.exists() else {"images": 0, "failed": 0, "vectors": 0}),
             "index_type": faiss_meta.get("kind", "flat (not built yet)"),
             "disk_bytes": disk,
-            "roots": roots,
-            "last_run": None if last is None else {
-                "started_at": last.started_at.isoformat(timespec="seconds"),
-                "status": last.status,
-                "added": last.added, "updated": last.updated, "moved": last.moved, "removed": last.removed,
-                "unchanged": last.unchanged, "failed": last.failed, "seconds": round(last.seconds, 2),
-            },
+            "roots": [r["path"] for r in roots],
+            "vanished_roots": [r["path"] for r in roots if not os.path.isdir(r["path"])],
+            "last_run": run,
         }
 
     def failures(self) -> list[dict[str, Any]]:
-        with self.session() as s:
-            rows = s.execute(select(catalog.ImageRow.path, catalog.ImageRow.error, catalog.ImageRow.size)
-                             .where(catalog.ImageRow.ok.is_(False)).order_by(catalog.ImageRow.path)).all()
-        return [{"path": p, "error": e, "size": n} for p, e, n in rows]
+        return self.catalog.failures()
+
+
+def default_store_path() -> Path:
+    from .config import settings
+
+    return settings().store_path
 
 
 def open_store(path: str | Path | None = None, model: str | None = None, *, create: bool = False,
-               device: str | None = None) -> Store:
-    """Open a store; `create=True` lets `add` start a new one. Model mismatch is an error here."""
+               device: str | None = None, readonly: bool | None = None) -> Store:
+    """Open a store; `create=True` lets `add` start a new one (the folder appears on the first write).
+
+    `readonly` (default: when the folder is not writable, e.g. a backup, a DVD or another user's store)
+    opens the catalog read-only: queries answer, writes are refused with a clear error.
+    """
     store_path = Path(path).expanduser() if path else default_store_path()
     manifest = read_manifest(store_path) if store_path.is_dir() else None
     if manifest is None and not create:
         raise ClipsearchError(f"no index at {store_path}",
-                              "build one first: clipsearch index FOLDER (or point --index / CLIPSEARCH_INDEX at it)")
-    if manifest and manifest.get("format_version") != FORMAT_VERSION:
-        raise ClipsearchError(f"store {store_path} has format {manifest.get('format_version')}, "
-                              f"this clipsearch reads {FORMAT_VERSION}", "re-index into a new --index folder")
-    return Store(store_path, manifest, model=model, device=device)
+                              "build one first by indexing a folder into it (or point the index option at it)")
+    if readonly is None:
+        readonly = store_path.is_dir() and not os.access(store_path, os.W_OK)
+    return Store(store_path, manifest, model=model, device=device, readonly=readonly)

@@ -1,0 +1,53 @@
+"""One place for settings from the environment, read when first asked for (never at import time)."""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ClipsearchError
+
+
+@dataclass(frozen=True)
+class Settings:
+    store_path: Path  # CLIPSEARCH_INDEX, else index/ of the checkout we run from, else the user's data folder
+    commit_every: int  # CLIPSEARCH_COMMIT_EVERY: images per index transaction
+    debug: bool  # CLIPSEARCH_DEBUG: show tracebacks of unexpected errors
+
+
+def _default_store() -> Path:
+    env = os.environ.get("CLIPSEARCH_INDEX")
+    if env:
+        return Path(env).expanduser()
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / "index").is_dir():
+        return checkout / "index"
+    data_home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return data_home / "clipsearch" / "index"
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ClipsearchError(f"{name}={raw!r} is not a positive whole number", f"unset {name} or fix it")
+    return value
+
+
+@functools.lru_cache(maxsize=None)
+def _cached(store_env: str | None, commit_env: str | None, debug_env: str | None, xdg: str | None) -> Settings:
+    return Settings(_default_store(), _int("CLIPSEARCH_COMMIT_EVERY", 256), bool(debug_env))
+
+
+def settings() -> Settings:
+    """The settings for the environment as it is now (cached per distinct environment)."""
+    env = os.environ
+    return _cached(env.get("CLIPSEARCH_INDEX"), env.get("CLIPSEARCH_COMMIT_EVERY"), env.get("CLIPSEARCH_DEBUG"),
+                   env.get("XDG_DATA_HOME"))

@@ -1,0 +1,207 @@
+"""The catalog's tables, the column type that stores any file name, and numbered schema migrations.
+
+Migrations: the `meta` table keeps `schema_version`. A store from an older release is upgraded in place on
+open, one numbered step at a time, embeddings kept (a store written before versioning counts as version 1).
+Each step is plain DDL that SQLite and PostgreSQL both accept. We chose this small runner over Alembic:
+the schema is one file, steps are a few lines each, and it adds no dependency or migration folder to
+ship (the approach of simonw/llm and rclip).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Callable
+
+from sqlalchemy import (
+    BigInteger, Boolean, Connection, DateTime, Float, ForeignKey, Integer, LargeBinary, String, Text, inspect, select,
+)
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from .errors import ClipsearchError
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+# --- file names that are not UTF-8 ------------------------------------------------------------------------
+# POSIX names are bytes; Python shows undecodable bytes as lone surrogates (U+DC80..U+DCFF), which no SQL
+# text column accepts. They are stored as ESC + two hex digits, ESC itself as ESC ESC. ESC is a Unicode
+# noncharacter, and the code is per character and prefix-free, so path-prefix (LIKE) filters still work.
+_ESC = "\ufdd0"
+
+
+def path_to_db(path: str) -> str:
+    if _ESC not in path:
+        try:
+            path.encode("utf-8")
+            return path
+        except UnicodeEncodeError:
+            pass
+    parts = []
+    for ch in path:
+        code = ord(ch)
+        if ch == _ESC:
+            parts.append(_ESC + _ESC)
+        elif 0xDC80 <= code <= 0xDCFF:
+            parts.append(f"{_ESC}{code - 0xDC00:02x}")
+        elif 0xD800 <= code <= 0xDFFF:
+            raise ValueError(f"path holds a lone surrogate that no file name decodes to: {path!r}")
+        else:
+            parts.append(ch)
+    return "".join(parts)
+
+
+def path_from_db(text: str) -> str:
+    if _ESC not in text:
+        return text
+    parts, i = [], 0
+    while i < len(text):
+        ch = text[i]
+        if ch != _ESC:
+            parts.append(ch)
+            i += 1
+        elif text[i + 1:i + 2] == _ESC:
+            parts.append(_ESC)
+            i += 2
+        else:
+            parts.append(chr(0xDC00 + int(text[i + 1:i + 3], 16)))
+            i += 3
+    return "".join(parts)
+
+
+class FsPath(TypeDecorator):
+    """A file name as Python sees it (str, undecodable bytes as surrogates), round-tripped exactly."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: object) -> str | None:
+        return None if value is None else path_to_db(value)
+
+    def process_result_value(self, value: str | None, dialect: object) -> str | None:
+        return None if value is None else path_from_db(value)
+
+
+# --- tables ---------------------------------------------------------------------------------------------
+class Base(DeclarativeBase):
+    pass
+
+
+class ImageRow(Base):
+    __tablename__ = "images"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(FsPath, unique=True, index=True)
+    ext: Mapped[str] = mapped_column(String(16), index=True, default="")
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    digest: Mapped[str | None] = mapped_column(String(32), index=True, nullable=True)
+    width: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    format: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    ok: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    indexed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class EmbeddingRow(Base):
+    __tablename__ = "embeddings"
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class RootRow(Base):
+    __tablename__ = "roots"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(FsPath, unique=True)
+    last_indexed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    missing_since: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)  # schema 2
+
+
+class RunRow(Base):
+    __tablename__ = "runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="running")  # running/done/interrupted/failed
+    scanned: Mapped[int] = mapped_column(Integer, default=0)
+    added: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    moved: Mapped[int] = mapped_column(Integer, default=0)
+    removed: Mapped[int] = mapped_column(Integer, default=0)
+    unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class MetaRow(Base):
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+SCHEMA_VERSION = "schema_version"
+
+
+# --- migrations -----------------------------------------------------------------------------------------
+def _add_column(table: str, column_name: str) -> Callable[[Connection], None]:
+    def step(conn: Connection) -> None:
+        column = Base.metadata.tables[table].c[column_name]
+        ddl_type = column.type.compile(dialect=conn.dialect)
+        conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column_name} {ddl_type}")
+    return step
+
+
+# step n turns schema n-1 into schema n
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {
+    2: _add_column("roots", "missing_since"),
+}
+LATEST = max(MIGRATIONS)
+
+
+def stored_version(conn: Connection) -> int | None:
+    """The schema version of an existing catalog; None for an empty database."""
+    tables = inspect(conn).get_table_names()
+    if "images" not in tables:
+        return None
+    if "meta" not in tables:
+        return 1
+    value = conn.execute(select(MetaRow.value).where(MetaRow.key == SCHEMA_VERSION)).scalar()
+    return int(value) if value else 1
+
+
+def _set_version(conn: Connection, version: int) -> None:
+    table = MetaRow.__table__
+    if conn.execute(select(MetaRow.key).where(MetaRow.key == SCHEMA_VERSION)).first():
+        conn.execute(table.update().where(table.c.key == SCHEMA_VERSION).values(value=str(version)))
+    else:
+        conn.execute(table.insert().values(key=SCHEMA_VERSION, value=str(version)))
+
+
+def upgrade(conn: Connection) -> None:
+    """Create a new catalog at the latest schema, or run the missing steps on an old one (one transaction)."""
+    version = stored_version(conn)
+    if version is None:
+        Base.metadata.create_all(conn)
+        _set_version(conn, LATEST)
+        return
+    if version == LATEST:
+        return
+    if version > LATEST:
+        raise ClipsearchError(f"this store's catalog has schema {version}; this clipsearch knows up to {LATEST}",
+                              "upgrade clipsearch to read it")
+    Base.metadata.create_all(conn)  # tables added since (e.g. meta) appear; existing ones are untouched
+    for step in range(version + 1, LATEST + 1):
+        try:
+            MIGRATIONS[step](conn)
+        except DBAPIError as exc:  # another process upgraded it a moment ago
+            raise ClipsearchError(f"could not upgrade the store's catalog to schema {step}: {exc.orig}",
+                                  "run the command again") from exc
+    _set_version(conn, LATEST)
+
+
+def needs_upgrade(conn: Connection) -> bool:
+    version = stored_version(conn)
+    return version is None or version < LATEST

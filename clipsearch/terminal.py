@@ -1,0 +1,67 @@
+"""Terminal output for the CLI: consoles that never hard-wrap, and text made safe to show.
+
+A file name is data, not markup or terminal control: `visible()` shows control characters, bidi overrides
+and the raw bytes of non-UTF-8 names as escapes (``\\x1b``), and `safe()` also escapes rich markup.
+When output is not a terminal (a pipe, a log, CI), lines are never wrapped at 80 columns: error lines stay
+one line and tables keep every path whole.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from urllib.parse import quote
+
+from rich.console import Console
+from rich.markup import escape
+from rich.style import Style
+from rich.table import Table
+from rich.text import Text
+
+PIPE_WIDTH = 8192  # wide enough for any path (PATH_MAX is 4096) plus the other columns of a table
+
+# C0/C1 controls, line/paragraph separators, bidi embeddings/overrides/isolates, lone surrogates
+# (the undecodable bytes of a non-UTF-8 name, as os.fsdecode represents them).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if 0xDC80 <= code <= 0xDCFF:  # a raw byte of a non-UTF-8 name
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def visible(text: object) -> str:
+    """The text with every character that could move the cursor, recolour or reorder the terminal escaped."""
+    return _UNSAFE.sub(_escape_char, str(text))
+
+
+def safe(text: object) -> str:
+    """`visible()` and markup-escaped: for interpolating into rich markup."""
+    return escape(visible(text))
+
+
+def file_url(path: str) -> str:
+    return "file://" + quote(os.fsencode(path))
+
+
+def path_text(path: str, link: bool = False) -> Text:
+    """A path as a rich Text (never parsed as markup), optionally a clickable file:// link."""
+    return Text(visible(path), style=Style(link=file_url(path)) if link else "")
+
+
+def make_console(stderr: bool = False) -> Console:
+    """A console that does not wrap lines; when it is not a terminal, tables render at their natural width."""
+    console = Console(stderr=stderr, highlight=False, soft_wrap=True)
+    if not console.is_terminal:
+        console.width = PIPE_WIDTH
+    return console
+
+
+def table(*columns: str, right: tuple[str, ...] = (), **kwargs: object) -> Table:
+    """A table whose cells fold rather than cut (no "…" in the middle of a path)."""
+    t = Table(**kwargs)  # type: ignore[arg-type]
+    for col in columns:
+        t.add_column(col, justify="right" if col in right else "left", overflow="fold")
+    return t
