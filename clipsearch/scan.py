@@ -111,7 +111,7 @@ def walk(root: str, *, exclude: Iterable[str] = (), include_hidden: bool = False
             if (st.st_dev, st.st_ino) in seen_dirs:
                 continue
             seen_dirs.add((st.st_dev, st.st_ino))
-            entries = sorted(os.scandir(folder), key=lambda e: e.name, reverse=True)  # popped in name order
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as exc:
             result.problems.append((folder, exc.strerror or str(exc)))
             result.unreadable.append(folder)
@@ -144,7 +144,7 @@ def walk(root: str, *, exclude: Iterable[str] = (), include_hidden: bool = False
                         continue
                     seen_files.add(key)
                 result.files.append(FileFacts(entry.path, est.st_size, est.st_mtime_ns))
-        stack.extend(subdirs)
+        stack.extend(reversed(subdirs))  # popped in name order: a stable walk keeps "first of two names" stable
     return result
 
 

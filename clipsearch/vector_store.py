@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .catalog import Catalog
+from .catalog import VECTOR_DTYPE, Catalog
 from .fsutil import atomic_write, atomic_write_text
 from .vectors import VectorIndex, choose_type, import_faiss, ivf_nlist
 
@@ -109,7 +109,8 @@ class VectorStore:
             return
         vi.remove(np.asarray(removed, dtype=np.int64))
         if added:
-            vi.add(np.asarray(added, dtype=np.int64), np.stack(vecs).astype(np.float32))
+            # the stored (float16) values, so a rebuild from the catalog ranks exactly the same
+            vi.add(np.asarray(added, dtype=np.int64), np.stack(vecs).astype(VECTOR_DTYPE).astype(np.float32))
         self._version = version
 
     def retype_if_needed(self) -> None:
