@@ -31,8 +31,9 @@ HNSW_M = 32
 GATHER_DIV = 64
 # IVF filters: scan every allowed vector (exact) while they number at most max(IVF_FILTER_BUDGET x the vectors an
 # unfiltered search scans, IVF_FILTER_MIN); above that, scan that many, nearest lists first. Measured on clustered
-# 512-d data (bench/scale.py): with 2x and 16384, recall@10 >= 0.975 for random and "folder" filters of 10% and
-# 30% at 100k and 1M, at 2.5-4x the unfiltered p50; 1x was cheaper but fell to 0.84 on a 30% folder at 100k.
+# 512-d data (bench/scale.py): with 2x and 16384, recall@10 >= 0.97 for random and "folder" filters of 10% and
+# 30% at 100k and 1M, at 2.4-5x the unfiltered p50 (the exact scan of a 30% filter at 1M: 12x). A budget of 1x
+# without the floor ran at ~2x but fell to 0.84 recall on a 30% folder at 100k.
 IVF_FILTER_BUDGET = 2.0
 IVF_FILTER_MIN = 16_384
 _PAD_SCORE = float(np.finfo(np.float32).min)  # what FAISS puts in empty result slots of an inner-product search

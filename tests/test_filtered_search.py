@@ -118,3 +118,14 @@ def test_filtered_search_follows_add_and_remove(data):
         vi.add(ids[n:n + 5], vecs[n:n + 5])
         got = vi.search(queries, K, ids[n:n + 5])[1]
         assert ((got >= 0).sum(axis=1) == 5).all() and np.isin(got[:, :5], ids[n:n + 5]).all()
+
+
+def test_filtered_search_after_save_and_load(index, data, tmp_path):
+    """A loaded index (the CLI's case) has no cached lookups yet and generic FAISS wrappers underneath."""
+    vi, ids, vecs = index
+    queries = data[2]
+    vi.save(tmp_path / "vectors.faiss", version=1)
+    loaded, version = VectorIndex.load(tmp_path / "vectors.faiss")
+    assert loaded.kind == vi.kind and version == 1
+    allowed = allowed_sets(ids, vecs, queries)["folder of 100"]
+    assert check(loaded, ids, vecs, queries, allowed, K) >= 0.95
