@@ -12,15 +12,12 @@ search restricted to a set of ids, and a filtered search returns min(k, allowed 
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .errors import ClipsearchError
-from .fsutil import atomic_write, atomic_write_text
 
 INDEX_TYPES = ("flat", "ivf", "hnsw")
 FLAT_MAX = 50_000  # exact search stays under ~10 ms/query on 2 cores below this (bench/scale.py)
@@ -255,32 +252,6 @@ class VectorIndex:
                                         faiss.swig_ptr(coarse), faiss.swig_ptr(scores), faiss.swig_ptr(labels),
                                         False, params)
         return scores, labels
-
-    def save(self, path: Path, version: int) -> None:
-        faiss = import_faiss()
-        atomic_write(path, lambda tmp: faiss.write_index(self.index, str(tmp)))
-        atomic_write_text(path.with_suffix(".json"), json.dumps(
-            {"version": version, "kind": self.kind, "count": self.ntotal, "dim": self.dim, "forced": self.forced}))
-
-    @classmethod
-    def load(cls, path: Path) -> tuple["VectorIndex", int] | None:
-        """The saved index and the catalog version it reflects; None if missing or unreadable."""
-        side = path.with_suffix(".json")
-        if not path.exists() or not side.exists():
-            return None
-        try:
-            meta = json.loads(side.read_text())
-            index = import_faiss().read_index(str(path))
-        except (OSError, ValueError, RuntimeError):
-            return None
-        return cls(int(meta["dim"]), str(meta["kind"]), index, bool(meta.get("forced"))), int(meta["version"])
-
-
-def saved_meta(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.with_suffix(".json").read_text())
-    except (OSError, ValueError):
-        return None
 
 
 class _IdLookup:

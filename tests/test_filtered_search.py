@@ -124,8 +124,10 @@ def test_filtered_search_after_save_and_load(index, data, tmp_path):
     """A loaded index (the CLI's case) has no cached lookups yet and generic FAISS wrappers underneath."""
     vi, ids, vecs = index
     queries = data[2]
-    vi.save(tmp_path / "vectors.faiss", version=1)
-    loaded, version = VectorIndex.load(tmp_path / "vectors.faiss")
+    from clipsearch.vector_store import load_index, save_index
+
+    save_index(vi, tmp_path / "vectors.faiss", version=1)
+    loaded, version = load_index(tmp_path / "vectors.faiss", vi.dim)
     assert loaded.kind == vi.kind and version == 1
     allowed = allowed_sets(ids, vecs, queries)["folder of 100"]
     assert check(loaded, ids, vecs, queries, allowed, K) >= 0.95
