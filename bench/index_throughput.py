@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from clipsearch import synthetic  # noqa: E402
-from clipsearch.evaluate import decode_paths  # noqa: E402
+from clipsearch.images import decode_paths  # noqa: E402
 
 
 def photo_set(folder: Path, count: int, png_every: int) -> list[Path]:

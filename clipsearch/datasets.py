@@ -142,5 +142,5 @@ def split(data: LabelledSet, val_fraction: float, seed: int) -> tuple[LabelledSe
         val_idx.extend(members[:n_val])
         train_idx.extend(members[n_val:])
     if not val_idx:
-        raise ClipsearchError("too few images for a held-out split", "add images or pass --val with a separate set")
+        raise ClipsearchError("too few images for a held-out split", "add images or give a separate validation set", param="val")
     return data.subset(sorted(train_idx)), data.subset(sorted(val_idx))

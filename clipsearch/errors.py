@@ -6,10 +6,11 @@ from __future__ import annotations
 class ClipsearchError(Exception):
     """A problem the user can act on: `message` says what went wrong, `hint` what to do."""
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(self, message: str, hint: str | None = None, param: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.param = param  # the library parameter at fault; a front end names its own option for it
 
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message} ({self.hint})"

@@ -6,34 +6,20 @@ the CLIP paper; the linear probe is multinomial logistic regression on frozen im
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import os
+
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from .datasets import DEFAULT_TEMPLATES, LabelledSet
 from .errors import ClipsearchError
-from .images import DecodeError, read_and_decode
+from .images import decode_paths
 
 if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
+
     from .models import Encoder
-
-
-def decode_paths(encoder: "Encoder", paths: Sequence[str], workers: int = 2) -> tuple[np.ndarray, list[int], list[tuple[str, str]]]:
-    """(pixels of the readable images, their indices, (path, error) for the rest)."""
-    def one(path: str):
-        try:
-            return read_and_decode(path, encoder.image_size, encoder.resize_mode)[1].pixels
-        except DecodeError as exc:
-            return exc
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(one, paths))
-    kept = [i for i, r in enumerate(results) if not isinstance(r, Exception)]
-    failed = [(paths[i], str(r)) for i, r in enumerate(results) if isinstance(r, Exception)]
-    size = encoder.image_size
-    pixels = np.stack([results[i] for i in kept]) if kept else np.zeros((0, size, size, 3), np.uint8)
-    return pixels, kept, failed
 
 
 def embed_images(encoder: "Encoder", pixels: np.ndarray, batch: int = 64) -> np.ndarray:
@@ -127,7 +113,10 @@ def classify(encoder: "Encoder", paths: Sequence[str], labels: Sequence[str], te
     """Zero-shot classification: top-k labels with softmax probabilities (temperature = the model's logit scale)."""
     labels = [lab.strip() for lab in labels if lab.strip()]
     if len(labels) < 2:
-        raise ClipsearchError("give at least two labels", 'e.g. --labels "cat,dog,bird"')
+        raise ClipsearchError("give at least two labels", 'e.g. "cat,dog,bird"', param="labels")
+    for path in paths:
+        if not os.path.isfile(path):
+            raise ClipsearchError(f"image not found: {path}", "pass image files")
     pixels, kept, failed = decode_paths(encoder, list(paths))
     if failed:
         path, why = failed[0]
@@ -143,3 +132,37 @@ def classify(encoder: "Encoder", paths: Sequence[str], labels: Sequence[str], te
         order = np.argsort(-p)[: min(k, len(labels))]
         out.append({"path": str(path), "labels": [{"label": labels[j], "probability": float(p[j])} for j in order]})
     return out
+
+
+def model_templates(encoder: "Encoder", templates: Sequence[str] = ()) -> tuple[str, ...]:
+    """The prompts to use: those given, else the ones a fine-tuned model was trained with, else the defaults."""
+    return tuple(templates) or tuple(encoder.spec.extra.get("templates") or DEFAULT_TEMPLATES)
+
+
+def resolve_model(model: str | None, store_path: "Path | None" = None) -> tuple[str, object | None]:
+    """The model to use and a notice: the one given, else the store's (when a store is named), else the default
+    (CLIP, or the offline model when CLIP's weights cannot be had — then with a notice)."""
+    from .manifest import read_manifest
+    from .model_spec import choose_default_model
+
+    if model:
+        return model, None
+    if store_path is not None:
+        manifest = read_manifest(store_path)
+        if manifest:
+            return manifest["model"]["spec"], None
+    return choose_default_model()
+
+
+def evaluate_set(encoder: "Encoder", data: LabelledSet, templates: Sequence[str] = (),
+                 linear_probe: bool = False) -> dict[str, float]:
+    """Zero-shot metrics of `encoder` on a labelled set; with `linear_probe`, also a logistic regression fitted
+    on a seeded half of the set and scored on the other half (the zero-shot numbers use that half too)."""
+    from . import datasets
+
+    probe_train = None
+    if linear_probe:
+        if not data.has_classes:
+            raise ClipsearchError("a linear probe needs a class set, not captions", param="linear_probe")
+        probe_train, data = datasets.split(data, 0.5, 0)
+    return evaluate(encoder, data, model_templates(encoder, templates), probe_train=probe_train)

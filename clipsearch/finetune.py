@@ -14,7 +14,8 @@ import numpy as np
 from . import datasets
 from .datasets import DEFAULT_TEMPLATES, LabelledSet
 from .errors import ClipsearchError
-from .evaluate import decode_paths, evaluate
+from .evaluate import evaluate
+from .images import decode_paths
 from .fsutil import atomic_write_text
 from .models import DEFAULT_MODEL
 from .training import TrainConfig, train_contrastive
@@ -53,7 +54,7 @@ class FinetuneReport:
 def blend_states(base: dict[str, "torch.Tensor"], tuned: dict[str, "torch.Tensor"], alpha: float) -> dict[str, "torch.Tensor"]:
     """WiSE-FT: θ = (1−α)·θ_base + α·θ_tuned for float tensors (counters are taken from the tuned model)."""
     if not 0.0 <= alpha <= 1.0:
-        raise ClipsearchError(f"--alpha must be within [0, 1], got {alpha}")
+        raise ClipsearchError(f"alpha must be within [0, 1], got {alpha}", param="alpha")
     if base.keys() != tuned.keys():
         raise ClipsearchError("cannot blend models of different architectures")
     out = {}
@@ -69,13 +70,13 @@ def _state(model: "torch.nn.Module") -> dict[str, "torch.Tensor"]:
 
 def _align_classes(train: LabelledSet, val: LabelledSet) -> LabelledSet:
     if train.has_classes != val.has_classes:
-        raise ClipsearchError("--val must be the same kind of set as the training data (classes or captions)")
+        raise ClipsearchError("the validation set must be the same kind of set as the training data (classes or captions)", param="val")
     if not train.has_classes:
         return val
     index = {name: i for i, name in enumerate(train.classes)}
     unknown = sorted(set(val.classes) - set(index))
     if unknown:
-        raise ClipsearchError(f"--val has classes the training set lacks: {', '.join(unknown)}")
+        raise ClipsearchError(f"the validation set has classes the training set lacks: {', '.join(unknown)}", param="val")
     items = [datasets.Item(it.path, index[val.classes[it.label]]) for it in val.items]
     return LabelledSet(items, train.classes, val.source)
 
@@ -102,9 +103,9 @@ def finetune(data_path: str | Path, out: str | Path, *, base_model: str = DEFAUL
     config = config or TrainConfig()
     templates = tuple(templates or DEFAULT_TEMPLATES)
     if any("{}" not in t for t in templates):
-        raise ClipsearchError("every --template needs a {} where the label goes", 'e.g. --template "a photo of a {}."')
+        raise ClipsearchError("every template needs a {} where the label goes", 'e.g. "a photo of a {}."', param="templates")
     if not 0.0 <= alpha <= 1.0:
-        raise ClipsearchError(f"--alpha must be within [0, 1], got {alpha}")
+        raise ClipsearchError(f"alpha must be within [0, 1], got {alpha}", param="alpha")
     stage = on_stage or (lambda _msg: None)
     data = datasets.load(data_path)
     if val_path:

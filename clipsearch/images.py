@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol, Sequence
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -131,3 +133,26 @@ def read_and_decode(path: str, size: int, resize_mode: str = "shortest") -> tupl
 def file_digest(path: str) -> str:
     with open(path, "rb") as f:
         return digest_bytes(f.read())
+
+
+class SizedInput(Protocol):
+    """What decoding needs to know of a model: its input size and how it resizes."""
+    image_size: int
+    resize_mode: str
+
+
+def decode_paths(encoder: "SizedInput", paths: Sequence[str], workers: int = 2) -> tuple[np.ndarray, list[int], list[tuple[str, str]]]:
+    """(pixels of the readable images, their indices, (path, error) for the rest)."""
+    def one(path: str):
+        try:
+            return read_and_decode(path, encoder.image_size, encoder.resize_mode)[1].pixels
+        except DecodeError as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(one, paths))
+    kept = [i for i, r in enumerate(results) if not isinstance(r, Exception)]
+    failed = [(paths[i], str(r)) for i, r in enumerate(results) if isinstance(r, Exception)]
+    size = encoder.image_size
+    pixels = np.stack([results[i] for i in kept]) if kept else np.zeros((0, size, size, 3), np.uint8)
+    return pixels, kept, failed

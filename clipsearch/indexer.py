@@ -33,7 +33,7 @@ class Progress(Protocol):
     def start(self, total: int, description: str) -> None: ...
     def advance(self, n: int = 1) -> None: ...
     def stage(self, message: str) -> None: ...  # a status line for work without a count (loading a model)
-    def note(self, message: str) -> None: ...  # something the user should know now
+    def note(self, message: Any) -> None: ...  # something the user should know now (str() of it says it)
 
 
 class ImageEncoder(Protocol):

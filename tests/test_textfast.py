@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from clipsearch.models import load_encoder
-from clipsearch.textfast import NumpyTextEncoder, export_text_tower
+from clipsearch.text_export import export_text_tower
+from clipsearch.textfast import NumpyTextEncoder
 
 TEXTS = ["a red circle", "A Dog on GRASS!!  &amp; friends", "ünïcödé café 123", "x " * 100,
          "<end_of_text> typed by a user", "", "it's 4:30 o'clock"]

@@ -1,0 +1,16 @@
+"""The `clipsearch` command: a thin typer layer over the library API. Heavy imports happen inside commands.
+
+`common` holds the app and what commands share; each command module reads arguments, calls one library verb
+and prints.
+"""
+
+from __future__ import annotations
+
+from . import model_commands, store_commands  # noqa: F401 - registers the commands on the app
+from .common import app
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,153 @@
+"""What every command shares: the typer app, consoles, one-line errors, the progress adapter, small printers."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from typing import Any, Callable
+
+import typer
+from rich.console import Console
+
+from ..errors import ClipsearchError
+from ..terminal import make_console, safe
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
+                  help="Search your image collections by text or by example image (CLIP + FAISS).")
+out = make_console()
+err = make_console(stderr=True)
+
+
+@app.callback()
+def _setup() -> None:
+    """Consoles are made per invocation, so width and TTY detection follow the streams of this run."""
+    global out, err
+    out, err = make_console(), make_console(stderr=True)
+
+IndexOpt = typer.Option(None, "--index", envvar="CLIPSEARCH_INDEX", help="Store folder (default: ./index of the checkout, else ~/.local/share/clipsearch/index).")
+JsonOpt = typer.Option(False, "--json", help="Machine-readable JSON on stdout.")
+
+
+# library parameter → the option that sets it, for errors the library reports by parameter
+OPTION_OF = {"alpha": "--alpha", "val": "--val", "labels": "--labels", "templates": "--template", "int8": "--int8",
+             "model": "--model", "k": "-k", "after": "--after", "before": "--before", "under": "--under"}
+
+
+def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Every failure becomes one line plus a hint, never a traceback (CLIPSEARCH_DEBUG=1 shows it)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ClipsearchError as exc:
+            option = OPTION_OF.get(exc.param or "")
+            err.print(f"[bold red]error:[/] {safe(exc.message)}" + (f" (option {option})" if option else ""))
+            if exc.hint:
+                err.print(f"[yellow]hint:[/] {safe(exc.hint)}")
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err.print("[bold red]interrupted:[/] committed work is kept; run the same command again to resume")
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last line of defence for the user
+            from ..config import settings
+
+            if settings().debug:
+                raise
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            err.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {safe(first)}")
+            err.print("[yellow]hint:[/] run again with CLIPSEARCH_DEBUG=1 for the full traceback and report it")
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def human_size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+class RichProgress:
+    """Adapter from the library's Progress protocol to rich: a bar with files/s and ETA, a status line for
+    work without a count (loading a model), and notes printed the moment they happen."""
+
+    def __init__(self, console: Console) -> None:
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+
+        self.progress = Progress(
+            SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            console=console, transient=False,
+        )
+        self.task: Any = None
+        self._stage: Any = None
+
+    def __enter__(self) -> "RichProgress":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._end_stage()
+        self.progress.stop()
+
+    def _end_stage(self) -> None:
+        if self._stage is not None:
+            self.progress.remove_task(self._stage)
+            self._stage = None
+
+    def stage(self, message: str) -> None:
+        self._end_stage()
+        self._stage = self.progress.add_task(safe(message), total=None, rate="")
+
+    def note(self, message: Any) -> None:
+        _print_note(message)
+
+    def start(self, total: int, description: str) -> None:
+        self._end_stage()
+        self.task = self.progress.add_task(safe(description), total=total, rate="")
+
+    def advance(self, n: int = 1) -> None:
+        self.progress.advance(self.task, n)
+        speed = next(t.speed for t in self.progress.tasks if t.id == self.task)
+        self.progress.update(self.task, rate=f"{speed:.1f} files/s" if speed else "")
+
+
+def _print_note(notice: Any) -> None:
+    """Notes go to stderr, whatever the bar's console; a model fallback says how to switch in CLI terms."""
+    from ..model_spec import ModelNotice
+
+    if isinstance(notice, ModelNotice):
+        notice = f"{notice.message} Switch later with: clipsearch index FOLDER --model {notice.switch_to} --reembed"
+    err.print(f"[yellow]note:[/] {safe(notice)}")
+
+
+def _print_problems(summary: Any) -> None:
+    for path, why in summary.failures[:20]:
+        err.print(f"[red]failed:[/] {safe(path)}: {safe(why)}")
+    if len(summary.failures) > 20:
+        err.print(f"... and {len(summary.failures) - 20} more: clipsearch info --failures")
+    for path, why in summary.problems[:20]:
+        err.print(f"[yellow]could not read:[/] {safe(path)}: {safe(why)} (what was indexed there is kept)")
+    for root in summary.vanished_roots:
+        err.print(f"[yellow]vanished:[/] {safe(root)} no longer exists; its images are hidden from results "
+                  f"(drop them: clipsearch forget {safe(_shell_quote(root))})")
+
+
+def _shell_quote(path: str) -> str:
+    import shlex
+
+    return shlex.quote(path)

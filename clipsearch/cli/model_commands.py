@@ -1,0 +1,170 @@
+"""Commands about models: models, finetune, eval, classify."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+
+from ..terminal import path_text, safe, table as new_table
+from . import common as ui
+from .common import (
+    IndexOpt, JsonOpt, RichProgress, _print_note, _shell_quote, app, emit_json, friendly_errors,
+)
+
+
+@app.command()
+@friendly_errors
+def models(as_json: bool = JsonOpt) -> None:
+    """List the models: shipped configs, open_clip architectures with pretrained tags, weights on disk."""
+    from ..models import list_models
+
+    rows = list_models()
+    if as_json:
+        emit_json(rows)
+        return
+    t = new_table("spec", "kind", "on disk")
+    for r in rows:
+        t.add_row(safe(r["spec"]), r["kind"], "yes" if r["cached"] else "")
+    ui.out.print(t)
+
+
+def _print_metrics(rows: list[tuple[str, dict]], title: str) -> None:
+    keys = [k for k in rows[0][1] if k != "images"]
+    names = [k.replace("_", " ") for k in keys]
+    table = new_table("model", *names, right=tuple(names), title=safe(title))
+    for name, metrics in rows:
+        table.add_row(safe(name), *[f"{metrics.get(k, float('nan')):.3f}" for k in keys])
+    ui.out.print(table)
+
+
+@app.command()
+@friendly_errors
+def finetune(
+    data: Path = typer.Argument(..., help="Folder with one sub-folder per class, or a CSV/JSONL with image + caption/label."),
+    out_dir: Path = typer.Option(..., "--out", help="Folder to write the model to (usable as --model)."),
+    model: str = typer.Option(None, "--model", "-m", help="Base model (default ViT-B-32:laion2b_s34b_b79k)."),
+    val: Optional[Path] = typer.Option(None, "--val", help="Held-out set (default: a stratified split of DATA)."),
+    val_fraction: float = typer.Option(0.2, "--val-fraction", min=0.05, max=0.5),
+    epochs: int = typer.Option(5, "--epochs", min=1),
+    batch_size: int = typer.Option(64, "--batch-size", min=2),
+    lr: float = typer.Option(1e-5, "--lr"),
+    weight_decay: float = typer.Option(0.1, "--weight-decay"),
+    warmup: int = typer.Option(10, "--warmup", help="Warm-up steps."),
+    accumulate: int = typer.Option(1, "--accumulate", min=1, help="Gradient accumulation steps."),
+    lock_image: bool = typer.Option(False, "--lock-image", help="Freeze the image tower."),
+    lock_text: bool = typer.Option(False, "--lock-text", help="Freeze the text tower."),
+    unlocked_layers: int = typer.Option(0, "--unlocked-layers", min=0, help="With a lock: keep the last N blocks trainable."),
+    alpha: float = typer.Option(0.5, "--alpha", min=0.0, max=1.0, help="WiSE-FT blend: 0 = base, 1 = fine-tuned."),
+    template: List[str] = typer.Option([], "--template", help="Prompt template with {} (repeatable)."),
+    seed: int = typer.Option(0, "--seed"),
+    device: Optional[str] = typer.Option(None, "--device"),
+    reindex: Optional[Path] = typer.Option(None, "--reindex", help="Then re-encode this store with the new model."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Fine-tune on a labelled set, report before/after on held-out data, save the (WiSE-FT blended) model."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from ..finetune import finetune as run_finetune
+    from ..training import TrainConfig
+
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup_steps=warmup,
+                         accumulate=accumulate, seed=seed, lock_image=lock_image, lock_text=lock_text,
+                         unlocked_layers=unlocked_layers)
+    console = ui.err if as_json else ui.out
+    with Progress(TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                  TimeRemainingColumn(), console=console) as progress:
+        task = progress.add_task("train", total=None, info="")
+
+        def on_step(step: int, total: int, loss: float, lr_now: float, ips: float) -> None:
+            progress.update(task, total=total, completed=step, info=f"loss {loss:.3f} lr {lr_now:.2e} {ips:.0f} img/s")
+
+        report = run_finetune(data, out_dir, base_model=_model_or_default(model), val_path=val, val_fraction=val_fraction,
+                              templates=template or None, config=config, alpha=alpha, device=device,
+                              on_step=on_step, on_stage=lambda msg: progress.console.print(f"[dim]{msg}"))
+    reindexed = None
+    if reindex:
+        from ..store import open_store
+
+        with open_store(reindex, device=device) as store, RichProgress(console) as prog:
+            reindexed = store.reembed(str(out_dir), progress=prog).to_dict()
+    if as_json:
+        emit_json({**report.to_dict(), "reindex": reindexed})
+        return
+    _print_metrics([("base", report.base), ("fine-tuned", report.finetuned), (f"blended a={alpha}", report.blended)],
+                   f"held-out: {report.val_images} images, trained on {report.train_images} "
+                   f"({report.images_per_second:.1f} img/s, best epoch {report.best_epoch})")
+    if report.skipped:
+        ui.err.print(f"[yellow]skipped {len(report.skipped)} unreadable images[/] (first: {safe(report.skipped[0][0])})")
+    ui.out.print(f"model written to {safe(report.out)}  (use it: --model {safe(_shell_quote(str(report.out)))})")
+    if reindexed:
+        ui.out.print(f"re-encoded {reindexed['encoded']} images into {safe(reindex)}")
+
+
+@app.command("eval")
+@friendly_errors
+def eval_cmd(
+    data: Path = typer.Argument(..., help="Labelled set: class folders or CSV/JSONL."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model spec or folder (default ViT-B-32:laion2b_s34b_b79k)."),
+    linear_probe: bool = typer.Option(False, "--linear-probe", help="Also fit logistic regression on half the data, test on the other half."),
+    template: List[str] = typer.Option([], "--template", help="Prompt template with {} (repeatable)."),
+    device: Optional[str] = typer.Option(None, "--device"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Zero-shot accuracy (class sets) or retrieval recall (caption sets) of a model."""
+    from .. import datasets
+    from ..evaluate import evaluate_set
+
+    labelled = datasets.load(data)
+    encoder = _load_encoder(model, None, device)
+    metrics = evaluate_set(encoder, labelled, template, linear_probe=linear_probe)
+    if as_json:
+        emit_json({"model": encoder.spec.text, **metrics})
+        return
+    _print_metrics([(encoder.spec.text if len(encoder.spec.text) < 40 else "..." + encoder.spec.text[-37:], metrics)],
+                   f"{int(metrics['images'])} images from {labelled.source}")
+
+
+def _model_or_default(model: str | None, store_path: Path | None = None) -> str:
+    """The model given, else the store's, else the default (saying so when that is the offline model)."""
+    from ..evaluate import resolve_model
+
+    name, notice = resolve_model(model, store_path)
+    if notice:
+        _print_note(notice)
+    return name
+
+
+def _load_encoder(model: str | None, store_path: Path | None, device: str | None) -> Any:
+    from ..models import load_encoder
+
+    return load_encoder(_model_or_default(model, store_path), device)
+
+
+@app.command()
+@friendly_errors
+def classify(
+    images: List[Path] = typer.Argument(..., help="Image files."),
+    labels: str = typer.Option(..., "--labels", help='Comma-separated labels, e.g. "cat,dog,bird".'),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model (default: the store's, else ViT-B-32:laion2b_s34b_b79k)."),
+    index_path: Optional[Path] = IndexOpt,
+    k: int = typer.Option(3, "-k", min=1),
+    template: List[str] = typer.Option([], "--template"),
+    device: Optional[str] = typer.Option(None, "--device"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Zero-shot classification: the top-k labels with probabilities."""
+    from ..evaluate import classify as run_classify, model_templates
+    from ..store import default_store_path
+
+    encoder = _load_encoder(model, Path(index_path) if index_path else default_store_path(), device)
+    results = run_classify(encoder, [str(p) for p in images], labels.split(","), model_templates(encoder, template), k)
+    if as_json:
+        emit_json(results)
+        return
+    table = new_table("image", "label", "probability", right=("probability",))
+    for r in results:
+        for i, lab in enumerate(r["labels"]):
+            table.add_row(path_text(r["path"]) if i == 0 else "", safe(lab["label"]), f"{lab['probability']:.3f}")
+    ui.out.print(table)
