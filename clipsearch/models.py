@@ -56,7 +56,7 @@ class Encoder:
             return
         blocks = getattr(getattr(self.model, "visual", None), "transformer", None)
         if blocks is None:  # e.g. ResNet towers use their Linear weights functionally: not quantisable this way
-            raise ClipsearchError(f"int8 quantisation supports ViT image towers; {self.spec.text} has none",
+            raise ClipsearchError(f"int8 supports ViT image towers; {self.spec.text} has none",
                                   "index this model without int8", param="int8")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch marks the eager-mode API as deprecated in favour of torchao

@@ -34,6 +34,16 @@ OPTION_OF = {"alpha": "--alpha", "val": "--val", "labels": "--labels", "template
              "model": "--model", "k": "-k", "after": "--after", "before": "--before", "under": "--under"}
 
 
+def _in_cli_terms(exc: ClipsearchError) -> str:
+    """A message that starts with the library parameter's name starts with the option instead."""
+    option = OPTION_OF.get(exc.param or "")
+    if not option:
+        return exc.message
+    if exc.message.startswith(f"{exc.param} "):
+        return option + exc.message[len(exc.param or ""):]
+    return f"{exc.message} (option {option})"
+
+
 def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Every failure becomes one line plus a hint, never a traceback (CLIPSEARCH_DEBUG=1 shows it)."""
 
@@ -42,8 +52,7 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except ClipsearchError as exc:
-            option = OPTION_OF.get(exc.param or "")
-            err.print(f"[bold red]error:[/] {safe(exc.message)}" + (f" (option {option})" if option else ""))
+            err.print(f"[bold red]error:[/] {safe(_in_cli_terms(exc))}")
             if exc.hint:
                 err.print(f"[yellow]hint:[/] {safe(exc.hint)}")
             raise typer.Exit(1) from None
