@@ -2,7 +2,9 @@
 
 Migrations: the `meta` table keeps `schema_version`. A store from an older release is upgraded in place on
 open, one numbered step at a time, embeddings kept (a store written before versioning counts as version 1).
-Each step is plain DDL that SQLite and PostgreSQL both accept. We chose this small runner over Alembic:
+Each step is plain DDL that SQLite and PostgreSQL both accept, and is safe to run again: pysqlite commits DDL
+as it runs (no BEGIN before it), so a process killed mid-upgrade can leave a step done but its version not
+recorded, and the next open redoes the step. We chose this small runner over Alembic:
 the schema is one file, steps are a few lines each, and it adds no dependency or migration folder to
 ship (the approach of simonw/llm and rclip).
 """
@@ -148,6 +150,8 @@ SCHEMA_VERSION = "schema_version"
 # --- migrations -----------------------------------------------------------------------------------------
 def _add_column(table: str, column_name: str) -> Callable[[Connection], None]:
     def step(conn: Connection) -> None:
+        if column_name in {c["name"] for c in inspect(conn).get_columns(table)}:
+            return  # added by an upgrade that stopped before it recorded the new version
         column = Base.metadata.tables[table].c[column_name]
         ddl_type = column.type.compile(dialect=conn.dialect)
         conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column_name} {ddl_type}")
@@ -181,7 +185,10 @@ def _set_version(conn: Connection, version: int) -> None:
 
 
 def upgrade(conn: Connection) -> None:
-    """Create a new catalog at the latest schema, or run the missing steps on an old one (one transaction)."""
+    """Create a new catalog at the latest schema, or run the missing steps on an old one.
+
+    One transaction where the driver makes DDL transactional; on SQLite each step may have run already.
+    """
     version = stored_version(conn)
     if version is None:
         Base.metadata.create_all(conn)
@@ -190,8 +197,7 @@ def upgrade(conn: Connection) -> None:
     if version == LATEST:
         return
     if version > LATEST:
-        raise ClipsearchError(f"this store's catalog has schema {version}; this clipsearch knows up to {LATEST}",
-                              "upgrade clipsearch to read it")
+        raise _newer(version)
     Base.metadata.create_all(conn)  # tables added since (e.g. meta) appear; existing ones are untouched
     for step in range(version + 1, LATEST + 1):
         try:
@@ -202,6 +208,14 @@ def upgrade(conn: Connection) -> None:
     _set_version(conn, LATEST)
 
 
+def _newer(version: int) -> ClipsearchError:
+    return ClipsearchError(f"this store's catalog has schema {version}; this clipsearch knows up to {LATEST}",
+                           "upgrade clipsearch to read it")
+
+
 def needs_upgrade(conn: Connection) -> bool:
+    """Whether the catalog is missing or older than this release; one from a newer release is refused."""
     version = stored_version(conn)
+    if version is not None and version > LATEST:
+        raise _newer(version)
     return version is None or version < LATEST

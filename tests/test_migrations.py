@@ -1,0 +1,152 @@
+"""A store written by the previous release (catalog schema 1) upgrades in place, keeping every embedding.
+
+The store is built once with the current code (the shipped tiny model, random init: only counts and ids are
+compared, never relevance), then its catalog is turned back into the previous release's format with sqlite3:
+schema 1 has no `roots.missing_since` column and no `schema_version` key in `meta`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+import clipsearch
+from clipsearch import ClipsearchError, schema
+from clipsearch.manifest import CATALOG
+
+COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255), (255, 0, 255)]
+N = len(COLOURS)
+QUERY = "a red square"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory):
+    """(photos, pristine store at the latest schema, ids a query returned from it)."""
+    base = tmp_path_factory.mktemp("migrations")
+    photos = base / "photos"
+    photos.mkdir()
+    for i, rgb in enumerate(COLOURS):
+        Image.new("RGB", (40 + 3 * i, 32), rgb).save(photos / f"{i}.png")
+    store = base / "index"
+    with clipsearch.open(store, model="clipsearch-tiny") as s:
+        summary = s.add([photos])
+        assert (summary.added, summary.failed) == (N, 0)
+        ids = [h.id for h in s.search(QUERY, k=N)]
+    assert sorted(ids) == sorted(state(store)["embeddings"])
+    return photos, store, ids
+
+
+@pytest.fixture()
+def store(built, tmp_path: Path) -> Path:
+    """A fresh copy of the built store for a test to change."""
+    dest = tmp_path / "index"
+    shutil.copytree(built[1], dest)
+    return dest
+
+
+def state(store: Path) -> dict:
+    """What the catalog holds, read with sqlite3 directly: roots columns, meta, roots, embeddings."""
+    with closing(sqlite3.connect(store / CATALOG)) as con:
+        return {
+            "root_columns": [r[1] for r in con.execute("PRAGMA table_info(roots)")],
+            "meta": dict(con.execute("SELECT key, value FROM meta")),
+            "roots": [r[0] for r in con.execute("SELECT path FROM roots ORDER BY path")],
+            "embeddings": dict(con.execute("SELECT image_id, vector FROM embeddings")),
+        }
+
+
+def downgrade_to_schema_1(store: Path) -> None:
+    """Make the catalog look exactly like one the previous release wrote."""
+    with closing(sqlite3.connect(store / CATALOG)) as con:
+        con.execute("ALTER TABLE roots DROP COLUMN missing_since")
+        con.execute("DELETE FROM meta WHERE key = 'schema_version'")
+        con.commit()
+
+
+def set_schema_version(store: Path, version: int) -> None:
+    with closing(sqlite3.connect(store / CATALOG)) as con:
+        con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
+        con.commit()
+
+
+def assert_latest(store: Path) -> dict:
+    now = state(store)
+    assert "missing_since" in now["root_columns"]
+    assert now["meta"]["schema_version"] == str(schema.LATEST)
+    return now
+
+
+def test_previous_release_store_upgrades_in_place(built, store: Path) -> None:
+    photos, _pristine, ids_before = built
+    original = state(store)
+    downgrade_to_schema_1(store)
+    old = state(store)
+    assert "missing_since" not in old["root_columns"] and "schema_version" not in old["meta"]
+    assert old["embeddings"] == original["embeddings"]
+
+    with clipsearch.open(store, create=False) as s:  # a query is the first thing the new release does
+        assert [h.id for h in s.search(QUERY, k=N)] == ids_before
+        assert s.info()["vanished_roots"] == []
+    upgraded = assert_latest(store)
+    assert upgraded["embeddings"] == original["embeddings"]  # every embedding kept, byte for byte
+    assert upgraded["roots"] == original["roots"]
+
+    with clipsearch.open(store, create=False) as s:
+        summary = s.add([photos])
+        assert (summary.unchanged, summary.added, summary.updated, summary.removed, summary.encoded) == (N, 0, 0, 0, 0)
+        assert s.catalog.last_run()["status"] == "done"
+        assert [h.id for h in s.search(QUERY, k=N)] == ids_before
+    assert state(store)["embeddings"] == original["embeddings"]
+
+
+def test_upgrade_cut_short_before_its_version_was_recorded_completes(built, store: Path) -> None:
+    """SQLite commits DDL as it runs: a process killed after adding the column, before recording the new
+    version, leaves the column in a schema-1 catalog. The next open must finish the upgrade, not fail forever."""
+    photos, _pristine, ids_before = built
+    downgrade_to_schema_1(store)
+    with closing(sqlite3.connect(store / CATALOG)) as con:
+        con.execute("ALTER TABLE roots ADD COLUMN missing_since DATETIME")
+        con.commit()
+    assert "schema_version" not in state(store)["meta"]
+
+    with clipsearch.open(store, create=False) as s:
+        assert [h.id for h in s.search(QUERY, k=N)] == ids_before
+        assert s.add([photos]).unchanged == N
+    assert_latest(store)
+
+
+@pytest.mark.parametrize("readonly", [False, True], ids=["writable", "read-only"])
+def test_newer_schema_is_refused(built, store: Path, readonly: bool) -> None:
+    photos = built[0]
+    set_schema_version(store, schema.LATEST + 1)
+    before = state(store)
+    with clipsearch.open(store, create=False, readonly=readonly) as s:
+        with pytest.raises(ClipsearchError, match="upgrade clipsearch") as caught:
+            s.search(QUERY)
+        assert f"schema {schema.LATEST + 1}" in caught.value.message
+        with pytest.raises(ClipsearchError, match="upgrade clipsearch|read-only"):
+            s.add([photos])
+    assert state(store) == before  # nothing was touched
+
+
+def test_read_only_open_of_a_previous_release_store_is_a_clear_error(built, store: Path) -> None:
+    _photos, _pristine, ids_before = built
+    downgrade_to_schema_1(store)
+    catalog_bytes = (store / CATALOG).read_bytes()
+    with clipsearch.open(store, create=False, readonly=True) as s:
+        with pytest.raises(ClipsearchError, match="older clipsearch") as caught:
+            s.search(QUERY)
+        assert "writable" in (caught.value.hint or "")
+        with pytest.raises(ClipsearchError, match="older clipsearch"):
+            s.info()
+    assert (store / CATALOG).read_bytes() == catalog_bytes  # a read-only open never writes
+
+    with clipsearch.open(store, create=False) as s:  # once opened where it is writable ...
+        s.search(QUERY)
+    with clipsearch.open(store, create=False, readonly=True) as s:  # ... it reads anywhere
+        assert [h.id for h in s.search(QUERY, k=N)] == ids_before
