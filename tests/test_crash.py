@@ -107,6 +107,7 @@ def test_killed_process_leaves_a_usable_store(tmp_path: Path, photos: Path, trai
         pytest.skip("the run finished before it could be killed")
     info = _assert_consistent(idx)
     assert info["images"] <= 8 * TOTAL  # usually a fraction; all of it if the kill came after the last commit
+    assert info["last_run"]["status"] == "interrupted"  # killed: no process holds the writer lock any more
     summary = cli_json(runner, "index", big, "--index", idx)
     assert summary["unchanged"] == info["images"] and summary["added"] == 8 * TOTAL - info["images"]
     assert _assert_consistent(idx)["images"] == 8 * TOTAL
