@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sqlite3
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 from urllib.parse import quote
@@ -24,66 +23,13 @@ from sqlalchemy.orm import Session
 
 from . import schema
 from .errors import ClipsearchError
-from .schema import EmbeddingRow, ImageRow, MetaRow, RootRow, RunRow, utcnow
+from .records import ChunkResult, Encoded, EncodedVideo, Failed, ImageRecord, Known  # noqa: F401
+from .schema import STILL, EmbeddingRow, ImageRow, MetaRow, RootRow, RunRow, utcnow
 
 VECTOR_DTYPE = np.float16
 VECTORS_VERSION = "vectors_version"
+HAS_VIDEO = "has_video"
 _CHUNK = 900  # ids per IN (...) clause: under SQLite's variable limit
-
-
-@dataclass(frozen=True)
-class Known:
-    """What the catalog knows of one path: enough to decide unchanged / changed / moved."""
-    id: int
-    size: int
-    mtime_ns: int
-    ok: bool
-    digest: str | None
-    has_vector: bool
-
-
-@dataclass(frozen=True)
-class ImageRecord:
-    id: int
-    path: str
-    size: int
-    mtime_ns: int
-    width: int | None
-    height: int | None
-    format: str | None
-    digest: str | None
-
-
-@dataclass(frozen=True)
-class Encoded:
-    """One decoded and encoded file, ready to commit; `known` is its previous row, if any."""
-    path: str
-    size: int
-    mtime_ns: int
-    digest: str
-    width: int
-    height: int
-    format: str
-    vector: np.ndarray
-    known: Known | None
-
-
-@dataclass(frozen=True)
-class Failed:
-    path: str
-    size: int
-    mtime_ns: int
-    error: str
-    known: Known | None
-
-
-@dataclass
-class ChunkResult:
-    version: int
-    added: int
-    updated: int
-    removed_ids: list[int]
-    vector_ids: list[int]
 
 
 def vector_to_blob(vec: np.ndarray) -> bytes:
@@ -169,15 +115,21 @@ class Catalog:
     # --- reading --------------------------------------------------------------------------------------
     def known_rows(self, roots: Sequence[str], files: Sequence[str]) -> dict[str, Known]:
         q = (select(ImageRow.path, ImageRow.id, ImageRow.size, ImageRow.mtime_ns, ImageRow.ok, ImageRow.digest,
-                    EmbeddingRow.image_id)
-             .outerjoin(EmbeddingRow, EmbeddingRow.image_id == ImageRow.id))
+                    EmbeddingRow.image_id, ImageRow.frame_ms)
+             .outerjoin(EmbeddingRow, EmbeddingRow.image_id == ImageRow.id).order_by(ImageRow.id))
         stmts = [q.where(under_clause(roots))] if roots else []
         stmts += [q.where(ImageRow.path.in_(files[i:i + _CHUNK])) for i in range(0, len(files), _CHUNK)]
         known: dict[str, Known] = {}
         with self._session() as s:
             for stmt in stmts:
-                for path, id_, size, mtime, ok, digest, emb in s.execute(stmt):
-                    known[path] = Known(id_, size, mtime, ok, digest, emb is not None)
+                for path, id_, size, mtime, ok, digest, emb, frame_ms in s.execute(stmt):
+                    prev = known.get(path)
+                    if frame_ms == STILL or prev is None:
+                        known[path] = Known(id_, size, mtime, ok, digest, emb is not None,
+                                            (id_,) if frame_ms != STILL else ())
+                    elif id_ not in prev.frame_ids:  # another frame of the same video
+                        known[path] = Known(prev.id, prev.size, prev.mtime_ns, prev.ok, prev.digest,
+                                            prev.has_vector and emb is not None, (*prev.frame_ids, id_))
         return known
 
     def all_embeddings(self, dim: int, batch: int = 50_000) -> tuple[int, np.ndarray, np.ndarray]:
@@ -228,7 +180,8 @@ class Catalog:
         with self._session() as s:
             for i in range(0, len(ids), _CHUNK):
                 for r in s.scalars(select(ImageRow).where(ImageRow.id.in_(list(ids[i:i + _CHUNK])))):
-                    out[r.id] = ImageRecord(r.id, r.path, r.size, r.mtime_ns, r.width, r.height, r.format, r.digest)
+                    out[r.id] = ImageRecord(r.id, r.path, r.size, r.mtime_ns, r.width, r.height, r.format, r.digest,
+                                            r.frame_ms)
         return out
 
     def indexed_paths(self) -> list[str]:
@@ -237,10 +190,22 @@ class Catalog:
 
     def counts(self) -> dict[str, int]:
         with self._session() as s:
-            ok = s.scalar(select(func.count()).select_from(ImageRow).where(ImageRow.ok.is_(True))) or 0
+            ok = s.scalar(select(func.count()).select_from(ImageRow)
+                          .where(ImageRow.ok.is_(True), ImageRow.frame_ms == STILL)) or 0
             failed = s.scalar(select(func.count()).select_from(ImageRow).where(ImageRow.ok.is_(False))) or 0
             vectors = s.scalar(select(func.count()).select_from(EmbeddingRow)) or 0
-        return {"images": ok, "failed": failed, "vectors": vectors}
+            counts = {"images": ok, "failed": failed, "vectors": vectors}
+            if _get_meta(s, HAS_VIDEO):
+                counts["videos"] = s.scalar(select(func.count(ImageRow.path.distinct()))
+                                            .where(ImageRow.frame_ms != STILL)) or 0
+                counts["frames"] = s.scalar(select(func.count()).select_from(ImageRow)
+                                            .where(ImageRow.frame_ms != STILL)) or 0
+        return counts
+
+    def has_videos(self) -> bool:
+        """Whether video frames were ever stored (queries then collapse frames to the best moment per video)."""
+        with self._session() as s:
+            return bool(_get_meta(s, HAS_VIDEO))
 
     def failures(self) -> list[dict[str, Any]]:
         with self._session() as s:
@@ -294,8 +259,10 @@ class Catalog:
             s.add_all(RootRow(path=r) for r in roots)
 
     def commit_chunk(self, encoded: Sequence[Encoded], failed: Sequence[Failed],
-                     touched: Sequence[tuple[int, int, int]]) -> ChunkResult:
-        """One transaction: new/changed rows with their embeddings, failures, and (id, size, mtime) re-stats."""
+                     touched: Sequence[tuple[int, int, int]], videos: Sequence[EncodedVideo] = ()) -> ChunkResult:
+        """One transaction: new/changed rows with their embeddings, failures, (id, size, mtime) re-stats, and
+        videos (a changed video's frame rows are replaced whole). `vector_ids` follow `encoded`, then the
+        frames of `videos` in order."""
         result = ChunkResult(0, 0, 0, [], [])
         now = utcnow()
         with self._session() as s, s.begin():
@@ -318,12 +285,33 @@ class Catalog:
             for f in failed:
                 values = dict(path=f.path, ext=_ext(f.path), size=f.size, mtime_ns=f.mtime_ns, digest=None,
                               width=None, height=None, format=None, ok=False, error=f.error, indexed_at=now)
-                if f.known is None:
+                if f.known is not None and f.known.frame_ids:  # a video that no longer decodes: one failure row
+                    _delete(s, f.known.all_ids)
+                    result.removed_ids.extend(f.known.all_ids)
+                    s.add(ImageRow(**values))
+                elif f.known is None:
                     s.add(ImageRow(**values))
                 else:
                     s.execute(update(ImageRow).where(ImageRow.id == f.known.id).values(**values))
                     s.execute(delete(EmbeddingRow).where(EmbeddingRow.image_id == f.known.id))
                     result.removed_ids.append(f.known.id)
+            for v in videos:
+                if v.known is not None:
+                    _delete(s, v.known.all_ids)
+                    result.removed_ids.extend(v.known.all_ids)
+                    result.updated += 1
+                else:
+                    result.added += 1
+                for frame_ms, vec in v.frames:
+                    row = ImageRow(path=v.path, frame_ms=frame_ms, ext=_ext(v.path), size=v.size, mtime_ns=v.mtime_ns,
+                                   digest=v.digest, width=v.width, height=v.height, format=v.format, ok=True,
+                                   error=None, indexed_at=now)
+                    s.add(row)
+                    s.flush()
+                    s.add(EmbeddingRow(image_id=row.id, vector=vector_to_blob(vec)))
+                    result.vector_ids.append(row.id)
+            if videos:
+                s.merge(MetaRow(key=HAS_VIDEO, value="1"))
             for image_id, size, mtime_ns in touched:
                 s.execute(update(ImageRow).where(ImageRow.id == image_id)
                           .values(size=size, mtime_ns=mtime_ns, indexed_at=now))
@@ -359,9 +347,13 @@ class Catalog:
             return ids, len(root_rows), _bump_version(s)
 
 
+def _get_meta(session: Session, key: str) -> str | None:
+    row = session.get(MetaRow, key)
+    return row.value if row else None
+
+
 def _get_version(session: Session) -> int:
-    row = session.get(MetaRow, VECTORS_VERSION)
-    return int(row.value) if row else 0
+    return int(_get_meta(session, VECTORS_VERSION) or 0)
 
 
 def _bump_version(session: Session) -> int:

@@ -64,7 +64,7 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im
 
 
-def _fit(im: Image.Image, size: int, resize_mode: str) -> Image.Image:
+def fit(im: Image.Image, size: int, resize_mode: str) -> Image.Image:
     """Resize like open_clip's eval transform: shortest side to `size`, centre crop (or squash)."""
     if resize_mode == "squash":
         return im.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=3.0)
@@ -103,7 +103,7 @@ def decode(data: bytes, size: int, resize_mode: str = "shortest") -> Decoded:
                 w, h = h, w
             im = ImageOps.exif_transpose(im) or im
             im = _to_rgb(im)
-            pixels = np.array(_fit(im, size, resize_mode), dtype=np.uint8)  # writable copy for torch
+            pixels = np.array(fit(im, size, resize_mode), dtype=np.uint8)  # writable copy for torch
     except DecodeError:
         raise
     except Image.DecompressionBombError as exc:

@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 
 import numpy as np
 
-from .catalog import Catalog, Encoded, Failed, Known
+from .catalog import Catalog
+from .records import Encoded, EncodedVideo, Failed, Known
 from .errors import ClipsearchError
 from .images import Decoded, DecodeError, file_digest, read_and_decode
-from .scan import FileFacts, ScanResult, is_inside, sniff_file
+from .scan import IMAGE_EXTENSIONS, FileFacts, ScanResult, is_inside, sniff_file
+from .video import DEFAULT_INTERVAL, VideoFrames, is_video_name, sample_frames
 
 if TYPE_CHECKING:  # pragma: no cover
     from .vector_store import VectorStore
@@ -95,14 +97,20 @@ class _Pending:
     encoded: list[Encoded] = field(default_factory=list)
     failed: list[Failed] = field(default_factory=list)
     touched: list[tuple[int, int, int]] = field(default_factory=list)  # (id, size, mtime): new stat, same content
+    videos: list[EncodedVideo] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.encoded) + len(self.failed) + len(self.touched)
+        return len(self.encoded) + len(self.failed) + len(self.touched) + sum(len(v.frames) for v in self.videos)
+
+    def vectors(self) -> list[np.ndarray]:
+        """The embeddings in the order `Catalog.commit_chunk` assigns their ids."""
+        return [e.vector for e in self.encoded] + [vec for v in self.videos for _ms, vec in v.frames]
 
     def clear(self) -> None:
         self.encoded.clear()
         self.failed.clear()
         self.touched.clear()
+        self.videos.clear()
 
 
 @dataclass
@@ -125,7 +133,7 @@ def diff(scanned: ScanResult, known: dict[str, Known], summary: RunSummary, veri
         seen.add(facts.path)
         row = known.get(facts.path)
         if row is None:
-            if facts.has_image_ext or sniff_file(facts.path):
+            if facts.has_media_ext or sniff_file(facts.path):
                 d.new.append(facts)
             else:
                 summary.not_images += 1
@@ -150,14 +158,14 @@ def detect_moves(new: list[FileFacts], missing: list[Known]) -> tuple[list[tuple
     """Match new files to vanished rows by size, then content digest; only size matches get hashed."""
     by_size: dict[int, list[Known]] = collections.defaultdict(list)
     for row in missing:
-        if row.ok and row.has_vector and row.digest:
+        if row.ok and row.has_vector and row.digest and not row.frame_ids:
             by_size[row.size].append(row)
     if not by_size:
         return [], new
     moves: list[tuple[FileFacts, Known]] = []
     still_new: list[FileFacts] = []
     for facts in new:
-        candidates = by_size.get(facts.size)
+        candidates = None if is_video_name(facts.path) else by_size.get(facts.size)  # videos are re-sampled
         match = None
         if candidates:
             try:
@@ -193,6 +201,7 @@ def decode_stream(items: list[tuple[FileFacts, Known | None]], decode: Callable[
 @dataclass
 class IndexOptions:
     verify: bool = False
+    frame_interval: float = DEFAULT_INTERVAL  # seconds between sampled video frames
     batch_size: int | None = None
     workers: int | None = None
     commit_every: int = 256
@@ -226,7 +235,7 @@ def run_index(catalog: Catalog, bench: Workbench, roots: list[str], scanned: Sca
             catalog.record_moves([(f.path, k.id, f.size, f.mtime_ns) for f, k in moves])
             summary.moved = len(moves)
             moved_ids = {k.id for _f, k in moves}
-            gone = [r.id for r in d.missing if r.id not in moved_ids]
+            gone = [i for r in d.missing if r.id not in moved_ids for i in r.all_ids]
             if gone:
                 vectors.apply(gone, [], [], catalog.delete_images(gone))
                 summary.removed = len(gone)
@@ -279,8 +288,8 @@ def _encode_all(catalog: Catalog, vectors: "VectorStore", encoder: ImageEncoder,
 
     def commit() -> None:
         if len(pending):
-            result = catalog.commit_chunk(pending.encoded, pending.failed, pending.touched)
-            vectors.apply(result.removed_ids, result.vector_ids, [e.vector for e in pending.encoded], result.version)
+            result = catalog.commit_chunk(pending.encoded, pending.failed, pending.touched, pending.videos)
+            vectors.apply(result.removed_ids, result.vector_ids, pending.vectors(), result.version)
             summary.added += result.added
             summary.updated += result.updated
             summary.unchanged += len(pending.touched)
@@ -288,24 +297,45 @@ def _encode_all(catalog: Catalog, vectors: "VectorStore", encoder: ImageEncoder,
             summary.failures.extend((f.path, f.error) for f in pending.failed)
             pending.clear()
 
-    def decode(path: str) -> tuple[str, Decoded]:
+    def decode(path: str) -> tuple[str, Decoded] | VideoFrames:
+        if is_video_name(path) or (os.path.splitext(path)[1].lower() not in IMAGE_EXTENSIONS
+                                   and sniff_file(path) == "VIDEO"):
+            return sample_frames(path, size, mode, options.frame_interval)
         return read_and_decode(path, size, mode)
+
+    def add_video(facts: FileFacts, known: Known | None, video: VideoFrames) -> None:
+        if known is not None and known.ok and known.has_vector and known.digest == video.digest:
+            pending.touched.extend((i, facts.size, facts.mtime_ns) for i in known.all_ids)  # same content
+        else:
+            t = time.perf_counter()
+            pixels = np.stack([p for _ms, p in video.frames])
+            vecs = np.concatenate([encoder.encode_images(pixels[i:i + batch_size])
+                                   for i in range(0, len(pixels), batch_size)])
+            summary.encode_seconds += time.perf_counter() - t
+            summary.encoded += len(vecs)
+            pending.videos.append(EncodedVideo(facts.path, facts.size, facts.mtime_ns, video.digest, video.width,
+                                               video.height, video.format,
+                                               [(ms, v) for (ms, _p), v in zip(video.frames, vecs)], known))
+        if progress:
+            progress.advance(1)
 
     last_commit = time.perf_counter()
     for facts, known, fut in decode_stream(todo, decode, workers, prefetch=batch_size * 3):
         try:
-            digest, dec = fut.result()
+            result = fut.result()
         except DecodeError as exc:
             pending.failed.append(Failed(facts.path, facts.size, facts.mtime_ns, str(exc), known))
             if progress:
                 progress.advance(1)
         else:
-            if known is not None and known.ok and known.has_vector and known.digest == digest:
+            if isinstance(result, VideoFrames):
+                add_video(facts, known, result)
+            elif known is not None and known.ok and known.has_vector and known.digest == result[0]:
                 pending.touched.append((known.id, facts.size, facts.mtime_ns))  # stat changed, content did not
                 if progress:
                     progress.advance(1)
             else:
-                batch.append((facts, known, digest, dec))
+                batch.append((facts, known, *result))
                 if len(batch) >= batch_size:
                     flush_batch()
         if len(pending) >= options.commit_every or (len(pending) and time.perf_counter() - last_commit > COMMIT_SECONDS):

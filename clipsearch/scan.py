@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .errors import ClipsearchError
+from .video import VIDEO_EXTENSIONS, sniff_video
 
 # Extensions we treat as image candidates without sniffing: a bad file with one of these is reported as a
 # failure (the user expected an image), while other files become candidates only if their bytes say so.
@@ -38,7 +39,7 @@ def sniff_format(head: bytes) -> str | None:
         return "WEBP"
     if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"heim", b"heis", b"avif", b"avis"):
         return "AVIF" if head[8:12] in (b"avif", b"avis") else "HEIF"
-    return None
+    return "VIDEO" if sniff_video(head) else None
 
 
 def sniff_file(path: str) -> str | None:
@@ -62,6 +63,10 @@ class FileFacts:
     @property
     def has_image_ext(self) -> bool:
         return self.ext in IMAGE_EXTENSIONS
+
+    @property
+    def has_media_ext(self) -> bool:
+        return self.ext in IMAGE_EXTENSIONS or self.ext in VIDEO_EXTENSIONS
 
 
 @dataclass

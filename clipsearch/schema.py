@@ -15,7 +15,8 @@ import datetime as dt
 from typing import Callable
 
 from sqlalchemy import (
-    BigInteger, Boolean, Connection, DateTime, Float, ForeignKey, Integer, LargeBinary, String, Text, inspect, select,
+    BigInteger, Boolean, Connection, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, inspect,
+    select,
 )
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -92,10 +93,16 @@ class Base(DeclarativeBase):
     pass
 
 
+STILL = -1  # frame_ms of a still image; a video's frames carry their timestamp in milliseconds
+
+
 class ImageRow(Base):
+    """A searchable item: a still image, or one sampled frame of a video (same path, its own frame_ms)."""
     __tablename__ = "images"
+    __table_args__ = (Index("uq_images_path_frame", "path", "frame_ms", unique=True),)  # schema 3
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    path: Mapped[str] = mapped_column(FsPath, unique=True, index=True)
+    path: Mapped[str] = mapped_column(FsPath, index=True)
+    frame_ms: Mapped[int] = mapped_column(BigInteger, default=STILL, server_default=str(STILL))  # schema 3
     ext: Mapped[str] = mapped_column(String(16), index=True, default="")
     size: Mapped[int] = mapped_column(BigInteger)
     mtime_ns: Mapped[int] = mapped_column(BigInteger)
@@ -154,13 +161,23 @@ def _add_column(table: str, column_name: str) -> Callable[[Connection], None]:
             return  # added by an upgrade that stopped before it recorded the new version
         column = Base.metadata.tables[table].c[column_name]
         ddl_type = column.type.compile(dialect=conn.dialect)
-        conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column_name} {ddl_type}")
+        not_null = "" if column.nullable else f" NOT NULL DEFAULT {column.server_default.arg}"  # type: ignore[union-attr]
+        conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column_name} {ddl_type}{not_null}")
     return step
+
+
+def _video_frames(conn: Connection) -> None:
+    """Schema 3: a path may hold several rows (a video's frames): unique on (path, frame_ms), not on path."""
+    _add_column("images", "frame_ms")(conn)
+    conn.exec_driver_sql("DROP INDEX IF EXISTS ix_images_path")
+    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_images_path ON images (path)")
+    conn.exec_driver_sql("CREATE UNIQUE INDEX IF NOT EXISTS uq_images_path_frame ON images (path, frame_ms)")
 
 
 # step n turns schema n-1 into schema n
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     2: _add_column("roots", "missing_since"),
+    3: _video_frames,
 }
 LATEST = max(MIGRATIONS)
 

@@ -36,9 +36,13 @@ class Hit:
     format: str | None
     modified: str
     id: int
+    timestamp: float | None = None  # seconds into the video, for a video frame
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if self.timestamp is None:
+            del d["timestamp"]
+        return d
 
 
 def parse_term(term: str) -> tuple[str, float]:
@@ -99,11 +103,13 @@ class Query:
     exts: list[str] | None = None
     after_ns: int | None = None
     before_ns: int | None = None
+    all_frames: bool = False  # every matching frame of a video, not only its best moment
 
     @classmethod
     def parse(cls, texts: Sequence[str], images: Sequence[str], minus: Sequence[str] = (),
               minus_images: Sequence[str] = (), k: int = 10, under: Sequence[str] | None = None,
-              exts: Sequence[str] | None = None, after: Any = None, before: Any = None) -> "Query":
+              exts: Sequence[str] | None = None, after: Any = None, before: Any = None,
+              all_frames: bool = False) -> "Query":
         pos_texts = [parse_term(t) for t in texts if t and t.strip()]
         pos_images = [(canonical(p), w) for p, w in (parse_term(i) for i in images if i and i.strip())]
         if not pos_texts and not pos_images:
@@ -114,7 +120,7 @@ class Query:
                    [(canonical(p), w) for p, w in (parse_term(i) for i in minus_images if i and i.strip())], k,
                    [canonical(u) for u in under] if under else None,
                    sorted({alias for e in exts for alias in _ext_aliases(e)}) if exts else None,
-                   _date_ns(after, "after"), _date_ns(before, "before"))
+                   _date_ns(after, "after"), _date_ns(before, "before"), all_frames)
 
     @property
     def filtered(self) -> bool:
@@ -178,15 +184,30 @@ class QueryEngine:
         if allowed is not None and excluded:
             allowed = allowed[~np.isin(allowed, list(excluded))]
             excluded = set()
-        scores, ids = self.vectors.search(qvec, q.k + len(excluded), allowed)
-        pairs = [(float(sc), int(i)) for sc, i in zip(scores[0], ids[0]) if i >= 0 and int(i) not in excluded][:q.k]
-        rows = self.catalog.images([i for _s, i in pairs])
+        collapse = not q.all_frames and self.catalog.has_videos()
+        available = self.vectors.current().ntotal if allowed is None else len(allowed)
+        fetch = q.k * (4 if collapse else 1)
+        while True:  # with videos, fetch more until k distinct files are found (or everything was seen)
+            scores, ids = self.vectors.search(qvec, fetch + len(excluded), allowed)
+            pairs = [(float(sc), int(i)) for sc, i in zip(scores[0], ids[0]) if i >= 0 and int(i) not in excluded]
+            rows = self.catalog.images([i for _s, i in pairs])
+            hits = self._hits(pairs, rows, q.k, collapse, notes)
+            if len(hits) >= q.k or fetch >= available:
+                return hits
+            fetch *= 4
+
+    @staticmethod
+    def _hits(pairs: list[tuple[float, int]], rows: dict, k: int, collapse: bool, notes: list[str]) -> Hits:
         hits = Hits(notes=notes)
+        seen: set[str] = set()
         for score, image_id in pairs:
             row = rows.get(image_id)
-            if row is None:  # deleted between the vector search and now
+            if row is None or (collapse and row.path in seen):  # deleted meanwhile / a weaker moment of a video
                 continue
+            seen.add(row.path)
             modified = dt.datetime.fromtimestamp(row.mtime_ns / 1e9).isoformat(timespec="seconds")
             hits.append(Hit(len(hits) + 1, round(score, 6), row.path, row.size, row.width, row.height, row.format,
-                            modified, image_id))
+                            modified, image_id, None if row.frame_ms < 0 else row.frame_ms / 1000))
+            if len(hits) == k:
+                break
         return hits

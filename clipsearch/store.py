@@ -227,8 +227,9 @@ class Store:
 
     # --- the public verbs ----------------------------------------------------------------------------
     def add(self, paths: Iterable[str | Path], *, exclude: Iterable[str] = (), include_hidden: bool = False,
-            verify: bool = False, batch_size: int | None = None, workers: int | None = None,
-            progress: "Progress | None" = None, commit_every: int | None = None, int8: bool = False) -> "RunSummary":
+            verify: bool = False, frame_interval: float | None = None, batch_size: int | None = None,
+            workers: int | None = None, progress: "Progress | None" = None, commit_every: int | None = None,
+            int8: bool = False) -> "RunSummary":
         """Index (or incrementally update) folders and files; `verify` re-hashes files whose stat is unchanged;
         `int8` quantises a ViT image tower for faster CPU encoding (cosine 0.9999 to fp32)."""
         from .config import settings
@@ -249,6 +250,11 @@ class Store:
                                       include_hidden=include_hidden, skip_dirs=[canonical(self.path)])
                 options = IndexOptions(verify=verify, batch_size=batch_size, workers=workers,
                                        commit_every=commit_every or settings().commit_every)
+                if frame_interval is not None:
+                    if frame_interval <= 0:
+                        raise ClipsearchError(f"frame_interval must be positive, got {frame_interval}",
+                                              param="frame_interval")
+                    options.frame_interval = frame_interval
                 bench = Workbench(encoder=self._prepare_encoder, vectors=lambda: self.vectors)
                 return run_index(self.catalog, bench, roots, scanned, options, progress, other_roots=store_roots)
         finally:
@@ -285,15 +291,16 @@ class Store:
     def search(self, text: str | list[str] | None = None, *, image: str | list[str] | None = None,
                minus: Iterable[str] = (), minus_image: Iterable[str] = (), k: int = 10,
                under: Iterable[str] | None = None, ext: Iterable[str] | None = None,
-               after: Any = None, before: Any = None) -> "Hits":
-        """Filters: `under` folders, `ext` extensions, file modified in [after, before) (dates or ISO strings)."""
+               after: Any = None, before: Any = None, all_frames: bool = False) -> "Hits":
+        """Filters: `under` folders, `ext` extensions, file modified in [after, before) (dates or ISO strings).
+        A video is one hit at its best moment (`timestamp`), unless `all_frames`."""
         from .search import Query, QueryEngine
 
         self._require_manifest()
         texts = [text] if isinstance(text, str) else list(text or [])
         images = [image] if isinstance(image, (str, Path)) else list(image or [])
         query = Query.parse(texts, [str(i) for i in images], list(minus), [str(i) for i in minus_image], k,
-                            list(under) if under else None, list(ext) if ext else None, after, before)
+                            list(under) if under else None, list(ext) if ext else None, after, before, all_frames)
         engine = QueryEngine(self.catalog, self.vectors, self.text_encoder, lambda: self.encoder)
         return engine.search(query)
 

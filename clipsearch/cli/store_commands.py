@@ -17,6 +17,12 @@ from .common import (
 )
 
 
+def _clock(seconds: float) -> str:
+    """83.4 → '00:01:23'."""
+    whole = int(seconds)
+    return f"{whole // 3600:02d}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+
 @app.command()
 @friendly_errors
 def index(
@@ -25,6 +31,7 @@ def index(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="ARCH:TAG, offline-mini, a model folder, or a shipped config. New stores: ViT-B-32:laion2b_s34b_b79k when its weights can be had, else offline-mini."),
     exclude: List[str] = typer.Option([], "--exclude", help="Glob on the relative path or name; repeatable."),
     include_hidden: bool = typer.Option(False, "--include-hidden", help="Also index dot-files and dot-folders."),
+    frame_interval: Optional[float] = typer.Option(None, "--frame-interval", help="Video files: seconds between sampled frames (default 2)."),
     verify: bool = typer.Option(False, "--verify", help="Also re-hash files whose size and date are unchanged, and re-encode those whose content changed."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Images per encoder batch."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Decoding threads."),
@@ -44,6 +51,7 @@ def index(
         if reembed:
             store.switch_model(model, batch_size=batch_size, workers=workers, progress=progress)  # type: ignore[arg-type]
         summary = store.add(paths, exclude=exclude, include_hidden=include_hidden, verify=verify,
+                            frame_interval=frame_interval,
                             batch_size=batch_size, workers=workers, progress=progress, int8=int8)
     if as_json:
         emit_json(summary.to_dict())
@@ -84,6 +92,7 @@ def query(
     index_path: Optional[Path] = IndexOpt,
     as_json: bool = JsonOpt,
     paths_only: bool = typer.Option(False, "--paths", help="One path per line (for xargs)."),
+    all_frames: bool = typer.Option(False, "--all-frames", help="Videos: every matching frame, not only the best moment of each video."),
     paths0: bool = typer.Option(False, "--paths0", "-0", help="Paths separated by NUL bytes (for xargs -0): safe for any file name."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda."),
 ) -> None:
@@ -95,7 +104,8 @@ def query(
     with open_store(index_path, device=device) as store:
         hits = store.search(text or [], image=[str(i) for i in image], minus=minus,
                             minus_image=[str(i) for i in minus_image], k=k,
-                            under=[str(u) for u in under] or None, ext=ext or None, after=after, before=before)
+                            under=[str(u) for u in under] or None, ext=ext or None, after=after, before=before,
+                            all_frames=all_frames)
     for note in hits.notes:
         ui.err.print(f"[yellow]note:[/] {safe(note)}")
     if as_json:
@@ -110,7 +120,10 @@ def query(
     else:
         t = new_table("rank", "score", "path", "size", "pixels", right=("rank", "score", "size", "pixels"))
         for h in hits:
-            t.add_row(str(h.rank), f"{h.score:.3f}", path_text(h.path, link=True), human_size(h.size),
+            cell = path_text(h.path, link=True)
+            if h.timestamp is not None:
+                cell.append(f" @ {_clock(h.timestamp)}")
+            t.add_row(str(h.rank), f"{h.score:.3f}", cell, human_size(h.size),
                       f"{h.width}x{h.height}" if h.width else "-")
         ui.out.print(t)
 
