@@ -185,14 +185,15 @@ class QueryEngine:
             allowed = allowed[~np.isin(allowed, list(excluded))]
             excluded = set()
         collapse = not q.all_frames and self.catalog.has_videos()
-        available = self.vectors.current().ntotal if allowed is None else len(allowed)
         fetch = q.k * (4 if collapse else 1)
         while True:  # with videos, fetch more until k distinct files are found (or everything was seen)
             scores, ids = self.vectors.search(qvec, fetch + len(excluded), allowed)
             pairs = [(float(sc), int(i)) for sc, i in zip(scores[0], ids[0]) if i >= 0 and int(i) not in excluded]
             rows = self.catalog.images([i for _s, i in pairs])
             hits = self._hits(pairs, rows, q.k, collapse, notes)
-            if len(hits) >= q.k or fetch >= available:
+            if not collapse or len(hits) >= q.k:
+                return hits
+            if fetch >= (self.vectors.current().ntotal if allowed is None else len(allowed)):
                 return hits
             fetch *= 4
 

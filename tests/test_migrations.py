@@ -54,6 +54,8 @@ def state(store: Path) -> dict:
     with closing(sqlite3.connect(store / CATALOG)) as con:
         return {
             "root_columns": [r[1] for r in con.execute("PRAGMA table_info(roots)")],
+            "image_columns": [r[1] for r in con.execute("PRAGMA table_info(images)")],
+            "unique_indexes": sorted(r[1] for r in con.execute("PRAGMA index_list(images)") if r[2]),
             "meta": dict(con.execute("SELECT key, value FROM meta")),
             "roots": [r[0] for r in con.execute("SELECT path FROM roots ORDER BY path")],
             "embeddings": dict(con.execute("SELECT image_id, vector FROM embeddings")),
@@ -64,6 +66,10 @@ def downgrade_to_schema_1(store: Path) -> None:
     """Make the catalog look exactly like one the previous release wrote."""
     with closing(sqlite3.connect(store / CATALOG)) as con:
         con.execute("ALTER TABLE roots DROP COLUMN missing_since")
+        con.execute("DROP INDEX uq_images_path_frame")  # schema 3: videos' frames share a path
+        con.execute("DROP INDEX ix_images_path")
+        con.execute("ALTER TABLE images DROP COLUMN frame_ms")
+        con.execute("CREATE UNIQUE INDEX ix_images_path ON images (path)")  # as the first release made it
         con.execute("DELETE FROM meta WHERE key = 'schema_version'")
         con.commit()
 
@@ -76,7 +82,8 @@ def set_schema_version(store: Path, version: int) -> None:
 
 def assert_latest(store: Path) -> dict:
     now = state(store)
-    assert "missing_since" in now["root_columns"]
+    assert "missing_since" in now["root_columns"] and "frame_ms" in now["image_columns"]
+    assert now["unique_indexes"] == ["uq_images_path_frame"]  # unique on (path, frame_ms), no longer on path
     assert now["meta"]["schema_version"] == str(schema.LATEST)
     return now
 
@@ -87,6 +94,7 @@ def test_previous_release_store_upgrades_in_place(built, store: Path) -> None:
     downgrade_to_schema_1(store)
     old = state(store)
     assert "missing_since" not in old["root_columns"] and "schema_version" not in old["meta"]
+    assert "frame_ms" not in old["image_columns"] and old["unique_indexes"] == ["ix_images_path"]
     assert old["embeddings"] == original["embeddings"]
 
     with clipsearch.open(store, create=False) as s:  # a query is the first thing the new release does
