@@ -338,29 +338,28 @@ class Store:
         return summary
 
     def info(self) -> dict[str, Any]:
+        """Counts, model, index type, size on disk, roots (vanished ones apart) and the last run."""
         from .catalog import parse_datetime
         from .vector_store import FAISS_FILE, saved_meta
 
-        last = self.catalog.last_run() if self.path.exists() else None
-        disk = sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file()) if self.path.exists() else 0
-        faiss_meta = saved_meta(self.path / FAISS_FILE) or {}
-        roots = self.catalog.roots() if self.path.exists() else []
-        run = None
+        exists = self.path.exists()  # a new store's folder appears on its first write
+        counts = self.catalog.counts() if exists else {"images": 0, "failed": 0, "vectors": 0}
+        roots = [r["path"] for r in self.catalog.roots()] if exists else []
+        last = self.catalog.last_run() if exists else None
         if last is not None:
-            status = last["status"]
-            if status == "running":
-                status = "in progress" if self.writer_active() else "interrupted"
-            run = {**last, "status": status, "seconds": round(last["seconds"], 2),
-                   "started_at": parse_datetime(last["started_at"]), "finished_at": parse_datetime(last["finished_at"])}
+            if last["status"] == "running":
+                last["status"] = "in progress" if self.writer_active() else "interrupted"
+            last.update(seconds=round(last["seconds"], 2), started_at=parse_datetime(last["started_at"]),
+                        finished_at=parse_datetime(last["finished_at"]))
         return {
             "store": str(self.path.resolve()),
             "model": (self.manifest or {}).get("model"),
-            **(self.catalog.counts() if self.path.exists() else {"images": 0, "failed": 0, "vectors": 0}),
-            "index_type": faiss_meta.get("kind", "flat (not built yet)"),
-            "disk_bytes": disk,
-            "roots": [r["path"] for r in roots],
-            "vanished_roots": [r["path"] for r in roots if not os.path.isdir(r["path"])],
-            "last_run": run,
+            **counts,
+            "index_type": (saved_meta(self.path / FAISS_FILE) or {}).get("kind", "flat (not built yet)"),
+            "disk_bytes": sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file()) if exists else 0,
+            "roots": roots,
+            "vanished_roots": [r for r in roots if not os.path.isdir(r)],
+            "last_run": last,
         }
 
     def failures(self) -> list[dict[str, Any]]:
