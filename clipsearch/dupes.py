@@ -5,7 +5,7 @@ Nothing here deletes or moves a file: it only reports groups and suggests which 
 - Exact duplicates: images sharing the content digest the catalog stored when it read them. No vectors.
 - Near duplicates: every pair of images whose embeddings have cosine >= `threshold`, from a self-join of the
   store's vector index (`VectorIndex.pairs_above`: the index's IVF lists prune the pairs, so 1M images take
-  about a minute, not the hours of comparing every pair). Pairs are grouped with union-find; then, because
+  a minute or two on 2 cores, not the hours of comparing every pair). Pairs are grouped with union-find; then, because
   similarity is not transitive (A~B and B~C does not make A~C), each group is checked against its keeper:
   members below the threshold to the keeper leave it and are grouped again among themselves the same way.
   Every member of a reported group is therefore at least `threshold` similar to the group's keeper.
@@ -36,7 +36,8 @@ if TYPE_CHECKING:  # pragma: no cover
 DEFAULT_THRESHOLD = 0.99
 # A vector near several IVF list borders is also joined with the lists behind its MAX_VISITS nearest borders
 # (the join is exact while no vector is near more; JoinStats.capped counts those that were). On clustered 512-d
-# data with injected copies, 1 already found every pair at 100k and 1M (bench/dupes.py); 4 leaves room.
+# data with 1% injected copies, 1 already found every injected pair at 100k; 4 found every one at 100k and 1M,
+# and at 100k every pair above 0.99 that brute force found (bench/dupes.py).
 MAX_VISITS = 4
 _REDUCE_EVERY = 1 << 20  # union-find edges kept before they are reduced to a spanning forest again
 
