@@ -146,11 +146,49 @@ class Catalog:
                 blobs.append(blob)
         return version, np.asarray(ids, dtype=np.int64), blobs_to_matrix(blobs, dim)
 
+    def embeddings(self, ids: Sequence[int], dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, float32 matrix) of the stored embeddings of `ids` (those that have one), in no set order."""
+        found: list[int] = []
+        blobs: list[bytes] = []
+        with self._session() as s:
+            for i in range(0, len(ids), _CHUNK):
+                chunk = [int(x) for x in ids[i:i + _CHUNK]]
+                for image_id, blob in s.execute(select(EmbeddingRow.image_id, EmbeddingRow.vector)
+                                                .where(EmbeddingRow.image_id.in_(chunk))):
+                    found.append(image_id)
+                    blobs.append(blob)
+        return np.asarray(found, dtype=np.int64), blobs_to_matrix(blobs, dim)
+
+    def duplicate_digests(self, under: Sequence[str] | None = None,
+                          hidden_under: Sequence[str] = ()) -> list[list[ImageRecord]]:
+        """Images whose content digest another image shares (byte-identical files), one list per digest.
+
+        Both the images counted and those listed are restricted to `under` and kept out of `hidden_under`.
+        """
+        def restrict(query: Any) -> Any:
+            query = query.where(ImageRow.ok.is_(True), ImageRow.digest.is_not(None), ImageRow.frame_ms == STILL)
+            if under:
+                query = query.where(under_clause(under))
+            if hidden_under:
+                query = query.where(~under_clause(hidden_under))
+            return query
+
+        shared = restrict(select(ImageRow.digest)).group_by(ImageRow.digest).having(func.count() > 1)
+        groups: dict[str, list[ImageRecord]] = {}
+        with self._session() as s:
+            for r in s.scalars(restrict(select(ImageRow)).where(ImageRow.digest.in_(shared))
+                               .order_by(ImageRow.digest, ImageRow.id)):
+                groups.setdefault(r.digest, []).append(_record(r))
+        return list(groups.values())
+
     def filter_ids(self, under: Sequence[str] | None = None, exts: Sequence[str] | None = None,
                    after_ns: int | None = None, before_ns: int | None = None,
-                   hidden_under: Sequence[str] = ()) -> np.ndarray:
-        """Ids allowed by the query filters (and not under a hidden folder), for FAISS's id selector."""
+                   hidden_under: Sequence[str] = (), stills_only: bool = False) -> np.ndarray:
+        """Ids allowed by the query filters (and not under a hidden folder), for FAISS's id selector;
+        `stills_only` leaves video frames out."""
         query = select(ImageRow.id).where(ImageRow.ok.is_(True))
+        if stills_only:
+            query = query.where(ImageRow.frame_ms == STILL)
         if under:
             query = query.where(under_clause(under))
         if exts:
@@ -179,9 +217,8 @@ class Catalog:
         out: dict[int, ImageRecord] = {}
         with self._session() as s:
             for i in range(0, len(ids), _CHUNK):
-                for r in s.scalars(select(ImageRow).where(ImageRow.id.in_(list(ids[i:i + _CHUNK])))):
-                    out[r.id] = ImageRecord(r.id, r.path, r.size, r.mtime_ns, r.width, r.height, r.format, r.digest,
-                                            r.frame_ms)
+                for r in s.scalars(select(ImageRow).where(ImageRow.id.in_([int(x) for x in ids[i:i + _CHUNK]]))):
+                    out[r.id] = _record(r)
         return out
 
     def indexed_paths(self) -> list[str]:
@@ -350,6 +387,10 @@ class Catalog:
 def _get_meta(session: Session, key: str) -> str | None:
     row = session.get(MetaRow, key)
     return row.value if row else None
+
+
+def _record(r: ImageRow) -> ImageRecord:
+    return ImageRecord(r.id, r.path, r.size, r.mtime_ns, r.width, r.height, r.format, r.digest, r.frame_ms)
 
 
 def _get_version(session: Session) -> int:

@@ -24,6 +24,7 @@ from .manifest import CATALOG, LOCK_FILE, TEXT_ENCODER_DIR, new_manifest, read_m
 from .model_spec import ModelSpec, parse_spec
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .dupes import Duplicates
     from .indexer import Progress, RunSummary
     from .models import Encoder
     from .search import Hits
@@ -303,6 +304,23 @@ class Store:
                             list(under) if under else None, list(ext) if ext else None, after, before, all_frames)
         engine = QueryEngine(self.catalog, self.vectors, self.text_encoder, lambda: self.encoder)
         return engine.search(query)
+
+    def duplicates(self, threshold: float = 0.99, exact: bool = False,
+                   under: Iterable[str] | None = None) -> "Duplicates":
+        """Groups of duplicate images, biggest first, each with a suggested keeper (nothing is deleted).
+
+        Near duplicates: embeddings with cosine >= `threshold` (0.99 finds re-encoded and resized copies;
+        lower values also find edits, crops, then other shots of one scene). `exact`: byte-identical files
+        only, by content digest (no vectors). `under`: only images inside these folders.
+        """
+        from .dupes import check_threshold, find_duplicates
+
+        check_threshold(threshold)
+        self._require_manifest()
+        if self.catalog.counts()["images"] == 0:
+            raise ClipsearchError(f"store {self.path} holds no images", "index a folder into it first")
+        return find_duplicates(self.catalog, None if exact else self.vectors, threshold, exact,
+                               [str(u) for u in under] if under else None)
 
     def switch_model(self, model: str, *, batch_size: int | None = None, workers: int | None = None,
                      progress: "Progress | None" = None) -> "RunSummary | None":

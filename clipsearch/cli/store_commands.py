@@ -1,4 +1,4 @@
-"""Commands over a store: index, query, info, forget, reindex."""
+"""Commands over a store: index, query, dupes, info, forget, reindex."""
 
 from __future__ import annotations
 
@@ -111,10 +111,7 @@ def query(
     if as_json:
         emit_json([h.to_dict() for h in hits])
     elif paths_only or paths0:
-        sys.stdout.flush()
-        end = b"\0" if paths0 else b"\n"
-        sys.stdout.buffer.write(b"".join(os.fsencode(h.path) + end for h in hits))  # the real bytes of each name
-        sys.stdout.buffer.flush()
+        _write_paths([h.path for h in hits], nul=paths0)
     elif not hits:
         ui.out.print("no results")
     else:
@@ -125,6 +122,61 @@ def query(
                 cell.append(f" @ {_clock(h.timestamp)}")
             t.add_row(str(h.rank), f"{h.score:.3f}", cell, human_size(h.size),
                       f"{h.width}x{h.height}" if h.width else "-")
+        ui.out.print(t)
+
+
+def _write_paths(paths: list[str], nul: bool) -> None:
+    """The real bytes of each name, one per line or NUL-terminated (for xargs -0): any file name survives."""
+    sys.stdout.flush()
+    end = b"\0" if nul else b"\n"
+    sys.stdout.buffer.write(b"".join(os.fsencode(p) + end for p in paths))
+    sys.stdout.buffer.flush()
+
+
+@app.command()
+@friendly_errors
+def dupes(
+    threshold: Optional[float] = typer.Option(None, "--threshold", "-t", help="Cosine similarity in (0, 1] above which two images count as one picture (default 0.99: re-encoded, resized and re-saved copies; lower values also find edits and crops, then other shots of one scene)."),
+    exact: bool = typer.Option(False, "--exact", help="Byte-identical files only, by content digest (no vectors needed)."),
+    under: List[Path] = typer.Option([], "--under", help="Only images inside this folder (repeatable)."),
+    index_path: Optional[Path] = IndexOpt,
+    as_json: bool = JsonOpt,
+    paths_only: bool = typer.Option(False, "--paths", help="The non-keepers, one path per line (for review or xargs); nothing is deleted."),
+    paths0: bool = typer.Option(False, "--paths0", "-0", help="The non-keepers separated by NUL bytes (for xargs -0): safe for any file name."),
+) -> None:
+    """Groups of duplicate images, biggest first, each with a suggested keeper. Never deletes anything.
+
+    The keeper is the image with the most pixels, then the oldest file.
+    """
+    from ..store import open_store
+
+    if exact and threshold is not None:
+        raise ClipsearchError("--threshold goes with near duplicates, not --exact")
+    with open_store(index_path) as store:
+        groups = store.duplicates(0.99 if threshold is None else threshold, exact=exact,
+                                  under=[str(u) for u in under] or None)
+    for note in groups.notes:
+        ui.err.print(f"[yellow]note:[/] {safe(note)}")
+    if as_json:
+        emit_json([g.to_dict() for g in groups])
+    elif paths_only or paths0:
+        _write_paths([im.path for g in groups for im in g.extra], nul=paths0)
+    elif not groups:
+        ui.out.print("no duplicates found")
+    else:
+        extra = sum(len(g.extra) for g in groups)
+        t = new_table("group", "keep", "similarity", "path", "size", "pixels", "modified",
+                      right=("group", "similarity", "size", "pixels"),
+                      title=f"{len(groups)} {'group' if len(groups) == 1 else 'groups'} of duplicates: {extra} "
+                            f"{'file' if extra == 1 else 'files'} beside the keepers, "
+                            f"{human_size(sum(g.reclaimable for g in groups))}",
+                      caption="nothing was deleted; list the files beside the keepers with --paths or --paths0")
+        for number, g in enumerate(groups, 1):
+            for im in g.images:
+                t.add_row(str(number) if im.keeper else "", "keep" if im.keeper else "",
+                          "" if im.keeper else f"{im.similarity:.4f}", path_text(im.path, link=True),
+                          human_size(im.size), f"{im.width}x{im.height}" if im.width else "-", im.modified,
+                          end_section=im is g.images[-1])
         ui.out.print(t)
 
 
