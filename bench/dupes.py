@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scale import clustered  # noqa: E402
 
 from clipsearch.dupes import DEFAULT_THRESHOLD, MAX_VISITS, near_groups  # noqa: E402
-from clipsearch.vectors import JoinStats, VectorIndex, choose_type  # noqa: E402
+from clipsearch.vector_join import JoinStats  # noqa: E402
+from clipsearch.vectors import VectorIndex, choose_type  # noqa: E402
 
 
 def with_copies(n: int, dim: int, seed: int, fraction: float = 0.01,

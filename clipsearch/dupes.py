@@ -31,7 +31,8 @@ from .scan import canonical
 
 if TYPE_CHECKING:  # pragma: no cover
     from .vector_store import VectorStore
-    from .vectors import JoinStats, VectorIndex
+    from .vector_join import JoinStats
+    from .vectors import VectorIndex
 
 DEFAULT_THRESHOLD = 0.99
 # A vector near several IVF list borders is also joined with the lists behind its MAX_VISITS nearest borders
@@ -193,7 +194,7 @@ def near_groups(index: "VectorIndex", threshold: float, vectors_of: Callable[[np
     `vectors_of(ids)` gives (ids, vectors) of the members of connected groups (the stored embeddings), and
     `keys_of(ids)` a keeper sort key per id (see keeper_key); ids without a key are left out.
     """
-    from .vectors import JoinStats
+    from .vector_join import JoinStats
 
     stats = stats if stats is not None else JoinStats()
     groups = connected_groups(index.pairs_above(threshold, allowed, stats, max_visits))
@@ -231,7 +232,7 @@ def find_duplicates(catalog: Catalog, vectors: "VectorStore | None", threshold: 
         return Duplicates(_biggest_first(groups), notes)
     if vectors is None:
         raise ClipsearchError("near duplicates need the store's vectors", "ask for exact duplicates instead")
-    from .vectors import JoinStats
+    from .vector_join import JoinStats
 
     stills_only = catalog.has_videos()  # a video's frames are moments of one file, not duplicates
     allowed = catalog.filter_ids(under, hidden_under=hidden, stills_only=stills_only) if under or hidden or stills_only else None
