@@ -19,14 +19,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from .catalog import Catalog
-from .errors import ClipsearchError, ModelMismatchError, StoreLockedError
-from .manifest import CATALOG, LOCK_FILE, TEXT_ENCODER_DIR, new_manifest, read_manifest, write_manifest
+from .errors import ClipsearchError, ModelMismatchError, NotFoundError, StoreLockedError
+from .manifest import (
+    CATALOG, LOCK_FILE, TEXT_ENCODER_DIR, THUMB_DIR, new_manifest, read_manifest, write_manifest,
+)
 from .model_spec import ModelSpec, parse_spec
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .catalog import ImageRecord
     from .indexer import Progress, RunSummary
     from .models import Encoder
-    from .search import Hits
+    from .search import Hit, Hits
+    from .thumbnails import SheetLayout, ThumbnailCache
     from .vector_store import VectorStore
     from .vectors import VectorIndex
 
@@ -190,7 +194,12 @@ class Store:
         return encoder
 
     def text_encoder(self) -> Any:
-        """The NumPy text encoder when the store has one for its model (no torch import), else the model."""
+        """The NumPy text encoder when the store has one for its model (no torch import), else the model.
+
+        Once loaded, the NumPy tower keeps answering text even after the image model is loaded (as a server
+        does for image queries), so text latency does not change under a long-running process."""
+        if self._fast_text is not None:
+            return self._fast_text
         if self._encoder is None and self.manifest:
             if self._fast_text is None:
                 from .textfast import NumpyTextEncoder
@@ -199,6 +208,10 @@ class Store:
             if self._fast_text is not None:
                 return self._fast_text
         return self.encoder
+
+    def loaded(self) -> dict[str, bool]:
+        """Which encoders this process holds now: `text` (NumPy tower or model), `images` (the model)."""
+        return {"text": self._fast_text is not None or self._encoder is not None, "images": self._encoder is not None}
 
     # --- vectors -------------------------------------------------------------------------------------
     @property
@@ -228,9 +241,11 @@ class Store:
     # --- the public verbs ----------------------------------------------------------------------------
     def add(self, paths: Iterable[str | Path], *, exclude: Iterable[str] = (), include_hidden: bool = False,
             verify: bool = False, batch_size: int | None = None, workers: int | None = None,
-            progress: "Progress | None" = None, commit_every: int | None = None, int8: bool = False) -> "RunSummary":
+            progress: "Progress | None" = None, commit_every: int | None = None, int8: bool = False,
+            thumbnails: bool = False) -> "RunSummary":
         """Index (or incrementally update) folders and files; `verify` re-hashes files whose stat is unchanged;
-        `int8` quantises a ViT image tower for faster CPU encoding (cosine 0.9999 to fp32)."""
+        `int8` quantises a ViT image tower for faster CPU encoding (cosine 0.9999 to fp32); `thumbnails` also
+        makes the thumbnails the store lacks (what `serve` and contact sheets show), once per content."""
         from .config import settings
         from .indexer import IndexOptions, Workbench, run_index
         from .scan import canonical, scan
@@ -250,7 +265,11 @@ class Store:
                 options = IndexOptions(verify=verify, batch_size=batch_size, workers=workers,
                                        commit_every=commit_every or settings().commit_every)
                 bench = Workbench(encoder=self._prepare_encoder, vectors=lambda: self.vectors)
-                return run_index(self.catalog, bench, roots, scanned, options, progress, other_roots=store_roots)
+                summary = run_index(self.catalog, bench, roots, scanned, options, progress, other_roots=store_roots)
+            if thumbnails and self.manifest is not None:
+                summary.thumbnails, failed = self.make_thumbnails(workers=workers, progress=progress)
+                summary.problems.extend(failed)
+            return summary
         finally:
             self.progress = None
 
@@ -282,18 +301,23 @@ class Store:
                     return {"images": len(ids), "roots": roots}
         raise ClipsearchError(f"nothing in the store is under {path}", "see the indexed folders with info")
 
-    def search(self, text: str | list[str] | None = None, *, image: str | list[str] | None = None,
+    def search(self, text: str | list[str] | None = None, *, image: Any = None,
                minus: Iterable[str] = (), minus_image: Iterable[str] = (), k: int = 10,
                under: Iterable[str] | None = None, ext: Iterable[str] | None = None,
-               after: Any = None, before: Any = None) -> "Hits":
-        """Filters: `under` folders, `ext` extensions, file modified in [after, before) (dates or ISO strings)."""
+               after: Any = None, before: Any = None, like: Iterable[int] = ()) -> "Hits":
+        """Text terms and query images (paths, or bytes such as an upload: decoded in memory, never written),
+        minus either; `like` adds the stored embeddings of indexed images by id ("more like this"; those images
+        are left out of the results). Filters: `under` folders, `ext` extensions, file modified in
+        [after, before) (dates or ISO strings)."""
         from .search import Query, QueryEngine
 
         self._require_manifest()
         texts = [text] if isinstance(text, str) else list(text or [])
-        images = [image] if isinstance(image, (str, Path)) else list(image or [])
-        query = Query.parse(texts, [str(i) for i in images], list(minus), [str(i) for i in minus_image], k,
-                            list(under) if under else None, list(ext) if ext else None, after, before)
+        images = [image] if isinstance(image, (str, Path, bytes)) else list(image or [])
+        query = Query.parse(texts, [str(i) for i in images if not isinstance(i, bytes)], list(minus),
+                            [str(i) for i in minus_image], k, list(under) if under else None,
+                            list(ext) if ext else None, after, before,
+                            image_data=[i for i in images if isinstance(i, bytes)], like=list(like))
         engine = QueryEngine(self.catalog, self.vectors, self.text_encoder, lambda: self.encoder)
         return engine.search(query)
 
@@ -325,17 +349,103 @@ class Store:
                     new._encoder = self._encoder  # same model already loaded here: no second load
                 summary = new.add(paths, batch_size=batch_size, workers=workers, progress=progress)
                 new.catalog.add_roots(roots)
+            with contextlib.suppress(OSError):  # thumbnails depend on content only: keep them
+                os.rename(self.path / THUMB_DIR, tmp / THUMB_DIR)
             self.close()
             swap_dirs(tmp, self.path)
         self.__init__(self.path, read_manifest(self.path), device=self.device)  # type: ignore[misc]
         return summary
 
-    def info(self) -> dict[str, Any]:
+    # --- images by id (what a server hands out: catalog ids, never paths) -----------------------------
+    def image(self, image_id: int) -> dict[str, Any]:
+        """An indexed image's facts by id (the keys of a search hit, less rank and score)."""
+        from .search import modified_iso
+
+        rec = self.record(image_id)
+        return {"path": rec.path, "size": rec.size, "width": rec.width, "height": rec.height, "format": rec.format,
+                "modified": modified_iso(rec.mtime_ns), "id": rec.id}
+
+    def record(self, image_id: int) -> "ImageRecord":
+        """The catalog's record of an indexed image (path, size, mtime, dimensions, format, content digest)."""
+        rec = self.catalog.image(image_id) if self.manifest else None
+        if rec is None:
+            raise NotFoundError(f"no image with id {image_id} in the store", "search again: it may have been "
+                                "removed since")
+        return rec
+
+    def image_bytes(self, image_id: int) -> tuple[bytes, str, str | None]:
+        """(content, digest, format) of an indexed image: only the exact bytes that were indexed come back,
+        whatever sits at its path now (a changed file, a symlink swapped in, a FIFO) is refused."""
+        from .images import read_verified
+
+        rec = self.record(image_id)
+        data = read_verified(rec.path, rec.digest)
+        if data is None:
+            raise NotFoundError(f"image {image_id} is gone or has changed since it was indexed",
+                                "index its folder again")
+        return data, rec.digest, rec.format
+
+    @property
+    def thumbnail_cache(self) -> "ThumbnailCache":
+        from .thumbnails import ThumbnailCache
+
+        return ThumbnailCache(self.path / THUMB_DIR)
+
+    def thumbnail(self, image_id: int) -> tuple[bytes, str]:
+        """(WebP thumbnail, content digest) of an indexed image, made on first use and cached in the store."""
+        from .images import DecodeError, read_verified
+
+        rec = self.record(image_id)
+        try:
+            thumb = self.thumbnail_cache.get_or_make(rec.digest, lambda: read_verified(rec.path, rec.digest))
+        except DecodeError as exc:
+            raise NotFoundError(f"no thumbnail for image {image_id}: {exc}", "index its folder again") from exc
+        if thumb is None:
+            raise NotFoundError(f"image {image_id} is gone or has changed since it was indexed",
+                                "index its folder again")
+        return thumb, rec.digest
+
+    def thumbnail_png(self, image_id: int, size: int = 160) -> bytes | None:
+        """A small PNG of an indexed image (for terminal image protocols), or None when its file is gone."""
+        from .thumbnails import to_png
+
+        try:
+            return to_png(self.thumbnail(image_id)[0], size)
+        except NotFoundError:
+            return None
+
+    def contact_sheet(self, hits: "Iterable[Hit]", out: str | Path, columns: int | None = None) -> "SheetLayout":
+        """Write the hits' thumbnails as one labelled grid image (.jpg/.png/.webp); a missing file gets a grey tile."""
+        from .thumbnails import contact_sheet
+
+        tiles = []
+        for h in hits:
+            try:
+                thumb: bytes | None = self.thumbnail(h.id)[0]
+            except NotFoundError:
+                thumb = None
+            tiles.append((thumb, f"#{h.rank}  {h.score:.3f}", os.path.basename(h.path)))
+        return contact_sheet(tiles, out, columns)
+
+    def make_thumbnails(self, workers: int | None = None,
+                        progress: "Progress | None" = None) -> tuple[int, list[tuple[str, str]]]:
+        """Make every missing thumbnail: (how many were made, [(path, why)] for images that could not be read)."""
+        from .images import read_verified
+
+        if self.manifest is None:
+            return 0, []
+        made, failed = self.thumbnail_cache.fill(self.catalog.digests(), read_verified, workers, progress)
+        return made, failed
+
+    def info(self, disk: bool = True) -> dict[str, Any]:
+        """What is in the store; `disk=False` skips adding up the size on disk (a walk of the store folder)."""
         from .catalog import parse_datetime
         from .vector_store import FAISS_FILE, saved_meta
 
         last = self.catalog.last_run() if self.path.exists() else None
-        disk = sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file()) if self.path.exists() else 0
+        disk_bytes = None
+        if disk:
+            disk_bytes = sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file()) if self.path.exists() else 0
         faiss_meta = saved_meta(self.path / FAISS_FILE) or {}
         roots = self.catalog.roots() if self.path.exists() else []
         run = None
@@ -350,7 +460,7 @@ class Store:
             "model": (self.manifest or {}).get("model"),
             **(self.catalog.counts() if self.path.exists() else {"images": 0, "failed": 0, "vectors": 0}),
             "index_type": faiss_meta.get("kind", "flat (not built yet)"),
-            "disk_bytes": disk,
+            "disk_bytes": disk_bytes,
             "roots": [r["path"] for r in roots],
             "vanished_roots": [r["path"] for r in roots if not os.path.isdir(r["path"])],
             "last_run": run,
