@@ -31,7 +31,8 @@ JsonOpt = typer.Option(False, "--json", help="Machine-readable JSON on stdout.")
 
 # library parameter → the option that sets it, for errors the library reports by parameter
 OPTION_OF = {"alpha": "--alpha", "val": "--val", "labels": "--labels", "templates": "--template", "int8": "--int8",
-             "model": "--model", "k": "-k", "after": "--after", "before": "--before", "under": "--under"}
+             "model": "--model", "k": "-k", "after": "--after", "before": "--before", "under": "--under",
+             "grid": "--grid", "token": "--token", "port": "--port", "host": "--host"}
 
 
 def _in_cli_terms(exc: ClipsearchError) -> str:
