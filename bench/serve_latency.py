@@ -12,6 +12,7 @@ and their ratio. Targets: p50 <= 40 ms, p99 <= 100 ms.
 
     python bench/serve_latency.py                       # 100k vectors, 4 clients, offline-mini
     python bench/serve_latency.py --vectors 20000 --queries 50
+    python bench/serve_latency.py --keep /tmp/serve-bench        # keep the store; a second run reuses it
 """
 
 from __future__ import annotations
@@ -105,9 +106,15 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--queries", type=int, default=100, help="per client")
     ap.add_argument("--cold-runs", type=int, default=3)
+    ap.add_argument("--keep", type=Path, help="build the store in this folder and keep it; reuse it if it is there")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        store = build_store(Path(tmp), args.model, args.vectors)
+        folder = args.keep or Path(tmp)
+        if (folder / "index" / "manifest.json").is_file():
+            store = folder / "index"
+            print(f"store: reusing {store}")
+        else:
+            store = build_store(folder, args.model, args.vectors)
         cold = cold_cli(store, args.cold_runs)
         proc, url = start_server(store)
         try:

@@ -483,3 +483,48 @@ def test_answers_while_index_runs_and_picks_up_new_images(mutable, shapes_source
     assert label_of(after[0]["path"]) == "blue triangle"
     new_hit = next(h for h in after if Path(h["path"]).parent == new)
     assert client.get(f"/api/images/{new_hit['id']}/thumbnail").status_code == 200
+
+
+def test_concurrent_text_queries_share_exact_passes(served) -> None:
+    """The server's text path: calls from many threads are answered by fewer packed passes, with the same vectors."""
+    import numpy as np
+
+    from clipsearch.textfast import CoalescingTextEncoder
+
+    _col, idx = served
+    with clipsearch.open(idx, create=False) as store:
+        inner = store.text_encoder()
+        passes: list[int] = []
+
+        class Counting:
+            def encode_texts(self, texts):
+                passes.append(len(texts))
+                return inner.encode_texts(texts)
+
+        shared = CoalescingTextEncoder(Counting())  # type: ignore[arg-type]
+        results: dict[str, np.ndarray] = {}
+        barrier = threading.Barrier(8)
+
+        def worker(n: int) -> None:
+            barrier.wait()
+            for i in range(5):
+                text = f"a {['red', 'blue'][n % 2]} shape {n} {i}"
+                results[text] = shared.encode_texts([text, "a circle"])
+
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(results) == 40 and sum(passes) == 80 and len(passes) < 40  # batched
+        for text, got in results.items():
+            assert np.abs(got - inner.encode_texts([text, "a circle"])).max() < 1e-5
+        store.coalesce_text_queries()
+        assert isinstance(store.text_encoder(), CoalescingTextEncoder)
+
+    class Failing:
+        def encode_texts(self, texts):
+            raise RuntimeError("broken tower")
+
+    with pytest.raises(RuntimeError, match="broken tower"):
+        CoalescingTextEncoder(Failing()).encode_texts(["x"])  # type: ignore[arg-type]

@@ -79,7 +79,8 @@ def url_of(sock: socket.socket, host: str, token: str | None) -> str:
 def limit_blas_threads() -> None:
     """One BLAS thread per request thread: a text query multiplies a few token rows by each weight matrix,
     where OpenBLAS's thread start-up and spinning cost more than the work (measured: 19 ms with 1 thread,
-    ~70-90 ms p50 with 2 on a busy 2-core machine). Requests run in parallel threads instead."""
+    ~70-90 ms p50 with 2 on a busy 2-core machine). Requests run in parallel threads instead. Applies to the
+    BLAS libraries loaded so far (numpy's, FAISS's, the models'): call it again after loading more."""
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover - part of the serve extra
@@ -102,10 +103,15 @@ def serve(store_path: str | Path, host: str = DEFAULT_HOST, port: int = DEFAULT_
     loopback_only = is_loopback(host) and not token
     app = create_app(store_path, token=token, device=device,
                      allowed_hosts=["127.0.0.1", "localhost", "[::1]", "::1"] if loopback_only else None)
-    limit_blas_threads()
     app.holder.warm()
+    limit_blas_threads()  # after warming: FAISS and the models bring BLAS libraries of their own
+
+    def warm_image_model() -> None:
+        app.holder.warm_images()
+        limit_blas_threads()
+
     if warm_images:
-        threading.Thread(target=app.holder.warm_images, name="clipsearch-warm-images", daemon=True).start()
+        threading.Thread(target=warm_image_model, name="clipsearch-warm-images", daemon=True).start()
     sock = bind(host, port)
     url = url_of(sock, host, token)
     server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="off",

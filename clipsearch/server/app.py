@@ -79,7 +79,9 @@ class StoreHolder:
             # a replaced store is left to the garbage collector: requests in flight may still be using it
             self._store, self._stamp = None, None
             if stamp is not None:
-                self._store, self._stamp = open_store(self.path, create=False, device=self.device), stamp
+                store = open_store(self.path, create=False, device=self.device)
+                store.coalesce_text_queries()  # concurrent requests share text-encoder passes
+                self._store, self._stamp = store, stamp
             return self._store
 
     def require(self) -> Store:
@@ -202,7 +204,7 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
 
     # --- API --------------------------------------------------------------------------------------------
     @api.get("/api/health")
-    def health() -> dict[str, Any]:
+    async def health() -> dict[str, Any]:  # async: no worker thread needed for this one
         """Liveness: answers as soon as the server runs; `ready` says whether text and image queries are warm."""
         return {"status": "ok", "ready": holder.ready}
 
