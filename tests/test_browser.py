@@ -150,3 +150,31 @@ def test_markup_names_are_text_and_errors_are_shown(browser_page, live_server: s
     page.wait_for_function("() => !document.getElementById('message').hidden")
     assert "No results" in page.locator("#message").text_content()
     assert page.evaluate("window.__xss") is None
+
+
+DROP = """async ([bytes, kind]) => {
+  const data = new DataTransfer();
+  data.items.add(new File([new Uint8Array(bytes)], "query.png", { type: "image/png" }));
+  const event = kind === "drop"
+    ? new DragEvent("drop", { dataTransfer: data, bubbles: true, cancelable: true })
+    : new ClipboardEvent("paste", { clipboardData: data, bubbles: true, cancelable: true });
+  document.dispatchEvent(event);
+}"""
+
+
+def test_image_query_by_drop_and_paste(browser_page, live_server: str, shapes_source: Path) -> None:
+    page = browser_page
+    page.goto(live_server)
+    page.wait_for_function("() => document.getElementById('status').textContent.includes('images')")
+    query = list((shapes_source / "red_triangle_002.png").read_bytes())
+    for kind in ("drop", "paste"):
+        page.evaluate("() => document.getElementById('grid').replaceChildren()")
+        page.evaluate(DROP, [query, kind])
+        page.wait_for_function("() => document.getElementById('status').textContent.includes('image query')",
+                               timeout=60_000)  # the first image query loads the image model
+        page.wait_for_function(THUMBS_LOADED, timeout=30_000)
+        names = _names(page)
+        assert names[0].startswith("red_triangle_") and "red_triangle_002.png" not in names, (kind, names)
+        assert page.locator("#query-image").is_visible()
+    page.locator("#clear-image").click()
+    assert page.locator("#query-image").is_hidden()
