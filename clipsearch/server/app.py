@@ -102,7 +102,12 @@ class StoreHolder:
         store = self.get()
         if store is not None:
             with self.encoder_lock:
-                store.encoder  # noqa: B018 - loads it
+                try:
+                    store.encoder  # noqa: B018 - loads it
+                except ClipsearchError as exc:  # e.g. weights not cached offline: image queries will say so
+                    import logging
+
+                    logging.getLogger("clipsearch.server").warning("image queries unavailable: %s", exc)
 
     @property
     def ready(self) -> dict[str, bool]:
@@ -259,7 +264,8 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
             raise ClipsearchError("an uploaded image is empty", param="image")
         plus, subtract = split_terms(q)
         if datas:
-            holder.warm_images()  # waits for a load in progress rather than starting a second one
+            with holder.encoder_lock:  # waits for a load in progress rather than starting a second one
+                holder.require().encoder  # noqa: B018 - a model that cannot load is reported to this request
         return run_search(text=plus, image=datas, minus=subtract + list(minus), k=_k(k),
                           like=[_parse_id(i) for i in like], **filters(under, ext, after, before))
 
