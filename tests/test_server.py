@@ -528,3 +528,23 @@ def test_concurrent_text_queries_share_exact_passes(served) -> None:
 
     with pytest.raises(RuntimeError, match="broken tower"):
         CoalescingTextEncoder(Failing()).encode_texts(["x"])  # type: ignore[arg-type]
+
+
+def test_cli_serve_warns_off_loopback_and_prints_the_url(runner, served, monkeypatch) -> None:
+    import clipsearch.server
+
+    _col, idx = served
+    calls = []
+
+    def fake_serve(path, host, port, **kwargs):  # the real one blocks: here it only announces its URL
+        calls.append((path, host, port))
+        kwargs["on_ready"](f"http://127.0.0.1:{port}/" + (f"?token={kwargs['token']}" if kwargs["token"] else ""))
+
+    monkeypatch.setattr(clipsearch.server, "serve", fake_serve)
+    result = runner.invoke(clipsearch.cli.app, ["serve", "--host", "0.0.0.0", "--port", "9000", "--index", str(idx)],
+                           env={"CLIPSEARCH_TOKEN": TOKEN})
+    assert result.exit_code == 0, result.stderr
+    assert "warning" in result.stderr and "0.0.0.0" in result.stderr
+    assert f"http://127.0.0.1:9000/?token={TOKEN}" in result.stdout and calls == [(idx, "0.0.0.0", 9000)]
+    local = runner.invoke(clipsearch.cli.app, ["serve", "--index", str(idx)], env={"CLIPSEARCH_TOKEN": ""})
+    assert local.exit_code == 0 and "warning" not in local.stderr and "http://127.0.0.1:8765/" in local.stdout
