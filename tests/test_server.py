@@ -548,3 +548,22 @@ def test_cli_serve_warns_off_loopback_and_prints_the_url(runner, served, monkeyp
     assert f"http://127.0.0.1:9000/?token={TOKEN}" in result.stdout and calls == [(idx, "0.0.0.0", 9000)]
     local = runner.invoke(clipsearch.cli.app, ["serve", "--index", str(idx)], env={"CLIPSEARCH_TOKEN": ""})
     assert local.exit_code == 0 and "warning" not in local.stderr and "http://127.0.0.1:8765/" in local.stdout
+
+
+def test_listening_socket_is_tcp_so_responses_skip_nagle() -> None:
+    """asyncio sets TCP_NODELAY only on sockets whose proto says TCP; without it every keep-alive response
+    waited ~40 ms for the client's delayed ACK (measured: 48 ms -> 0.6 ms per request)."""
+    import socket
+
+    from clipsearch.server import bind
+
+    sock = bind("127.0.0.1", 0)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+        client = socket.create_connection(sock.getsockname())
+        conn, _addr = sock.accept()
+        assert conn.proto == socket.IPPROTO_TCP
+        conn.close()
+        client.close()
+    finally:
+        sock.close()

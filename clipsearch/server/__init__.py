@@ -55,7 +55,9 @@ def create_app(store_path: str | Path, **kwargs: Any) -> Any:
 def bind(host: str, port: int) -> socket.socket:
     """A listening socket, or one clear error (port taken, address not on this machine); port 0 picks one."""
     family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP, not 0: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on connections whose
+    # socket says TCP; with proto 0 every keep-alive response waited ~40 ms for the client's delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host.strip("[]"), port))
