@@ -163,8 +163,9 @@ class Catalog:
     # --- versions -------------------------------------------------------------------------------------
     def version(self) -> int:
         """Bumped by every transaction that changes vectors, so a stale FAISS file is detectable."""
-        with self._session() as s:
-            return _get_version(s)
+        with self.engine.connect() as conn:  # every query asks: a plain SELECT, no ORM session
+            value = conn.execute(select(MetaRow.value).where(MetaRow.key == VECTORS_VERSION)).scalar()
+        return int(value) if value is not None else 0
 
     # --- reading --------------------------------------------------------------------------------------
     def known_rows(self, roots: Sequence[str], files: Sequence[str]) -> dict[str, Known]:
@@ -225,10 +226,12 @@ class Catalog:
 
     def images(self, ids: Sequence[int]) -> dict[int, ImageRecord]:
         out: dict[int, ImageRecord] = {}
-        with self._session() as s:
+        columns = (ImageRow.id, ImageRow.path, ImageRow.size, ImageRow.mtime_ns, ImageRow.width, ImageRow.height,
+                   ImageRow.format, ImageRow.digest)
+        with self.engine.connect() as conn:  # the rows of every query's hits: columns, no ORM objects
             for i in range(0, len(ids), _CHUNK):
-                for r in s.scalars(select(ImageRow).where(ImageRow.id.in_(list(ids[i:i + _CHUNK])))):
-                    out[r.id] = ImageRecord(r.id, r.path, r.size, r.mtime_ns, r.width, r.height, r.format, r.digest)
+                for row in conn.execute(select(*columns).where(ImageRow.id.in_(list(ids[i:i + _CHUNK])))):
+                    out[row[0]] = ImageRecord(*row)
         return out
 
     def image(self, image_id: int) -> ImageRecord | None:
@@ -283,10 +286,10 @@ class Catalog:
         return [{"path": p, "error": e, "size": n} for p, e, n in rows]
 
     def roots(self) -> list[dict[str, Any]]:
-        with self._session() as s:
-            rows = s.scalars(select(RootRow).order_by(RootRow.path)).all()
-        return [{"path": r.path, "last_indexed_at": r.last_indexed_at, "missing_since": r.missing_since}
-                for r in rows]
+        with self.engine.connect() as conn:  # read on every query (vanished roots): columns, no ORM objects
+            rows = conn.execute(select(RootRow.path, RootRow.last_indexed_at, RootRow.missing_since)
+                                .order_by(RootRow.path)).all()
+        return [{"path": p, "last_indexed_at": at, "missing_since": gone} for p, at, gone in rows]
 
     def last_run(self) -> dict[str, Any] | None:
         with self._session() as s:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol, Sequence
 
 import numpy as np
@@ -39,7 +39,7 @@ class Hit:
     id: int
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return dict(self.__dict__)  # the fields in order; not asdict(), which deep-copies every value (~0.1 ms a hit)
 
 
 def parse_term(term: str) -> tuple[str, float]:
