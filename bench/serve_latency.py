@@ -90,6 +90,12 @@ def start_server(store: Path) -> tuple[subprocess.Popen, str]:
     raise SystemExit(f"the server did not start: {proc.stderr.read() if proc.stderr else ''}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def get(conn: http.client.HTTPConnection, path: str) -> dict:
     conn.request("GET", path)
     resp = conn.getresponse()
@@ -140,6 +146,7 @@ def main() -> None:
                         latencies.append(took)
                         server_ms.append(data["query_ms"])
 
+            cpu_before, load_before = cpu_seconds(proc.pid), os.getloadavg()[0]
             started = time.perf_counter()
             threads = [threading.Thread(target=client, args=(c,)) for c in range(args.clients)]
             for t in threads:
@@ -147,6 +154,7 @@ def main() -> None:
             for t in threads:
                 t.join()
             wall = time.perf_counter() - started
+            server_cpu = cpu_seconds(proc.pid) - cpu_before
         finally:
             proc.terminate()
             proc.wait(10)
@@ -154,6 +162,9 @@ def main() -> None:
     print(f"{len(latencies)} text queries over HTTP, {args.clients} concurrent clients, k=20, {os.cpu_count()} CPUs")
     print(f"warm HTTP latency: p50 {p50:.1f} ms, p99 {p99:.1f} ms, mean {np.mean(latencies):.1f} ms "
           f"(in-server search time p50 {np.percentile(server_ms, 50):.1f} ms); {len(latencies) / wall:.0f} queries/s")
+    print(f"server CPU per query: {server_cpu / len(latencies) * 1e3:.1f} ms (its process CPU time / queries); "
+          f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after (a shared machine: other jobs "
+          "take CPU too)")
     print(f"cold CLI query (process start to output, median of {args.cold_runs}): {cold * 1e3:.0f} ms")
     print(f"RATIO cold CLI / warm HTTP p50: {cold * 1e3 / p50:.0f}x")
     print(f"targets: p50 <= 40 ms {'met' if p50 <= 40 else 'MISSED'}; p99 <= 100 ms {'met' if p99 <= 100 else 'MISSED'}")

@@ -83,6 +83,10 @@ def limit_blas_threads() -> None:
     where OpenBLAS's thread start-up and spinning cost more than the work (measured: 19 ms with 1 thread,
     ~70-90 ms p50 with 2 on a busy 2-core machine). Requests run in parallel threads instead. Applies to the
     BLAS libraries loaded so far (numpy's, FAISS's, the models'): call it again after loading more."""
+    import sys
+
+    if "faiss" in sys.modules:  # FAISS's own OpenMP (not torch's): one thread per request's search, too
+        sys.modules["faiss"].omp_set_num_threads(1)
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover - part of the serve extra
