@@ -16,7 +16,7 @@ from typing import Any, Iterable, Sequence
 from urllib.parse import quote
 
 import numpy as np
-from sqlalchemy import create_engine, delete, event, func, select, update
+from sqlalchemy import create_engine, delete, event, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -109,8 +109,9 @@ class Catalog:
     # --- versions -------------------------------------------------------------------------------------
     def version(self) -> int:
         """Bumped by every transaction that changes vectors, so a stale FAISS file is detectable."""
-        with self._session() as s:
-            return _get_version(s)
+        with self.engine.connect() as conn:  # every query asks: a plain SELECT, no ORM session
+            value = conn.execute(select(MetaRow.value).where(MetaRow.key == VECTORS_VERSION)).scalar()
+        return int(value) if value is not None else 0
 
     # --- reading --------------------------------------------------------------------------------------
     def known_rows(self, roots: Sequence[str], files: Sequence[str]) -> dict[str, Known]:
@@ -215,11 +216,42 @@ class Catalog:
 
     def images(self, ids: Sequence[int]) -> dict[int, ImageRecord]:
         out: dict[int, ImageRecord] = {}
-        with self._session() as s:
+        columns = (ImageRow.id, ImageRow.path, ImageRow.size, ImageRow.mtime_ns, ImageRow.width, ImageRow.height,
+                   ImageRow.format, ImageRow.digest, ImageRow.frame_ms)
+        with self.engine.connect() as conn:  # the rows of every query's hits: columns, no ORM objects
             for i in range(0, len(ids), _CHUNK):
-                for r in s.scalars(select(ImageRow).where(ImageRow.id.in_([int(x) for x in ids[i:i + _CHUNK]]))):
-                    out[r.id] = _record(r)
+                chunk = [int(x) for x in ids[i:i + _CHUNK]]
+                for row in conn.execute(select(*columns).where(ImageRow.id.in_(chunk))):
+                    out[row[0]] = ImageRecord(*row)
         return out
+
+    def image(self, image_id: int) -> ImageRecord | None:
+        """One indexed (readable, embedded) image by id; None for an unknown, deleted or failed one."""
+        if not 0 < int(image_id) < 2**63:
+            return None
+        with self._session() as s:
+            r = s.get(ImageRow, int(image_id))
+            if r is None or not r.ok or not r.digest:
+                return None
+            return _record(r)
+
+    def embeddings_by_id(self, ids: Sequence[int], dim: int) -> dict[int, np.ndarray]:
+        """Stored embeddings (float32) of the given images; ids without one are absent."""
+        found, matrix = self.embeddings(ids, dim)
+        return {int(i): row for i, row in zip(found, matrix)}
+
+    def extensions(self) -> dict[str, int]:
+        """Extension → number of indexed images, most common first."""
+        with self._session() as s:
+            rows = s.execute(select(ImageRow.ext, func.count()).where(ImageRow.ok.is_(True))
+                             .group_by(ImageRow.ext).order_by(func.count().desc(), ImageRow.ext)).all()
+        return {ext: n for ext, n in rows if ext}
+
+    def digests(self) -> list[tuple[int, str, str]]:
+        """(id, path, digest) of every indexed image, by id: e.g. to make the thumbnails that are missing."""
+        with self._session() as s:
+            return [(i, p, d) for i, p, d in s.execute(select(ImageRow.id, ImageRow.path, ImageRow.digest)
+                                                       .where(ImageRow.ok.is_(True)).order_by(ImageRow.id)) if d]
 
     def indexed_paths(self) -> list[str]:
         with self._session() as s:
@@ -251,10 +283,10 @@ class Catalog:
         return [{"path": p, "error": e, "size": n} for p, e, n in rows]
 
     def roots(self) -> list[dict[str, Any]]:
-        with self._session() as s:
-            rows = s.scalars(select(RootRow).order_by(RootRow.path)).all()
-        return [{"path": r.path, "last_indexed_at": r.last_indexed_at, "missing_since": r.missing_since}
-                for r in rows]
+        with self.engine.connect() as conn:  # read on every query (vanished roots): columns, no ORM objects
+            rows = conn.execute(select(RootRow.path, RootRow.last_indexed_at, RootRow.missing_since)
+                                .order_by(RootRow.path)).all()
+        return [{"path": p, "last_indexed_at": at, "missing_since": gone} for p, at, gone in rows]
 
     def last_run(self) -> dict[str, Any] | None:
         with self._session() as s:
@@ -303,22 +335,30 @@ class Catalog:
         result = ChunkResult(0, 0, 0, [], [])
         now = utcnow()
         with self._session() as s, s.begin():
+            def values_of(e: Encoded) -> dict[str, Any]:
+                return dict(path=e.path, ext=_ext(e.path), size=e.size, mtime_ns=e.mtime_ns, digest=e.digest,
+                            width=e.width, height=e.height, format=e.format, ok=True, error=None, indexed_at=now)
+
+            # New rows in one multi-row INSERT … RETURNING (ids in input order), their embeddings in one more:
+            # a row-by-row flush costs ~1-3 ms per image, which dominated large first runs.
+            fresh = [values_of(e) for e in encoded if e.known is None]
+            new_ids = iter(s.scalars(insert(ImageRow).returning(ImageRow.id, sort_by_parameter_order=True), fresh).all()
+                           if fresh else [])
+            new_vectors: list[dict[str, Any]] = []
             for e in encoded:
-                values = dict(path=e.path, ext=_ext(e.path), size=e.size, mtime_ns=e.mtime_ns, digest=e.digest,
-                              width=e.width, height=e.height, format=e.format, ok=True, error=None, indexed_at=now)
                 if e.known is None:
-                    row = ImageRow(**values)
-                    s.add(row)
-                    s.flush()
-                    image_id = row.id
+                    image_id = next(new_ids)
+                    new_vectors.append({"image_id": image_id, "vector": vector_to_blob(e.vector)})
                     result.added += 1
                 else:
                     image_id = e.known.id
-                    s.execute(update(ImageRow).where(ImageRow.id == image_id).values(**values))
+                    s.execute(update(ImageRow).where(ImageRow.id == image_id).values(**values_of(e)))
+                    s.merge(EmbeddingRow(image_id=image_id, vector=vector_to_blob(e.vector)))
                     result.removed_ids.append(image_id)
                     result.updated += 1
-                s.merge(EmbeddingRow(image_id=image_id, vector=vector_to_blob(e.vector)))
                 result.vector_ids.append(image_id)
+            if new_vectors:
+                s.execute(insert(EmbeddingRow), new_vectors)
             for f in failed:
                 values = dict(path=f.path, ext=_ext(f.path), size=f.size, mtime_ns=f.mtime_ns, digest=None,
                               width=None, height=None, format=None, ok=False, error=f.error, indexed_at=now)

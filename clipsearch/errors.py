@@ -26,3 +26,7 @@ class ModelMismatchError(ClipsearchError):
 
 class ModelUnavailableError(ClipsearchError):
     """The model name is unknown or its weights cannot be had."""
+
+
+class NotFoundError(ClipsearchError):
+    """No such image in the store (an unknown or deleted id), or its file is gone or changed since indexing."""

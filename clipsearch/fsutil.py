@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Callable
 
@@ -20,19 +21,25 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call `write(tmp_path)`, fsync, then rename over `path` (write-temp, fsync, rename)."""
+def atomic_write(path: Path, write: Callable[[Path], None], durable: bool = True) -> None:
+    """Call `write(tmp_path)`, fsync, then rename over `path` (write-temp, fsync, rename).
+
+    `durable=False` skips the fsyncs: still never half a file for a reader, but a power cut may lose it. For
+    caches that can be rebuilt (thumbnails), where an fsync per file would dominate the cost.
+    """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
+        if durable:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
-    _fsync_dir(path.parent)
+    if durable:
+        _fsync_dir(path.parent)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -81,8 +82,13 @@ def _too_large(w: int, h: int) -> str:
             "possible decompression bomb")
 
 
-def decode(data: bytes, size: int, resize_mode: str = "shortest") -> Decoded:
-    """Decode bytes → Decoded; raises DecodeError with a short reason."""
+def open_image(data: bytes, draft_to: int | None = None) -> tuple[Image.Image, int, int, str]:
+    """Bytes → (RGB image with EXIF orientation applied, width, height, format); raises DecodeError.
+
+    The one safe way in for any image bytes (indexing, query images, uploads, thumbnails): the bomb limit is
+    checked before any pixel is decoded, and a JPEG is decoded at the smallest DCT scale whose shorter side
+    still covers `draft_to` pixels (10-30x less work for camera photos).
+    """
     try:
         with warnings.catch_warnings():
             # Pillow warns above its own (lower) limit and errors above twice it; one limit applies: ours.
@@ -92,27 +98,40 @@ def decode(data: bytes, size: int, resize_mode: str = "shortest") -> Decoded:
             if w * h > MAX_PIXELS:
                 raise DecodeError(_too_large(w, h))
             fmt = im.format or "?"
-            if fmt == "JPEG":
-                # DCT scaling decodes at 1/2, 1/4 or 1/8 size: 10-30x less work for camera photos.
-                scale = size / min(w, h)
-                im.draft("RGB", (max(size, int(w * scale) + 1), max(size, int(h * scale) + 1)))
+            if fmt == "JPEG" and draft_to:
+                scale = draft_to / min(w, h)
+                im.draft("RGB", (max(draft_to, int(w * scale) + 1), max(draft_to, int(h * scale) + 1)))
             im.seek(0)
             im.load()
             orientation = im.getexif().get(0x0112, 1)
             if orientation in (5, 6, 7, 8):
                 w, h = h, w
             im = ImageOps.exif_transpose(im) or im
-            im = _to_rgb(im)
-            pixels = np.array(fit(im, size, resize_mode), dtype=np.uint8)  # writable copy for torch
+            return _to_rgb(im), w, h, fmt
     except DecodeError:
         raise
     except Image.DecompressionBombError as exc:
         raise DecodeError(f"image too large: over {MAX_PIXELS / 1e6:.0f} megapixels, possible decompression bomb") from exc
     except UnidentifiedImageError as exc:
         raise DecodeError("not a recognised image format") from exc
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError, MemoryError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DecodeError(f"cannot decode: {reason}") from exc
+    except _DECODE_ERRORS as exc:
+        raise DecodeError(f"cannot decode: {_reason(exc)}") from exc
+
+
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError, MemoryError)
+
+
+def _reason(exc: Exception) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def decode(data: bytes, size: int, resize_mode: str = "shortest") -> Decoded:
+    """Decode bytes → Decoded (model-ready pixels); raises DecodeError with a short reason."""
+    im, w, h, fmt = open_image(data, draft_to=size)
+    try:
+        pixels = np.array(fit(im, size, resize_mode), dtype=np.uint8)  # writable copy for torch
+    except _DECODE_ERRORS as exc:
+        raise DecodeError(f"cannot decode: {_reason(exc)}") from exc
     if pixels.shape != (size, size, 3):
         raise DecodeError(f"unexpected decoded shape {pixels.shape}")
     return Decoded(pixels, w, h, fmt)
@@ -133,6 +152,30 @@ def read_and_decode(path: str, size: int, resize_mode: str = "shortest") -> tupl
 def file_digest(path: str) -> str:
     with open(path, "rb") as f:
         return digest_bytes(f.read())
+
+
+def read_verified(path: str, digest: str) -> bytes | None:
+    """The bytes of a regular file whose content digest is `digest`, or None (gone, not a regular file, changed).
+
+    What a server hands out for a catalogued image: whatever now sits at the path (a symlink swapped in, a FIFO,
+    another file), only the exact content that was indexed comes back.
+    """
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))  # a FIFO must not block us
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return data if data and digest_bytes(data) == digest else None
 
 
 class SizedInput(Protocol):

@@ -68,6 +68,7 @@ class RunSummary:
     encoded: int = 0
     verified: int = 0
     aliases: int = 0
+    thumbnails: int = 0
     seconds: float = 0.0
     encode_seconds: float = 0.0
     model_seconds: float = 0.0

@@ -18,6 +18,7 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 CATALOG = "catalog.sqlite"
 TEXT_ENCODER_DIR = "text_encoder"
+THUMB_DIR = "thumbnails"  # WebP thumbnails by content digest (thumbnails.py)
 LOCK_FILE = "lock"
 
 # key → (type, must be positive) of what every manifest's "model" holds

@@ -19,15 +19,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from .catalog import Catalog
-from .errors import ClipsearchError, ModelMismatchError, StoreLockedError
-from .manifest import CATALOG, LOCK_FILE, TEXT_ENCODER_DIR, new_manifest, read_manifest, write_manifest
+from .errors import ClipsearchError, ModelMismatchError, NotFoundError, StoreLockedError
+from .manifest import (
+    CATALOG, LOCK_FILE, TEXT_ENCODER_DIR, THUMB_DIR, new_manifest, read_manifest, write_manifest,
+)
 from .model_spec import ModelSpec, parse_spec
 
 if TYPE_CHECKING:  # pragma: no cover
     from .dupes import Duplicates
+    from .catalog import ImageRecord
     from .indexer import Progress, RunSummary
     from .models import Encoder
-    from .search import Hits
+    from .search import Hit, Hits
+    from .thumbnails import SheetLayout, ThumbnailCache
     from .vector_store import VectorStore
     from .vectors import VectorIndex
 
@@ -191,7 +195,12 @@ class Store:
         return encoder
 
     def text_encoder(self) -> Any:
-        """The NumPy text encoder when the store has one for its model (no torch import), else the model."""
+        """The NumPy text encoder when the store has one for its model (no torch import), else the model.
+
+        Once loaded, the NumPy tower keeps answering text even after the image model is loaded (as a server
+        does for image queries), so text latency does not change under a long-running process."""
+        if self._fast_text is not None:
+            return self._fast_text
         if self._encoder is None and self.manifest:
             if self._fast_text is None:
                 from .textfast import NumpyTextEncoder
@@ -200,6 +209,19 @@ class Store:
             if self._fast_text is not None:
                 return self._fast_text
         return self.encoder
+
+    def coalesce_text_queries(self) -> None:
+        """From now on, text queries running at the same time in several threads (a server's) share packed passes
+        of the NumPy text tower: same results, several texts for little more than the cost of one."""
+        from .textfast import CoalescingTextEncoder, NumpyTextEncoder
+
+        encoder = self.text_encoder()
+        if isinstance(encoder, NumpyTextEncoder):
+            self._fast_text = CoalescingTextEncoder(encoder)
+
+    def loaded(self) -> dict[str, bool]:
+        """Which encoders this process holds now: `text` (NumPy tower or model), `images` (the model)."""
+        return {"text": self._fast_text is not None or self._encoder is not None, "images": self._encoder is not None}
 
     # --- vectors -------------------------------------------------------------------------------------
     @property
@@ -230,9 +252,10 @@ class Store:
     def add(self, paths: Iterable[str | Path], *, exclude: Iterable[str] = (), include_hidden: bool = False,
             verify: bool = False, frame_interval: float | None = None, batch_size: int | None = None,
             workers: int | None = None, progress: "Progress | None" = None, commit_every: int | None = None,
-            int8: bool = False) -> "RunSummary":
+            int8: bool = False, thumbnails: bool = False) -> "RunSummary":
         """Index (or incrementally update) folders and files; `verify` re-hashes files whose stat is unchanged;
-        `int8` quantises a ViT image tower for faster CPU encoding (cosine 0.9999 to fp32)."""
+        `int8` quantises a ViT image tower for faster CPU encoding (cosine 0.9999 to fp32); `thumbnails` also
+        makes the thumbnails the store lacks (what `serve` and contact sheets show), once per content."""
         from .config import settings
         from .indexer import IndexOptions, Workbench, run_index
         from .scan import canonical, scan
@@ -257,7 +280,11 @@ class Store:
                                               param="frame_interval")
                     options.frame_interval = frame_interval
                 bench = Workbench(encoder=self._prepare_encoder, vectors=lambda: self.vectors)
-                return run_index(self.catalog, bench, roots, scanned, options, progress, other_roots=store_roots)
+                summary = run_index(self.catalog, bench, roots, scanned, options, progress, other_roots=store_roots)
+            if thumbnails and self.manifest is not None:
+                summary.thumbnails, failed = self.make_thumbnails(workers=workers, progress=progress)
+                summary.problems.extend(failed)
+            return summary
         finally:
             self.progress = None
 
@@ -289,19 +316,25 @@ class Store:
                     return {"images": len(ids), "roots": roots}
         raise ClipsearchError(f"nothing in the store is under {path}", "see the indexed folders with info")
 
-    def search(self, text: str | list[str] | None = None, *, image: str | list[str] | None = None,
+    def search(self, text: str | list[str] | None = None, *, image: Any = None,
                minus: Iterable[str] = (), minus_image: Iterable[str] = (), k: int = 10,
                under: Iterable[str] | None = None, ext: Iterable[str] | None = None,
-               after: Any = None, before: Any = None, all_frames: bool = False) -> "Hits":
-        """Filters: `under` folders, `ext` extensions, file modified in [after, before) (dates or ISO strings).
-        A video is one hit at its best moment (`timestamp`), unless `all_frames`."""
+               after: Any = None, before: Any = None, all_frames: bool = False,
+               like: Iterable[int] = ()) -> "Hits":
+        """Text terms and query images (paths, or bytes such as an upload: decoded in memory, never written),
+        minus either; `like` adds the stored embeddings of indexed images by id ("more like this"; those images
+        are left out of the results). Filters: `under` folders, `ext` extensions, file modified in
+        [after, before) (dates or ISO strings). A video is one hit at its best moment (`timestamp`), unless
+        `all_frames`."""
         from .search import Query, QueryEngine
 
         self._require_manifest()
         texts = [text] if isinstance(text, str) else list(text or [])
-        images = [image] if isinstance(image, (str, Path)) else list(image or [])
-        query = Query.parse(texts, [str(i) for i in images], list(minus), [str(i) for i in minus_image], k,
-                            list(under) if under else None, list(ext) if ext else None, after, before, all_frames)
+        images = [image] if isinstance(image, (str, Path, bytes)) else list(image or [])
+        query = Query.parse(texts, [str(i) for i in images if not isinstance(i, bytes)], list(minus),
+                            [str(i) for i in minus_image], k, list(under) if under else None,
+                            list(ext) if ext else None, after, before, all_frames,
+                            image_data=[i for i in images if isinstance(i, bytes)], like=list(like))
         engine = QueryEngine(self.catalog, self.vectors, self.text_encoder, lambda: self.encoder)
         return engine.search(query)
 
@@ -350,13 +383,97 @@ class Store:
                     new._encoder = self._encoder  # same model already loaded here: no second load
                 summary = new.add(paths, batch_size=batch_size, workers=workers, progress=progress)
                 new.catalog.add_roots(roots)
+            with contextlib.suppress(OSError):  # thumbnails depend on content only: keep them
+                os.rename(self.path / THUMB_DIR, tmp / THUMB_DIR)
             self.close()
             swap_dirs(tmp, self.path)
         self.__init__(self.path, read_manifest(self.path), device=self.device)  # type: ignore[misc]
         return summary
 
-    def info(self) -> dict[str, Any]:
-        """Counts, model, index type, size on disk, roots (vanished ones apart) and the last run."""
+    # --- images by id (what a server hands out: catalog ids, never paths) -----------------------------
+    def image(self, image_id: int) -> dict[str, Any]:
+        """An indexed image's facts by id (the keys of a search hit, less rank and score)."""
+        from .search import modified_iso
+
+        rec = self.record(image_id)
+        return {"path": rec.path, "size": rec.size, "width": rec.width, "height": rec.height, "format": rec.format,
+                "modified": modified_iso(rec.mtime_ns), "id": rec.id}
+
+    def record(self, image_id: int) -> "ImageRecord":
+        """The catalog's record of an indexed image (path, size, mtime, dimensions, format, content digest)."""
+        rec = self.catalog.image(image_id) if self.manifest else None
+        if rec is None:
+            raise NotFoundError(f"no image with id {image_id} in the store", "search again: it may have been "
+                                "removed since")
+        return rec
+
+    def image_bytes(self, image_id: int) -> tuple[bytes, str, str | None]:
+        """(content, digest, format) of an indexed image: only the exact bytes that were indexed come back,
+        whatever sits at its path now (a changed file, a symlink swapped in, a FIFO) is refused."""
+        from .images import read_verified
+
+        rec = self.record(image_id)
+        data = read_verified(rec.path, rec.digest)
+        if data is None:
+            raise NotFoundError(f"image {image_id} is gone or has changed since it was indexed",
+                                "index its folder again")
+        return data, rec.digest, rec.format
+
+    @property
+    def thumbnail_cache(self) -> "ThumbnailCache":
+        from .thumbnails import ThumbnailCache
+
+        return ThumbnailCache(self.path / THUMB_DIR)
+
+    def thumbnail(self, image_id: int) -> tuple[bytes, str]:
+        """(WebP thumbnail, content digest) of an indexed image, made on first use and cached in the store."""
+        from .images import DecodeError, read_verified
+
+        rec = self.record(image_id)
+        try:
+            thumb = self.thumbnail_cache.get_or_make(rec.digest, lambda: read_verified(rec.path, rec.digest))
+        except DecodeError as exc:
+            raise NotFoundError(f"no thumbnail for image {image_id}: {exc}", "index its folder again") from exc
+        if thumb is None:
+            raise NotFoundError(f"image {image_id} is gone or has changed since it was indexed",
+                                "index its folder again")
+        return thumb, rec.digest
+
+    def thumbnail_png(self, image_id: int, size: int = 160) -> bytes | None:
+        """A small PNG of an indexed image (for terminal image protocols), or None when its file is gone."""
+        from .thumbnails import to_png
+
+        try:
+            return to_png(self.thumbnail(image_id)[0], size)
+        except NotFoundError:
+            return None
+
+    def contact_sheet(self, hits: "Iterable[Hit]", out: str | Path, columns: int | None = None) -> "SheetLayout":
+        """Write the hits' thumbnails as one labelled grid image (.jpg/.png/.webp); a missing file gets a grey tile."""
+        from .thumbnails import contact_sheet
+
+        tiles = []
+        for h in hits:
+            try:
+                thumb: bytes | None = self.thumbnail(h.id)[0]
+            except NotFoundError:
+                thumb = None
+            tiles.append((thumb, f"#{h.rank}  {h.score:.3f}", os.path.basename(h.path)))
+        return contact_sheet(tiles, out, columns)
+
+    def make_thumbnails(self, workers: int | None = None,
+                        progress: "Progress | None" = None) -> tuple[int, list[tuple[str, str]]]:
+        """Make every missing thumbnail: (how many were made, [(path, why)] for images that could not be read)."""
+        from .images import read_verified
+
+        if self.manifest is None:
+            return 0, []
+        made, failed = self.thumbnail_cache.fill(self.catalog.digests(), read_verified, workers, progress)
+        return made, failed
+
+    def info(self, disk: bool = True) -> dict[str, Any]:
+        """Counts, model, index type, roots (vanished ones apart), the last run, and (unless `disk=False`, which
+        skips a walk of the store folder) the size on disk."""
         from .catalog import parse_datetime
         from .vector_store import FAISS_FILE, saved_meta
 
@@ -374,7 +491,8 @@ class Store:
             "model": (self.manifest or {}).get("model"),
             **counts,
             "index_type": (saved_meta(self.path / FAISS_FILE) or {}).get("kind", "flat (not built yet)"),
-            "disk_bytes": sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file()) if exists else 0,
+            "disk_bytes": (sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file()) if exists else 0)
+            if disk else None,
             "roots": roots,
             "vanished_roots": [r for r in roots if not os.path.isdir(r)],
             "last_run": last,

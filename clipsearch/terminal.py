@@ -65,3 +65,39 @@ def table(*columns: str, right: tuple[str, ...] = (), **kwargs: object) -> Table
     for col in columns:
         t.add_column(col, justify="right" if col in right else "left", overflow="fold")
     return t
+
+
+# --- pictures in the terminal -------------------------------------------------------------------------------
+IMAGE_TERMINALS = "kitty (TERM=xterm-kitty), iTerm2 or WezTerm"
+
+
+def image_protocol(env: "os._Environ[str] | dict[str, str] | None" = None) -> str | None:
+    """The inline-image protocol the terminal speaks, from its environment: 'kitty', 'iterm2' or None."""
+    env = os.environ if env is None else env
+    if env.get("TERM") == "xterm-kitty" or env.get("KITTY_WINDOW_ID"):
+        return "kitty"
+    if env.get("TERM_PROGRAM") in ("iTerm.app", "WezTerm"):
+        return "iterm2"
+    return None
+
+
+def inline_image(png: bytes, protocol: str, cells: int = 20) -> str:
+    """Escape sequences that draw a PNG `cells` columns wide (height from its aspect ratio).
+
+    kitty: the graphics protocol, base64 in 4096-byte chunks, quiet (q=2: no replies typed into the shell);
+    iTerm2 / WezTerm: OSC 1337 File=inline.
+    """
+    import base64
+
+    data = base64.standard_b64encode(png).decode("ascii")
+    if protocol == "kitty":
+        chunks = [data[i:i + 4096] for i in range(0, len(data), 4096)] or [""]
+        out = []
+        for i, chunk in enumerate(chunks):
+            more = int(i < len(chunks) - 1)
+            control = f"a=T,f=100,c={cells},q=2,m={more}" if i == 0 else f"m={more}"
+            out.append(f"\x1b_G{control};{chunk}\x1b\\")
+        return "".join(out)
+    if protocol == "iterm2":
+        return f"\x1b]1337;File=inline=1;size={len(png)};width={cells};preserveAspectRatio=1:{data}\x07"
+    raise ValueError(f"unknown image protocol {protocol!r}")

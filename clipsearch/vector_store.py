@@ -8,6 +8,7 @@ same length, is caught); otherwise the index is rebuilt from the embeddings, no 
 from __future__ import annotations
 
 import json
+import threading
 import zlib
 from pathlib import Path
 from typing import Any
@@ -78,12 +79,25 @@ class VectorStore:
         self.dim = dim
         self._index: VectorIndex | None = None
         self._version = -1
+        self._reload_lock = threading.RLock()
 
     def current(self) -> VectorIndex:
-        """The index matching the catalog now: the one in memory, the saved file, or rebuilt from embeddings."""
+        """The index matching the catalog now: the one in memory, the saved file, or rebuilt from embeddings.
+
+        Safe to call from several threads (a server's): one reloads, the others wait for it and share the result.
+        """
         version = self.catalog.version()
-        if self._index is not None and self._version == version:
-            return self._index
+        index = self._index
+        if index is not None and self._version == version:
+            return index
+        with self._reload_lock:
+            version = self.catalog.version()
+            if self._index is not None and self._version == version:
+                return self._index
+            return self._reload()
+
+    def _reload(self) -> VectorIndex:
+        version = self.catalog.version()
         loaded = load_index(self.path, self.dim)
         if loaded and loaded[1] == version:
             self._index, self._version = loaded

@@ -7,6 +7,7 @@ and prints.
 from __future__ import annotations
 
 from . import model_commands, store_commands  # noqa: F401 - registers the commands on the app
+from . import serve_commands  # noqa: F401,I001 - after the store commands in --help
 from .common import app
 
 __all__ = ["app", "main"]

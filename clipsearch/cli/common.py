@@ -32,7 +32,8 @@ JsonOpt = typer.Option(False, "--json", help="Machine-readable JSON on stdout.")
 # library parameter → the option that sets it, for errors the library reports by parameter
 OPTION_OF = {"alpha": "--alpha", "val": "--val", "labels": "--labels", "templates": "--template", "int8": "--int8",
              "model": "--model", "frame_interval": "--frame-interval", "k": "-k", "after": "--after",
-             "before": "--before", "under": "--under", "threshold": "--threshold"}
+             "before": "--before", "under": "--under", "threshold": "--threshold", "grid": "--grid",
+             "token": "--token", "port": "--port", "host": "--host"}
 
 
 def _in_cli_terms(exc: ClipsearchError) -> str:

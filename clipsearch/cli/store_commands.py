@@ -38,6 +38,7 @@ def index(
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when present)."),
     reembed: bool = typer.Option(False, "--reembed", help="Re-encode the whole store with --model (queries keep working until it is done)."),
     int8: bool = typer.Option(False, "--int8", help="CPU, ViT models: int8 dynamic quantisation of the image tower (~1.4x faster encoding, embeddings within 1e-4 cosine)."),
+    thumbnails: bool = typer.Option(False, "--thumbnails", help="Also make the thumbnails that serve and --grid show (256 px WebP, cached in the store)."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Index folders incrementally: new, changed, moved and deleted files are handled."""
@@ -51,8 +52,8 @@ def index(
         if reembed:
             store.switch_model(model, batch_size=batch_size, workers=workers, progress=progress)  # type: ignore[arg-type]
         summary = store.add(paths, exclude=exclude, include_hidden=include_hidden, verify=verify,
-                            frame_interval=frame_interval,
-                            batch_size=batch_size, workers=workers, progress=progress, int8=int8)
+                            frame_interval=frame_interval, batch_size=batch_size, workers=workers,
+                            progress=progress, int8=int8, thumbnails=thumbnails)
     if as_json:
         emit_json(summary.to_dict())
         return
@@ -67,6 +68,8 @@ def index(
         t.add_row(key.replace("_", " "), str(getattr(summary, key)))
     if summary.verified:
         t.add_row("verified", f"{summary.verified} digests re-checked")
+    if thumbnails:
+        t.add_row("thumbnails", f"{summary.thumbnails} made")
     if summary.aliases:
         t.add_row("aliases", f"{summary.aliases} links to files indexed under their real path (skipped)")
     t.add_row("time", f"{summary.seconds:.2f} s")
@@ -95,20 +98,37 @@ def query(
     all_frames: bool = typer.Option(False, "--all-frames", help="Videos: every matching frame, not only the best moment of each video."),
     paths0: bool = typer.Option(False, "--paths0", "-0", help="Paths separated by NUL bytes (for xargs -0): safe for any file name."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda."),
+    grid: Optional[Path] = typer.Option(None, "--grid", help="Also write a contact sheet of the results (.jpg, .png or .webp): thumbnails labelled rank, score, name."),
+    preview: bool = typer.Option(False, "--preview", help="Show inline thumbnails in terminals with an image protocol (kitty, iTerm2, WezTerm)."),
 ) -> None:
     """Find images by text, by example image, or both."""
     if not any(t.strip() for t in (text or [])) and not image:
         raise ClipsearchError("empty query", 'give some text, e.g. clipsearch query "a dog on grass", or --image PATH')
     from ..store import open_store
+    from ..terminal import IMAGE_TERMINALS, image_protocol
 
+    protocol = image_protocol() if preview else None
+    pictures: list[bytes | None] = []
     with open_store(index_path, device=device) as store:
         hits = store.search(text or [], image=[str(i) for i in image], minus=minus,
                             minus_image=[str(i) for i in minus_image], k=k,
                             under=[str(u) for u in under] or None, ext=ext or None, after=after, before=before,
                             all_frames=all_frames)
+        sheet = store.contact_sheet(hits, grid) if grid and hits else None
+        if protocol:
+            pictures = [store.thumbnail_png(h.id) for h in hits]
     for note in hits.notes:
         ui.err.print(f"[yellow]note:[/] {safe(note)}")
-    if as_json:
+    if grid and not hits:
+        ui.err.print("[yellow]note:[/] no results: no contact sheet written")
+    if sheet is not None:
+        ui.err.print(f"contact sheet: {safe(grid)} ({len(hits)} images, {sheet.columns}x{sheet.rows} grid)")
+    if preview and not protocol:
+        ui.err.print(f"[yellow]note:[/] --preview draws pictures only in {IMAGE_TERMINALS}; this terminal "
+                     f"(TERM={safe(os.environ.get('TERM', ''))}) has no image protocol, so here is the table")
+    if protocol and not (as_json or paths_only or paths0):
+        _print_previews(hits, pictures, protocol)
+    elif as_json:
         emit_json([h.to_dict() for h in hits])
     elif paths_only or paths0:
         _write_paths([h.path for h in hits], nul=paths0)
@@ -281,3 +301,17 @@ def reindex(
         ui.out.print(f"rebuilt a {result['index_type']} index of {result['vectors']} vectors in {result['seconds']} s")
     else:
         ui.out.print(f"re-encoded {result['encoded']} images in {result['seconds']:.1f} s")
+
+
+def _print_previews(hits: list, pictures: list, protocol: str) -> None:
+    """Each hit as a small inline picture with its rank, score and path under it (raw escapes: not via rich)."""
+    from ..terminal import inline_image
+
+    out = sys.stdout
+    for h, png in zip(hits, pictures):
+        if png is not None:
+            out.write(inline_image(png, protocol) + "\n")
+        else:
+            out.write("[picture unavailable: the file is gone or changed]\n")
+        out.write(f"{h.rank:>3}  {h.score:.3f}  {visible(h.path)}\n\n")
+    out.flush()

@@ -1,0 +1,313 @@
+"""The HTTP face of one store: a JSON API over the `Store` verbs, and the static page that uses it.
+
+URLs carry catalog ids, never file paths: an image is read only as the exact bytes that were indexed under
+its id (`Store.image_bytes`), so no request can read any other file. Search results have exactly the keys
+`clipsearch query --json` prints. Errors are JSON ``{"error": …, "hint": …}`` with 400 (a query the store
+cannot answer), 404 (no such image, or its file is gone or changed), 413 (upload too large), 401 (token).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any, List, Optional
+from urllib.parse import quote
+
+from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import ClipsearchError, NotFoundError
+from ..manifest import MANIFEST
+from ..search import split_terms
+from ..store import Store, open_store
+from .guard import Guard
+
+MAX_K = 500
+UPLOAD_LIMIT = 20 * 1024 * 1024
+MAX_UPLOADS = 4
+YEAR = 365 * 24 * 3600
+CONTENT_TYPES = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png", "GIF": "image/gif",
+                 "WEBP": "image/webp", "BMP": "image/bmp", "TIFF": "image/tiff", "HEIF": "image/heif",
+                 "AVIF": "image/avif"}
+PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+            "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+STATIC = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8",
+          "icon.svg": "image/svg+xml"}
+
+
+class Json(JSONResponse):
+    """JSON with non-ASCII escaped: a file name that is not UTF-8 (lone surrogates) is sent, not a 500."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
+class StoreHolder:
+    """The server's open store, shared by its threads; reopened when the store appears (a first index run)
+    or is replaced (a re-embed swaps the folder), so the server never needs a restart."""
+
+    def __init__(self, path: Path, device: str | None = None) -> None:
+        self.path = Path(path)
+        self.device = device
+        self._lock = threading.Lock()
+        self._store: Store | None = None
+        self._stamp: tuple[int, int] | None = None
+        self.encoder_lock = threading.Lock()  # one load of the image model, however many image queries wait
+
+    def _manifest_stamp(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path / MANIFEST)
+        except OSError:
+            return None
+        return st.st_ino, st.st_mtime_ns
+
+    def get(self) -> Store | None:
+        """The store, or None while it is empty (nothing indexed yet)."""
+        stamp = self._manifest_stamp()
+        store = self._store
+        if store is not None and stamp == self._stamp:
+            return store
+        with self._lock:
+            if self._store is not None and stamp == self._stamp:
+                return self._store
+            # a replaced store is left to the garbage collector: requests in flight may still be using it
+            self._store, self._stamp = None, None
+            if stamp is not None:
+                store = open_store(self.path, create=False, device=self.device)
+                store.coalesce_text_queries()  # concurrent requests share text-encoder passes
+                self._store, self._stamp = store, stamp
+            return self._store
+
+    def require(self) -> Store:
+        store = self.get()
+        if store is None:
+            raise ClipsearchError(f"the store {self.path} is empty", "index a folder into it: clipsearch index "
+                                  "FOLDER (this page picks the images up without a restart)")
+        return store
+
+    def warm(self) -> None:
+        """Load what a text query needs once, before the first request: the text encoder and the vectors."""
+        store = self.get()
+        if store is not None and store.info(disk=False)["vectors"]:
+            store.search("warm up", k=1)  # loads the text tower's weights, the vectors, the catalog's pages
+
+    def warm_images(self) -> None:
+        """Load the image model (torch) for image queries; meant for a background thread after start-up."""
+        store = self.get()
+        if store is not None:
+            with self.encoder_lock:
+                try:
+                    store.encoder  # noqa: B018 - loads it
+                except ClipsearchError as exc:  # e.g. weights not cached offline: image queries will say so
+                    import logging
+
+                    logging.getLogger("clipsearch.server").warning("image queries unavailable: %s", exc)
+
+    @property
+    def ready(self) -> dict[str, bool]:
+        store = self._store
+        return store.loaded() if store is not None else {"text": True, "images": True}
+
+
+def _static(name: str) -> bytes:
+    return resources.files(__package__).joinpath("static", name).read_bytes()
+
+
+def _parse_id(raw: str) -> int:
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+        raise NotFoundError(f"no image with id {raw[:40]!r}", "ids are the numbers search results carry")
+    return int(raw)
+
+
+def _k(k: int) -> int:
+    if not 1 <= k <= MAX_K:
+        raise ClipsearchError(f"k must be between 1 and {MAX_K}, got {k}", param="k")
+    return k
+
+
+def _etag_matches(header: str | None, etag: str) -> bool:
+    if not header:
+        return False
+    return any(tag.strip().removeprefix("W/") in (etag, "*") for tag in header.split(","))
+
+
+def _cached(data: bytes, media_type: str, digest: str, request: Request, versioned: bool,
+            extra: dict[str, str] | None = None) -> Response:
+    """A response validated by the content digest (304 on If-None-Match); a URL that carries a version
+    (?v=, as the page's do) is cached for a year, a bare one is revalidated each time."""
+    etag = f'"{digest}"'
+    headers = {"ETag": etag, "Cache-Control": f"private, max-age={YEAR}, immutable" if versioned else "private, no-cache",
+               **(extra or {})}
+    if _etag_matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers={k: v for k, v in headers.items() if k in ("ETag", "Cache-Control")})
+    return Response(data, media_type=media_type, headers=headers)
+
+
+def _content_disposition(path: str) -> str:
+    """inline, with the real name (RFC 5987) and a plain ASCII fallback; no quote or markup survives."""
+    name = os.path.basename(path)
+    ascii_name = "".join(c if c.isascii() and (c.isalnum() or c in "._-+()") else "_" for c in name) or "image"
+    return f"inline; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(os.fsencode(name), safe='')}"
+
+
+def create_app(store_path: str | Path, *, token: str | None = None, allowed_hosts: list[str] | None = None,
+               upload_limit: int = UPLOAD_LIMIT, device: str | None = None) -> Any:
+    """The ASGI app for one store: the FastAPI routes behind the `Guard` (token, Host check, body limit)."""
+    holder = StoreHolder(Path(store_path), device)
+    api = FastAPI(title="clipsearch", version=_version(), docs_url=None, redoc_url=None,
+                  default_response_class=Json)
+    api.state.holder = holder
+
+    # --- errors: one JSON shape ---------------------------------------------------------------------
+    @api.exception_handler(ClipsearchError)
+    async def _library_error(_request: Request, exc: ClipsearchError) -> Response:
+        status = 404 if isinstance(exc, NotFoundError) else 400
+        return Json({"error": exc.message, "hint": exc.hint, "param": exc.param}, status_code=status)
+
+    @api.exception_handler(RequestValidationError)
+    async def _bad_request(_request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "request"
+        return Json({"error": f"{where}: {first.get('msg', 'invalid')}", "hint": "see /docs for the parameters",
+                     "param": where}, status_code=400)
+
+    @api.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> Response:
+        message = "not found" if exc.status_code == 404 else str(exc.detail)
+        return Json({"error": message, "hint": "see /docs for the API"}, status_code=exc.status_code)
+
+    @api.exception_handler(Exception)
+    async def _server_error(_request: Request, exc: Exception) -> Response:
+        import logging
+
+        logging.getLogger("clipsearch.server").error("unexpected error", exc_info=exc)
+        return Json({"error": f"the server hit an unexpected {type(exc).__name__}",
+                     "hint": "see the server's log (run it with CLIPSEARCH_DEBUG=1 for details)"}, status_code=500)
+
+    # --- the page -------------------------------------------------------------------------------------
+    @api.get("/", include_in_schema=False)
+    def page() -> Response:
+        return Response(_static("index.html"), media_type="text/html; charset=utf-8",
+                        headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache"})
+
+    @api.get("/docs", include_in_schema=False)
+    def docs() -> Response:
+        return Response(_static("docs.html"), media_type="text/html; charset=utf-8",
+                        headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache"})
+
+    @api.get("/static/{name}", include_in_schema=False)
+    def static(name: str) -> Response:
+        if name not in STATIC:  # a fixed list: nothing else under the package is reachable
+            raise NotFoundError(f"no static file {name[:40]!r}")
+        return Response(_static(name), media_type=STATIC[name], headers={"Cache-Control": "no-cache"})
+
+    # --- API --------------------------------------------------------------------------------------------
+    @api.get("/api/health")
+    async def health() -> dict[str, Any]:  # async: no worker thread needed for this one
+        """Liveness: answers as soon as the server runs; `ready` says whether text and image queries are warm."""
+        return {"status": "ok", "ready": holder.ready}
+
+    @api.get("/api/info")
+    def info() -> dict[str, Any]:
+        """The store: model, image count, roots (for the folder filter), extensions, last run."""
+        store = holder.get()
+        if store is None:
+            return {"empty": True, "store": str(holder.path), "images": 0, "model": None, "roots": [],
+                    "extensions": {}, "version": _version()}
+        data = store.info(disk=False)
+        model = data.get("model") or {}
+        return {"empty": data["images"] == 0, "store": data["store"], "images": data["images"],
+                "failed": data["failed"], "vectors": data["vectors"], "index_type": data["index_type"],
+                "model": model.get("spec"), "embed_dim": model.get("embed_dim"), "roots": data["roots"],
+                "vanished_roots": data["vanished_roots"], "extensions": store.catalog.extensions(),
+                "last_run": data["last_run"], "version": _version()}
+
+    def run_search(**kwargs: Any) -> dict[str, Any]:
+        store = holder.require()
+        started = time.perf_counter()
+        hits = store.search(**kwargs)
+        took = (time.perf_counter() - started) * 1e3
+        return {"results": [h.to_dict() for h in hits], "notes": hits.notes, "k": kwargs["k"],
+                "query_ms": round(took, 1)}
+
+    def filters(under: list[str], ext: list[str], after: str | None, before: str | None) -> dict[str, Any]:
+        return {"under": [u for u in under if u] or None, "ext": [e for e in ext if e] or None,
+                "after": after or None, "before": before or None}
+
+    @api.get("/api/search")
+    def search(q: str = "", k: int = 20, minus: List[str] = Query([]), under: List[str] = Query([]),
+               ext: List[str] = Query([]), after: Optional[str] = None, before: Optional[str] = None,
+               like: List[str] = Query([])) -> dict[str, Any]:
+        """Text query with the CLI's syntax (`beach::2 -people`); filters as in `clipsearch query`;
+        `like` adds indexed images by id ("more like this")."""
+        plus, subtract = split_terms(q)
+        return run_search(text=plus, minus=subtract + list(minus), k=_k(k), like=[_parse_id(i) for i in like],
+                          **filters(under, ext, after, before))
+
+    @api.post("/api/search")
+    def search_upload(image: List[UploadFile] = File([]), q: str = Form(""), k: int = Form(20),
+                      minus: List[str] = Form([]), under: List[str] = Form([]), ext: List[str] = Form([]),
+                      after: Optional[str] = Form(None), before: Optional[str] = Form(None),
+                      like: List[str] = Form([])) -> dict[str, Any]:
+        """Query by uploaded image(s) (multipart field `image`, 20 MB in all), with or without text terms.
+        Uploads are decoded in memory with the indexer's safe decoder and never written anywhere."""
+        if len(image) > MAX_UPLOADS:
+            raise ClipsearchError(f"at most {MAX_UPLOADS} query images", param="image")
+        datas = [f.file.read() for f in image]
+        if any(not d for d in datas):
+            raise ClipsearchError("an uploaded image is empty", param="image")
+        plus, subtract = split_terms(q)
+        if datas:
+            with holder.encoder_lock:  # waits for a load in progress rather than starting a second one
+                holder.require().encoder  # noqa: B018 - a model that cannot load is reported to this request
+        return run_search(text=plus, image=datas, minus=subtract + list(minus), k=_k(k),
+                          like=[_parse_id(i) for i in like], **filters(under, ext, after, before))
+
+    @api.get("/api/images/{image_id}")
+    def image(image_id: str) -> dict[str, Any]:
+        """An indexed image's facts: path, size, width, height, format, modified, id."""
+        return holder.require().image(_parse_id(image_id))
+
+    @api.get("/api/images/{image_id}/similar")
+    def similar(image_id: str, k: int = 20, under: List[str] = Query([]), ext: List[str] = Query([]),
+                after: Optional[str] = None, before: Optional[str] = None) -> dict[str, Any]:
+        """More like this: the nearest images to an indexed one (itself left out), with the usual filters."""
+        return run_search(like=[_parse_id(image_id)], k=_k(k), **filters(under, ext, after, before))
+
+    @api.get("/api/images/{image_id}/thumbnail")
+    def thumbnail(image_id: str, request: Request, v: Optional[str] = None) -> Response:
+        """256 px WebP, made on first request and cached in the store by content digest; ETag = digest."""
+        store = holder.require()
+        rec = store.record(_parse_id(image_id))
+        if _etag_matches(request.headers.get("if-none-match"), f'"{rec.digest}"'):
+            return _cached(b"", "image/webp", rec.digest, request, bool(v))
+        data, digest = store.thumbnail(rec.id)
+        return _cached(data, "image/webp", digest, request, bool(v))
+
+    @api.get("/api/images/{image_id}/file")
+    def file(image_id: str, request: Request, v: Optional[str] = None) -> Response:
+        """The original file, exactly as indexed (a file changed or replaced since is refused: index again)."""
+        store = holder.require()
+        rec = store.record(_parse_id(image_id))
+        if _etag_matches(request.headers.get("if-none-match"), f'"{rec.digest}"'):
+            return _cached(b"", "", rec.digest, request, bool(v))
+        data, digest, fmt = store.image_bytes(rec.id)
+        return _cached(data, CONTENT_TYPES.get(fmt or "", "application/octet-stream"), digest, request, bool(v),
+                       {"Content-Disposition": _content_disposition(rec.path),
+                        "Content-Security-Policy": "default-src 'none'; sandbox"})
+
+    guard = Guard(api, token=token, allowed_hosts=allowed_hosts, body_limit=upload_limit)
+    guard.holder = holder  # type: ignore[attr-defined]
+    return guard
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__

@@ -1,0 +1,153 @@
+"""The server's front door, as plain ASGI middleware: token, Host check, body limit, security headers.
+
+* Token mode (required off loopback): every request carries the token as ``Authorization: Bearer …``, as
+  ``?token=…`` (what the page puts on its image URLs), or as the cookie the page receives when it is first
+  opened with ``?token=…`` (so its scripts and styles load). Compared in constant time.
+* Host check (loopback without a token): only requests addressed to a loopback name are answered, so a web
+  page elsewhere cannot reach this server through DNS rebinding.
+* Request bodies (uploads) are read up to a limit; beyond it the answer is 413 and nothing is parsed.
+* Every answer says ``nosniff``, no referrer, no framing; no CORS header is ever sent.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any, Awaitable, Callable, Iterable
+from urllib.parse import parse_qs
+
+COOKIE = "clipsearch_token"
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+]
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value
+    return None
+
+
+def _cookie(raw: bytes | None, name: str) -> str | None:
+    if not raw:
+        return None
+    for part in raw.decode("latin-1").split(";"):
+        key, _sep, value = part.strip().partition("=")
+        if key == name:
+            return value
+    return None
+
+
+def _host_name(raw: bytes | None) -> str:
+    host = (raw or b"").decode("latin-1").strip().lower()
+    if host.startswith("["):  # [::1]:8765
+        return host[: host.find("]") + 1] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+async def _respond(send: Send, status: int, error: str, hint: str | None = None,
+                   extra: Iterable[tuple[bytes, bytes]] = ()) -> None:
+    body = json.dumps({"error": error, "hint": hint}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *SECURITY_HEADERS, *extra]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class Guard:
+    def __init__(self, app: Callable[..., Awaitable[None]], token: str | None = None,
+                 allowed_hosts: Iterable[str] | None = None, body_limit: int = 20 * 1024 * 1024) -> None:
+        self.app = app
+        self.token = token.encode() if token else None
+        self.allowed_hosts = {h.lower() for h in allowed_hosts} if allowed_hosts else None
+        self.body_limit = body_limit
+
+    def _token_of(self, scope: Scope) -> tuple[bytes | None, bool]:
+        """(the token the request carries, whether it came in the query string)."""
+        auth = _header(scope, b"authorization")
+        if auth and auth[:7].lower() == b"bearer ":
+            return auth[7:].strip(), False
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        if query.get("token"):
+            return query["token"][-1].encode("latin-1"), True
+        cookie = _cookie(_header(scope, b"cookie"), COOKIE)
+        return (cookie.encode("latin-1") if cookie else None), False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.allowed_hosts is not None and _host_name(_header(scope, b"host")) not in self.allowed_hosts:
+            await _respond(send, 400, "this server answers only requests addressed to the local machine",
+                           "open the URL that clipsearch serve printed")
+            return
+        set_cookie: list[tuple[bytes, bytes]] = []
+        if self.token is not None:
+            given, in_query = self._token_of(scope)
+            if given is None or not hmac.compare_digest(given, self.token):
+                await _respond(send, 401, "this server needs a token" if given is None else "wrong token",
+                               "open the URL that clipsearch serve printed (it carries ?token=…), or send the "
+                               "header Authorization: Bearer TOKEN",
+                               [(b"www-authenticate", b'Bearer realm="clipsearch"')])
+                return
+            if in_query and scope.get("path") in ("/", "/docs"):
+                set_cookie = [(b"set-cookie", f"{COOKIE}={given.decode('latin-1')}; Path=/; HttpOnly; "
+                                              "SameSite=Strict".encode("latin-1"))]
+        if scope.get("method") in ("POST", "PUT", "PATCH"):
+            body = await self._read_body(receive, scope)
+            if body is None:
+                await _respond(send, 413, f"the request is larger than {self.body_limit // (1024 * 1024)} MB",
+                               "send a smaller image")
+                return
+            receive = _replay(body, receive)
+
+        async def send_with_headers(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS, *set_cookie]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+    async def _read_body(self, receive: Receive, scope: Scope) -> bytes | None:
+        """The whole body, or None once it is over the limit (the declared length is checked first)."""
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.body_limit:
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.body_limit:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                break
+        return b"".join(chunks)
+
+
+def _replay(body: bytes, original: Receive) -> Receive:
+    """The body read ahead, in one message; then the connection's own events (a disconnect, when it comes)."""
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await original()
+
+    return receive

@@ -1,0 +1,180 @@
+"""The page in a real browser: Debian's Chromium driven by Playwright against `clipsearch serve` on a loopback port.
+
+The server runs in a thread (uvicorn, as `serve` runs it) over a copy of the session store built with the trained
+tiny model, plus a few files whose names are markup. The test types a query, waits until the thumbnails have
+really loaded, checks the ranking, uses "more like this", the lightbox and the keyboard, and saves a screenshot.
+The query is "a red triangle": the tiny model separates triangles by a wide margin but circles from squares by
+~0.005 of cosine (see test_server.py), too thin for a top-1 assertion.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from playwright import sync_api  # the test extra; the browser is Debian's (scripts/install-system-deps.sh)
+
+import clipsearch
+from clipsearch.server import bind, create_app, url_of
+
+from .conftest import label_of
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+MARKUP_NAMES = ["<img src=x onerror=\"window.__xss=1\">.png", "<script>window.__xss=2;<\\script>.png",
+                "it's \"quoted\" & <svg onload=window.__xss=3>.png"]
+THUMBS_LOADED = """() => {
+  const imgs = [...document.querySelectorAll('#grid img.thumb')];
+  return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0);
+}"""
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory: pytest.TempPathFactory, indexed: Path, shapes_source: Path):
+    """A uvicorn server in a thread over a copy of the session store (+ files named like markup); yields its URL."""
+    import uvicorn
+
+    root = tmp_path_factory.mktemp("browser")
+    store_path = root / "index"
+    shutil.copytree(indexed, store_path)  # thumbnails get cached in the store: leave the session store alone
+    odd = root / "odd"
+    odd.mkdir()
+    for name, src in zip(MARKUP_NAMES, sorted(shapes_source.glob("green_triangle_*.png"))):
+        shutil.copyfile(src, odd / name)
+    with clipsearch.open(store_path, create=False) as store:
+        store.add([odd])
+    app = create_app(store_path, allowed_hosts=["127.0.0.1", "localhost"])
+    app.holder.warm()
+    sock = bind("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "the server did not start"
+    yield url_of(sock, "127.0.0.1", None)
+    server.should_exit = True
+    thread.join(10)
+    sock.close()
+
+
+@pytest.fixture(scope="module")
+def browser_page(live_server: str, tmp_path_factory: pytest.TempPathFactory):
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/install-system-deps.sh (the README's install step)")
+    profile = tmp_path_factory.mktemp("chromium-profile")  # a fresh user-data-dir
+    with sync_api.sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(str(profile), executable_path=CHROMIUM, headless=True,
+                                                       args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 860})
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+        page.errors = errors  # type: ignore[attr-defined]
+        yield page
+        context.close()
+
+
+def _names(page) -> list[str]:
+    return page.locator("#grid .hit figcaption").all_text_contents()
+
+
+def test_search_more_like_this_lightbox_and_keys(browser_page, live_server: str, tmp_path: Path) -> None:
+    page = browser_page
+    page.goto(live_server)
+    page.wait_for_function("() => document.getElementById('status').textContent.includes('images')")
+    assert "63 images" in page.locator("#status").text_content()
+    page.locator("#status").click()  # focus elsewhere (the page puts it in the search box on load) ...
+    page.keyboard.press("/")  # ... then "/" focuses the search box
+    assert page.evaluate("document.activeElement.id") == "q"
+    page.keyboard.type("a red triangle")
+    page.keyboard.press("Enter")
+    page.wait_for_function(THUMBS_LOADED, timeout=30_000)
+    names = _names(page)
+    assert len(names) == 20 and label_of(names[0]) == "red triangle", names
+    assert all(n.startswith("red_triangle_") for n in names[:4]), names  # all four red triangles first
+    assert "q=a+red+triangle" in page.url  # the URL holds the query
+    shot = tmp_path / "results.png"
+    page.locator("#grid .hit").first.hover()  # shows the score
+    page.screenshot(path=str(shot))
+    assert shot.stat().st_size > 10_000
+    print(f"screenshot: {shot}")
+
+    first_id = page.locator("#grid .hit").first.get_attribute("data-id")
+    page.locator("#grid .hit").first.locator("button.similar").click()
+    page.wait_for_function(f"() => {{ const f = document.querySelector('#grid .hit'); return f && f.dataset.id !== '{first_id}'; }}")
+    page.wait_for_function(THUMBS_LOADED, timeout=30_000)
+    similar = _names(page)
+    assert similar != names and f"like={first_id}" in page.url
+    assert label_of(similar[0]) == "red triangle"  # the nearest image to a red triangle is another one
+    assert first_id not in [page.locator("#grid .hit").nth(i).get_attribute("data-id") for i in range(len(similar))]
+
+    page.go_back()  # back to the text query, from the URL
+    page.wait_for_function("() => document.getElementById('q').value === 'a red triangle'")
+    page.wait_for_function(f"() => document.querySelector('#grid .hit')?.dataset.id === '{first_id}'")
+
+    page.locator("#grid .hit").first.focus()
+    page.keyboard.press("ArrowRight")
+    assert page.evaluate("document.activeElement.dataset.index") == "1"
+    page.keyboard.press("Enter")  # opens the lightbox on the focused result
+    page.wait_for_function("() => { const i = document.getElementById('lb-img'); return !document.getElementById("
+                           "'lightbox').hidden && i.complete && i.naturalWidth > 0; }")
+    assert page.locator("#lb-path").text_content().endswith(names[1])
+    assert "×" in page.locator("#lb-dims").text_content()
+    page.keyboard.press("ArrowRight")
+    assert page.locator("#lb-path").text_content().endswith(names[2])
+    page.keyboard.press("Escape")
+    assert page.locator("#lightbox").is_hidden()
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_markup_names_are_text_and_errors_are_shown(browser_page, live_server: str) -> None:
+    page = browser_page
+    page.goto(live_server + "?q=a+green+triangle")
+    page.wait_for_function(THUMBS_LOADED, timeout=30_000)
+    names = _names(page)
+    for name in MARKUP_NAMES:
+        assert name in names  # shown literally
+    assert page.evaluate("window.__xss") is None
+    assert page.locator("#grid script").count() == 0 and page.locator("#grid img:not(.thumb)").count() == 0
+    page.goto(live_server + "?q=x&after=not-a-date")
+    page.wait_for_function("() => !document.getElementById('message').hidden")
+    assert "not a date" in page.locator("#message").text_content()
+    page.goto(live_server + "?q=x&before=1990-01-01")
+    page.wait_for_function("() => !document.getElementById('message').hidden")
+    assert "No results" in page.locator("#message").text_content()
+    assert page.evaluate("window.__xss") is None
+
+
+DROP = """async ([bytes, kind]) => {
+  const data = new DataTransfer();
+  data.items.add(new File([new Uint8Array(bytes)], "query.png", { type: "image/png" }));
+  const event = kind === "drop"
+    ? new DragEvent("drop", { dataTransfer: data, bubbles: true, cancelable: true })
+    : new ClipboardEvent("paste", { clipboardData: data, bubbles: true, cancelable: true });
+  document.dispatchEvent(event);
+}"""
+
+
+def test_image_query_by_drop_and_paste(browser_page, live_server: str, shapes_source: Path) -> None:
+    page = browser_page
+    page.goto(live_server)
+    page.wait_for_function("() => document.getElementById('status').textContent.includes('images')")
+    query = list((shapes_source / "red_triangle_002.png").read_bytes())
+    for kind in ("drop", "paste"):
+        page.evaluate("() => document.getElementById('grid').replaceChildren()")
+        page.evaluate(DROP, [query, kind])
+        page.wait_for_function("() => document.getElementById('status').textContent.includes('image query')",
+                               timeout=60_000)  # the first image query loads the image model
+        page.wait_for_function(THUMBS_LOADED, timeout=30_000)
+        names = _names(page)
+        assert names[0].startswith("red_triangle_") and "red_triangle_002.png" not in names, (kind, names)
+        assert page.locator("#query-image").is_visible()
+    page.locator("#clear-image").click()
+    assert page.locator("#query-image").is_hidden()
