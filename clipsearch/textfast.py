@@ -235,12 +235,13 @@ class NumpyTextEncoder:
 
 
 class CoalescingTextEncoder:
-    """Lets concurrent `encode_texts` calls (a server's request threads) share one packed forward pass.
+    """Lets concurrent `encode_texts` calls (a server's request threads) share packed forward passes.
 
-    No thread and no timer: a caller that finds the encoder idle runs at once; callers that arrive while it
-    runs queue up, and when it finishes the next of them runs everything queued as one batch. A batch of four
-    short texts costs ~1.6x one text (the weights are read once), so under load each text costs less, and
-    alone a call costs what it did. Results are exactly the wrapped encoder's.
+    No thread and no timer: a caller that finds fewer than `parallel` passes running (default: one per CPU)
+    runs at once; callers that arrive while they run queue up, and when a pass finishes the next of them
+    runs everything queued as one batch. A batch of four short texts costs ~1.6x one text (the weights are
+    read once), so under load each text costs less, and alone a call costs what it did. Results are exactly
+    the wrapped encoder's.
     """
 
     class _Call:
@@ -251,12 +252,15 @@ class CoalescingTextEncoder:
             self.result: np.ndarray | None = None
             self.error: BaseException | None = None
 
-    def __init__(self, inner: "NumpyTextEncoder", max_texts: int = 64) -> None:
+    def __init__(self, inner: "NumpyTextEncoder", max_texts: int = 64, parallel: int | None = None) -> None:
+        import os
+
         self.inner = inner
         self.max_texts = max_texts
+        self.parallel = max(1, parallel or os.cpu_count() or 1)  # batches running at once (BLAS: 1 thread each)
         self._lock = threading.Lock()
         self._queue: list[CoalescingTextEncoder._Call] = []
-        self._busy = False
+        self._running = 0
 
     def __getattr__(self, name: str) -> object:  # key, family, config...: the wrapped encoder's
         if name == "inner":
@@ -267,8 +271,8 @@ class CoalescingTextEncoder:
         call = self._Call(list(texts))
         with self._lock:
             self._queue.append(call)
-            call.lead = not self._busy
-            self._busy = True
+            call.lead = self._running < self.parallel
+            self._running += call.lead
         if not call.lead:
             call.done.wait()  # answered by another caller's batch, or asked to run the next batch
         if call.lead:
@@ -297,7 +301,7 @@ class CoalescingTextEncoder:
                 self._queue[0].lead = True  # hand over: the next caller runs what queued meanwhile
                 self._queue[0].done.set()
             else:
-                self._busy = False
+                self._running -= 1
         for c in batch:
             c.lead = False
             c.done.set()
