@@ -23,6 +23,14 @@ LOCK_FILE = "lock"
 # key → (type, must be positive) of what every manifest's "model" holds
 _MODEL_KEYS: dict[str, tuple[type, bool]] = {"spec": (str, False), "key": (str, False), "embed_dim": (int, True),
                                               "image_size": (int, True)}
+PRECISIONS = ("fp32", "int8")  # of the image embeddings; a manifest without one (older stores) holds fp32
+# A new store's precision on a CPU (onnx backend). int8 is the default only where its retrieval agrees with
+# fp32 (top-10 overlap >= 0.98 on bench/index_throughput.py --int8's photo set); see README "int8".
+CPU_DEFAULT_PRECISION = "fp32"
+
+
+def precision(manifest: dict[str, Any]) -> str:
+    return str(manifest["model"].get("precision", "fp32"))
 
 
 def _damaged(path: Path, why: str) -> ClipsearchError:
@@ -45,6 +53,8 @@ def validate(manifest: Any, path: Path) -> dict[str, Any]:
         value = model.get(key)
         if not isinstance(value, kind) or isinstance(value, bool) or (positive and value <= 0) or value == "":
             raise _damaged(path, f"model.{key} is missing or invalid ({value!r})")
+    if model.get("precision", "fp32") not in PRECISIONS:
+        raise _damaged(path, f"model.precision is not one of {', '.join(PRECISIONS)} ({model['precision']!r})")
     return manifest
 
 

@@ -13,8 +13,14 @@ from ..errors import ClipsearchError
 from ..terminal import path_text, safe, table as new_table, visible
 from . import common as ui
 from .common import (
-    IndexOpt, JsonOpt, RichProgress, _print_problems, app, emit_json, friendly_errors, human_size,
+    BackendOpt, IndexOpt, JsonOpt, RichProgress, _print_problems, app, emit_json, friendly_errors, human_size,
 )
+
+
+def _default_precision() -> str:
+    from ..manifest import CPU_DEFAULT_PRECISION
+
+    return CPU_DEFAULT_PRECISION
 
 
 def _clock(seconds: float) -> str:
@@ -37,7 +43,8 @@ def index(
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Decoding threads."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when present)."),
     reembed: bool = typer.Option(False, "--reembed", help="Re-encode the whole store with --model (queries keep working until it is done)."),
-    int8: bool = typer.Option(False, "--int8", help="CPU, ViT models: int8 dynamic quantisation of the image tower (~1.4x faster encoding, embeddings within 1e-4 cosine)."),
+    int8: Optional[bool] = typer.Option(None, "--int8/--fp32", help="Onnx backend: encode images with the int8 (dynamically quantised) image tower, or in fp32. A store keeps the precision it was started with. Default: the store's; a new store's on a CPU: " + _default_precision() + "."),
+    backend: Optional[str] = BackendOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Index folders incrementally: new, changed, moved and deleted files are handled."""
@@ -46,7 +53,7 @@ def index(
     if reembed and not model:
         raise ClipsearchError("--reembed needs --model NEW_MODEL")
     progress_console = ui.err if as_json else ui.out
-    with open_store(index_path, None if reembed else model, create=True, device=device) as store, \
+    with open_store(index_path, None if reembed else model, create=True, device=device, backend=backend) as store, \
             RichProgress(progress_console) as progress:
         if reembed:
             store.switch_model(model, batch_size=batch_size, workers=workers, progress=progress)  # type: ignore[arg-type]
@@ -95,13 +102,14 @@ def query(
     all_frames: bool = typer.Option(False, "--all-frames", help="Videos: every matching frame, not only the best moment of each video."),
     paths0: bool = typer.Option(False, "--paths0", "-0", help="Paths separated by NUL bytes (for xargs -0): safe for any file name."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda."),
+    backend: Optional[str] = BackendOpt,
 ) -> None:
     """Find images by text, by example image, or both."""
     if not any(t.strip() for t in (text or [])) and not image:
         raise ClipsearchError("empty query", 'give some text, e.g. clipsearch query "a dog on grass", or --image PATH')
     from ..store import open_store
 
-    with open_store(index_path, device=device) as store:
+    with open_store(index_path, device=device, backend=backend) as store:
         hits = store.search(text or [], image=[str(i) for i in image], minus=minus,
                             minus_image=[str(i) for i in minus_image], k=k,
                             under=[str(u) for u in under] or None, ext=ext or None, after=after, before=before,
@@ -154,7 +162,8 @@ def info(
     t = new_table("", "", show_header=False, title=f"store {safe(data['store'])}")
     t.add_row("images", str(data["images"]))
     t.add_row("failed", str(data["failed"]))
-    t.add_row("model", f"{safe(model.get('spec'))} ({model.get('embed_dim')}-d, {model.get('image_size')}px)")
+    t.add_row("model", f"{safe(model.get('spec'))} ({model.get('embed_dim')}-d, {model.get('image_size')}px, "
+                       f"{model.get('precision', 'fp32')})")
     t.add_row("vector index", f"{data['index_type']}, {data['vectors']} vectors")
     t.add_row("size on disk", human_size(data["disk_bytes"]))
     vanished = set(data["vanished_roots"])
@@ -198,6 +207,7 @@ def reindex(
     vectors_only: bool = typer.Option(False, "--vectors-only", help="Rebuild only the FAISS index from the stored embeddings (no image is decoded)."),
     index_type: Optional[str] = typer.Option(None, "--type", help="flat, ivf or hnsw (default: chosen by collection size)."),
     device: Optional[str] = typer.Option(None, "--device"),
+    backend: Optional[str] = BackendOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Rebuild the vector index from stored embeddings, or re-encode every image with the store's model."""
@@ -211,7 +221,7 @@ def reindex(
         raise ClipsearchError(f"unknown index type {index_type!r}", f"choose one of {', '.join(INDEX_TYPES)}")
     if index_type and not vectors_only:
         raise ClipsearchError("--type goes with --vectors-only")
-    with open_store(index_path, device=device) as store:
+    with open_store(index_path, device=device, backend=backend) as store:
         started = time.perf_counter()
         if vectors_only:
             vi = store.rebuild_vectors(index_type)
