@@ -68,6 +68,7 @@ class Store:
         self._encoder: Encoder | OnnxImageEncoder | None = None
         self._fast_text: Any = None
         self._int8: bool | None = None  # what `add` asked for; None: the store's precision (or the default)
+        self._writing = False  # inside `add`: embeddings made now are stored, so their precision must match
 
     # --- lifecycle -----------------------------------------------------------------------------------
     def close(self) -> None:
@@ -175,7 +176,7 @@ class Store:
     def encoder(self) -> "Encoder | OnnxImageEncoder":
         """The image encoder (ONNX Runtime or torch, see `backend`), at the store's precision."""
         wanted = self._precision()
-        if self._encoder is not None and wanted is not None and self._encoder.precision != wanted:
+        if self._encoder is not None and self._writing and wanted is not None and self._encoder.precision != wanted:
             self._encoder = None  # e.g. loaded for a query, now asked for int8 by `add`
         if self._encoder is None:
             spec = self.model_spec
@@ -208,10 +209,10 @@ class Store:
         from .models import load_encoder
 
         if self.backend == "torch":
-            if precision == "int8":
+            if precision == "int8" and self._writing:
                 raise ClipsearchError("int8 runs on the onnx backend", "index with backend onnx, or without int8",
                                       param="int8")
-            return load_encoder(spec, self.device)
+            return load_encoder(spec, self.device)  # a query vector in fp32 ranks an int8 store alike
         from . import onnx_encoder as ox
 
         export, why_not, torch_encoder = None, ox.unavailable(self.device, explicit=self.backend == "onnx"), None
@@ -234,7 +235,7 @@ class Store:
             if self.backend == "onnx":
                 raise ClipsearchError(f"backend onnx cannot run {spec.text}: {why_not}", "use backend torch",
                                       param="backend")
-            if precision == "int8":
+            if precision == "int8" and self._writing:
                 raise ClipsearchError(f"int8 runs on the onnx backend, and {why_not}", "index without int8",
                                       param="int8")
             self._notice(f"{why_not}; using torch")
@@ -320,6 +321,7 @@ class Store:
         self._writable()
         self._int8 = int8
         self.progress = progress
+        self._writing = True
         try:
             self._precision()  # a mismatch fails before anything is scanned
             with self.writer_lock():
@@ -341,6 +343,7 @@ class Store:
         finally:
             self.progress = None
             self._int8 = None  # from now on the manifest says
+            self._writing = False
 
     def _check_target(self, target: str | Path, store_roots: list[str]) -> None:
         from .scan import canonical
