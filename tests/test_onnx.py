@@ -137,8 +137,11 @@ def test_int8_is_recorded_and_never_mixed(runner, tmp_path: Path, shapes_source:
     with clipsearch.open(idx, create=False, backend="torch") as on_torch:  # a query may run on torch (fp32)...
         assert on_torch.search(image=str(shapes_source / "red_circle_001.png"), k=3)
         assert on_torch.encoder.backend == "torch"
+        more = tmp_path / "more"
+        more.mkdir()
+        (more / "copy.png").write_bytes((shapes_source / "red_circle_001.png").read_bytes())
         with pytest.raises(ClipsearchError) as exc:  # ...but torch cannot add int8 embeddings
-            on_torch.add([shapes_source])
+            on_torch.add([more])
         assert exc.value.param == "int8"
     result = cli(runner, "index", shapes_source, "--index", idx, "--fp32", ok=False)
     assert result.exit_code == 1 and "fp32 embeddings would mix" in result.stderr and "--int8" in result.stderr
