@@ -15,6 +15,7 @@ class Settings:
     store_path: Path  # CLIPSEARCH_INDEX, else index/ of the checkout we run from, else the user's data folder
     commit_every: int  # CLIPSEARCH_COMMIT_EVERY: images per index transaction
     debug: bool  # CLIPSEARCH_DEBUG: show tracebacks of unexpected errors
+    cache_dir: Path  # CLIPSEARCH_CACHE, else $XDG_CACHE_HOME/clipsearch (~/.cache/clipsearch): model exports
 
 
 def _default_store() -> Path:
@@ -41,13 +42,21 @@ def _int(name: str, default: int) -> int:
     return value
 
 
+def _default_cache() -> Path:
+    env = os.environ.get("CLIPSEARCH_CACHE")
+    if env:
+        return Path(env).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "clipsearch"
+
+
 @functools.lru_cache(maxsize=None)
-def _cached(store_env: str | None, commit_env: str | None, debug_env: str | None, xdg: str | None) -> Settings:
-    return Settings(_default_store(), _int("CLIPSEARCH_COMMIT_EVERY", 256), bool(debug_env))
+def _cached(store_env: str | None, commit_env: str | None, debug_env: str | None, xdg: str | None,
+            cache_env: str | None, xdg_cache: str | None) -> Settings:
+    return Settings(_default_store(), _int("CLIPSEARCH_COMMIT_EVERY", 256), bool(debug_env), _default_cache())
 
 
 def settings() -> Settings:
     """The settings for the environment as it is now (cached per distinct environment)."""
     env = os.environ
     return _cached(env.get("CLIPSEARCH_INDEX"), env.get("CLIPSEARCH_COMMIT_EVERY"), env.get("CLIPSEARCH_DEBUG"),
-                   env.get("XDG_DATA_HOME"))
+                   env.get("XDG_DATA_HOME"), env.get("CLIPSEARCH_CACHE"), env.get("XDG_CACHE_HOME"))

@@ -77,3 +77,35 @@ def swap_dirs(new: Path, target: Path) -> None:
     os.replace(target, old)
     os.replace(new, target)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def replace_dir(tmp: Path, folder: Path) -> None:
+    """Put the finished folder `tmp` in place of `folder` (which may exist): readers see one or the other."""
+    import shutil
+
+    old = folder.with_name(folder.name + f".old{os.getpid()}")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def link_tree(src: Path, dst: Path) -> None:
+    """Copy a folder of read-only files by hard links where the file system allows (no bytes copied), else
+    by copying; `dst` appears whole or not at all."""
+    import shutil
+
+    def link_or_copy(a: str, b: str) -> None:
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    tmp = dst.with_name(dst.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        shutil.copytree(src, tmp, copy_function=link_or_copy)
+        replace_dir(tmp, dst)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

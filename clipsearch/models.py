@@ -27,6 +27,8 @@ if TYPE_CHECKING:  # pragma: no cover
 class Encoder:
     """A loaded CLIP-style model with batch helpers that return L2-normalised float32 numpy rows."""
 
+    backend = "torch"
+
     def __init__(self, spec: ModelSpec, model: "torch.nn.Module", tokenizer: Any, preprocess_cfg: dict,
                  device: "torch.device") -> None:
         self.spec = spec
@@ -40,14 +42,16 @@ class Encoder:
         self.preprocess_cfg = {k: (list(v) if isinstance(v, tuple) else v) for k, v in preprocess_cfg.items()}
         self.use_autocast = device.type == "cuda"
         self.embed_dim = int(getattr(model, "embed_dim", 0) or self._probe_dim())
+        self.precision = "fp32"  # "int8" after quantize_int8
 
     @property
     def default_batch_size(self) -> int:
         return 128 if self.device.type == "cuda" else 32
 
     def quantize_int8(self) -> None:
-        """Dynamic int8 quantisation of the image tower's Linear layers (CPU only): ~1.4x faster ViT-B-32
-        encoding here, cosine to the fp32 embeddings 0.9999 (bench/index_throughput.py --int8 measures both)."""
+        """Torch's dynamic int8 quantisation of a ViT image tower's Linear layers (CPU only). Stores use ONNX
+        Runtime's int8 (`onnx_encoder`), which is faster; this stays as the torch row of
+        bench/index_throughput.py --int8."""
         import warnings
 
         import torch
@@ -62,6 +66,7 @@ class Encoder:
             warnings.simplefilter("ignore")  # torch marks the eager-mode API as deprecated in favour of torchao
             self.model.visual.transformer = torch.ao.quantization.quantize_dynamic(blocks, {torch.nn.Linear},
                                                                                    dtype=torch.qint8)
+        self.precision = "int8"
 
     def _probe_dim(self) -> int:
         return int(self.encode_texts(["probe"]).shape[1])
@@ -77,6 +82,7 @@ class Encoder:
             "mean": list(self.mean),
             "std": list(self.std),
             "resize_mode": self.resize_mode,
+            "precision": self.precision,
         }
 
     def images_to_tensor(self, batch_uint8: "np.ndarray") -> "torch.Tensor":

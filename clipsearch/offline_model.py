@@ -121,8 +121,9 @@ def class_names() -> list[str]:
 def _class_cache_path(minilm_dir: Path) -> Path:
     weights = minilm_dir / "model.safetensors"
     tag = hashlib.sha256(f"{weights.stat().st_size}:{KEY}".encode()).hexdigest()[:12]
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "clipsearch"
-    return cache / f"offline-mini-classes-{tag}.npy"
+    from .config import settings
+
+    return settings().cache_dir / f"offline-mini-classes-{tag}.npy"
 
 
 def build(top_k: int = TOP_K) -> tuple[Any, MiniLMTokenizer]:

@@ -21,15 +21,19 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 from .catalog import Catalog
 from .errors import ClipsearchError, ModelMismatchError, NotFoundError, StoreLockedError
 from .manifest import (
-    CATALOG, LOCK_FILE, TEXT_ENCODER_DIR, THUMB_DIR, new_manifest, read_manifest, write_manifest,
+    CATALOG, LOCK_FILE, TEXT_ENCODER_DIR, THUMB_DIR, new_manifest, precision as stored_precision, read_manifest,
+    write_manifest,
 )
 from .model_spec import ModelSpec, parse_spec
+
+BACKENDS = ("onnx", "torch")
 
 if TYPE_CHECKING:  # pragma: no cover
     from .dupes import Duplicates
     from .catalog import ImageRecord
     from .indexer import Progress, RunSummary
     from .models import Encoder
+    from .onnx_encoder import OnnxImageEncoder
     from .search import Hit, Hits
     from .thumbnails import SheetLayout, ThumbnailCache
     from .vector_store import VectorStore
@@ -37,14 +41,23 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 class Store:
-    """An index store. Opening is cheap; the catalog, the model and the FAISS index load on first use."""
+    """An index store. Opening is cheap; the catalog, the model and the FAISS index load on first use.
+
+    `backend` runs the image tower in "onnx" (ONNX Runtime, from a cached export; no torch once the export
+    exists) or "torch"; None (the default) means onnx where the model exports, else torch with a notice.
+    """
 
     def __init__(self, path: Path, manifest: dict[str, Any] | None, model: str | None = None,
-                 device: str | None = None, readonly: bool = False) -> None:
+                 device: str | None = None, readonly: bool = False, backend: str | None = None) -> None:
+        if backend is not None and backend not in BACKENDS:
+            raise ClipsearchError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}",
+                                  "onnx runs ONNX Runtime (the default where the model exports), torch runs PyTorch",
+                                  param="backend")
         self.path = Path(path)
         self.manifest = manifest
         self.device = device
         self.readonly = readonly
+        self.backend = backend
         self._requested = parse_spec(model) if model else None
         if manifest and self._requested and self._requested.key != manifest["model"]["key"]:
             raise ModelMismatchError(
@@ -56,9 +69,10 @@ class Store:
         self._created_dir = False
         self._catalog: Catalog | None = None
         self._vectors: VectorStore | None = None
-        self._encoder: Encoder | None = None
+        self._encoder: Encoder | OnnxImageEncoder | None = None
         self._fast_text: Any = None
-        self._int8 = False
+        self._int8: bool | None = None  # what `add` asked for; None: the store's precision (or the default)
+        self._writing = False  # inside `add`: embeddings made now are stored, so their precision must match
 
     # --- lifecycle -----------------------------------------------------------------------------------
     def close(self) -> None:
@@ -163,35 +177,97 @@ class Store:
         return self.encoder.embed_dim
 
     @property
-    def encoder(self) -> "Encoder":
+    def encoder(self) -> "Encoder | OnnxImageEncoder":
+        """The image encoder (ONNX Runtime or torch, see `backend`), at the store's precision."""
+        wanted = self._precision()
+        if self._encoder is not None and self._writing and wanted is not None and self._encoder.precision != wanted:
+            self._encoder = None  # e.g. loaded for a query, now asked for int8 by `add`
         if self._encoder is None:
-            from .models import load_encoder
-
             spec = self.model_spec
             self._stage(f"loading model {spec.text}")
-            encoder = load_encoder(spec, self.device)
+            encoder = self._load_encoder(spec, wanted)
             if self.manifest and encoder.embed_dim != self.dim:
                 raise ModelMismatchError(f"model {spec.text} makes {encoder.embed_dim}-d embeddings but store "
                                          f"{self.path} holds {self.dim}-d ones", "index into a new store")
             self._encoder = encoder
         return self._encoder
 
-    def _prepare_encoder(self) -> "Encoder":
+    def _precision(self) -> str | None:
+        """fp32 or int8: what `add` asked for, else what the store holds; None for a new store (the default).
+        A store never mixes the two: they rank alike, but not identically."""
+        stored = stored_precision(self.manifest) if self.manifest else None
+        if self._int8 is None:
+            return stored
+        wanted = "int8" if self._int8 else "fp32"
+        if stored is not None and stored != wanted:
+            raise ModelMismatchError(
+                f"int8 embeddings would mix with the {stored} ones store {self.path} holds" if wanted == "int8" else
+                f"fp32 embeddings would mix with the int8 ones store {self.path} holds",
+                f"index {'without' if wanted == 'int8' else 'with'} int8 (the store's precision), or into a new store",
+                param="int8")
+        return wanted
+
+    def _load_encoder(self, spec: ModelSpec, precision: str | None) -> "Encoder | OnnxImageEncoder":
+        """ONNX Runtime from the export cache (exporting once, with torch, when the model has no export yet);
+        torch when asked, or, by default, when the model does not export (with a notice)."""
+        from .models import load_encoder
+
+        if self.backend == "torch":
+            if precision == "int8" and self._writing:
+                raise ClipsearchError("int8 runs on the onnx backend", "index with backend onnx, or without int8",
+                                      param="int8")
+            return load_encoder(spec, self.device)  # a query vector in fp32 ranks an int8 store alike
+        from . import onnx_encoder as ox
+
+        export, why_not, torch_encoder = None, ox.unavailable(self.device, explicit=self.backend == "onnx"), None
+        if why_not is None:
+            export = ox.find_export(spec.key)
+            if export is None:
+                why_not = ox.refusal(spec.key)
+                if why_not is None:
+                    from .onnx_export import ExportRefused, export as export_model
+
+                    torch_encoder = load_encoder(spec, self.device)
+                    self._stage(f"exporting {spec.text} to ONNX (once per model)")
+                    try:
+                        export = ox.Export.at(export_model(torch_encoder))
+                    except ExportRefused as exc:
+                        why_not = str(exc)
+                if why_not is not None:
+                    why_not = f"model {spec.text} has no ONNX export: {why_not}"
+        if export is None:
+            if self.backend == "onnx":
+                raise ClipsearchError(f"backend onnx cannot run {spec.text}: {why_not}", "use backend torch",
+                                      param="backend")
+            if precision == "int8" and self._writing:
+                raise ClipsearchError(f"int8 runs on the onnx backend, and {why_not}", "index without int8",
+                                      param="int8")
+            self._notice(f"{why_not}; using torch")
+            return torch_encoder or load_encoder(spec, self.device)
+        return ox.OnnxImageEncoder(spec, export, precision or ox.default_precision(self.device), self.device)
+
+    def _prepare_encoder(self) -> "Encoder | OnnxImageEncoder":
         """The encoder for an index run; records the model on first write, after it loaded, so a failed load
-        leaves no half store, and exports the text tower for torch-free cold queries."""
-        from .text_export import export_text_tower
-        from .textfast import NumpyTextEncoder
+        leaves no half store, and gives the store its text tower for torch-free cold queries (copied from the
+        export cache, else exported from the torch model)."""
+        from .textfast import stored_key
 
         encoder = self.encoder
-        if self._int8:
-            encoder.quantize_int8()
-            self._int8 = False
         if self.manifest is None:
             self.manifest = new_manifest(encoder.describe())
             write_manifest(self.path, self.manifest)
         folder = self.path / TEXT_ENCODER_DIR
-        if NumpyTextEncoder.load(folder, encoder.spec.key) is None:
-            export_text_tower(encoder, folder)
+        if stored_key(folder) != encoder.spec.key:
+            if encoder.backend == "onnx":
+                source = encoder.export.text_dir
+                if source is not None:
+                    from .fsutil import link_tree
+
+                    link_tree(source, folder)
+            else:
+                from .text_export import export_text_tower
+
+                export_text_tower(encoder, folder)
         return encoder
 
     def text_encoder(self) -> Any:
@@ -252,10 +328,15 @@ class Store:
     def add(self, paths: Iterable[str | Path], *, exclude: Iterable[str] = (), include_hidden: bool = False,
             verify: bool = False, frame_interval: float | None = None, batch_size: int | None = None,
             workers: int | None = None, progress: "Progress | None" = None, commit_every: int | None = None,
-            int8: bool = False, thumbnails: bool = False) -> "RunSummary":
+            int8: bool | None = None, thumbnails: bool = False) -> "RunSummary":
         """Index (or incrementally update) folders and files; `verify` re-hashes files whose stat is unchanged;
-        `int8` quantises a ViT image tower for faster CPU encoding (cosine 0.9999 to fp32); `thumbnails` also
-        makes the thumbnails the store lacks (what `serve` and contact sheets show), once per content."""
+        `thumbnails` also makes the thumbnails the store lacks (what `serve` and contact sheets show), once per
+        content.
+
+        `int8` (onnx backend): True encodes with the dynamically quantised image tower, False in fp32; None
+        keeps the store's precision (a new store: the CPU default, `onnx_encoder.default_precision`). A store
+        holds one precision: asking for the other is a ModelMismatchError.
+        """
         from .config import settings
         from .indexer import IndexOptions, Workbench, run_index
         from .scan import canonical, scan
@@ -264,7 +345,9 @@ class Store:
         self._writable()
         self._int8 = int8
         self.progress = progress
+        self._writing = True
         try:
+            self._precision()  # a mismatch fails before anything is scanned
             with self.writer_lock():
                 store_roots = [r["path"] for r in self.catalog.roots()]
                 for target in targets:
@@ -287,6 +370,8 @@ class Store:
             return summary
         finally:
             self.progress = None
+            self._int8 = None  # from now on the manifest says
+            self._writing = False
 
     def _check_target(self, target: str | Path, store_roots: list[str]) -> None:
         from .scan import canonical
@@ -378,16 +463,20 @@ class Store:
             roots = [r["path"] for r in self.catalog.roots()]
             tmp = self.path.with_name(f".{self.path.name}.reembed")
             shutil.rmtree(tmp, ignore_errors=True)
-            with open_store(tmp, model, create=True, device=self.device) as new:
-                if self._encoder is not None and self._encoder.spec.key == new.model_spec.key:
+            keep = stored_precision(self.manifest)
+            with open_store(tmp, model, create=True, device=self.device, backend=self.backend) as new:
+                if self._encoder is not None and self._encoder.spec.key == new.model_spec.key \
+                        and self._encoder.precision == keep:
                     new._encoder = self._encoder  # same model already loaded here: no second load
-                summary = new.add(paths, batch_size=batch_size, workers=workers, progress=progress)
+                summary = new.add(paths, batch_size=batch_size, workers=workers, progress=progress,
+                                  int8=keep == "int8")
                 new.catalog.add_roots(roots)
             with contextlib.suppress(OSError):  # thumbnails depend on content only: keep them
                 os.rename(self.path / THUMB_DIR, tmp / THUMB_DIR)
             self.close()
             swap_dirs(tmp, self.path)
-        self.__init__(self.path, read_manifest(self.path), device=self.device)  # type: ignore[misc]
+        self.__init__(self.path, read_manifest(self.path), device=self.device,  # type: ignore[misc]
+                      backend=self.backend)
         return summary
 
     # --- images by id (what a server hands out: catalog ids, never paths) -----------------------------
@@ -509,7 +598,7 @@ def default_store_path() -> Path:
 
 
 def open_store(path: str | Path | None = None, model: str | None = None, *, create: bool = False,
-               device: str | None = None, readonly: bool | None = None) -> Store:
+               device: str | None = None, readonly: bool | None = None, backend: str | None = None) -> Store:
     """Open a store; `create=True` lets `add` start a new one (the folder appears on the first write).
 
     `readonly` (default: when the folder is not writable, e.g. a backup, a DVD or another user's store)
@@ -522,4 +611,4 @@ def open_store(path: str | Path | None = None, model: str | None = None, *, crea
                               "build one first by indexing a folder into it (or point the index option at it)")
     if readonly is None:
         readonly = store_path.is_dir() and not os.access(store_path, os.W_OK)
-    return Store(store_path, manifest, model=model, device=device, readonly=readonly)
+    return Store(store_path, manifest, model=model, device=device, readonly=readonly, backend=backend)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .fsutil import atomic_write_text
+from .fsutil import atomic_write_text, replace_dir
 from .textfast import CONFIG, FORMAT, VOCAB
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -67,12 +67,7 @@ def export_text_tower(encoder: "Encoder", folder: Path) -> bool:
     else:
         config = _export_clip(model, encoder, tmp, save)
     atomic_write_text(tmp / CONFIG, json.dumps(config))
-    old = folder.with_name(folder.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if folder.exists():
-        os.replace(folder, old)
-    os.replace(tmp, folder)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_dir(tmp, folder)
     return True
 
 

@@ -137,6 +137,15 @@ def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.n
     return (x - mean) / np.sqrt(var + eps) * w + b  # eps is a python float: stays float32
 
 
+def stored_key(folder: Path) -> str | None:
+    """The model key of the text tower in `folder` (None when there is none of this format): a cheap check."""
+    try:
+        config = json.loads((Path(folder) / CONFIG).read_text())
+    except (OSError, ValueError):
+        return None
+    return config.get("key") if isinstance(config, dict) and config.get("format") == FORMAT else None
+
+
 class NumpyTextEncoder:
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)

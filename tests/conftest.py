@@ -26,6 +26,35 @@ def pytest_configure(config: pytest.Config) -> None:
     torch.set_num_threads(2)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory: pytest.TempPathFactory):
+    """The tests' own cache folder (model exports, offline-mini's class embeddings): XDG_CACHE_HOME points
+    into the session's temporary folder, for this process and the subprocesses tests start.
+
+    offline-mini's class-name embeddings are derived from pip-installed weights only; when the user's cache
+    has them they are linked in (recomputing them costs ~30 s), else the first offline-mini load makes them.
+    """
+    import os
+
+    from clipsearch.config import settings
+
+    real = settings().cache_dir
+    root = tmp_path_factory.mktemp("xdg-cache")
+    saved = {k: os.environ.get(k) for k in ("XDG_CACHE_HOME", "CLIPSEARCH_CACHE")}
+    os.environ.pop("CLIPSEARCH_CACHE", None)
+    os.environ["XDG_CACHE_HOME"] = str(root)
+    cache = settings().cache_dir
+    cache.mkdir(parents=True)
+    for classes in real.glob("offline-mini-classes-*.npy") if real.is_dir() else ():
+        shutil.copyfile(classes, cache / classes.name)
+    yield cache
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 @pytest.fixture(scope="session")
 def finetuned(tmp_path_factory: pytest.TempPathFactory):
     """clipsearch-tiny (random init) fine-tuned ~30 s on colour×shape classes through the public finetune API.

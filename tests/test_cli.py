@@ -236,8 +236,9 @@ def test_int8_indexing(runner, tmp_path: Path, shapes_source: Path, trained_mode
     folder.mkdir()
     for p in sorted(shapes_source.glob("*_000.png"))[:3]:
         (folder / p.name).write_bytes(p.read_bytes())
-    summary = cli_json(runner, "index", folder, "--index", tmp_path / "vit", "--model", "ViT-B-32", "--int8")
+    summary = cli_json(runner, "index", folder, "--index", tmp_path / "q", "--model", trained_model, "--int8")
     assert summary["added"] == 3 and summary["failed"] == 0
-    result = cli(runner, "index", folder, "--index", tmp_path / "rn", "--model", trained_model, "--int8", ok=False)
-    assert result.exit_code == 1 and "--int8 supports ViT image towers" in result.stderr
-    assert not (tmp_path / "rn" / "manifest.json").exists()
+    result = cli(runner, "index", folder, "--index", tmp_path / "t", "--model", trained_model, "--int8",
+                 "--backend", "torch", ok=False)
+    assert result.exit_code == 1 and "--int8 runs on the onnx backend" in result.stderr
+    assert not (tmp_path / "t" / "manifest.json").exists()

@@ -50,7 +50,8 @@ def test_fast_and_torch_paths_rank_the_same(indexed: Path) -> None:
 
     with clipsearch.open(indexed, create=False) as fast_store:
         fast = [h.path for h in fast_store.search("a yellow square", k=10)]
-    with clipsearch.open(indexed, create=False) as torch_store:
-        torch_store.encoder  # noqa: B018 - a loaded model makes the store use the torch path
+    with clipsearch.open(indexed, create=False, backend="torch") as torch_store:
+        torch_store.encoder  # noqa: B018 - a loaded torch model makes the store use the torch text path
         slow = [h.path for h in torch_store.search("a yellow square", k=10)]
+        assert type(torch_store.text_encoder()).__name__ == "Encoder"
     assert fast == slow

@@ -27,13 +27,14 @@ def _setup() -> None:
 
 IndexOpt = typer.Option(None, "--index", envvar="CLIPSEARCH_INDEX", help="Store folder (default: ./index of the checkout, else ~/.local/share/clipsearch/index).")
 JsonOpt = typer.Option(False, "--json", help="Machine-readable JSON on stdout.")
+BackendOpt = typer.Option(None, "--backend", help="Image encoder: onnx (ONNX Runtime, from a model export made once and cached) or torch. Default: onnx where the model exports, else torch.")
 
 
 # library parameter → the option that sets it, for errors the library reports by parameter
 OPTION_OF = {"alpha": "--alpha", "val": "--val", "labels": "--labels", "templates": "--template", "int8": "--int8",
              "model": "--model", "frame_interval": "--frame-interval", "k": "-k", "after": "--after",
              "before": "--before", "under": "--under", "threshold": "--threshold", "grid": "--grid",
-             "token": "--token", "port": "--port", "host": "--host"}
+             "token": "--token", "port": "--port", "host": "--host", "backend": "--backend", "device": "--device"}
 
 
 def _in_cli_terms(exc: ClipsearchError) -> str:

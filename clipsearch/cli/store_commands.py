@@ -13,8 +13,14 @@ from ..errors import ClipsearchError
 from ..terminal import path_text, safe, table as new_table, visible
 from . import common as ui
 from .common import (
-    IndexOpt, JsonOpt, RichProgress, _print_problems, app, emit_json, friendly_errors, human_size,
+    BackendOpt, IndexOpt, JsonOpt, RichProgress, _print_problems, app, emit_json, friendly_errors, human_size,
 )
+
+
+def _default_precision() -> str:
+    from ..manifest import CPU_DEFAULT_PRECISION
+
+    return CPU_DEFAULT_PRECISION
 
 
 def _clock(seconds: float) -> str:
@@ -37,7 +43,8 @@ def index(
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Decoding threads."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when present)."),
     reembed: bool = typer.Option(False, "--reembed", help="Re-encode the whole store with --model (queries keep working until it is done)."),
-    int8: bool = typer.Option(False, "--int8", help="CPU, ViT models: int8 dynamic quantisation of the image tower (~1.4x faster encoding, embeddings within 1e-4 cosine)."),
+    int8: Optional[bool] = typer.Option(None, "--int8/--fp32", help="Onnx backend: encode images with the int8 (dynamically quantised) image tower, or in fp32. A store keeps the precision it was started with. Default: the store's; a new store's on a CPU: " + _default_precision() + "."),
+    backend: Optional[str] = BackendOpt,
     thumbnails: bool = typer.Option(False, "--thumbnails", help="Also make the thumbnails that serve and --grid show (256 px WebP, cached in the store)."),
     as_json: bool = JsonOpt,
 ) -> None:
@@ -47,7 +54,7 @@ def index(
     if reembed and not model:
         raise ClipsearchError("--reembed needs --model NEW_MODEL")
     progress_console = ui.err if as_json else ui.out
-    with open_store(index_path, None if reembed else model, create=True, device=device) as store, \
+    with open_store(index_path, None if reembed else model, create=True, device=device, backend=backend) as store, \
             RichProgress(progress_console) as progress:
         if reembed:
             store.switch_model(model, batch_size=batch_size, workers=workers, progress=progress)  # type: ignore[arg-type]
@@ -100,6 +107,7 @@ def query(
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda."),
     grid: Optional[Path] = typer.Option(None, "--grid", help="Also write a contact sheet of the results (.jpg, .png or .webp): thumbnails labelled rank, score, name."),
     preview: bool = typer.Option(False, "--preview", help="Show inline thumbnails in terminals with an image protocol (kitty, iTerm2, WezTerm)."),
+    backend: Optional[str] = BackendOpt,
 ) -> None:
     """Find images by text, by example image, or both."""
     if not any(t.strip() for t in (text or [])) and not image:
@@ -109,7 +117,7 @@ def query(
 
     protocol = image_protocol() if preview else None
     pictures: list[bytes | None] = []
-    with open_store(index_path, device=device) as store:
+    with open_store(index_path, device=device, backend=backend) as store:
         hits = store.search(text or [], image=[str(i) for i in image], minus=minus,
                             minus_image=[str(i) for i in minus_image], k=k,
                             under=[str(u) for u in under] or None, ext=ext or None, after=after, before=before,
@@ -226,7 +234,8 @@ def info(
     t = new_table("", "", show_header=False, title=f"store {safe(data['store'])}")
     t.add_row("images", str(data["images"]))
     t.add_row("failed", str(data["failed"]))
-    t.add_row("model", f"{safe(model.get('spec'))} ({model.get('embed_dim')}-d, {model.get('image_size')}px)")
+    t.add_row("model", f"{safe(model.get('spec'))} ({model.get('embed_dim')}-d, {model.get('image_size')}px, "
+                       f"{model.get('precision', 'fp32')})")
     t.add_row("vector index", f"{data['index_type']}, {data['vectors']} vectors")
     t.add_row("size on disk", human_size(data["disk_bytes"]))
     vanished = set(data["vanished_roots"])
@@ -270,6 +279,7 @@ def reindex(
     vectors_only: bool = typer.Option(False, "--vectors-only", help="Rebuild only the FAISS index from the stored embeddings (no image is decoded)."),
     index_type: Optional[str] = typer.Option(None, "--type", help="flat, ivf or hnsw (default: chosen by collection size)."),
     device: Optional[str] = typer.Option(None, "--device"),
+    backend: Optional[str] = BackendOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Rebuild the vector index from stored embeddings, or re-encode every image with the store's model."""
@@ -283,7 +293,7 @@ def reindex(
         raise ClipsearchError(f"unknown index type {index_type!r}", f"choose one of {', '.join(INDEX_TYPES)}")
     if index_type and not vectors_only:
         raise ClipsearchError("--type goes with --vectors-only")
-    with open_store(index_path, device=device) as store:
+    with open_store(index_path, device=device, backend=backend) as store:
         started = time.perf_counter()
         if vectors_only:
             vi = store.rebuild_vectors(index_type)
