@@ -34,12 +34,16 @@ def wall(cmd: list[str], runs: int) -> float:
     return wall_rss(cmd, runs)[0]
 
 
+CPU: dict[str, float] = {}  # median CPU seconds (user + system) of each command measured: steadier than wall time
+                            # on a shared machine, where waiting for a core counts in wall time only
+
+
 def wall_rss(cmd: list[str], runs: int) -> tuple[float, float]:
-    """(median wall seconds, peak RSS MB of the child itself) of whole processes.
+    """(median wall seconds, peak RSS MB of the child itself) of whole processes; CPU[cmd] gets the median CPU.
 
     Linux carries a parent's RSS high-water mark into a forked child across exec, so this process stays small
     until every cold row is measured: the store is built and grown in subprocesses, warm rows come last."""
-    times, peak = [], 0.0
+    times, cpu, peak = [], [], 0.0
     for _ in range(runs):
         t = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -47,7 +51,9 @@ def wall_rss(cmd: list[str], runs: int) -> tuple[float, float]:
         times.append(time.perf_counter() - t)
         if os.waitstatus_to_exitcode(status) != 0:
             raise SystemExit(f"failed: {' '.join(cmd)}")
+        cpu.append(usage.ru_utime + usage.ru_stime)
         peak = max(peak, usage.ru_maxrss / 1024)
+    CPU[" ".join(cmd)] = statistics.median(cpu)
     return statistics.median(times), peak
 
 
@@ -103,6 +109,7 @@ def main() -> None:
         bare = wall([py, "-c", "pass"], args.runs)
         cold, cold_rss = wall_rss([py, "-m", "clipsearch", "query", args.query, "--index", str(store), "--paths"],
                                   args.runs)
+        cold_cpu = CPU[" ".join([py, "-m", "clipsearch", "query", args.query, "--index", str(store), "--paths"])]
         torch_path = wall([py, "-c", "import sys, clipsearch; s = clipsearch.open(sys.argv[1], create=False, backend='torch'); "
                                "s.encoder; print(s.search(sys.argv[2], k=10)[0].path)", str(store), args.query], args.runs)
         images = {b: wall_rss([py, "-m", "clipsearch", "query", "--image", example, "--index", str(store), "--paths",
@@ -120,7 +127,8 @@ def main() -> None:
     print(f"python -c 'pass' (interpreter start):             {bare:6.2f} s")
     print(f"python -c 'import torch' (floor for torch tools): {floor:6.2f} s")
     print(f"cold query through the torch model:               {torch_path:6.2f} s")
-    print(f"cold clipsearch query (CLI, start to output):     {cold:6.2f} s   peak RSS {cold_rss:5.0f} MB")
+    print(f"cold clipsearch query (CLI, start to output):     {cold:6.2f} s   peak RSS {cold_rss:5.0f} MB   "
+          f"CPU {cold_cpu:.2f} s (python -c pass: {CPU[' '.join([py, '-c', 'pass'])]:.2f} s)")
     for backend, (seconds, rss) in images.items():
         print(f"cold image query, --backend {backend:5s}:             {seconds:6.2f} s   peak RSS {rss:5.0f} MB")
     print(f"warm text query in-process ({fast}): p50 {p50:.1f} ms, p99 {p99:.1f} ms")

@@ -22,32 +22,18 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from . import schema
+from .catalog_layout import (  # noqa: F401 (re-exported)
+    HAS_VIDEO, VECTOR_DTYPE, VECTORS_VERSION, blobs_to_matrix, escape_like, vector_to_blob,
+)
 from .errors import ClipsearchError
 from .records import ChunkResult, Encoded, EncodedVideo, Failed, ImageRecord, Known  # noqa: F401
 from .schema import STILL, EmbeddingRow, ImageRow, MetaRow, RootRow, RunRow, utcnow
 
-VECTOR_DTYPE = np.float16
-VECTORS_VERSION = "vectors_version"
-HAS_VIDEO = "has_video"
 _CHUNK = 900  # ids per IN (...) clause: under SQLite's variable limit
-
-
-def vector_to_blob(vec: np.ndarray) -> bytes:
-    return np.asarray(vec, dtype=VECTOR_DTYPE).tobytes()
-
-
-def blobs_to_matrix(blobs: list[bytes], dim: int) -> np.ndarray:
-    if not blobs:
-        return np.zeros((0, dim), dtype=np.float32)
-    return np.frombuffer(b"".join(blobs), dtype=VECTOR_DTYPE).reshape(len(blobs), dim).astype(np.float32)
 
 
 def _ext(path: str) -> str:
     return os.path.splitext(path)[1].lower().lstrip(".")[:16]
-
-
-def escape_like(prefix: str) -> str:
-    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def under_clause(paths: Iterable[str]) -> Any:

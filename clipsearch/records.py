@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .schema import STILL
+from .catalog_layout import STILL
 
 
 @dataclass(frozen=True)

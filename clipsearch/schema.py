@@ -22,57 +22,12 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from .catalog_layout import SCHEMA_LATEST, SCHEMA_VERSION, STILL, path_from_db, path_to_db  # noqa: F401
 from .errors import ClipsearchError
 
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-
-
-# --- file names that are not UTF-8 ------------------------------------------------------------------------
-# POSIX names are bytes; Python shows undecodable bytes as lone surrogates (U+DC80..U+DCFF), which no SQL
-# text column accepts. They are stored as ESC + two hex digits, ESC itself as ESC ESC. ESC is a Unicode
-# noncharacter, and the code is per character and prefix-free, so path-prefix (LIKE) filters still work.
-_ESC = "\ufdd0"
-
-
-def path_to_db(path: str) -> str:
-    if _ESC not in path:
-        try:
-            path.encode("utf-8")
-            return path
-        except UnicodeEncodeError:
-            pass
-    parts = []
-    for ch in path:
-        code = ord(ch)
-        if ch == _ESC:
-            parts.append(_ESC + _ESC)
-        elif 0xDC80 <= code <= 0xDCFF:
-            parts.append(f"{_ESC}{code - 0xDC00:02x}")
-        elif 0xD800 <= code <= 0xDFFF:
-            raise ValueError(f"path holds a lone surrogate that no file name decodes to: {path!r}")
-        else:
-            parts.append(ch)
-    return "".join(parts)
-
-
-def path_from_db(text: str) -> str:
-    if _ESC not in text:
-        return text
-    parts, i = [], 0
-    while i < len(text):
-        ch = text[i]
-        if ch != _ESC:
-            parts.append(ch)
-            i += 1
-        elif text[i + 1:i + 2] == _ESC:
-            parts.append(_ESC)
-            i += 2
-        else:
-            parts.append(chr(0xDC00 + int(text[i + 1:i + 3], 16)))
-            i += 3
-    return "".join(parts)
 
 
 class FsPath(TypeDecorator):
@@ -91,9 +46,6 @@ class FsPath(TypeDecorator):
 # --- tables ---------------------------------------------------------------------------------------------
 class Base(DeclarativeBase):
     pass
-
-
-STILL = -1  # frame_ms of a still image; a video's frames carry their timestamp in milliseconds
 
 
 class ImageRow(Base):
@@ -151,9 +103,6 @@ class MetaRow(Base):
     value: Mapped[str] = mapped_column(Text)
 
 
-SCHEMA_VERSION = "schema_version"
-
-
 # --- migrations -----------------------------------------------------------------------------------------
 def _add_column(table: str, column_name: str) -> Callable[[Connection], None]:
     def step(conn: Connection) -> None:
@@ -180,6 +129,7 @@ MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     3: _video_frames,
 }
 LATEST = max(MIGRATIONS)
+assert LATEST == SCHEMA_LATEST, "catalog_layout.SCHEMA_LATEST must name the last migration"
 
 
 def stored_version(conn: Connection) -> int | None:

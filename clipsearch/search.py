@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 
-from .catalog import Catalog
 from .errors import ClipsearchError, NotFoundError
 from .images import DecodeError, decode, digest_bytes, read_and_decode
 from .scan import canonical
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .catalog import Catalog
+    from .catalog_reader import QuickCatalog
     from .indexer import ImageEncoder
     from .vector_store import VectorStore
 
@@ -177,7 +178,7 @@ class Query:
 class QueryEngine:
     """Answers queries from a catalog and a vector store; encoders are loaded only when a query needs them."""
 
-    def __init__(self, catalog: Catalog, vectors: "VectorStore", text_encoder: Callable[[], TextEncoder],
+    def __init__(self, catalog: "Catalog | QuickCatalog", vectors: "VectorStore", text_encoder: Callable[[], TextEncoder],
                  image_encoder: Callable[[], "ImageEncoder"]) -> None:
         self.catalog = catalog
         self.vectors = vectors

@@ -15,10 +15,10 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
-from .catalog import Catalog
 from .errors import ClipsearchError, ModelMismatchError, NotFoundError, StoreLockedError
 from .manifest import (
     CATALOG, LOCK_FILE, TEXT_ENCODER_DIR, THUMB_DIR, new_manifest, precision as stored_precision, read_manifest,
@@ -29,6 +29,8 @@ from .model_spec import ModelSpec, parse_spec
 BACKENDS = ("onnx", "torch")
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .catalog import Catalog
+    from .catalog_reader import QuickCatalog
     from .dupes import Duplicates
     from .catalog import ImageRecord
     from .indexer import Progress, RunSummary
@@ -68,6 +70,8 @@ class Store:
         self.progress: Progress | None = None  # where stages and notices go while a verb runs
         self._created_dir = False
         self._catalog: Catalog | None = None
+        self._quick: QuickCatalog | None = None
+        self._quick_tried = False
         self._vectors: VectorStore | None = None
         self._encoder: Encoder | OnnxImageEncoder | None = None
         self._fast_text: Any = None
@@ -76,6 +80,8 @@ class Store:
 
     # --- lifecycle -----------------------------------------------------------------------------------
     def close(self) -> None:
+        if self._quick is not None:
+            self._quick.close()
         if self._catalog is not None:
             self._catalog.close()
         if self._created_dir and self.manifest is None:  # nothing was stored (e.g. the model failed to load)
@@ -95,12 +101,28 @@ class Store:
             self._created_dir = True
 
     @property
-    def catalog(self) -> Catalog:
+    def catalog(self) -> "Catalog":
         if self._catalog is None:
+            from .catalog import Catalog
+
             if not self.readonly:
                 self._writable()
             self._catalog = Catalog(self.path / CATALOG, readonly=self.readonly)
         return self._catalog
+
+    @property
+    def reads(self) -> "Catalog | QuickCatalog":
+        """What queries read through: the catalog when it is open, else (a SQLite catalog at this release's
+        schema) a sqlite3 reader that spares a cold query SQLAlchemy and hands other verbs to the catalog."""
+        if self._catalog is not None:
+            return self._catalog
+        if not self._quick_tried:
+            from .catalog_reader import QuickCatalog
+
+            self._quick_tried = True
+            me = weakref.ref(self)  # no cycle: the store (and its memory-mapped files) goes when unused
+            self._quick = QuickCatalog.open(self.path / CATALOG, self.readonly, lambda: me().catalog)  # type: ignore[union-attr]
+        return self._quick if self._quick is not None else self.catalog
 
     @contextlib.contextmanager
     def writer_lock(self) -> Iterator[None]:
@@ -305,7 +327,7 @@ class Store:
         if self._vectors is None:
             from .vector_store import VectorStore
 
-            self._vectors = VectorStore(self.path, self.catalog, self.dim)
+            self._vectors = VectorStore(self.path, self.reads, self.dim)
         return self._vectors
 
     def vector_index(self) -> "VectorIndex":
@@ -420,7 +442,7 @@ class Store:
                             [str(i) for i in minus_image], k, list(under) if under else None,
                             list(ext) if ext else None, after, before, all_frames,
                             image_data=[i for i in images if isinstance(i, bytes)], like=list(like))
-        engine = QueryEngine(self.catalog, self.vectors, self.text_encoder, lambda: self.encoder)
+        engine = QueryEngine(self.reads, self.vectors, self.text_encoder, lambda: self.encoder)
         return engine.search(query)
 
     def duplicates(self, threshold: float = 0.99, exact: bool = False,

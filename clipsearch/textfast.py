@@ -18,6 +18,7 @@ import gzip
 import html
 import json
 import math
+import re
 import threading
 from pathlib import Path
 from typing import Iterable
@@ -44,30 +45,44 @@ def _bytes_to_unicode() -> dict[int, str]:
 
 
 class BPETokenizer:
-    def __init__(self, vocab_path: Path, context_length: int) -> None:
-        import regex
+    """open_clip's BPE, built for a fast start: merges stay keyed by their vocabulary line ("a b"), so nothing
+    is split into tuples up front, and plain printable ASCII text (what nearly every query is) skips ftfy and
+    the `regex` module, which cannot change it (the pattern's letter and digit classes are ASCII there)."""
 
-        merges_text = gzip.open(vocab_path).read().decode("utf-8").split("\n")
-        merges = [tuple(m.split()) for m in merges_text[1:49152 - 256 - 2 + 1]]
+    _PATTERN = r"""<start_of_text>|<end_of_text>|'s|'t|'re|'ve|'m|'ll|'d|{L}+|{N}|[^\s{L_}{N_}]+"""
+
+    def __init__(self, vocab_path: Path, context_length: int) -> None:
+        merges = gzip.open(vocab_path).read().decode("utf-8").split("\n")[1:49152 - 256 - 2 + 1]
         vocab = list(_bytes_to_unicode().values())
-        vocab = vocab + [v + "</w>" for v in vocab] + ["".join(m) for m in merges]
+        vocab = vocab + [v + "</w>" for v in vocab] + [m.replace(" ", "") for m in merges]
         vocab += ["<start_of_text>", "<end_of_text>"]
         self.encoder = {tok: i for i, tok in enumerate(vocab)}
-        self.ranks = {m: i for i, m in enumerate(merges)}
+        self.ranks = {m: i for i, m in enumerate(merges)}  # "first second" → merge priority
         self.sot, self.eot = self.encoder["<start_of_text>"], self.encoder["<end_of_text>"]
         self.context_length = context_length
-        self.pat = regex.compile(r"""<start_of_text>|<end_of_text>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""",
-                                 regex.IGNORECASE)
+        self.ascii_pat = re.compile(self._PATTERN.format(L="[a-zA-Z]", N="[0-9]", L_="a-zA-Z", N_="0-9"),
+                                    re.IGNORECASE)
+        self._unicode_pat = None
         self.cache: dict[str, list[str]] = {}
+
+    @property
+    def unicode_pat(self):  # type: ignore[no-untyped-def]
+        if self._unicode_pat is None:
+            import regex
+
+            self._unicode_pat = regex.compile(self._PATTERN.format(L=r"[\p{L}]", N=r"[\p{N}]", L_=r"\p{L}",
+                                                                   N_=r"\p{N}"), regex.IGNORECASE)
+        return self._unicode_pat
 
     def _bpe(self, token: str) -> list[str]:
         if token in self.cache:
             return self.cache[token]
         word = list(token[:-1]) + [token[-1] + "</w>"]
+        ranks = self.ranks
         while len(word) > 1:
             pairs = {(a, b) for a, b in zip(word, word[1:])}
-            best = min(pairs, key=lambda p: self.ranks.get(p, float("inf")))
-            if best not in self.ranks:
+            best = min(pairs, key=lambda p: ranks.get(f"{p[0]} {p[1]}", float("inf")))
+            if f"{best[0]} {best[1]}" not in ranks:
                 break
             merged: list[str] = []
             i = 0
@@ -83,12 +98,15 @@ class BPETokenizer:
         return word
 
     def encode(self, text: str) -> list[int]:
-        import ftfy
+        plain = text.isascii() and text.isprintable() and "&" not in text  # ftfy leaves such text as it is
+        if not plain:
+            import ftfy
 
-        text = " ".join(html.unescape(html.unescape(ftfy.fix_text(text))).strip().split()).lower()
+            text = ftfy.fix_text(text)
+        text = " ".join(html.unescape(html.unescape(text)).strip().split()).lower()
         byte_encoder = _bytes_to_unicode()
         ids: list[int] = []
-        for token in self.pat.findall(text):
+        for token in (self.ascii_pat if text.isascii() else self.unicode_pat).findall(text):
             if token in ("<start_of_text>", "<end_of_text>"):  # special tokens typed in the text, as open_clip
                 ids.append(self.encoder[token])
                 continue

@@ -11,13 +11,16 @@ import json
 import threading
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .catalog import VECTOR_DTYPE, Catalog
+from .catalog_layout import VECTOR_DTYPE
 from .fsutil import atomic_write, atomic_write_text
 from .vectors import VectorIndex, choose_type, import_faiss, ivf_nlist
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .catalog import Catalog
 
 FAISS_FILE = "vectors.faiss"
 
@@ -73,7 +76,7 @@ def why_not(kind: str, n: int) -> str:
 class VectorStore:
     """The in-memory FAISS index of one store, mirrored from the catalog and saved beside it."""
 
-    def __init__(self, folder: Path, catalog: Catalog, dim: int) -> None:
+    def __init__(self, folder: Path, catalog: "Catalog", dim: int) -> None:
         self.path = Path(folder) / FAISS_FILE
         self.catalog = catalog
         self.dim = dim

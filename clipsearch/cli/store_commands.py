@@ -112,6 +112,9 @@ def query(
     """Find images by text, by example image, or both."""
     if not any(t.strip() for t in (text or [])) and not image:
         raise ClipsearchError("empty query", 'give some text, e.g. clipsearch query "a dog on grass", or --image PATH')
+    # One query's matrix products are tiny (a few tokens): OpenBLAS's threads only spin, costing ~1 s of CPU
+    # on 2 cores. Set before NumPy loads (nothing has imported it yet in a CLI process); a user's value wins.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from ..store import open_store
     from ..terminal import IMAGE_TERMINALS, image_protocol
 
