@@ -1,4 +1,5 @@
-"""The catalog: the only code that speaks SQL. Images, their embeddings, roots, runs, failures.
+"""The catalog: the code that speaks SQL (a query's few plain reads are also in `catalog_reader`, over
+sqlite3, so a cold query skips SQLAlchemy). Images, their embeddings, roots, runs, failures.
 
 Embeddings live in the catalog itself (float16 blobs keyed by the image id), so one transaction commits
 rows and vectors together: the two can never disagree, whatever moment a run is killed at. Callers use the
