@@ -150,6 +150,11 @@ class RayPool:
 
     def encode(self, items: list[tuple["FileFacts", "Known | None"]], encoder: "ImageEncoder", batch_size: int,
                writer: "ChunkWriter") -> None:
+        unreachable = _unreachable(self.address)  # before importing Ray (seconds): it retries for minutes
+        if unreachable:
+            raise ClipsearchError(f"cannot reach the Ray cluster at {self.address}: {unreachable}",
+                                  "check the address (ray start --head prints it) and that the head is running",
+                                  param="ray_address")
         ray = _import_ray()
         started_here = self._connect(ray)
         try:
@@ -161,11 +166,6 @@ class RayPool:
     def _connect(self, ray: Any) -> bool:
         if ray.is_initialized():
             return False
-        unreachable = _unreachable(self.address)
-        if unreachable:
-            raise ClipsearchError(f"cannot reach the Ray cluster at {self.address}: {unreachable}",
-                                  "check the address (ray start --head prints it) and that the head is running",
-                                  param="ray_address")
         try:
             ray.init(address=self.address, logging_level=logging.ERROR, log_to_driver=False, include_dashboard=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
