@@ -78,7 +78,7 @@ class EncoderRecipe:
 class _EncodeActor:
     """A Ray Data callable class: one per actor, the model loaded once in `__init__`, one batch per call."""
 
-    recipe: EncoderRecipe  # set on a subclass made per run (`_actor_class`): no constructor arguments to keep
+    recipe: EncoderRecipe  # set on a subclass made per run (`RayPool._run`): no constructor arguments
 
     def __init__(self) -> None:
         import ray
@@ -103,20 +103,20 @@ class _EncodeActor:
             except DecodeError as exc:
                 return exc
 
-        for first, paths, known in zip(rows["first"], rows["paths"], rows["known"]):
-            for i, (path, result) in enumerate(zip(paths, self.decoders.map(one, list(paths)))):
+        for first, paths, known in zip(rows["first"], rows["paths"], rows["known"]):  # one row: one encoder batch
+            for i, result in enumerate(self.decoders.map(one, list(paths))):
                 index.append(int(first) + i)
                 if isinstance(result, DecodeError):
-                    status.append(FAILED), digest.append(""), width.append(0), height.append(0)
-                    fmt.append(""), error.append(str(result))
-                    continue
-                dig, dec = result
-                same = dig == known[i]
-                status.append(SAME if same else OK), digest.append(dig), width.append(dec.width)
-                height.append(dec.height), fmt.append(dec.format or ""), error.append("")
-                if not same:
-                    encode_at.append(len(index) - 1)
-                    pixels.append(dec.pixels)
+                    facts: tuple[int, str, int, int, str, str] = (FAILED, "", 0, 0, "", str(result))
+                else:
+                    dig, dec = result
+                    same = dig == known[i]
+                    facts = (SAME if same else OK, dig, dec.width, dec.height, dec.format or "", "")
+                    if not same:
+                        encode_at.append(len(index) - 1)
+                        pixels.append(dec.pixels)
+                for column, value in zip((status, digest, width, height, fmt, error), facts):
+                    column.append(value)
         vectors = np.zeros((len(index), dim), dtype=np.float32)
         if pixels:
             vectors[encode_at] = self.encoder.encode_images(np.stack(pixels))
