@@ -217,13 +217,7 @@ class RayPool:
         except Exception as exc:
             if not _from_ray(exc):
                 raise  # e.g. the writer's own errors
-            cause = _user_error(exc)
-            if isinstance(cause, ClipsearchError):  # e.g. a worker without the model: its own words
-                raise ClipsearchError(getattr(cause, "message", None) or _first_line(cause), getattr(cause, "hint", None),
-                                      getattr(cause, "param", None)) from None
-            raise ClipsearchError(f"encoding on Ray failed: {_first_line(cause)}",
-                                  "run again with CLIPSEARCH_DEBUG=1 and read the worker's log (ray logs); what was "
-                                  "committed so far is kept", param="ray_address") from None
+            raise _as_clipsearch_error(exc) from None
         finally:
             context.execution_options.preserve_order, context.enable_progress_bars = saved
             data_log.setLevel(level)
@@ -273,15 +267,35 @@ def _from_ray(exc: BaseException) -> bool:
     return any(t.__module__.split(".")[0] == "ray" for t in type(exc).__mro__)
 
 
-def _user_error(exc: BaseException) -> BaseException:
-    """The exception a worker raised, through Ray's wrappers (RayTaskError, UserCodeException, ...)."""
-    seen = exc
-    for _ in range(8):
-        cause = getattr(seen, "cause", None) or seen.__cause__
-        if cause is None or cause is seen:
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception and what it wraps: Ray's `cause`, then Python's `__cause__` / `__context__`."""
+    seen = [exc]
+    while len(seen) < 10:
+        last = seen[-1]
+        nxt = getattr(last, "cause", None) or last.__cause__ or last.__context__
+        if not isinstance(nxt, BaseException) or nxt in seen:
             break
-        seen = cause
+        seen.append(nxt)
     return seen
+
+
+def _as_clipsearch_error(exc: BaseException) -> ClipsearchError:
+    """One line for what went wrong on a worker. A ClipsearchError raised there comes back as itself inside
+    Ray's wrappers, or, when the actor died in `__init__` (e.g. no model export), only as text in Ray's message."""
+    chain = _chain(exc)
+    for e in chain:
+        if isinstance(e, ClipsearchError) and getattr(e, "message", None):
+            return ClipsearchError(e.message, e.hint, e.param or "ray_address")
+    for e in chain:
+        for line in str(e).splitlines():
+            if "ClipsearchError: " in line:
+                return ClipsearchError(f"a Ray worker failed: {line.split('ClipsearchError: ', 1)[1].strip()}",
+                                       "fix it on the workers and run again; what was committed so far is kept",
+                                       param="ray_address")
+    told = next((e for e in chain if str(e).strip()), exc)
+    return ClipsearchError(f"encoding on Ray failed: {_first_line(told)}",
+                           "run again with CLIPSEARCH_DEBUG=1 and read the worker's log (ray logs); what was "
+                           "committed so far is kept", param="ray_address")
 
 
 def _first_line(exc: BaseException) -> str:
