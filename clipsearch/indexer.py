@@ -52,9 +52,11 @@ class ImageEncoder(Protocol):
 @dataclass
 class Workbench:
     """What the pipeline needs beyond the catalog, each loaded on first use: `encoder()` loads the model (and
-    records it in the store), `vectors()` opens the vector store."""
+    records it in the store), `vectors()` opens the vector store. `pool`, when given, encodes the still images
+    elsewhere (e.g. on a Ray cluster) with the same model; the results are committed here, by this process."""
     encoder: Callable[[], ImageEncoder]
     vectors: Callable[[], "VectorStore"]
+    pool: "EncodePool | None" = None
 
 
 @dataclass
@@ -244,7 +246,7 @@ def run_index(catalog: Catalog, bench: Workbench, roots: list[str], scanned: Sca
                 summary.removed = len(gone)
             todo = d.todo + [(facts, None) for facts in new]
             if todo:
-                _encode_all(catalog, vectors, bench.encoder(), todo, summary, options, progress)
+                _encode_all(catalog, vectors, bench.encoder(), todo, summary, options, progress, bench.pool)
             vectors.retype_if_needed()
             vectors.save()
         else:
@@ -261,15 +263,107 @@ def run_index(catalog: Catalog, bench: Workbench, roots: list[str], scanned: Sca
     return summary
 
 
+def same_content(known: Known | None, digest: str) -> bool:
+    """A changed stat over unchanged content: the row keeps its embedding, only its stat is refreshed."""
+    return known is not None and known.ok and known.has_vector and known.digest == digest
+
+
+def is_video_file(path: str) -> bool:
+    """Sampled as frames (by name, or sniffed when the extension is not an image's)."""
+    return is_video_name(path) or (os.path.splitext(path)[1].lower() not in IMAGE_EXTENSIONS
+                                   and sniff_file(path) == "VIDEO")
+
+
+class ChunkWriter:
+    """The single writer of a run: takes results one file at a time, in any order, from wherever they were
+    encoded, and commits them in chunks (`commit_every` results, or every COMMIT_SECONDS), each chunk one
+    catalog transaction mirrored into the vector store. What was committed survives any interruption."""
+
+    def __init__(self, catalog: Catalog, vectors: "VectorStore", summary: RunSummary, options: IndexOptions,
+                 progress: Progress | None) -> None:
+        self.catalog, self.vectors, self.summary, self.options, self.progress = \
+            catalog, vectors, summary, options, progress
+        self.pending = _Pending()
+        self.last_commit = time.perf_counter()
+
+    def encoded(self, facts: FileFacts, known: Known | None, digest: str, width: int, height: int, fmt: str,
+                vector: np.ndarray) -> None:
+        if vector.shape[-1] != self.vectors.dim:
+            raise ClipsearchError(f"the model makes {vector.shape[-1]}-d embeddings but the store holds "
+                                  f"{self.vectors.dim}-d ones", "index into a new store, or re-embed this one")
+        self.summary.encoded += 1
+        self.pending.encoded.append(Encoded(facts.path, facts.size, facts.mtime_ns, digest, width, height, fmt,
+                                            vector, known))
+        self._done()
+
+    def failed(self, facts: FileFacts, known: Known | None, error: str) -> None:
+        self.pending.failed.append(Failed(facts.path, facts.size, facts.mtime_ns, error, known))
+        self._done()
+
+    def unchanged(self, facts: FileFacts, known: Known) -> None:
+        """Same content under a new stat (see `same_content`)."""
+        self.pending.touched.extend((i, facts.size, facts.mtime_ns) for i in known.all_ids)
+        self._done()
+
+    def video(self, video: EncodedVideo) -> None:
+        self.summary.encoded += len(video.frames)
+        self.pending.videos.append(video)
+        self._done()
+
+    def _done(self) -> None:
+        if self.progress:
+            self.progress.advance(1)
+        if len(self.pending) >= self.options.commit_every or \
+                time.perf_counter() - self.last_commit > COMMIT_SECONDS:
+            self.commit()
+
+    def commit(self) -> None:
+        pending, summary = self.pending, self.summary
+        if len(pending):
+            result = self.catalog.commit_chunk(pending.encoded, pending.failed, pending.touched, pending.videos)
+            self.vectors.apply(result.removed_ids, result.vector_ids, pending.vectors(), result.version)
+            summary.added += result.added
+            summary.updated += result.updated
+            summary.unchanged += len(pending.touched)
+            summary.failed += len(pending.failed)
+            summary.failures.extend((f.path, f.error) for f in pending.failed)
+            pending.clear()
+        self.last_commit = time.perf_counter()
+
+
+class EncodePool(Protocol):
+    """Encodes still images somewhere else (e.g. `ray_pool.RayPool`: actors on a cluster) with the same model
+    as `encoder` — same backend, precision and batches, so the same embeddings — and hands every file's result
+    to `writer` as it arrives (`encoded`, `failed` or `unchanged`)."""
+
+    def encode(self, items: list[tuple[FileFacts, Known | None]], encoder: ImageEncoder, batch_size: int,
+               writer: ChunkWriter) -> None: ...
+
+
 def _encode_all(catalog: Catalog, vectors: "VectorStore", encoder: ImageEncoder,
                 todo: list[tuple[FileFacts, Known | None]], summary: RunSummary, options: IndexOptions,
-                progress: Progress | None) -> None:
-    size, mode = encoder.image_size, encoder.resize_mode
+                progress: Progress | None, pool: EncodePool | None = None) -> None:
     batch_size = options.batch_size or encoder.default_batch_size
-    workers = options.workers or max(2, os.cpu_count() or 2)
     if progress:
         progress.start(len(todo), "encoding")
-    pending = _Pending()
+    writer = ChunkWriter(catalog, vectors, summary, options, progress)
+    if pool is not None:
+        stills = [(f, k) for f, k in todo if not is_video_file(f.path)]
+        if stills:
+            t = time.perf_counter()
+            pool.encode(stills, encoder, batch_size, writer)
+            summary.encode_seconds += time.perf_counter() - t
+            todo = [(f, k) for f, k in todo if is_video_file(f.path)]  # videos: frames are encoded here
+    if todo:
+        _encode_here(encoder, todo, summary, options, writer, batch_size)
+    writer.commit()
+
+
+def _encode_here(encoder: ImageEncoder, todo: list[tuple[FileFacts, Known | None]], summary: RunSummary,
+                 options: IndexOptions, writer: ChunkWriter, batch_size: int) -> None:
+    """Decode in threads ahead of the encoder, encode in batches, in this process."""
+    size, mode = encoder.image_size, encoder.resize_mode
+    workers = options.workers or max(2, os.cpu_count() or 2)
     batch: list[tuple[FileFacts, Known | None, str, Decoded]] = []
 
     def flush_batch() -> None:
@@ -277,72 +371,40 @@ def _encode_all(catalog: Catalog, vectors: "VectorStore", encoder: ImageEncoder,
             return
         t = time.perf_counter()
         vecs = encoder.encode_images(np.stack([d.pixels for _f, _k, _d, d in batch]))
-        if vecs.shape[1] != vectors.dim:
-            raise ClipsearchError(f"the model makes {vecs.shape[1]}-d embeddings but the store holds "
-                                  f"{vectors.dim}-d ones", "index into a new store, or re-embed this one")
         summary.encode_seconds += time.perf_counter() - t
-        summary.encoded += len(batch)
         for (facts, known, digest, dec), vec in zip(batch, vecs):
-            pending.encoded.append(Encoded(facts.path, facts.size, facts.mtime_ns, digest, dec.width, dec.height,
-                                           dec.format, vec, known))
-        if progress:
-            progress.advance(len(batch))
+            writer.encoded(facts, known, digest, dec.width, dec.height, dec.format, vec)
         batch.clear()
 
-    def commit() -> None:
-        if len(pending):
-            result = catalog.commit_chunk(pending.encoded, pending.failed, pending.touched, pending.videos)
-            vectors.apply(result.removed_ids, result.vector_ids, pending.vectors(), result.version)
-            summary.added += result.added
-            summary.updated += result.updated
-            summary.unchanged += len(pending.touched)
-            summary.failed += len(pending.failed)
-            summary.failures.extend((f.path, f.error) for f in pending.failed)
-            pending.clear()
-
     def decode(path: str) -> tuple[str, Decoded] | VideoFrames:
-        if is_video_name(path) or (os.path.splitext(path)[1].lower() not in IMAGE_EXTENSIONS
-                                   and sniff_file(path) == "VIDEO"):
+        if is_video_file(path):
             return sample_frames(path, size, mode, options.frame_interval)
         return read_and_decode(path, size, mode)
 
     def add_video(facts: FileFacts, known: Known | None, video: VideoFrames) -> None:
-        if known is not None and known.ok and known.has_vector and known.digest == video.digest:
-            pending.touched.extend((i, facts.size, facts.mtime_ns) for i in known.all_ids)  # same content
-        else:
-            t = time.perf_counter()
-            pixels = np.stack([p for _ms, p in video.frames])
-            vecs = np.concatenate([encoder.encode_images(pixels[i:i + batch_size])
-                                   for i in range(0, len(pixels), batch_size)])
-            summary.encode_seconds += time.perf_counter() - t
-            summary.encoded += len(vecs)
-            pending.videos.append(EncodedVideo(facts.path, facts.size, facts.mtime_ns, video.digest, video.width,
-                                               video.height, video.format,
-                                               [(ms, v) for (ms, _p), v in zip(video.frames, vecs)], known))
-        if progress:
-            progress.advance(1)
+        if known is not None and same_content(known, video.digest):
+            writer.unchanged(facts, known)
+            return
+        t = time.perf_counter()
+        pixels = np.stack([p for _ms, p in video.frames])
+        vecs = np.concatenate([encoder.encode_images(pixels[i:i + batch_size])
+                               for i in range(0, len(pixels), batch_size)])
+        summary.encode_seconds += time.perf_counter() - t
+        writer.video(EncodedVideo(facts.path, facts.size, facts.mtime_ns, video.digest, video.width, video.height,
+                                  video.format, [(ms, v) for (ms, _p), v in zip(video.frames, vecs)], known))
 
-    last_commit = time.perf_counter()
     for facts, known, fut in decode_stream(todo, decode, workers, prefetch=batch_size * 3):
         try:
             result = fut.result()
         except DecodeError as exc:
-            pending.failed.append(Failed(facts.path, facts.size, facts.mtime_ns, str(exc), known))
-            if progress:
-                progress.advance(1)
+            writer.failed(facts, known, str(exc))
         else:
             if isinstance(result, VideoFrames):
                 add_video(facts, known, result)
-            elif known is not None and known.ok and known.has_vector and known.digest == result[0]:
-                pending.touched.append((known.id, facts.size, facts.mtime_ns))  # stat changed, content did not
-                if progress:
-                    progress.advance(1)
+            elif known is not None and same_content(known, result[0]):
+                writer.unchanged(facts, known)
             else:
                 batch.append((facts, known, *result))
                 if len(batch) >= batch_size:
                     flush_batch()
-        if len(pending) >= options.commit_every or (len(pending) and time.perf_counter() - last_commit > COMMIT_SECONDS):
-            commit()
-            last_commit = time.perf_counter()
     flush_batch()
-    commit()

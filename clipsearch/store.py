@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .catalog_reader import QuickCatalog
     from .dupes import Duplicates
     from .catalog import ImageRecord
-    from .indexer import Progress, RunSummary
+    from .indexer import EncodePool, Progress, RunSummary
     from .models import Encoder
     from .onnx_encoder import OnnxImageEncoder
     from .search import Hit, Hits
@@ -350,7 +350,8 @@ class Store:
     def add(self, paths: Iterable[str | Path], *, exclude: Iterable[str] = (), include_hidden: bool = False,
             verify: bool = False, frame_interval: float | None = None, batch_size: int | None = None,
             workers: int | None = None, progress: "Progress | None" = None, commit_every: int | None = None,
-            int8: bool | None = None, thumbnails: bool = False) -> "RunSummary":
+            int8: bool | None = None, thumbnails: bool = False, ray_address: str | None = None,
+            encode_pool: "EncodePool | None" = None) -> "RunSummary":
         """Index (or incrementally update) folders and files; `verify` re-hashes files whose stat is unchanged;
         `thumbnails` also makes the thumbnails the store lacks (what `serve` and contact sheets show), once per
         content.
@@ -358,6 +359,12 @@ class Store:
         `int8` (onnx backend): True encodes with the dynamically quantised image tower, False in fp32; None
         keeps the store's precision (a new store: the CPU default, `onnx_encoder.default_precision`). A store
         holds one precision: asking for the other is a ModelMismatchError.
+
+        `ray_address` encodes the still images on Ray actors (`ray_pool.RayPool`): "local" starts Ray on this
+        machine (or joins the cluster RAY_ADDRESS names), "auto" joins the cluster running here, "HOST:PORT" /
+        "ray://HOST:PORT" that cluster; every worker must see the files at the same paths. Results are committed
+        here, in chunks, exactly as in a local run. `encode_pool` takes any `EncodePool` instead (e.g. a
+        `RayPool` with a set number of actors).
         """
         from .config import settings
         from .indexer import IndexOptions, Workbench, run_index
@@ -384,7 +391,13 @@ class Store:
                         raise ClipsearchError(f"frame_interval must be positive, got {frame_interval}",
                                               param="frame_interval")
                     options.frame_interval = frame_interval
-                bench = Workbench(encoder=self._prepare_encoder, vectors=lambda: self.vectors)
+                if ray_address is not None and encode_pool is None:
+                    from .ray_pool import RayPool
+
+                    encode_pool = RayPool(None if ray_address == "local" else ray_address)
+                if encode_pool is not None and hasattr(encode_pool, "for_device"):
+                    encode_pool = encode_pool.for_device(self.device)
+                bench = Workbench(encoder=self._prepare_encoder, vectors=lambda: self.vectors, pool=encode_pool)
                 summary = run_index(self.catalog, bench, roots, scanned, options, progress, other_roots=store_roots)
             if thumbnails and self.manifest is not None:
                 summary.thumbnails, failed = self.make_thumbnails(workers=workers, progress=progress)

@@ -46,6 +46,8 @@ def index(
     int8: Optional[bool] = typer.Option(None, "--int8/--fp32", help="Onnx backend: encode images with the int8 (dynamically quantised) image tower, or in fp32. A store keeps the precision it was started with. Default: the store's; a new store's on a CPU: " + _default_precision() + "."),
     backend: Optional[str] = BackendOpt,
     thumbnails: bool = typer.Option(False, "--thumbnails", help="Also make the thumbnails that serve and --grid show (256 px WebP, cached in the store)."),
+    ray: bool = typer.Option(False, "--ray", help="Encode on Ray actors (pip install \"clipsearch[ray]\"): Ray on this machine, or the cluster RAY_ADDRESS names. Files must be at the same paths on every worker (a shared filesystem)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Encode on this Ray cluster (implies --ray): auto (the one started here with ray start), HOST:PORT or ray://HOST:PORT."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Index folders incrementally: new, changed, moved and deleted files are handled."""
@@ -60,7 +62,8 @@ def index(
             store.switch_model(model, batch_size=batch_size, workers=workers, progress=progress)  # type: ignore[arg-type]
         summary = store.add(paths, exclude=exclude, include_hidden=include_hidden, verify=verify,
                             frame_interval=frame_interval, batch_size=batch_size, workers=workers,
-                            progress=progress, int8=int8, thumbnails=thumbnails)
+                            progress=progress, int8=int8, thumbnails=thumbnails,
+                            ray_address=ray_address or ("local" if ray else None))
     if as_json:
         emit_json(summary.to_dict())
         return
