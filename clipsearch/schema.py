@@ -4,7 +4,8 @@ Migrations: the `meta` table keeps `schema_version`. A store from an older relea
 open, one numbered step at a time, embeddings kept (a store written before versioning counts as version 1).
 Each step is plain DDL that SQLite and PostgreSQL both accept, and is safe to run again: pysqlite commits DDL
 as it runs (no BEGIN before it), so a process killed mid-upgrade can leave a step done but its version not
-recorded, and the next open redoes the step. We chose this small runner over Alembic:
+recorded, and the next open redoes the step. On PostgreSQL DDL is transactional: an upgrade is all or nothing,
+and the catalog runs it under an advisory lock, so two processes opening an old catalog upgrade it once. We chose this small runner over Alembic:
 the schema is one file, steps are a few lines each, and it adds no dependency or migration folder to
 ship (the approach of simonw/llm and rclip).
 """
@@ -152,6 +153,7 @@ class MetaRow(Base):
 
 
 SCHEMA_VERSION = "schema_version"
+VECTORS_VERSION = "vectors_version"  # bumped by every transaction that changes vectors (catalog.py)
 
 
 # --- migrations -----------------------------------------------------------------------------------------
@@ -210,6 +212,7 @@ def upgrade(conn: Connection) -> None:
     if version is None:
         Base.metadata.create_all(conn)
         _set_version(conn, LATEST)
+        conn.execute(MetaRow.__table__.insert().values(key=VECTORS_VERSION, value="0"))
         return
     if version == LATEST:
         return

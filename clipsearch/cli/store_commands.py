@@ -46,6 +46,7 @@ def index(
     int8: Optional[bool] = typer.Option(None, "--int8/--fp32", help="Onnx backend: encode images with the int8 (dynamically quantised) image tower, or in fp32. A store keeps the precision it was started with. Default: the store's; a new store's on a CPU: " + _default_precision() + "."),
     backend: Optional[str] = BackendOpt,
     thumbnails: bool = typer.Option(False, "--thumbnails", help="Also make the thumbnails that serve and --grid show (256 px WebP, cached in the store)."),
+    db: Optional[str] = typer.Option(None, "--db", help="New stores: keep the catalog in this database (postgresql+psycopg://USER@HOST/DB; password from PGPASSWORD or ~/.pgpass), not in SQLite in the store folder; default CLIPSEARCH_DB. The folder remembers it."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Index folders incrementally: new, changed, moved and deleted files are handled."""
@@ -54,7 +55,8 @@ def index(
     if reembed and not model:
         raise ClipsearchError("--reembed needs --model NEW_MODEL")
     progress_console = ui.err if as_json else ui.out
-    with open_store(index_path, None if reembed else model, create=True, device=device, backend=backend) as store, \
+    with open_store(index_path, None if reembed else model, create=True, device=device, backend=backend,
+                    db=db) as store, \
             RichProgress(progress_console) as progress:
         if reembed:
             store.switch_model(model, batch_size=batch_size, workers=workers, progress=progress)  # type: ignore[arg-type]
