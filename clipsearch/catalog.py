@@ -394,7 +394,8 @@ class Catalog:
             r = s.scalars(select(RunRow).order_by(RunRow.id.desc()).limit(1)).first()
         if r is None:
             return None
-        return {"id": r.id, "started_at": r.started_at, "finished_at": r.finished_at, "status": r.status, "added": r.added,
+        return {"id": r.id, "started_at": r.started_at, "finished_at": r.finished_at, "status": r.status,
+                "added": r.added,
                 "updated": r.updated, "moved": r.moved, "removed": r.removed, "unchanged": r.unchanged,
                 "failed": r.failed, "seconds": r.seconds}
 
@@ -500,8 +501,8 @@ class Catalog:
                     s.flush()
                     s.add(EmbeddingRow(image_id=row.id, vector=vector_to_blob(vec)))
                     result.vector_ids.append(row.id)
-            if videos:
-                s.merge(MetaRow(key=HAS_VIDEO, value="1"))
+            if videos and not _get_meta(s, HAS_VIDEO):
+                _set_flag(s, HAS_VIDEO)
             for image_id, size, mtime_ns in touched:
                 s.execute(update(ImageRow).where(ImageRow.id == image_id)
                           .values(size=size, mtime_ns=mtime_ns, indexed_at=now))
@@ -546,6 +547,16 @@ def _release(conn: Connection) -> None:
         conn.invalidate()  # a broken connection: closing it for real ends the session and its locks
     finally:
         conn.close()
+
+
+def _set_flag(session: Session, key: str) -> None:
+    """meta[key] = "1", also when another writer sets it in the same moment (no unique-key error)."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        session.execute(pg_insert(MetaRow).values(key=key, value="1").on_conflict_do_nothing())
+    else:
+        session.execute(insert(MetaRow).values(key=key, value="1").prefix_with("OR IGNORE"))
 
 
 def _get_meta(session: Session, key: str) -> str | None:

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 from .catalog import Catalog
 from .errors import ClipsearchError, ModelMismatchError, NotFoundError, StoreLockedError
 from .manifest import (
-    CATALOG, LOCK_FILE, TEXT_ENCODER_DIR, THUMB_DIR, catalog_url, new_manifest, precision as stored_precision, read_manifest,
-    write_manifest,
+    CATALOG, LOCK_FILE, TEXT_ENCODER_DIR, THUMB_DIR, catalog_url, new_manifest, precision as stored_precision,
+    read_manifest, write_manifest,
 )
 from .model_spec import ModelSpec, parse_spec
 
@@ -105,13 +105,14 @@ class Store:
         """The database URL to open: an existing store's recorded one (with a password from `db` or
         CLIPSEARCH_DB when they name the same database), a new store's `db` or CLIPSEARCH_DB, else None."""
         from .config import settings
-        from .database import parse_url, same_database
+        from .database import parse_url, public_url, same_database
 
         recorded = catalog_url(self.manifest)
         if self.manifest is not None:
             if db and (recorded is None or not same_database(parse_url(db), recorded)):
-                raise ClipsearchError(f"db {db if recorded is None else 'names another database'}: store "
-                                      f"{self.path} keeps its catalog in {recorded or 'its folder (SQLite)'}",
+                given = public_url(parse_url(db)) if recorded is None else "names another database"
+                raise ClipsearchError(f"db {given}: store {self.path} keeps its catalog in "
+                                      f"{recorded or 'its folder (SQLite)'}",
                                       "leave the database option out: a store's catalog stays where it was made",
                                       param="db")
             if recorded is None:
