@@ -114,8 +114,8 @@ class Catalog:
             raise
 
     def _check_owner(self, conn: Connection, folder: str, new: bool, claim: bool) -> None:
-        """A shared catalog belongs to one store: refuse another store's (unless ours is new and it is empty,
-        e.g. left by a first run that died before its store had a manifest)."""
+        """A shared catalog belongs to one store: refuse another store's (unless ours is new, in the same folder,
+        and the catalog is empty: left by a first run that died before its store had a manifest)."""
         meta = dict(conn.execute(select(MetaRow.key, MetaRow.value)
                                  .where(MetaRow.key.in_([STORE_ID, STORE_FOLDER]))).all())
         holder = meta.get(STORE_ID)
@@ -123,7 +123,7 @@ class Catalog:
             return
         empty = not conn.execute(select(ImageRow.id).limit(1)).first() and \
             not conn.execute(select(RootRow.id).limit(1)).first()
-        if not (empty and (holder is None or new)):
+        if not (empty and (holder is None or (new and meta.get(STORE_FOLDER) == folder))):
             raise ClipsearchError(f"the database {self.where} already holds the catalog of another store "
                                   f"({meta.get(STORE_FOLDER) or 'a store made elsewhere'})",
                                   "give each store its own database (createdb NAME), or open that store's folder")
