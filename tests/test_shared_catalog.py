@@ -20,6 +20,7 @@ from clipsearch.database import public_url
 from .conftest import INDEX_PER_CLASS, cli, cli_json, db_args, new_database
 
 TOTAL = INDEX_PER_CLASS * 12
+MODEL = "clipsearch-tiny"  # the shipped config, random init: these tests check counts, locks and paths, not relevance
 
 
 def _with_password(url: str, password: str) -> str:
@@ -27,11 +28,11 @@ def _with_password(url: str, password: str) -> str:
     return url.replace("postgres:@", f"postgres:{password}@").replace("postgres@", f"postgres:{password}@", 1)
 
 
-def test_cli_index_then_query_from_the_store_folder(runner, pg_server, photos: Path, trained_model: Path,
+def test_cli_index_then_query_from_the_store_folder(runner, pg_server, photos: Path,
                                                     tmp_path: Path) -> None:
     url = _with_password(new_database(pg_server), "s3cret-word")
     idx = tmp_path / "index"
-    first = cli_json(runner, "index", photos, "--index", idx, "--model", trained_model, "--db", url)
+    first = cli_json(runner, "index", photos, "--index", idx, "--model", MODEL, "--db", url)
     assert first["added"] == TOTAL
     manifest = (idx / "manifest.json").read_text()
     assert "s3cret-word" not in manifest  # the password stays in the environment, never in the folder
@@ -52,16 +53,16 @@ def test_cli_index_then_query_from_the_store_folder(runner, pg_server, photos: P
     assert again["unchanged"] == TOTAL and again["encoded"] == 0
 
 
-def test_clipsearch_db_names_new_stores_catalog_only(pg_server, photos: Path, trained_model: Path, tmp_path: Path,
+def test_clipsearch_db_names_new_stores_catalog_only(pg_server, photos: Path, tmp_path: Path,
                                                      monkeypatch) -> None:
     sqlite_store = tmp_path / "old"
-    with clipsearch.open(sqlite_store, model=str(trained_model)) as s:
+    with clipsearch.open(sqlite_store, model=MODEL) as s:
         s.add([photos / "red_circle_000.png"])
     url = new_database(pg_server)
     monkeypatch.setenv("CLIPSEARCH_DB", url)
     with clipsearch.open(sqlite_store) as s:  # an existing SQLite store keeps its catalog
         assert s.info()["catalog"] == "sqlite" and s.add([photos / "red_circle_001.png"]).added == 1
-    with clipsearch.open(tmp_path / "new", model=str(trained_model)) as s:
+    with clipsearch.open(tmp_path / "new", model=MODEL) as s:
         s.add([photos / "red_circle_000.png"])
         assert s.info()["catalog"] == public_url(url)
     with pytest.raises(ClipsearchError, match="keeps its catalog in its folder") as caught:
@@ -90,11 +91,11 @@ def test_unreachable_database_is_one_clear_error(runner, photos: Path, tmp_path:
     assert "pw@" not in result.stderr and "Traceback" not in result.stderr
 
 
-def test_a_database_holds_one_store(pg_server, photos: Path, trained_model: Path, tmp_path: Path) -> None:
+def test_a_database_holds_one_store(pg_server, photos: Path, tmp_path: Path) -> None:
     url = new_database(pg_server)
-    with clipsearch.open(tmp_path / "one", model=str(trained_model), db=url) as s:
+    with clipsearch.open(tmp_path / "one", model=MODEL, db=url) as s:
         s.add([photos / "red_circle_000.png"])
-    with clipsearch.open(tmp_path / "two", model=str(trained_model), db=url) as s:
+    with clipsearch.open(tmp_path / "two", model=MODEL, db=url) as s:
         with pytest.raises(ClipsearchError, match="already holds the catalog of another store") as caught:
             s.add([photos / "red_circle_001.png"])
     assert str(tmp_path / "one") in caught.value.message
@@ -112,12 +113,12 @@ def _two_folders(photos: Path, tmp_path: Path) -> tuple[Path, Path]:
     return a, b
 
 
-def test_same_folder_is_locked_other_folders_only_on_a_shared_catalog(photos: Path, trained_model: Path,
+def test_same_folder_is_locked_other_folders_only_on_a_shared_catalog(photos: Path,
                                                                       tmp_path: Path, runner,
                                                                       catalog_db: str | None) -> None:
     a, b = _two_folders(photos, tmp_path)
     idx = tmp_path / "index"
-    cli_json(runner, "index", a / "red_circle_000.png", "--index", idx, "--model", trained_model,
+    cli_json(runner, "index", a / "red_circle_000.png", "--index", idx, "--model", MODEL,
              *db_args(catalog_db))
     with clipsearch.open(idx) as holder, holder.writer_lock([str(a)]):
         same = cli(runner, "index", a, "--index", idx, ok=False)
@@ -131,14 +132,14 @@ def test_same_folder_is_locked_other_folders_only_on_a_shared_catalog(photos: Pa
         assert nested.exit_code == 1 and "being written by" in nested.stderr
 
 
-def test_two_writers_on_two_folders_at_once(photos: Path, trained_model: Path, tmp_path: Path, runner,
+def test_two_writers_on_two_folders_at_once(photos: Path, tmp_path: Path, runner,
                                             catalog_db: str | None) -> None:
     """Two `clipsearch index` processes, one per folder, started together on one store with small commits: on
     PostgreSQL both finish and the store holds both folders, consistent; on SQLite a writer that found the store
     busy said so and its rerun completes it."""
     a, b = _two_folders(photos, tmp_path)
     idx = tmp_path / "index"
-    cli_json(runner, "index", a / "red_circle_000.png", "--index", idx, "--model", trained_model,
+    cli_json(runner, "index", a / "red_circle_000.png", "--index", idx, "--model", MODEL,
              *db_args(catalog_db))
     env = {**os.environ, "CLIPSEARCH_COMMIT_EVERY": "4"}
     procs = [subprocess.Popen([sys.executable, "-m", "clipsearch", "index", str(folder), "--index", str(idx),
@@ -163,12 +164,12 @@ def test_two_writers_on_two_folders_at_once(photos: Path, trained_model: Path, t
         assert cli_json(runner, "index", folder, "--index", idx)["unchanged"] == TOTAL
 
 
-def test_run_lock_shows_in_progress_runs_on_a_shared_catalog(pg_server, photos: Path, trained_model: Path,
+def test_run_lock_shows_in_progress_runs_on_a_shared_catalog(pg_server, photos: Path,
                                                              tmp_path: Path) -> None:
     """A second writer starting does not mark the first one's run interrupted (it is still going)."""
     a, b = _two_folders(photos, tmp_path)
     idx = tmp_path / "index"
-    with clipsearch.open(idx, model=str(trained_model), db=new_database(pg_server)) as s:
+    with clipsearch.open(idx, model=MODEL, db=new_database(pg_server)) as s:
         s.add([a / "red_circle_000.png"])
     with clipsearch.open(idx) as first, first.writer_lock([str(a)]):
         running = first.catalog.begin_run()
