@@ -18,13 +18,16 @@ __all__ = ["open", "ClipsearchError", "ModelMismatchError", "ModelUnavailableErr
 
 
 def open(path: str | Path | None = None, model: str | None = None, *, create: bool = True,
-         device: str | None = None, readonly: bool | None = None, backend: str | None = None) -> "Store":
+         device: str | None = None, readonly: bool | None = None, backend: str | None = None,
+         db: str | None = None) -> "Store":
     """Open (or, with create=True, start) a store. `model` is needed only for a new store or to assert one.
 
     A new store's folder appears only when `add` first writes to it. `readonly` (default: when the folder is
     not writable) opens the catalog read-only: queries work, writes are refused. `backend` runs the image
-    tower in "onnx" (ONNX Runtime) or "torch"; by default onnx where the model exports, else torch.
+    tower in "onnx" (ONNX Runtime) or "torch"; by default onnx where the model exports, else torch. `db` puts
+    a new store's catalog in a database (a SQLAlchemy URL such as postgresql+psycopg://user@host/db; default
+    CLIPSEARCH_DB, else SQLite in the folder); the folder remembers it.
     """
     from .store import open_store
 
-    return open_store(path, model, create=create, device=device, readonly=readonly, backend=backend)
+    return open_store(path, model, create=create, device=device, readonly=readonly, backend=backend, db=db)

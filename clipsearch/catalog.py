@@ -3,33 +3,42 @@ sqlite3, so a cold query skips SQLAlchemy). Images, their embeddings, roots, run
 
 Embeddings live in the catalog itself (float16 blobs keyed by the image id), so one transaction commits
 rows and vectors together: the two can never disagree, whatever moment a run is killed at. Callers use the
-verbs of `Catalog` and plain records; no ORM row leaves this module. Everything SQLite-specific is in
-`_sqlite_engine`.
+verbs of `Catalog` and plain records; no ORM row leaves this module.
+
+The catalog lives in an SQLite file (the embedded default) or in a server database such as PostgreSQL
+(`database.py` makes the engine). A server catalog is *shared*: several writers, each on its own folders,
+and readers on other machines. Safety there comes from the database, not from a file lock: every change is one
+transaction, rows are unique per (path, frame), the vectors version is bumped by one atomic UPDATE (its row
+lock orders the commits, so versions are strictly increasing in commit order), and writers hold PostgreSQL
+advisory locks (`writer`): shared on the store and on each folder above theirs, exclusive on their own, so two
+runs on the same or nested folders exclude each other while runs on separate folders proceed together.
+A shared catalog records its owner (`store_id` in `meta`): a database holds one store's catalog.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
-import sqlite3
+import time
 from pathlib import Path
-from typing import Any, Iterable, Sequence
-from urllib.parse import quote
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
-from sqlalchemy import create_engine, delete, event, func, insert, select, update
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Connection, Integer, Text, cast, delete, func, insert, select, text, update
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
-from . import schema
+from . import database, schema
 from .catalog_layout import (  # noqa: F401 (re-exported)
     HAS_VIDEO, VECTOR_DTYPE, VECTORS_VERSION, blobs_to_matrix, escape_like, vector_to_blob,
 )
-from .errors import ClipsearchError
+from .errors import ClipsearchError, StoreLockedError
 from .records import ChunkResult, Encoded, EncodedVideo, Failed, ImageRecord, Known  # noqa: F401
 from .schema import STILL, EmbeddingRow, ImageRow, MetaRow, RootRow, RunRow, utcnow
 
+STORE_ID = "store_id"  # the store a shared catalog belongs to (its manifest holds the same id)
+STORE_FOLDER = "store_folder"  # where that store's folder was when it claimed the catalog (for messages)
 _CHUNK = 900  # ids per IN (...) clause: under SQLite's variable limit
 
 
@@ -48,47 +57,140 @@ def under_clause(paths: Iterable[str]) -> Any:
     return clause
 
 
-def _sqlite_engine(db_path: Path, readonly: bool) -> Engine:
-    """SQLite in WAL mode (readers answer while a run writes); read-only media open immutable."""
-    if readonly:
-        uri = f"file:{quote(os.fsencode(os.path.abspath(db_path)))}?immutable=1"
-        return create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False))
-    engine = create_engine(f"sqlite:///{db_path}")
-
-    @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=10000")
-        cur.close()
-
-    return engine
-
-
 class Catalog:
     """Images, embeddings, roots and runs of one store."""
 
-    def __init__(self, db_path: Path, readonly: bool = False) -> None:
+    def __init__(self, location: Path | str, readonly: bool = False, owner: str | None = None,
+                 folder: str = "", new: bool = False) -> None:
+        """`location`: the SQLite file, or a server database URL (a shared catalog, which belongs to the store
+        `owner`, whose folder is `folder`; `new`: a store without a manifest yet may claim an empty one)."""
         self.readonly = readonly
-        self.engine = _sqlite_engine(Path(db_path), readonly)
+        self.shared = database.is_url(location)
+        self.owner = owner or ""
+        self._lease: Connection | None = None  # a writer's connection: holds its advisory locks
+        if self.shared:
+            url = database.parse_url(str(location))
+            self.where = database.public_url(url)
+            self.engine = database.url_engine(url)
+        else:
+            self.where = str(location)
+            self.engine = database.sqlite_engine(Path(location), readonly)
         try:
             with self.engine.connect() as conn:
                 if readonly:
                     if schema.needs_upgrade(conn):
-                        raise ClipsearchError(f"the catalog {db_path} is from an older clipsearch and the store is "
-                                              "read-only", "open it once where it is writable to upgrade it")
+                        raise ClipsearchError(f"the catalog {self.where} is from an older clipsearch and the store "
+                                              "is read-only", "open it once where it is writable to upgrade it")
+                    if self.shared:
+                        self._check_owner(conn, folder, new, claim=False)
                 else:
                     with conn.begin():
+                        if self.shared:  # one upgrader (or new store claiming it) at a time
+                            conn.execute(select(func.pg_advisory_xact_lock(database.lock_key("clipsearch", "schema"))))
                         schema.upgrade(conn)
-        except OperationalError as exc:
+                        if self.shared:
+                            self._check_owner(conn, folder, new, claim=True)
+        except (OperationalError, DBAPIError) as exc:
             self.engine.dispose()
-            raise ClipsearchError(f"cannot open the catalog {db_path}: {exc.orig}",
-                                  "check that the store folder is readable (and writable for indexing)") from exc
+            if self.shared and isinstance(exc, OperationalError):
+                raise database.unreachable(url, exc) from exc
+            raise ClipsearchError(f"cannot open the catalog {self.where}: {exc.orig}",
+                                  "check that the store folder is readable (and writable for indexing)"
+                                  if not self.shared else "check the database user's rights") from exc
+        except ClipsearchError:
+            self.engine.dispose()
+            raise
+
+    def _check_owner(self, conn: Connection, folder: str, new: bool, claim: bool) -> None:
+        """A shared catalog belongs to one store: refuse another store's (unless ours is new, in the same folder,
+        and the catalog is empty: left by a first run that died before its store had a manifest)."""
+        meta = dict(conn.execute(select(MetaRow.key, MetaRow.value)
+                                 .where(MetaRow.key.in_([STORE_ID, STORE_FOLDER]))).all())
+        holder = meta.get(STORE_ID)
+        if holder == self.owner:
+            return
+        empty = not conn.execute(select(ImageRow.id).limit(1)).first() and \
+            not conn.execute(select(RootRow.id).limit(1)).first()
+        if not (empty and (holder is None or (new and meta.get(STORE_FOLDER) == folder))):
+            raise ClipsearchError(f"the database {self.where} already holds the catalog of another store "
+                                  f"({meta.get(STORE_FOLDER) or 'a store made elsewhere'})",
+                                  "give each store its own database (createdb NAME), or open that store's folder")
+        if claim:
+            for key, value in ((STORE_ID, self.owner), (STORE_FOLDER, folder)):
+                conn.execute(delete(MetaRow).where(MetaRow.key == key))
+                conn.execute(insert(MetaRow).values(key=key, value=value))
 
     def close(self) -> None:
+        if self._lease is not None:
+            self._lease.close()
+            self._lease = None
         self.engine.dispose()
+
+    # --- writers on a shared catalog ------------------------------------------------------------------
+    @contextlib.contextmanager
+    def writer(self, folders: Sequence[str] | None, wait: float = 0.0) -> Iterator[None]:
+        """Hold a writer's advisory locks for the block (shared catalogs): for `folders`, shared locks on the
+        store and on every folder above each, exclusive on each (runs on the same or nested folders exclude
+        each other; runs on separate folders do not); for None (the whole store: forget, rebuild), an
+        exclusive lock on the store. Waits up to `wait` seconds, then raises StoreLockedError. The locks go
+        with the connection, so a killed writer releases them at once."""
+        if not self.shared:
+            yield
+            return
+        store_key = database.lock_key(self.owner)
+        wanted: dict[int, bool] = {}  # key → exclusive
+        if folders is None:
+            wanted[store_key] = True
+        else:
+            wanted[store_key] = False
+            for folder in folders:
+                parts = folder.rstrip("/").split("/")
+                for i in range(1, len(parts)):
+                    wanted.setdefault(database.lock_key(self.owner, "/".join(parts[:i]) or "/"), False)
+                wanted[database.lock_key(self.owner, folder.rstrip("/") or "/")] = True
+        conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        deadline = time.monotonic() + wait
+        try:
+            while True:
+                taken = [conn.execute(select(func.pg_try_advisory_lock(key) if exclusive else
+                                             func.pg_try_advisory_lock_shared(key))).scalar()
+                         for key, exclusive in wanted.items()]
+                if all(taken):
+                    break
+                conn.execute(select(func.pg_advisory_unlock_all()))
+                if time.monotonic() >= deadline:
+                    what = "the store" if folders is None else ", ".join(folders)
+                    raise StoreLockedError(f"{what} is being written by {self._lock_holders(conn)} "
+                                           f"(catalog {self.where})",
+                                           "wait for that run to finish (queries still work meanwhile)")
+                time.sleep(0.2)
+        except BaseException:
+            _release(conn)
+            raise
+        self._lease = conn
+        try:
+            yield
+        finally:
+            self._lease = None
+            _release(conn)
+
+    def _lock_holders(self, conn: Connection) -> str:
+        names = conn.execute(text(
+            "SELECT DISTINCT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.pid <> pg_backend_pid() "
+            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())")).scalars().all()
+        return ", ".join(sorted(n for n in names if n)) or "another process"
+
+    def run_active(self, run_id: int) -> bool:
+        """Whether the run is still going (shared catalogs: its writer holds the run's advisory lock)."""
+        if not self.shared:
+            return False
+        key = database.lock_key(self.owner, "run", str(run_id))
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            free = conn.execute(select(func.pg_try_advisory_lock_shared(key))).scalar()
+            if free:
+                conn.execute(select(func.pg_advisory_unlock_shared(key)))
+        return not free
 
     def _session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
@@ -280,19 +382,32 @@ class Catalog:
             r = s.scalars(select(RunRow).order_by(RunRow.id.desc()).limit(1)).first()
         if r is None:
             return None
-        return {"started_at": r.started_at, "finished_at": r.finished_at, "status": r.status, "added": r.added,
+        return {"id": r.id, "started_at": r.started_at, "finished_at": r.finished_at, "status": r.status,
+                "added": r.added,
                 "updated": r.updated, "moved": r.moved, "removed": r.removed, "unchanged": r.unchanged,
                 "failed": r.failed, "seconds": r.seconds}
 
     # --- writing --------------------------------------------------------------------------------------
     def begin_run(self) -> int:
-        """Record a new run; runs left 'running' by a killed process become 'interrupted'."""
+        """Record a new run; runs left 'running' by a killed process become 'interrupted'. On a shared catalog
+        other writers' runs may be going on: only those whose writer is gone (its run lock is free) are, and
+        this run's lock is held by the writer's connection until it ends."""
         with self._session() as s, s.begin():
-            s.execute(update(RunRow).where(RunRow.status == "running").values(status="interrupted"))
+            if not self.shared:
+                s.execute(update(RunRow).where(RunRow.status == "running").values(status="interrupted"))
+            elif self._lease is not None:
+                for run_id in s.scalars(select(RunRow.id).where(RunRow.status == "running")):
+                    key = database.lock_key(self.owner, "run", str(run_id))
+                    if self._lease.execute(select(func.pg_try_advisory_lock(key))).scalar():
+                        self._lease.execute(select(func.pg_advisory_unlock(key)))
+                        s.execute(update(RunRow).where(RunRow.id == run_id).values(status="interrupted"))
             run = RunRow(status="running")
             s.add(run)
             s.flush()
-            return run.id
+            run_id = run.id
+        if self.shared and self._lease is not None:
+            self._lease.execute(select(func.pg_advisory_lock(database.lock_key(self.owner, "run", str(run_id)))))
+        return run_id
 
     def finish_run(self, run_id: int, status: str, counts: dict[str, Any], roots: Sequence[str],
                    missing_roots: Sequence[str] = ()) -> None:
@@ -374,8 +489,8 @@ class Catalog:
                     s.flush()
                     s.add(EmbeddingRow(image_id=row.id, vector=vector_to_blob(vec)))
                     result.vector_ids.append(row.id)
-            if videos:
-                s.merge(MetaRow(key=HAS_VIDEO, value="1"))
+            if videos and not _get_meta(s, HAS_VIDEO):
+                _set_flag(s, HAS_VIDEO)
             for image_id, size, mtime_ns in touched:
                 s.execute(update(ImageRow).where(ImageRow.id == image_id)
                           .values(size=size, mtime_ns=mtime_ns, indexed_at=now))
@@ -387,9 +502,10 @@ class Catalog:
         if not moves:
             return
         with self._session() as s, s.begin():
-            # Two passes so that swapping two names never collides on the unique path constraint.
+            # Two passes so that swapping two names never collides on the unique path constraint. The parking
+            # name starts with a noncharacter (no absolute path does) and holds no NUL (PostgreSQL text cannot).
             for _path, image_id, _size, _mtime in moves:
-                s.execute(update(ImageRow).where(ImageRow.id == image_id).values(path=f"\0moving\0{image_id}"))
+                s.execute(update(ImageRow).where(ImageRow.id == image_id).values(path=f"\ufdd1moving\ufdd1{image_id}"))
             for path, image_id, size, mtime in moves:
                 s.execute(update(ImageRow).where(ImageRow.id == image_id).values(
                     path=path, ext=_ext(path), size=size, mtime_ns=mtime, indexed_at=utcnow()))
@@ -411,6 +527,26 @@ class Catalog:
             return ids, len(root_rows), _bump_version(s)
 
 
+def _release(conn: Connection) -> None:
+    """Drop a session's advisory locks before its connection goes back to the pool (where it stays open)."""
+    try:
+        conn.execute(select(func.pg_advisory_unlock_all()))
+    except DBAPIError:
+        conn.invalidate()  # a broken connection: closing it for real ends the session and its locks
+    finally:
+        conn.close()
+
+
+def _set_flag(session: Session, key: str) -> None:
+    """meta[key] = "1", also when another writer sets it in the same moment (no unique-key error)."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        session.execute(pg_insert(MetaRow).values(key=key, value="1").on_conflict_do_nothing())
+    else:
+        session.execute(insert(MetaRow).values(key=key, value="1").prefix_with("OR IGNORE"))
+
+
 def _get_meta(session: Session, key: str) -> str | None:
     row = session.get(MetaRow, key)
     return row.value if row else None
@@ -425,9 +561,15 @@ def _get_version(session: Session) -> int:
 
 
 def _bump_version(session: Session) -> int:
-    new = _get_version(session) + 1
-    session.merge(MetaRow(key=VECTORS_VERSION, value=str(new)))
-    return new
+    """One atomic increment: its row lock, held to commit, orders concurrent writers' commits, so versions
+    rise strictly in commit order (a read-then-write would let two transactions take the same number)."""
+    new = session.execute(update(MetaRow).where(MetaRow.key == VECTORS_VERSION)
+                          .values(value=cast(cast(MetaRow.value, Integer) + 1, Text)).returning(MetaRow.value)
+                          .execution_options(synchronize_session=False)).scalar()
+    if new is None:  # a catalog that never held a vector
+        session.execute(insert(MetaRow).values(key=VECTORS_VERSION, value="1"))
+        return 1
+    return int(new)
 
 
 def _delete(session: Session, ids: Sequence[int]) -> None:

@@ -16,6 +16,7 @@ class Settings:
     commit_every: int  # CLIPSEARCH_COMMIT_EVERY: images per index transaction
     debug: bool  # CLIPSEARCH_DEBUG: show tracebacks of unexpected errors
     cache_dir: Path  # CLIPSEARCH_CACHE, else $XDG_CACHE_HOME/clipsearch (~/.cache/clipsearch): model exports
+    db: str | None  # CLIPSEARCH_DB: a new store's catalog database URL (else SQLite in the store folder)
 
 
 def _default_store() -> Path:
@@ -51,12 +52,13 @@ def _default_cache() -> Path:
 
 @functools.lru_cache(maxsize=None)
 def _cached(store_env: str | None, commit_env: str | None, debug_env: str | None, xdg: str | None,
-            cache_env: str | None, xdg_cache: str | None) -> Settings:
-    return Settings(_default_store(), _int("CLIPSEARCH_COMMIT_EVERY", 256), bool(debug_env), _default_cache())
+            cache_env: str | None, xdg_cache: str | None, db_env: str | None) -> Settings:
+    return Settings(_default_store(), _int("CLIPSEARCH_COMMIT_EVERY", 256), bool(debug_env), _default_cache(),
+                    db_env or None)
 
 
 def settings() -> Settings:
     """The settings for the environment as it is now (cached per distinct environment)."""
     env = os.environ
     return _cached(env.get("CLIPSEARCH_INDEX"), env.get("CLIPSEARCH_COMMIT_EVERY"), env.get("CLIPSEARCH_DEBUG"),
-                   env.get("XDG_DATA_HOME"), env.get("CLIPSEARCH_CACHE"), env.get("XDG_CACHE_HOME"))
+                   env.get("XDG_DATA_HOME"), env.get("CLIPSEARCH_CACHE"), env.get("XDG_CACHE_HOME"), env.get("CLIPSEARCH_DB"))

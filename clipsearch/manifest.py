@@ -1,4 +1,5 @@
-"""The store's manifest (format version and model description) and the names of the store's files.
+"""The store's manifest (format version, model description, where the catalog lives) and the names of the
+store's files.
 
 The manifest is validated on every open: a damaged one is one clear error before anything is written, so
 a store can never take embeddings of a second model or dimension beside the first.
@@ -55,6 +56,10 @@ def validate(manifest: Any, path: Path) -> dict[str, Any]:
         value = model.get(key)
         if not isinstance(value, kind) or isinstance(value, bool) or (positive and value <= 0) or value == "":
             raise _damaged(path, f"model.{key} is missing or invalid ({value!r})")
+    catalog = manifest.get("catalog")
+    if catalog is not None and not (isinstance(catalog, dict) and isinstance(catalog.get("url"), str)
+                                    and isinstance(catalog.get("store_id"), str) and catalog["store_id"]):
+        raise _damaged(path, "catalog is not a database URL and a store id")
     if model.get("precision", "fp32") not in PRECISIONS:
         raise _damaged(path, f"model.precision is not one of {', '.join(PRECISIONS)} ({model['precision']!r})")
     return manifest
@@ -75,9 +80,18 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
         raise _damaged(Path(path), f"not valid JSON ({exc})") from exc
 
 
-def new_manifest(model: dict[str, Any]) -> dict[str, Any]:
-    return {"format_version": FORMAT_VERSION,
-            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "model": model}
+def new_manifest(model: dict[str, Any], catalog: dict[str, str] | None = None) -> dict[str, Any]:
+    """`catalog`: {"url" (no password), "store_id"} of a catalog kept in a database; None: SQLite in the folder."""
+    manifest = {"format_version": FORMAT_VERSION,
+                "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "model": model}
+    if catalog:
+        manifest["catalog"] = catalog
+    return manifest
+
+
+def catalog_url(manifest: dict[str, Any] | None) -> str | None:
+    """The database URL (without password) of a store whose catalog is not the SQLite file in its folder."""
+    return ((manifest or {}).get("catalog") or {}).get("url")
 
 
 def write_manifest(path: Path, manifest: dict[str, Any]) -> None:

@@ -4,7 +4,8 @@ Migrations: the `meta` table keeps `schema_version`. A store from an older relea
 open, one numbered step at a time, embeddings kept (a store written before versioning counts as version 1).
 Each step is plain DDL that SQLite and PostgreSQL both accept, and is safe to run again: pysqlite commits DDL
 as it runs (no BEGIN before it), so a process killed mid-upgrade can leave a step done but its version not
-recorded, and the next open redoes the step. We chose this small runner over Alembic:
+recorded, and the next open redoes the step. On PostgreSQL DDL is transactional: an upgrade is all or nothing,
+and the catalog runs it under an advisory lock, so two processes opening an old catalog upgrade it once. We chose this small runner over Alembic:
 the schema is one file, steps are a few lines each, and it adds no dependency or migration folder to
 ship (the approach of simonw/llm and rclip).
 """
@@ -22,7 +23,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from .catalog_layout import SCHEMA_LATEST, SCHEMA_VERSION, STILL, path_from_db, path_to_db  # noqa: F401
+from .catalog_layout import (  # noqa: F401 (re-exported)
+    SCHEMA_LATEST, SCHEMA_VERSION, STILL, VECTORS_VERSION, path_from_db, path_to_db,
+)
 from .errors import ClipsearchError
 
 
@@ -103,6 +106,7 @@ class MetaRow(Base):
     value: Mapped[str] = mapped_column(Text)
 
 
+
 # --- migrations -----------------------------------------------------------------------------------------
 def _add_column(table: str, column_name: str) -> Callable[[Connection], None]:
     def step(conn: Connection) -> None:
@@ -160,6 +164,7 @@ def upgrade(conn: Connection) -> None:
     if version is None:
         Base.metadata.create_all(conn)
         _set_version(conn, LATEST)
+        conn.execute(MetaRow.__table__.insert().values(key=VECTORS_VERSION, value="0"))
         return
     if version == LATEST:
         return

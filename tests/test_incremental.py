@@ -1,4 +1,6 @@
-"""Incremental indexing through the library API: unchanged files cost a stat, moves keep embeddings."""
+"""Incremental indexing through the library API: unchanged files cost a stat, moves keep embeddings.
+
+Every test runs twice: with the catalog in SQLite (the store folder) and in PostgreSQL (`catalog_db`)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import pytest
 
 import clipsearch
 
-from .conftest import INDEX_PER_CLASS, cli_json
+from .conftest import INDEX_PER_CLASS, cli_json, db_args
 
 TOTAL = INDEX_PER_CLASS * 12
 
@@ -30,8 +32,8 @@ class CountingEncoder:
 
 
 @pytest.fixture()
-def store(tmp_path: Path, trained_model: Path):
-    with clipsearch.open(tmp_path / "index", model=str(trained_model)) as s:
+def store(tmp_path: Path, trained_model: Path, catalog_db: str | None):
+    with clipsearch.open(tmp_path / "index", model=str(trained_model), db=catalog_db) as s:
         yield s
 
 
@@ -101,9 +103,10 @@ def test_other_roots_are_untouched(store, photos: Path, tmp_path: Path) -> None:
     assert single.unchanged == 1 and single.removed == 0
 
 
-def test_cli_second_run_reports_nothing_encoded(runner, photos: Path, trained_model: Path, tmp_path: Path) -> None:
+def test_cli_second_run_reports_nothing_encoded(runner, photos: Path, trained_model: Path, tmp_path: Path,
+                                                catalog_db: str | None) -> None:
     idx = tmp_path / "index"
-    first = cli_json(runner, "index", photos, "--index", idx, "--model", trained_model)
+    first = cli_json(runner, "index", photos, "--index", idx, "--model", trained_model, *db_args(catalog_db))
     assert first["added"] == TOTAL and first["encoded"] == TOTAL
     second = cli_json(runner, "index", photos, "--index", idx)
     assert second["encoded"] == 0 and second["unchanged"] == TOTAL

@@ -1,39 +1,47 @@
 """A store written by the previous release (catalog schema 1) upgrades in place, keeping every embedding.
 
 The store is built once with the current code (the shipped tiny model, random init: only counts and ids are
-compared, never relevance), then its catalog is turned back into the previous release's format with sqlite3:
-schema 1 has no `roots.missing_since` column and no `schema_version` key in `meta`.
+compared, never relevance), then its catalog is turned back into the previous release's format with plain SQL:
+schema 1 has no `roots.missing_since` column and no `schema_version` key in `meta`. Every test runs on an SQLite
+catalog and on a PostgreSQL one (each test's copy of the store gets its own copy of the database).
 """
 
 from __future__ import annotations
 
+import json
 import shutil
-import sqlite3
-from contextlib import closing
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import make_url
+
 import clipsearch
 from clipsearch import ClipsearchError, schema
-from clipsearch.manifest import CATALOG
+from clipsearch.database import public_url
+from clipsearch.manifest import CATALOG, MANIFEST
+
+from .conftest import new_database
 
 COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255), (255, 0, 255)]
 N = len(COLOURS)
 QUERY = "a red square"
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory):
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def built(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
     """(photos, pristine store at the latest schema, ids a query returned from it)."""
+    db = new_database(request.getfixturevalue("pg_server")) if request.param == "postgresql" else None
     base = tmp_path_factory.mktemp("migrations")
     photos = base / "photos"
     photos.mkdir()
     for i, rgb in enumerate(COLOURS):
         Image.new("RGB", (40 + 3 * i, 32), rgb).save(photos / f"{i}.png")
     store = base / "index"
-    with clipsearch.open(store, model="clipsearch-tiny") as s:
+    with clipsearch.open(store, model="clipsearch-tiny", db=db) as s:
         summary = s.add([photos])
         assert (summary.added, summary.failed) == (N, 0)
         ids = [h.id for h in s.search(QUERY, k=N)]
@@ -42,42 +50,63 @@ def built(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture()
-def store(built, tmp_path: Path) -> Path:
-    """A fresh copy of the built store for a test to change."""
+def store(built, tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    """A fresh copy of the built store for a test to change (on PostgreSQL with a copy of its database)."""
     dest = tmp_path / "index"
     shutil.copytree(built[1], dest)
+    manifest = json.loads((dest / MANIFEST).read_text())
+    if "catalog" in manifest:
+        source = manifest["catalog"]["url"]
+        copy = new_database(request.getfixturevalue("pg_server"), template=make_url(source).database)
+        manifest["catalog"]["url"] = public_url(copy)
+        (dest / MANIFEST).write_text(json.dumps(manifest))
     return dest
 
 
+def _url(store: Path) -> str:
+    manifest = json.loads((store / MANIFEST).read_text())
+    return manifest["catalog"]["url"] if "catalog" in manifest else f"sqlite:///{store / CATALOG}"
+
+
+@contextmanager
+def connect(store: Path):
+    """A connection to the store's catalog (SQLite file or PostgreSQL database) in one committed transaction."""
+    engine = create_engine(_url(store))
+    try:
+        with engine.begin() as conn:
+            yield conn
+    finally:
+        engine.dispose()
+
+
 def state(store: Path) -> dict:
-    """What the catalog holds, read with sqlite3 directly: roots columns, meta, roots, embeddings."""
-    with closing(sqlite3.connect(store / CATALOG)) as con:
+    """What the catalog holds, read with plain SQL: roots columns, meta, roots, embeddings."""
+    with connect(store) as con:
+        schema_of = inspect(con)
         return {
-            "root_columns": [r[1] for r in con.execute("PRAGMA table_info(roots)")],
-            "image_columns": [r[1] for r in con.execute("PRAGMA table_info(images)")],
-            "unique_indexes": sorted(r[1] for r in con.execute("PRAGMA index_list(images)") if r[2]),
-            "meta": dict(con.execute("SELECT key, value FROM meta")),
-            "roots": [r[0] for r in con.execute("SELECT path FROM roots ORDER BY path")],
-            "embeddings": dict(con.execute("SELECT image_id, vector FROM embeddings")),
+            "root_columns": [c["name"] for c in schema_of.get_columns("roots")],
+            "image_columns": [c["name"] for c in schema_of.get_columns("images")],
+            "unique_indexes": sorted(i["name"] for i in schema_of.get_indexes("images") if i["unique"]),
+            "meta": dict(con.execute(text("SELECT key, value FROM meta")).all()),
+            "roots": [r[0] for r in con.execute(text("SELECT path FROM roots ORDER BY path"))],
+            "embeddings": {i: bytes(v) for i, v in con.execute(text("SELECT image_id, vector FROM embeddings"))},
         }
 
 
 def downgrade_to_schema_1(store: Path) -> None:
     """Make the catalog look exactly like one the previous release wrote."""
-    with closing(sqlite3.connect(store / CATALOG)) as con:
-        con.execute("ALTER TABLE roots DROP COLUMN missing_since")
-        con.execute("DROP INDEX uq_images_path_frame")  # schema 3: videos' frames share a path
-        con.execute("DROP INDEX ix_images_path")
-        con.execute("ALTER TABLE images DROP COLUMN frame_ms")
-        con.execute("CREATE UNIQUE INDEX ix_images_path ON images (path)")  # as the first release made it
-        con.execute("DELETE FROM meta WHERE key = 'schema_version'")
-        con.commit()
+    with connect(store) as con:
+        con.exec_driver_sql("ALTER TABLE roots DROP COLUMN missing_since")
+        con.exec_driver_sql("DROP INDEX uq_images_path_frame")  # schema 3: videos' frames share a path
+        con.exec_driver_sql("DROP INDEX ix_images_path")
+        con.exec_driver_sql("ALTER TABLE images DROP COLUMN frame_ms")
+        con.exec_driver_sql("CREATE UNIQUE INDEX ix_images_path ON images (path)")  # as the first release made it
+        con.exec_driver_sql("DELETE FROM meta WHERE key = 'schema_version'")
 
 
 def set_schema_version(store: Path, version: int) -> None:
-    with closing(sqlite3.connect(store / CATALOG)) as con:
-        con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
-        con.commit()
+    with connect(store) as con:
+        con.execute(text("UPDATE meta SET value = :v WHERE key = 'schema_version'"), {"v": str(version)})
 
 
 def assert_latest(store: Path) -> dict:
@@ -117,9 +146,8 @@ def test_upgrade_cut_short_before_its_version_was_recorded_completes(built, stor
     version, leaves the column in a schema-1 catalog. The next open must finish the upgrade, not fail forever."""
     photos, _pristine, ids_before = built
     downgrade_to_schema_1(store)
-    with closing(sqlite3.connect(store / CATALOG)) as con:
-        con.execute("ALTER TABLE roots ADD COLUMN missing_since DATETIME")
-        con.commit()
+    with connect(store) as con:
+        con.exec_driver_sql("ALTER TABLE roots ADD COLUMN missing_since TIMESTAMP")
     assert "schema_version" not in state(store)["meta"]
 
     with clipsearch.open(store, create=False) as s:
@@ -145,14 +173,17 @@ def test_newer_schema_is_refused(built, store: Path, readonly: bool) -> None:
 def test_read_only_open_of_a_previous_release_store_is_a_clear_error(built, store: Path) -> None:
     _photos, _pristine, ids_before = built
     downgrade_to_schema_1(store)
-    catalog_bytes = (store / CATALOG).read_bytes()
+    before = state(store)
+    catalog_bytes = (store / CATALOG).read_bytes() if (store / CATALOG).exists() else None
     with clipsearch.open(store, create=False, readonly=True) as s:
         with pytest.raises(ClipsearchError, match="older clipsearch") as caught:
             s.search(QUERY)
         assert "writable" in (caught.value.hint or "")
         with pytest.raises(ClipsearchError, match="older clipsearch"):
             s.info()
-    assert (store / CATALOG).read_bytes() == catalog_bytes  # a read-only open never writes
+    assert state(store) == before  # a read-only open never writes
+    if catalog_bytes is not None:
+        assert (store / CATALOG).read_bytes() == catalog_bytes
 
     with clipsearch.open(store, create=False) as s:  # once opened where it is writable ...
         s.search(QUERY)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .conftest import cli, cli_json
+from .conftest import cli, cli_json, db_args
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -56,10 +56,13 @@ def make_odd_folder(root: Path, shapes: Path) -> dict[str, str]:
     }
 
 
-def test_bad_files_are_reported_and_good_ones_indexed(runner, tmp_path: Path, shapes_source: Path, trained_model: Path) -> None:
+def test_bad_files_are_reported_and_good_ones_indexed(runner, tmp_path: Path, shapes_source: Path, trained_model: Path,
+                                                      catalog_db: str | None) -> None:
+    """Failures are recorded and not retried until they change, in SQLite and in PostgreSQL."""
     expected = make_odd_folder(tmp_path / "odd", shapes_source)
     idx = tmp_path / "index"
-    summary = cli_json(runner, "index", tmp_path / "odd", "--index", idx, "--model", trained_model, "--exclude", "skip_*")
+    summary = cli_json(runner, "index", tmp_path / "odd", "--index", idx, "--model", trained_model, "--exclude", "skip_*",
+                       *db_args(catalog_db))
     ok_names, failed_names = expected["ok"].split(), expected["failed"].split()
     assert summary["added"] == len(ok_names)
     assert summary["not_images"] == 1  # notes.txt

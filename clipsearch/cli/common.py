@@ -35,7 +35,7 @@ OPTION_OF = {"alpha": "--alpha", "val": "--val", "labels": "--labels", "template
              "model": "--model", "frame_interval": "--frame-interval", "k": "-k", "after": "--after",
              "before": "--before", "under": "--under", "threshold": "--threshold", "grid": "--grid",
              "token": "--token", "port": "--port", "host": "--host", "backend": "--backend", "device": "--device",
-             "ray_address": "--ray-address"}
+             "ray_address": "--ray-address", "db": "--db"}
 
 
 def _in_cli_terms(exc: ClipsearchError) -> str:

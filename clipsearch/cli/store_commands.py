@@ -48,6 +48,7 @@ def index(
     thumbnails: bool = typer.Option(False, "--thumbnails", help="Also make the thumbnails that serve and --grid show (256 px WebP, cached in the store)."),
     ray: bool = typer.Option(False, "--ray", help="Encode on Ray actors (pip install \"clipsearch[ray]\"): Ray on this machine, or the cluster RAY_ADDRESS names. Files must be at the same paths on every worker (a shared filesystem)."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Encode on this Ray cluster (implies --ray): auto (the one started here with ray start), HOST:PORT or ray://HOST:PORT."),
+    db: Optional[str] = typer.Option(None, "--db", help="New stores: keep the catalog in this database (postgresql+psycopg://USER@HOST/DB; password from PGPASSWORD or ~/.pgpass), not in SQLite in the store folder; default CLIPSEARCH_DB. The folder remembers it."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Index folders incrementally: new, changed, moved and deleted files are handled."""
@@ -56,7 +57,8 @@ def index(
     if reembed and not model:
         raise ClipsearchError("--reembed needs --model NEW_MODEL")
     progress_console = ui.err if as_json else ui.out
-    with open_store(index_path, None if reembed else model, create=True, device=device, backend=backend) as store, \
+    with open_store(index_path, None if reembed else model, create=True, device=device, backend=backend,
+                    db=db) as store, \
             RichProgress(progress_console) as progress:
         if reembed:
             store.switch_model(model, batch_size=batch_size, workers=workers, progress=progress)  # type: ignore[arg-type]
