@@ -65,7 +65,7 @@ def exact_top10(vecs: np.ndarray, ids: np.ndarray, queries: np.ndarray, block: i
         s = queries @ vecs[start:start + block].T
         cand_s = np.concatenate([best_s, s], axis=1)
         cand_i = np.concatenate([best_i, np.broadcast_to(ids[start:start + block], s.shape)], axis=1)
-        top = np.argsort(-cand_s, axis=1)[:, :10]
+        top = np.argpartition(-cand_s, 9, axis=1)[:, :10] if cand_s.shape[1] > 10 else np.argsort(-cand_s, axis=1)
         best_s, best_i = np.take_along_axis(cand_s, top, axis=1), np.take_along_axis(cand_i, top, axis=1)
     return best_i
 

@@ -233,7 +233,10 @@ class VectorStore:
             try:
                 loaded[0].exact.verify()
             except DamagedVectors:
-                loaded = None
+                with self._reload_lock:
+                    self._rebuild()
+                    self.save()
+                return
         if loaded is None or loaded[1] != self.catalog.version():
             self.current()
             self.save()
