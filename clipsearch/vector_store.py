@@ -211,7 +211,7 @@ class VectorStore:
         self._version = version
 
     def retype_if_needed(self) -> None:
-        """Switch flat ↔ IVF ↔ IVF-PQ when the collection crossed a size threshold (unless the user forced a type)."""
+        """Switch flat ↔ IVF ↔ IVF-PQ when the size crossed a threshold (unless the user forced a type)."""
         vi = self.current()
         if not vi.forced and choose_type(vi.ntotal, self.pq_min) != vi.kind:
             self.build()
