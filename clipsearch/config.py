@@ -62,3 +62,8 @@ def settings() -> Settings:
     env = os.environ
     return _cached(env.get("CLIPSEARCH_INDEX"), env.get("CLIPSEARCH_COMMIT_EVERY"), env.get("CLIPSEARCH_DEBUG"),
                    env.get("XDG_DATA_HOME"), env.get("CLIPSEARCH_CACHE"), env.get("XDG_CACHE_HOME"), env.get("CLIPSEARCH_DB"))
+
+
+def pq_min() -> int | None:
+    """CLIPSEARCH_PQ_MIN: above this many vectors a store's index is IVF-PQ with re-ranking (None: the default)."""
+    return _int("CLIPSEARCH_PQ_MIN", 0) if os.environ.get("CLIPSEARCH_PQ_MIN") else None

@@ -8,6 +8,9 @@ search restricted to a set of ids, and a filtered search returns min(k, allowed 
 - IVF: only the inverted lists that hold allowed ids are scanned, with an id selector so distances are computed
   for allowed ids only. Exact while the allowed vectors are few (IVF_FILTER_BUDGET, IVF_FILTER_MIN); above that,
   lists are taken in centroid order until that many allowed vectors are covered.
+- IVF-PQ: the IVF search above over 64-byte codes picks RERANK_FACTOR x k candidates (at least RERANK_MIN), which
+  are re-scored exactly from the float16 vectors of `exact_vectors.ExactVectors` (a memory-mapped file). A filter
+  of at most PQ_GATHER_MAX allowed vectors skips the codes: those vectors are scored exactly.
 
 `pairs_above` is a self-join (every pair of stored vectors above a score, for near duplicates) that uses the IVF
 lists to skip pairs that cannot qualify.
@@ -15,16 +18,25 @@ lists to skip pairs that cannot qualify.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any, Iterator
 
 import numpy as np
 
 from .errors import ClipsearchError
+from .exact_vectors import ExactVectors
 from .vector_join import EXACT_JOIN_MAX, JoinStats, join_cells, member_test
 
-INDEX_TYPES = ("flat", "ivf", "hnsw")
+INDEX_TYPES = ("flat", "ivf", "hnsw", "ivfpq")
 FLAT_MAX = 50_000  # exact search stays under ~10 ms/query on 2 cores below this (bench/scale.py)
+# Above this, IVF-PQ: 72 bytes a vector in RAM (codes + ids) instead of IVF-Flat's 2 KB of float32, plus the
+# mapped float16 re-rank file. Overridable (CLIPSEARCH_PQ_MIN, VectorStore(pq_min=...)).
+PQ_MIN = 250_000
+RERANK_FACTOR = 20  # candidates re-ranked per hit asked for (bench/scale.py: recall@10 vs this)
+RERANK_MIN = 200
+PQ_TRAIN_MIN = 256 * 39  # k-means of 256 centroids per sub-quantizer: FAISS wants 39 points per centroid
+PQ_GATHER_MAX = 4096  # a filter this small is scored exactly from the re-rank file, no codes scanned
 HNSW_EF_SEARCH = 128
 HNSW_M = 32
 # Flat/HNSW filters: copy out the allowed vectors when they are at most 1/64 of the index, else scan the
@@ -51,8 +63,18 @@ def import_faiss() -> Any:
     return faiss
 
 
-def choose_type(n: int) -> str:
+def choose_type(n: int, pq_min: int | None = None) -> str:
+    if n > (PQ_MIN if pq_min is None else pq_min):
+        return "ivfpq"
     return "flat" if n <= FLAT_MAX else "ivf"
+
+
+def pq_m(dim: int) -> int:
+    """Sub-quantizers for IVF-PQ: one byte per 8 dimensions (64 bytes at 512-d), at least 16, a divisor of `dim`."""
+    for m in range(min(dim, max(16, dim // 8)), 0, -1):
+        if dim % m == 0:
+            return m
+    return 1
 
 
 def ivf_nlist(n: int) -> int:
@@ -65,12 +87,27 @@ def ivf_nprobe(nlist: int) -> int:
     return max(8, nlist // 24)
 
 
+@contextlib.contextmanager
+def _one_thread(faiss: Any) -> Iterator[None]:
+    """PQ training is many small k-means (8-d, 256 centroids) whose OpenMP regions cost more than they save on a
+    shared 2-core machine: 5 s on one thread against 31 s on two for 100k 512-d vectors."""
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
 class VectorIndex:
-    def __init__(self, dim: int, kind: str, index: Any, forced: bool = False) -> None:
+    def __init__(self, dim: int, kind: str, index: Any, forced: bool = False, mapped: bool = False,
+                 exact: ExactVectors | None = None) -> None:
         self.dim = dim
         self.kind = kind
         self.index = index
         self.forced = forced  # chosen by the user: size thresholds no longer switch the type
+        self.mapped = mapped  # FAISS arrays are views of a mapped file: read-only (FAISS aborts on a change)
+        self.exact = exact  # IVF-PQ: the float16 vectors candidates are re-ranked with
 
     @property
     def ntotal(self) -> int:
@@ -100,17 +137,29 @@ class VectorIndex:
         kind = kind or choose_type(len(ids))
         vecs = np.ascontiguousarray(vecs, dtype=np.float32)
         ids = np.ascontiguousarray(ids, dtype=np.int64)
-        if kind == "ivf":
+        if kind in ("ivf", "ivfpq"):
             nlist = ivf_nlist(len(ids))
             quantizer = faiss.IndexFlatIP(dim)
-            index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-            if len(ids) < nlist * 8:  # too few to train the coarse quantizer: exact search is better anyway
+            if kind == "ivf":
+                index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            else:
+                index = faiss.IndexIVFPQ(quantizer, dim, nlist, pq_m(dim), 8, faiss.METRIC_INNER_PRODUCT)
+            if len(ids) < nlist * 8 or (kind == "ivfpq" and len(ids) < PQ_TRAIN_MIN):
+                # too few to train the quantizers: exact search is better anyway
                 return cls.build(ids, vecs, dim, "flat", forced)
             rng = np.random.default_rng(0)
-            sample = vecs[rng.choice(len(vecs), size=min(len(vecs), nlist * 64), replace=False)]
-            index.train(sample)
-            index.nprobe = ivf_nprobe(nlist)
+            sample = vecs[rng.choice(len(vecs), size=min(len(vecs), max(nlist * 64, PQ_TRAIN_MIN)), replace=False)]
+            if kind == "ivfpq":
+                index.pq.cp.niter = 10  # recall after re-ranking is the same as with 25 (bench/scale.py)
+                with _one_thread(faiss):
+                    index.train(sample)
+            else:
+                index.train(sample)
+            # codes are 32x cheaper to scan than IVF-Flat's vectors: probe twice the lists for the recall PQ loses
+            index.nprobe = ivf_nprobe(nlist) * (2 if kind == "ivfpq" else 1)
             vi = cls(dim, kind, index)
+            if kind == "ivfpq":
+                vi.exact = ExactVectors.from_arrays(ids, vecs, dim)
         else:
             vi = cls.empty(dim, kind)
         if len(ids):
@@ -119,16 +168,26 @@ class VectorIndex:
         return vi
 
     def add(self, ids: np.ndarray, vecs: np.ndarray) -> None:
+        self._writable()
         self._drop_caches()
         if len(ids):
             self.index.add_with_ids(np.ascontiguousarray(vecs, dtype=np.float32),
                                     np.ascontiguousarray(ids, dtype=np.int64))
+            if self.exact is not None:
+                self.exact.add(ids, vecs)
 
     def remove(self, ids: np.ndarray) -> None:
+        self._writable()
         self._drop_caches()
         if len(ids):
             faiss = import_faiss()
             self.index.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64)))
+            if self.exact is not None:
+                self.exact.remove(ids)
+
+    def _writable(self) -> None:
+        if self.mapped:  # FAISS would abort the process on a change to a mapped array
+            raise RuntimeError("a memory-mapped index is read-only: load it owned before changing it")
 
     def _gpu(self) -> Any:
         """A GPU copy for unfiltered searches when the faiss GPU build and a GPU are present (else None)."""
@@ -152,6 +211,8 @@ class VectorIndex:
         k = max(1, min(k, self.ntotal)) if self.ntotal else 1
         if self.ntotal == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        if self.kind == "ivfpq":
+            return self._search_pq(queries, k, allowed)
         if allowed is None:
             return (self._gpu() or self.index).search(queries, k)
         allowed = np.ascontiguousarray(allowed, dtype=np.int64).ravel()
@@ -160,6 +221,32 @@ class VectorIndex:
         if self.kind == "ivf":
             return self._search_ivf_filtered(queries, k, allowed)
         return self._search_exact_filtered(queries, k, allowed)
+
+    def _search_pq(self, queries: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """IVF-PQ: candidates by codes, then exact scores from the re-rank vectors (DamagedVectors if they lie)."""
+        assert self.exact is not None
+        want = min(max(k * RERANK_FACTOR, RERANK_MIN), self.ntotal)
+        if allowed is None:
+            _scores, cand = self.index.search(queries, want)
+        else:
+            allowed = np.ascontiguousarray(allowed, dtype=np.int64).ravel()
+            if len(allowed) == 0:
+                return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+            present, _lists = self._lookup().locate(allowed)
+            if len(present) == 0:
+                return np.full((len(queries), k), _PAD_SCORE, np.float32), np.full((len(queries), k), -1, np.int64)
+            if len(present) <= PQ_GATHER_MAX:
+                present = np.unique(present)
+                scores = np.einsum("qd,md->qm", queries, self.exact.get(present))
+                return _top_k(scores, present, k)
+            _scores, cand = self._search_ivf_filtered(queries, want, present)
+        out_s = np.full((len(queries), k), _PAD_SCORE, np.float32)
+        out_i = np.full((len(queries), k), -1, np.int64)
+        for row, (q, c) in enumerate(zip(queries, cand)):
+            c = c[c >= 0]
+            s, i = _top_k(np.einsum("d,md->m", q, self.exact.get(c))[None], c, k)
+            out_s[row], out_i[row] = s[0], i[0]
+        return out_s, out_i
 
     # -- self-join: every pair above a score (near duplicates) -----------------------------------------
 
@@ -178,7 +265,7 @@ class VectorIndex:
         about n·sqrt(n) rather than n² for a threshold near 1 (a low threshold widens r and visits more lists).
         """
         stats = stats if stats is not None else JoinStats()
-        if self.kind == "ivf":
+        if self.kind in ("ivf", "ivfpq"):
             cells = self._ivf_cells(allowed)
         else:
             ids, vecs = self._flat_members(allowed)
@@ -187,12 +274,13 @@ class VectorIndex:
         stats.vectors = n
         if n < 2:
             return
-        if n <= EXACT_JOIN_MAX or (self.kind != "ivf" and len(cells[0][1]) < ivf_nlist(n) * 8):
+        is_ivf = self.kind in ("ivf", "ivfpq")
+        if n <= EXACT_JOIN_MAX or (not is_ivf and len(cells[0][1]) < ivf_nlist(n) * 8):
             if len(cells) > 1:
                 cells = [(0, np.concatenate([c[1] for c in cells]), np.concatenate([c[2] for c in cells]))]
             stats.partition = "exhaustive"
             yield from join_cells(cells, None, threshold, stats)
-        elif self.kind == "ivf":
+        elif is_ivf:
             stats.partition = "ivf lists"
             if getattr(self, "_centroids", None) is None:
                 self._centroids = self.index.quantizer.reconstruct_n(0, self.index.nlist)
@@ -204,7 +292,8 @@ class VectorIndex:
             stats.partition = stats.partition.replace("ivf lists", "ivf lists built for the join", 1)
 
     def _ivf_cells(self, allowed: np.ndarray | None) -> list[tuple[int, np.ndarray, np.ndarray]]:
-        """(list number, ids, vectors) of each inverted list holding allowed vectors; views when unfiltered."""
+        """(list number, ids, vectors) of each inverted list holding allowed vectors; views when unfiltered
+        (IVF-Flat), the re-rank vectors (IVF-PQ: its codes are not vectors)."""
         faiss = import_faiss()
         invlists = self.index.invlists
         keep = member_test(allowed)
@@ -214,12 +303,17 @@ class VectorIndex:
             if not size:
                 continue
             ids = faiss.rev_swig_ptr(invlists.get_ids(list_no), size)
-            codes = faiss.rev_swig_ptr(invlists.get_codes(list_no), size * self.index.code_size)
-            vecs = codes.view(np.float32).reshape(size, self.dim)  # IVF-Flat codes are the raw float32 vectors
             if keep is not None:
                 mask = keep(ids)
                 if not mask.any():
                     continue
+            if self.kind == "ivfpq":
+                ids = ids[mask] if keep is not None else ids.copy()
+                cells.append((list_no, ids, self.exact.get(ids)))
+                continue
+            codes = faiss.rev_swig_ptr(invlists.get_codes(list_no), size * self.index.code_size)
+            vecs = codes.view(np.float32).reshape(size, self.dim)  # IVF-Flat codes are the raw float32 vectors
+            if keep is not None:
                 ids, vecs = ids[mask], vecs[mask]
             cells.append((list_no, ids, vecs))
         return cells
@@ -248,7 +342,7 @@ class VectorIndex:
         """External id -> internal position (flat, HNSW) or inverted list number (IVF); rebuilt after add/remove."""
         if getattr(self, "_lookup_cache", None) is None:
             faiss = import_faiss()
-            if self.kind == "ivf":
+            if self.kind in ("ivf", "ivfpq"):
                 invlists = self.index.invlists
                 ids, lists = [], []
                 for list_no in range(self.index.nlist):

@@ -189,14 +189,14 @@ def test_default_store_location(monkeypatch, tmp_path: Path) -> None:
     assert default_store_path().name == "index"
 
 
-@pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw"])
+@pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw", "ivfpq"])
 def test_reindex_vectors_only_forces_a_type(runner, tmp_path: Path, photos: Path, trained_model: Path, kind: str) -> None:
     idx = tmp_path / "index"
     cli(runner, "index", photos, "--index", idx, "--model", trained_model)
     before = cli_json(runner, "query", "a blue circle", "-k", "5", "--index", idx)
     result = cli_json(runner, "reindex", "--vectors-only", "--type", kind, "--index", idx)
-    # IVF needs 8 vectors per list to train; a 60-image store keeps exact search and says so
-    assert result["index_type"] == ("flat" if kind == "ivf" else kind) and result["vectors"] == 60
+    # IVF needs 8 vectors per list to train (IVF-PQ ~10k); a 60-image store keeps exact search and says so
+    assert result["index_type"] == ("flat" if kind in ("ivf", "ivfpq") else kind) and result["vectors"] == 60
     assert cli_json(runner, "info", "--index", idx)["index_type"] == result["index_type"]
     after = cli_json(runner, "query", "a blue circle", "-k", "5", "--index", idx)
     assert [h["path"] for h in after] == [h["path"] for h in before]  # small sets: every type is exact

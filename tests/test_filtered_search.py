@@ -1,5 +1,6 @@
 """Filtered vector search returns min(k, allowed) hits with recall@10 >= 0.95 of exact filtered search, for every
-index type, including the sizes where IVF only probes a few lists and HNSW only visits part of its graph.
+index type, including the sizes where IVF only probes a few lists and HNSW only visits part of its graph, and
+IVF-PQ ranks by codes then re-ranks from its float16 vectors (mapped from the re-rank file after a save).
 
 Synthetic clustered unit vectors (like bench/scale.py); exact answers by NumPy brute force over the allowed vectors.
 """
@@ -13,14 +14,15 @@ from clipsearch.vectors import VectorIndex
 
 K = 10
 DIM = 64
-SIZES = {"flat": 100_000, "ivf": 100_000, "hnsw": 20_000}  # HNSW builds slowly on 2 cores; 20k is still HNSW
+SIZES = {"flat": 100_000, "ivf": 100_000, "hnsw": 20_000, "ivfpq": 100_000}  # HNSW builds slowly on 2 cores; 20k is still HNSW
 
 
 def clustered(n: int, dim: int, seed: int, n_centres: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(n_centres, dim)).astype(np.float32)
     vecs = centres[rng.integers(0, n_centres, n)] + 0.6 * rng.normal(size=(n, dim)).astype(np.float32)
-    return vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    return vecs.astype(np.float16).astype(np.float32)  # the catalog's precision: IVF-PQ re-ranks with these
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +36,7 @@ def data():
     return ids, vecs, queries
 
 
-@pytest.fixture(scope="module", params=["flat", "ivf", "hnsw"])
+@pytest.fixture(scope="module", params=["flat", "ivf", "hnsw", "ivfpq"])
 def index(request, data):
     ids, vecs, _queries = data
     n = SIZES[request.param]
@@ -83,6 +85,18 @@ def check(vi: VectorIndex, ids: np.ndarray, vecs: np.ndarray, queries: np.ndarra
     return float(np.mean(recalls))
 
 
+def test_unfiltered_recall(index, data):
+    vi, ids, vecs = index
+    queries = data[2]
+    scores, got = vi.search(queries, K)
+    truth = ids[np.argsort(-(queries @ vecs.T), axis=1)[:, :K]]
+    recall = np.mean([len(set(g.tolist()) & set(t.tolist())) / K for g, t in zip(got, truth)])
+    assert recall >= 0.95, f"{vi.kind}: recall@10 {recall:.3f}"
+    row_of = dict(zip(ids.tolist(), range(len(ids))))
+    for q, s, g in zip(queries, scores, got):
+        assert np.allclose(s, vecs[[row_of[i] for i in g]] @ q, atol=1e-4)  # exact cosines, re-ranked too
+
+
 @pytest.mark.parametrize("case", ["5 random", "folder of 100", "1% random", "10% random", "30% random", "30% folder"])
 def test_filtered_count_and_recall(index, data, case):
     vi, ids, vecs = index
@@ -105,7 +119,7 @@ def test_allowed_ids_missing_from_index(index, data):
 def test_filtered_search_follows_add_and_remove(data):
     """Cached id lookups are rebuilt after the index changes."""
     ids, vecs, queries = data
-    for kind in ("flat", "ivf"):
+    for kind in ("flat", "ivf", "ivfpq"):
         n = 20_000
         vi = VectorIndex.build(ids[:n], vecs[:n], DIM, kind)
         assert vi.kind == kind
@@ -128,6 +142,6 @@ def test_filtered_search_after_save_and_load(index, data, tmp_path):
 
     save_index(vi, tmp_path / "vectors.faiss", version=1)
     loaded, version = load_index(tmp_path / "vectors.faiss", vi.dim)
-    assert loaded.kind == vi.kind and version == 1
+    assert loaded.kind == vi.kind and version == 1 and loaded.mapped
     allowed = allowed_sets(ids, vecs, queries)["folder of 100"]
     assert check(loaded, ids, vecs, queries, allowed, K) >= 0.95

@@ -285,7 +285,7 @@ def forget(
 def reindex(
     index_path: Optional[Path] = IndexOpt,
     vectors_only: bool = typer.Option(False, "--vectors-only", help="Rebuild only the FAISS index from the stored embeddings (no image is decoded)."),
-    index_type: Optional[str] = typer.Option(None, "--type", help="flat, ivf or hnsw (default: chosen by collection size)."),
+    index_type: Optional[str] = typer.Option(None, "--type", help="flat, ivf, hnsw or ivfpq (default: chosen by collection size)."),
     device: Optional[str] = typer.Option(None, "--device"),
     backend: Optional[str] = BackendOpt,
     as_json: bool = JsonOpt,
