@@ -34,7 +34,10 @@ BackendOpt = typer.Option(None, "--backend", help="Image encoder: onnx (ONNX Run
 OPTION_OF = {"alpha": "--alpha", "val": "--val", "labels": "--labels", "templates": "--template", "int8": "--int8",
              "model": "--model", "frame_interval": "--frame-interval", "k": "-k", "after": "--after",
              "before": "--before", "under": "--under", "threshold": "--threshold", "grid": "--grid",
-             "token": "--token", "port": "--port", "host": "--host", "backend": "--backend", "device": "--device"}
+             "token": "--token", "port": "--port", "host": "--host", "backend": "--backend", "device": "--device",
+             "test": "--test", "val_fraction": "--val-fraction", "unlocked_layers": "--unlocked-layers",
+             "lock_image": "--lock-image", "accumulate": "--accumulate",
+             "unlocked_text_layers": "--unlocked-text-layers"}
 
 
 def _in_cli_terms(exc: ClipsearchError) -> str:
