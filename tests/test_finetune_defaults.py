@@ -159,3 +159,8 @@ def test_cli_defaults_come_from_the_library(runner, tmp_path: Path) -> None:
     assert s["lr"] == 1e-3 and s["freeze_bn"] is False and s["warmup_fraction"] == 0.1  # random-init family
     assert report["family"] == "random-init" and report["test_images"] == 12
     assert any("too few" in w for w in report["warnings"])  # 12 test images cannot tell small differences
+    tiny = next(r for r in cli_json(runner, "models") if r["spec"] == "clipsearch-tiny")
+    assert tiny["untrained"] is True
+    scores = cli_json(runner, "eval", tmp_path / "shapes", "--model", "clipsearch-tiny")
+    assert scores["untrained"] is True
+    assert cli_json(runner, "eval", tmp_path / "shapes", "--model", tmp_path / "m")["untrained"] is False

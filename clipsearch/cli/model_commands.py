@@ -26,7 +26,7 @@ def models(as_json: bool = JsonOpt) -> None:
         return
     t = new_table("spec", "kind", "on disk")
     for r in rows:
-        t.add_row(safe(r["spec"]), r["kind"], "yes" if r["cached"] else "")
+        t.add_row(safe(r["spec"]), r["kind"], "untrained" if r.get("untrained") else "yes" if r["cached"] else "")
     ui.out.print(t)
 
 
@@ -151,9 +151,15 @@ def eval_cmd(
 
     labelled = datasets.load(data)
     encoder = _load_encoder(model, None, device)
+    from ..models import is_untrained
+
     metrics = evaluate_set(encoder, labelled, template, linear_probe=linear_probe)
+    untrained = is_untrained(encoder.spec)
+    if untrained:
+        ui.err.print(f"[yellow]warning:[/] {safe(encoder.spec.text)} is untrained (random weights): expect chance-level "
+                     "scores; fine-tune it first (clipsearch finetune)")
     if as_json:
-        emit_json({"model": encoder.spec.text, **metrics})
+        emit_json({"model": encoder.spec.text, "untrained": untrained, **metrics})
         return
     _print_metrics([(encoder.spec.text if len(encoder.spec.text) < 40 else "..." + encoder.spec.text[-37:], metrics)],
                    f"{int(metrics['images'])} images from {labelled.source}")
