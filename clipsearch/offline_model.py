@@ -72,13 +72,40 @@ def _dual_encoder_class():
             self.top_k = top_k
             self.embed_dim = class_embeddings.shape[1]
 
-        def encode_image(self, x: torch.Tensor, normalize: bool = False) -> torch.Tensor:
-            probs = self.visual(x).float().softmax(dim=-1)
+        def image_features(self, x: torch.Tensor) -> torch.Tensor:
+            """The EfficientNet trunk: pooled 1280-d features (what a frozen trunk's cache holds)."""
+            return self.visual.forward_head(self.visual.forward_features(x), pre_logits=True)
+
+        def image_head(self, pooled: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+            """The light heads: ImageNet classifier → top-k probabilities → weighted class-name embeddings."""
+            probs = self.visual.classifier(pooled).float().softmax(dim=-1)
             top = probs.topk(self.top_k, dim=-1)
             weights = torch.zeros_like(probs).scatter(1, top.indices, top.values)
             weights = weights / weights.sum(dim=-1, keepdim=True)
             feats = weights @ self.class_embeddings
             return nn.functional.normalize(feats, dim=-1) if normalize else feats
+
+        def encode_image(self, x: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+            return self.image_head(self.image_features(x), normalize)
+
+        def image_parameter_names(self) -> set[str]:
+            """Image-side parameters: the EfficientNet and the class matrix only the image side reads."""
+            return {n for n, _ in self.named_parameters() if n.startswith("visual.") or n == "class_embeddings"}
+
+        def layer_groups(self, side: str) -> list[list[nn.Parameter]]:
+            """Trainable units from input to output, for `unlocked_layers`. The image side ends with the
+            light heads (classifier, class matrix): the last two groups, which `image_head` covers."""
+            if side == "text":
+                return [list(layer.parameters()) for layer in self.text.encoder.layer]
+            v = self.visual
+            return ([list(v.conv_stem.parameters()) + list(v.bn1.parameters())]
+                    + [list(block.parameters()) for block in v.blocks]
+                    + [list(v.conv_head.parameters()) + list(v.bn2.parameters()),
+                       list(v.classifier.parameters()), [self.class_embeddings]])
+
+        def head_parameter_names(self) -> set[str]:
+            """The parameters `image_head` uses: while only they train, the trunk's features can be cached."""
+            return {"visual.classifier.weight", "visual.classifier.bias", "class_embeddings"}
 
         def encode_text(self, tokens: torch.Tensor, normalize: bool = False) -> torch.Tensor:
             mask = (tokens != 0).long()

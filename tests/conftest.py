@@ -70,7 +70,7 @@ def finetuned(tmp_path_factory: pytest.TempPathFactory):
     synthetic.make_dataset(root / "train", per_class=TRAIN_PER_CLASS, seed=1, class_folders=True)
     report = finetune(root / "train", root / "model", base_model="clipsearch-tiny", templates=["a {}"],
                       config=TrainConfig(epochs=8, batch_size=16, lr=2e-3, warmup_steps=5, seed=0),
-                      alpha=1.0, device="cpu", val_fraction=0.2)
+                      alpha=1.0, device="cpu", val_fraction=0.2, test_fraction=0.0)
     return root / "model", report
 
 

@@ -127,7 +127,10 @@ def test_finetune_cli_captions_and_reindex(runner, finetuned, tmp_path: Path, ph
     assert report["reindex"]["encoded"] == 60
     info = cli_json(runner, "info", "--index", idx)
     assert info["model"]["spec"] == str(out.resolve())
-    assert json.loads((out / "clipsearch-model.json").read_text())["alpha"] == 0.5
+    meta = json.loads((out / "clipsearch-model.json").read_text())
+    assert meta["alpha"] == report["alpha"] in (0.0, 0.5)  # the given blend, or the base when it scored lower
+    assert report["shipped"] == ("base" if report["alpha"] == 0.0 else "blended")
+    assert report["validation"]["blended"]["text_to_image_r5"] >= report["validation"]["base"]["text_to_image_r5"]
 
 
 @pytest.mark.parametrize("case, message", [

@@ -35,7 +35,10 @@ OPTION_OF = {"alpha": "--alpha", "val": "--val", "labels": "--labels", "template
              "model": "--model", "frame_interval": "--frame-interval", "k": "-k", "after": "--after",
              "before": "--before", "under": "--under", "threshold": "--threshold", "grid": "--grid",
              "token": "--token", "port": "--port", "host": "--host", "backend": "--backend", "device": "--device",
-             "ray_address": "--ray-address", "db": "--db"}
+             "ray_address": "--ray-address", "db": "--db",
+             "test": "--test", "val_fraction": "--val-fraction", "unlocked_layers": "--unlocked-layers",
+             "lock_image": "--lock-image", "accumulate": "--accumulate",
+             "unlocked_text_layers": "--unlocked-text-layers"}
 
 
 def _in_cli_terms(exc: ClipsearchError) -> str:

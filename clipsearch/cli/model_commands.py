@@ -26,7 +26,7 @@ def models(as_json: bool = JsonOpt) -> None:
         return
     t = new_table("spec", "kind", "on disk")
     for r in rows:
-        t.add_row(safe(r["spec"]), r["kind"], "yes" if r["cached"] else "")
+        t.add_row(safe(r["spec"]), r["kind"], "untrained" if r.get("untrained") else "yes" if r["cached"] else "")
     ui.out.print(t)
 
 
@@ -45,33 +45,45 @@ def finetune(
     data: Path = typer.Argument(..., help="Folder with one sub-folder per class, or a CSV/JSONL with image + caption/label."),
     out_dir: Path = typer.Option(..., "--out", help="Folder to write the model to (usable as --model)."),
     model: str = typer.Option(None, "--model", "-m", help="Base model (default ViT-B-32:laion2b_s34b_b79k)."),
-    val: Optional[Path] = typer.Option(None, "--val", help="Held-out set (default: a stratified split of DATA)."),
+    val: Optional[Path] = typer.Option(None, "--val", help="Validation set: picks the epoch and the blend (default: a split of DATA)."),
+    test: Optional[Path] = typer.Option(None, "--test", help="Test set: only reports (default: a split of DATA)."),
     val_fraction: float = typer.Option(0.2, "--val-fraction", min=0.05, max=0.5),
-    epochs: int = typer.Option(5, "--epochs", min=1),
-    batch_size: int = typer.Option(64, "--batch-size", min=2),
-    lr: float = typer.Option(1e-5, "--lr"),
-    weight_decay: float = typer.Option(0.1, "--weight-decay"),
-    warmup: int = typer.Option(10, "--warmup", help="Warm-up steps."),
-    accumulate: int = typer.Option(1, "--accumulate", min=1, help="Gradient accumulation steps."),
-    lock_image: bool = typer.Option(False, "--lock-image", help="Freeze the image tower."),
-    lock_text: bool = typer.Option(False, "--lock-text", help="Freeze the text tower."),
-    unlocked_layers: int = typer.Option(0, "--unlocked-layers", min=0, help="With a lock: keep the last N blocks trainable."),
-    alpha: float = typer.Option(0.5, "--alpha", min=0.0, max=1.0, help="WiSE-FT blend: 0 = base, 1 = fine-tuned."),
+    test_fraction: float = typer.Option(0.2, "--test-fraction", min=0.0, max=0.5, help="0: no test split (numbers then flatter)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Default: enough for --min-steps optimizer steps."),
+    min_steps: Optional[int] = typer.Option(None, "--min-steps", min=1),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=2),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Default by model family (CLIP 1e-5, offline-mini and random init 1e-3)."),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay"),
+    warmup: Optional[float] = typer.Option(None, "--warmup", help="Warm-up as a fraction of the steps (default 0.1)."),
+    patience: Optional[int] = typer.Option(None, "--patience", help="Early stopping after N epochs without a better validation loss (-1: off)."),
+    accumulate: Optional[int] = typer.Option(None, "--accumulate", min=1, help="Sum gradients of N batches per step (adds no negatives)."),
+    lock_image: Optional[bool] = typer.Option(None, "--lock-image/--no-lock-image", help="Freeze the image tower (default by family)."),
+    lock_text: Optional[bool] = typer.Option(None, "--lock-text/--no-lock-text", help="Freeze the text tower (default by family)."),
+    unlocked_layers: Optional[int] = typer.Option(None, "--unlocked-layers", min=0, help="With --lock-image: the image tower's last N layer groups still train."),
+    unlocked_text_layers: Optional[int] = typer.Option(None, "--unlocked-text-layers", min=0, help="With --lock-text: the text tower's last N layers still train."),
+    freeze_bn: Optional[bool] = typer.Option(None, "--freeze-bn/--update-bn", help="Keep BatchNorm statistics (default for pretrained models)."),
+    hflip: Optional[bool] = typer.Option(None, "--hflip/--no-hflip", help="Random horizontal flips (default on)."),
+    random_crop: Optional[float] = typer.Option(None, "--random-crop", min=0.0, max=1.0, help="Random resized crop keeping at least this area, e.g. 0.6."),
+    color_jitter: Optional[float] = typer.Option(None, "--color-jitter", min=0.0, max=1.0, help="Brightness/contrast/saturation jitter, e.g. 0.3."),
+    alpha: Optional[float] = typer.Option(None, "--alpha", min=0.0, max=1.0, help="WiSE-FT blend (default: chosen on validation; 0 = base, 1 = fine-tuned)."),
     template: List[str] = typer.Option([], "--template", help="Prompt template with {} (repeatable)."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: Optional[int] = typer.Option(None, "--seed"),
     device: Optional[str] = typer.Option(None, "--device"),
     reindex: Optional[Path] = typer.Option(None, "--reindex", help="Then re-encode this store with the new model."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Fine-tune on a labelled set, report before/after on held-out data, save the (WiSE-FT blended) model."""
+    """Fine-tune on a labelled set; report base, fine-tuned and shipped blend on a held-out test split."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ..finetune import finetune as run_finetune
     from ..training import TrainConfig
 
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup_steps=warmup,
-                         accumulate=accumulate, seed=seed, lock_image=lock_image, lock_text=lock_text,
-                         unlocked_layers=unlocked_layers)
+    given = {"epochs": epochs, "min_steps": min_steps, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
+             "warmup_fraction": warmup, "patience": patience, "accumulate": accumulate, "lock_image": lock_image,
+             "lock_text": lock_text, "unlocked_layers": unlocked_layers,
+             "unlocked_text_layers": unlocked_text_layers, "freeze_bn": freeze_bn, "hflip": hflip,
+             "random_crop": random_crop, "color_jitter": color_jitter, "seed": seed}
+    config = TrainConfig(**{k: v for k, v in given.items() if v is not None})  # the library chooses the rest
     console = ui.err if as_json else ui.out
     with Progress(TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                   TimeRemainingColumn(), console=console) as progress:
@@ -80,8 +92,9 @@ def finetune(
         def on_step(step: int, total: int, loss: float, lr_now: float, ips: float) -> None:
             progress.update(task, total=total, completed=step, info=f"loss {loss:.3f} lr {lr_now:.2e} {ips:.0f} img/s")
 
-        report = run_finetune(data, out_dir, base_model=_model_or_default(model), val_path=val, val_fraction=val_fraction,
-                              templates=template or None, config=config, alpha=alpha, device=device,
+        report = run_finetune(data, out_dir, base_model=_model_or_default(model), val_path=val, test_path=test,
+                              val_fraction=val_fraction, test_fraction=test_fraction, templates=template or None,
+                              config=config, alpha=alpha, device=device,
                               on_step=on_step, on_stage=lambda msg: progress.console.print(f"[dim]{msg}"))
     reindexed = None
     if reindex:
@@ -92,14 +105,34 @@ def finetune(
     if as_json:
         emit_json({**report.to_dict(), "reindex": reindexed})
         return
-    _print_metrics([("base", report.base), ("fine-tuned", report.finetuned), (f"blended a={alpha}", report.blended)],
-                   f"held-out: {report.val_images} images, trained on {report.train_images} "
-                   f"({report.images_per_second:.1f} img/s, best epoch {report.best_epoch})")
-    if report.skipped:
-        ui.err.print(f"[yellow]skipped {len(report.skipped)} unreadable images[/] (first: {safe(report.skipped[0][0])})")
-    ui.out.print(f"model written to {safe(report.out)}  (use it: --model {safe(_shell_quote(str(report.out)))})")
+    _print_finetune_report(report)
     if reindexed:
         ui.out.print(f"re-encoded {reindexed['encoded']} images into {safe(reindex)}")
+
+
+def _print_finetune_report(report: Any) -> None:
+    s = report.settings
+    key = report.key_metric
+    ui.out.print(f"settings ({report.family}): lr {s['lr']:.0e}, batch {s['batch_size']}, {s['epochs_run']} of "
+                 f"{s['epochs']} epochs x {s['steps_per_epoch']} steps, warm-up {s['warmup_steps']}, "
+                 f"image lock {s['lock_image']}, text lock {s['lock_text']}, unlocked image groups {s['unlocked_layers']}, "
+                 f"text layers {s['unlocked_text_layers']}, flips {s['hflip']}, "
+                 f"BatchNorm stats {'frozen' if s['freeze_bn'] else 'updated'}")
+    curve = ", ".join(f"{row['alpha']:g}: {row[key]:.3f}/{row['loss']:.3f}" for row in report.alpha_curve)
+    ui.out.print(f"validation ({report.val_images} images) {key}/loss by alpha at best epoch {report.best_epoch}: {curve}")
+    rows = [("base", report.base), ("fine-tuned", report.finetuned), (f"shipped a={report.alpha:g}", report.blended)]
+    _print_metrics(rows, f"{report.split}: {int(report.base.get('images', 0))} images, trained on {report.train_images} "
+                         f"({report.images_per_second:.1f} img/s)")
+    lo, hi = report.intervals["blended"]
+    g = report.gain
+    ui.out.print(f"shipped: {report.shipped} (alpha {report.alpha:g}); {key} {report.blended[key]:.3f} "
+                 f"(95% CI {lo:.3f}-{hi:.3f}), gain over base {g['difference']:+.3f} (95% CI {g['low']:+.3f}..{g['high']:+.3f})")
+    for warning in report.warnings:
+        ui.err.print(f"[yellow]warning:[/] {safe(warning)}")
+    if report.skipped:
+        ui.err.print(f"[yellow]skipped {len(report.skipped)} unreadable images[/] (first: {safe(report.skipped[0][0])})")
+    ui.out.print(f"model written to {safe(report.out)}  (use it: --model {safe(_shell_quote(str(report.out)))}); "
+                 f"log: metrics.json")
 
 
 @app.command("eval")
@@ -118,9 +151,15 @@ def eval_cmd(
 
     labelled = datasets.load(data)
     encoder = _load_encoder(model, None, device)
+    from ..models import is_untrained
+
     metrics = evaluate_set(encoder, labelled, template, linear_probe=linear_probe)
+    untrained = is_untrained(encoder.spec)
+    if untrained:
+        ui.err.print(f"[yellow]warning:[/] {safe(encoder.spec.text)} is untrained (random weights): expect chance-level "
+                     "scores; fine-tune it first (clipsearch finetune)")
     if as_json:
-        emit_json({"model": encoder.spec.text, **metrics})
+        emit_json({"model": encoder.spec.text, "untrained": untrained, **metrics})
         return
     _print_metrics([(encoder.spec.text if len(encoder.spec.text) < 40 else "..." + encoder.spec.text[-37:], metrics)],
                    f"{int(metrics['images'])} images from {labelled.source}")
