@@ -124,7 +124,7 @@ def onnx_encoder_for(model_spec: str, precision: str):
     from clipsearch.onnx_encoder import OnnxImageEncoder, find_export
 
     spec = parse_spec(model_spec)
-    export = find_export(spec.key)
+    export = find_export(spec.cache_key)
     assert export is not None, "run the index rows first (they export the model)"
     return OnnxImageEncoder(spec, export, precision, "cpu")
 

@@ -12,7 +12,7 @@ the way a query loads it (`vector_store.load_index`: streamed CRC, then FAISS ma
 the queries and reports its RSS growth, anonymous (owned arrays) and file-backed (mapped pages it touched: index
 file, IVF-PQ's re-rank file), per vector. "must be in RAM" is the part a warm query needs resident: the whole
 FAISS file (any list may be probed) plus the anonymous growth; the re-rank file needs only the rows a query
-touches (20 x k). The baseline row is today's path for the same IVF-Flat file: the whole file read into memory,
+touches (50 x k). The baseline row is today's path for the same IVF-Flat file: the whole file read into memory,
 checked, then deserialised (two copies while loading).
 
     python bench/scale.py                          # 100k and 1M, dim 512; HNSW only up to 200k (its build is slow on 2 cores)

@@ -40,6 +40,15 @@ class ModelSpec:
     key: str = ""
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
+    @property
+    def cache_key(self) -> str:
+        """What the ONNX export cache is keyed by: `key`, and for a model folder its whole manifest as well (the
+        key names the weights only; a folder whose config was edited must not reuse an export of the old one)."""
+        if self.kind != "folder":
+            return self.key
+        digest = hashlib.sha256(json.dumps(self.extra, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return f"{self.key}:manifest:{digest}"
+
 
 def shipped_configs() -> list[str]:
     return sorted(p.stem for p in SHIPPED_CONFIG_DIR.glob("*.json"))

@@ -125,7 +125,7 @@ def export(encoder: "Encoder", cache_root: Path | None = None) -> Path:
 
     from .text_export import export_text_tower
 
-    folder = export_dir(encoder.spec.key, cache_root)
+    folder = export_dir(encoder.spec.cache_key, cache_root)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -146,13 +146,13 @@ def export(encoder: "Encoder", cache_root: Path | None = None) -> Path:
         if cosine < MIN_COSINE:
             raise ExportRefused(f"ONNX and torch embeddings differ (cosine {cosine:.6f} < {MIN_COSINE})")
         text = export_text_tower(encoder, tmp / TEXT_DIR)
-        meta = {"format": EXPORT_FORMAT, "key": encoder.spec.key, "model": _description(encoder),
+        meta = {"format": EXPORT_FORMAT, "key": encoder.spec.cache_key, "model": _description(encoder),
                 "opset": OPSET, "min_cosine": cosine, "text_tower": text, "torch": torch.__version__,
                 "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
         atomic_write_text(tmp / META_FILE, json.dumps(meta, indent=2))
     except ExportRefused as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        _record_refusal(folder, encoder.spec.key, str(exc))
+        _record_refusal(folder, encoder.spec.cache_key, str(exc))
         raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

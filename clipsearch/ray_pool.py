@@ -37,7 +37,7 @@ OK, FAILED, SAME = 0, 1, 2  # what became of a file on a worker
 class EncoderRecipe:
     """What an actor needs to load exactly the encoder this process uses (plain data, pickled to the workers)."""
     spec: str
-    key: str
+    key: str  # the export cache key (ModelSpec.cache_key)
     backend: str  # onnx | torch
     precision: str  # fp32 | int8
     device: str | None  # as the store was opened; None: a GPU when Ray gave the actor one, else the CPU
@@ -46,7 +46,7 @@ class EncoderRecipe:
     @classmethod
     def of(cls, encoder: Any, device: str | None) -> "EncoderRecipe":
         export = getattr(encoder, "export", None)
-        return cls(encoder.spec.text, encoder.spec.key, encoder.backend, encoder.precision, device,
+        return cls(encoder.spec.text, encoder.spec.cache_key, encoder.backend, encoder.precision, device,
                    str(export.folder) if export is not None else None)
 
     def load(self, device: str | None, threads: int | None) -> Any:

@@ -297,9 +297,9 @@ class Store:
 
         export, why_not, torch_encoder = None, ox.unavailable(self.device, explicit=self.backend == "onnx"), None
         if why_not is None:
-            export = ox.find_export(spec.key)
+            export = ox.find_export(spec.cache_key)
             if export is None:
-                why_not = ox.refusal(spec.key)
+                why_not = ox.refusal(spec.cache_key)
                 if why_not is None:
                     from .onnx_export import ExportRefused, export as export_model
 

@@ -160,6 +160,7 @@ def test_bad_labelled_sets_are_clear_errors(runner, tmp_path: Path, case: str, m
 
 def test_incompatible_model_folder_is_a_clear_error(runner, finetuned, tmp_path: Path, photos: Path) -> None:
     folder, _ = finetuned
+    cli(runner, "index", photos, "--index", tmp_path / "ok", "--model", folder)  # the intact folder's export exists
     broken = tmp_path / "broken-model"
     shutil.copytree(folder, broken)
     meta = json.loads((broken / "clipsearch-model.json").read_text())

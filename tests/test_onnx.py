@@ -40,7 +40,7 @@ def test_export_round_trip_matches_torch(kind: str, trained_model: Path, shapes_
 
     enc = offline_torch if kind == "offline-mini" else load_encoder(str(trained_model), device="cpu")
     folder = onnx_export.export(enc, cache_root=tmp_path)
-    export = onnx_encoder.find_export(enc.spec.key, cache_root=tmp_path)
+    export = onnx_encoder.find_export(enc.spec.cache_key, cache_root=tmp_path)
     assert export is not None and export.folder == folder and export.meta["min_cosine"] >= onnx_export.MIN_COSINE
     ort = onnx_encoder.OnnxImageEncoder(enc.spec, export, "fp32", "cpu")
     assert ort.describe() == enc.describe()  # what a store records does not depend on the backend
@@ -175,7 +175,7 @@ def test_a_refused_export_falls_back_to_torch_with_a_notice(tmp_path: Path, shap
         assert store.encoder.backend == "torch"
         assert any("has no ONNX export: ONNX and torch embeddings differ" in str(n) and "using torch" in str(n)
                    for n in store.notices)
-        key = store.model_spec.key
+        key = store.model_spec.cache_key
     assert "differ" in onnx_encoder.refusal(key) and onnx_encoder.find_export(key) is None
     monkeypatch.setattr(onnx_export, "MIN_COSINE", 0.99999)
     with clipsearch.open(tmp_path / "b", model=str(trained_model)) as store:  # refused once: not retried
