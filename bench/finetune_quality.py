@@ -24,23 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-DIGIT_NAMES = "zero one two three four five six seven eight nine".split()
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-
-def make_digits(root: Path, per_class: int, seed: int = 0) -> Path:
-    from PIL import Image
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    rng = np.random.default_rng(seed)
-    for c, name in enumerate(DIGIT_NAMES):
-        folder = root / f"digit_{name}"
-        folder.mkdir(parents=True, exist_ok=True)
-        for i in rng.permutation(np.flatnonzero(d.target == c))[:per_class]:
-            a = (255 - d.images[i] * 255 / 16).astype(np.uint8)  # dark ink on white paper
-            Image.fromarray(a).resize((64, 64), Image.BILINEAR).convert("RGB").save(folder / f"{i}.png")
-    return root
-
+from clipsearch.synthetic import make_digits  # noqa: E402
 
 TEXTURES = {"brick_wall": "brick", "grass": "grass", "gravel": "gravel", "moon_craters": "moon",
             "star_field": "hubble_deep_field", "stained_tissue": "immunohistochemistry"}

@@ -94,3 +94,22 @@ def make_photos(folder: Path, count: int, width: int = 4000, height: int = 3000,
             im.save(path, quality=quality)
         paths.append(path)
     return paths
+
+
+DIGIT_NAMES = "zero one two three four five six seven eight nine".split()
+
+
+def make_digits(root: Path, per_class: int, seed: int = 0) -> Path:
+    """A real-image labelled set: scikit-learn's 8x8 handwritten digits, dark ink on white, upscaled to 64 px RGB,
+    one folder per class ("digit_three"); `per_class` images of each, chosen by `seed`."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    rng = np.random.default_rng(seed)
+    for c, name in enumerate(DIGIT_NAMES):
+        folder = Path(root) / f"digit_{name}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in rng.permutation(np.flatnonzero(d.target == c))[:per_class]:
+            a = (255 - d.images[i] * 255 / 16).astype(np.uint8)
+            Image.fromarray(a).resize((64, 64), Image.BILINEAR).convert("RGB").save(folder / f"{i}.png")
+    return Path(root)

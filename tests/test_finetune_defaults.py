@@ -21,28 +21,10 @@ from clipsearch.training import (
 
 from .conftest import cli_json
 
-DIGIT_NAMES = "zero one two three four five six seven eight nine".split()
-
-
-def make_digits(root: Path, per_class: int, seed: int = 0) -> Path:
-    from PIL import Image
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    rng = np.random.default_rng(seed)
-    for c, name in enumerate(DIGIT_NAMES):
-        folder = root / f"digit_{name}"
-        folder.mkdir(parents=True)
-        for i in rng.permutation(np.flatnonzero(d.target == c))[:per_class]:
-            a = (255 - d.images[i] * 255 / 16).astype(np.uint8)
-            Image.fromarray(a).resize((64, 64), Image.BILINEAR).convert("RGB").save(folder / f"{i}.png")
-    return root
-
-
 def test_offline_mini_defaults_improve_real_digits(runner, tmp_path: Path) -> None:
     """CLI defaults, no flags: the test split must gain clearly more than its own noise (the paired bootstrap
     interval of the gain stays above +0.15), and the shipped model is never below the base on validation."""
-    data = make_digits(tmp_path / "digits", per_class=15)
+    data = synthetic.make_digits(tmp_path / "digits", per_class=15)
     report = cli_json(runner, "finetune", data, "--out", tmp_path / "model", "--model", "offline-mini")
     print({k: report[k] for k in ("base", "finetuned", "blended", "gain", "alpha", "best_epoch", "settings")})
     assert (report["train_images"], report["val_images"], report["test_images"]) == (90, 30, 30)
@@ -64,7 +46,7 @@ def test_offline_mini_defaults_improve_real_digits(runner, tmp_path: Path) -> No
 
 
 def test_split_is_stratified_disjoint_and_seeded(tmp_path: Path) -> None:
-    data = datasets.load(make_digits(tmp_path / "d", per_class=10))
+    data = datasets.load(synthetic.make_digits(tmp_path / "d", per_class=10))
     train, val, test = datasets.split_three(data, 0.2, 0.2, seed=3)
     paths = [{it.path for it in part.items} for part in (train, val, test)]
     assert sum(map(len, paths)) == 100 and not (paths[0] & paths[1] or paths[0] & paths[2] or paths[1] & paths[2])
