@@ -39,8 +39,8 @@ class ImageRecord:
 
 
 @dataclass(frozen=True)
-class Encoded:
-    """One decoded and encoded file, ready to commit; `known` is its previous row, if any."""
+class EncodedFile:
+    """What an encoded file's row records, whatever it holds: a still image or a video's frames."""
     path: str
     size: int
     mtime_ns: int
@@ -48,20 +48,18 @@ class Encoded:
     width: int
     height: int
     format: str
+
+
+@dataclass(frozen=True)
+class Encoded(EncodedFile):
+    """One decoded and encoded file, ready to commit; `known` is its previous row, if any."""
     vector: np.ndarray
     known: Known | None
 
 
 @dataclass(frozen=True)
-class EncodedVideo:
+class EncodedVideo(EncodedFile):
     """A video file's sampled frames, each with its embedding: committed (or replaced) as one unit."""
-    path: str
-    size: int
-    mtime_ns: int
-    digest: str
-    width: int
-    height: int
-    format: str
     frames: list[tuple[int, np.ndarray]]  # (timestamp ms, embedding)
     known: Known | None
 
