@@ -3,8 +3,10 @@
 The set is split train / validation / test (stratified, seeded). Validation alone picks the epoch and the WiSE-FT
 blend α (a grid that includes 0 — the base itself — and 1) on validation accuracy (recall@5 for captions),
 ties broken by the smooth calibrated validation loss; the base is a candidate, so the shipped model is never
-worse than its base there. The test split only reports: base → fine-tuned →
-shipped blend, with the number of images, Wilson intervals and a paired bootstrap interval of the gain.
+worse than its base there. A set too small for a validation split of SMALL_SPLIT images is cross-validated
+instead (`crossval.py`): every non-test image validates once, then one run on all of them ships. The test
+split only reports: base → fine-tuned → shipped blend, with the number of images, Wilson intervals and a paired
+bootstrap interval of the gain. A checkpoint after each epoch lets an interrupted run resume exactly.
 """
 
 from __future__ import annotations
@@ -12,28 +14,22 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from . import datasets
 from .datasets import DEFAULT_TEMPLATES, LabelledSet
 from .errors import ClipsearchError
-from .evaluate import class_embeddings, embedding_metrics
-from .images import decode_paths
+from .finetune_checkpoint import Checkpoint, data_digest
+from .finetune_run import ALPHA_GRID, SMALL_SPLIT, FinetuneRun, blend_states, choose  # noqa: F401 (public names)
 from .fsutil import atomic_write_text
+from .images import decode_paths
 from .models import DEFAULT_MODEL
 from .stats import paired_difference, wilson
-from .training import (
-    ImageSide, TrainConfig, apply_locks, can_cache_image_features, model_family, resolve_config, settings_dict,
-    text_is_frozen, train_contrastive,
-)
+from .training import ImageSide, TrainConfig, apply_locks, can_cache_image_features, model_family, resolve_config, settings_dict
 
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
-
-ALPHA_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
-SMALL_SPLIT = 30  # below this many images a split gets a warning
+DEFAULT_FOLDS = 5  # cross-validation folds when a validation split would be smaller than SMALL_SPLIT
 
 
 @dataclass
@@ -56,6 +52,8 @@ class FinetuneReport:
     intervals: dict[str, list[float]] = field(default_factory=dict)  # Wilson 95% of the key metric on the test split
     gain: dict[str, float] = field(default_factory=dict)  # shipped − base on the test split, paired bootstrap 95%
     best_epoch: int = 0
+    folds: int = 1  # > 1: epoch and α were chosen by k-fold cross-validation over the non-test images
+    resumed: str = ""  # where an interrupted run was resumed from
     epochs: list[dict[str, float]] = field(default_factory=list)  # validation after each epoch
     alpha_curve: list[dict[str, float]] = field(default_factory=list)  # validation per α at the best epoch
     settings: dict[str, Any] = field(default_factory=dict)
@@ -75,29 +73,6 @@ class FinetuneReport:
         return d
 
 
-def blend_states(base: dict[str, "torch.Tensor"], tuned: dict[str, "torch.Tensor"], alpha: float) -> dict[str, "torch.Tensor"]:
-    """WiSE-FT: θ = (1−α)·θ_base + α·θ_tuned for float tensors (counters are taken from the tuned model)."""
-    if not 0.0 <= alpha <= 1.0:
-        raise ClipsearchError(f"alpha must be within [0, 1], got {alpha}", param="alpha")
-    if base.keys() != tuned.keys():
-        raise ClipsearchError("cannot blend models of different architectures")
-    out = {}
-    for name, t in tuned.items():
-        b = base[name]
-        out[name] = ((1.0 - alpha) * b + alpha * t).to(t.dtype) if t.is_floating_point() else t.clone()
-    return out
-
-
-def choose(candidates: Sequence[dict[str, float]], key_metric: str) -> dict[str, float]:
-    """The best candidate on validation: highest `key_metric`, then lowest calibrated loss; on a full tie the
-    first (list the base first and it wins ties, so a fine-tune must beat it to ship)."""
-    return min(enumerate(candidates), key=lambda ic: (-ic[1][key_metric], round(ic[1]["loss"], 9), ic[0]))[1]
-
-
-def _state(model: "torch.nn.Module") -> dict[str, "torch.Tensor"]:
-    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-
-
 def _align_classes(train: LabelledSet, other: LabelledSet, param: str) -> LabelledSet:
     if train.has_classes != other.has_classes:
         raise ClipsearchError(f"the {param} set must be the same kind of set as the training data (classes or captions)",
@@ -112,64 +87,32 @@ def _align_classes(train: LabelledSet, other: LabelledSet, param: str) -> Labell
     return LabelledSet(items, train.classes, other.source)
 
 
-def _captions(data: LabelledSet, templates: Sequence[str], seed: int) -> tuple[list[str], list[int]]:
-    """Captions and the ids that decide which pairs are positives (same class, or identical caption)."""
-    if data.has_classes:
-        rng = np.random.default_rng(seed)
-        caps = [templates[int(rng.integers(len(templates)))].format(data.classes[it.label]) for it in data.items]
-        return caps, [int(it.label) for it in data.items]
-    caps = [it.caption or "" for it in data.items]
-    ids: dict[str, int] = {}
-    return caps, [ids.setdefault(c, len(ids)) for c in caps]
 
 
-def _splits(data_path, val_path, test_path, val_fraction: float, test_fraction: float,
-            seed: int) -> tuple[LabelledSet, LabelledSet, LabelledSet | None]:
-    data = datasets.load(data_path)
-    test = _align_classes(data, datasets.load(test_path), "test") if test_path else None
-    if val_path:
-        val = _align_classes(data, datasets.load(val_path), "val")
-        if test is None and test_fraction > 0:
-            data, test = datasets.split(data, test_fraction, seed)
-        return data, val, test
-    if test is not None:
-        train, val = datasets.split(data, val_fraction, seed)
-        return train, val, test
-    return datasets.split_three(data, val_fraction, test_fraction, seed)
-
-
-class _Scorer:
-    """Scores the encoder's current weights on a split; frozen parts (trunk features, text) are computed once."""
-
-    def __init__(self, encoder: Any, side: ImageSide, templates: Sequence[str], text_frozen: bool) -> None:
-        self.encoder, self.side, self.templates, self.text_frozen = encoder, side, templates, text_frozen
-        self._text: dict[int, np.ndarray] = {}
-
-    def _text_emb(self, data: LabelledSet) -> np.ndarray:
-        if self.text_frozen and id(data) in self._text:
-            return self._text[id(data)]
-        if data.has_classes:
-            emb = class_embeddings(self.encoder, data.classes, self.templates)
-        else:
-            caps = [it.caption or "" for it in data.items]
-            emb = np.concatenate([self.encoder.encode_texts(caps[i:i + 256]) for i in range(0, len(caps), 256)])
-        self._text[id(data)] = emb
-        return emb
-
-    def __call__(self, data: LabelledSet, pixels: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
-        return embedding_metrics(self.side.embed(pixels), data, self._text_emb(data))
+def _decode(encoder: Any, data: LabelledSet | None,
+            skipped: list[tuple[str, str]]) -> tuple[LabelledSet | None, np.ndarray | None]:
+    if data is None:
+        return None, None
+    pixels, kept, failed = decode_paths(encoder, [it.path for it in data.items])
+    skipped += failed
+    return data.subset(kept), pixels
 
 
 def finetune(data_path: str | Path, out: str | Path, *, base_model: str = DEFAULT_MODEL, val_path: str | Path | None = None,
              test_path: str | Path | None = None, val_fraction: float = 0.2, test_fraction: float = 0.2,
              templates: Sequence[str] | None = None, config: TrainConfig | None = None,
-             alpha: float | None = None, device: str | None = None,
+             alpha: float | None = None, device: str | None = None, folds: int | None = None,
+             resume: bool = False, restart: bool = False, checkpoint_every_s: float = 10.0,
              on_step: Callable[[int, int, float, float, float], None] | None = None,
              on_stage: Callable[[str], None] | None = None) -> FinetuneReport:
     """Fine-tune `base_model` on `data_path` and write the shipped model (base, fine-tuned or a blend) to `out`.
 
     `alpha` None chooses the blend on validation from ALPHA_GRID; a number fixes it (the base still wins when
-    the blend scores below it on validation). `config` fields left None are chosen by `resolve_config`."""
+    the blend scores below it on validation). `config` fields left None are chosen by `resolve_config`.
+    `folds` None cross-validates (DEFAULT_FOLDS) when the validation split would hold fewer than SMALL_SPLIT
+    images; 1 always uses one split; k > 1 always cross-validates. A checkpoint is written to `out` after each
+    epoch (at most every `checkpoint_every_s`, and always at the end of a phase); `resume` continues it, and
+    without `resume` an existing checkpoint is refused unless `restart` discards it."""
     from .models import load_encoder, save_model_folder
 
     config = config or TrainConfig()
@@ -178,98 +121,103 @@ def finetune(data_path: str | Path, out: str | Path, *, base_model: str = DEFAUL
         raise ClipsearchError("every template needs a {} where the label goes", 'e.g. "a photo of a {}."', param="templates")
     if alpha is not None and not 0.0 <= alpha <= 1.0:
         raise ClipsearchError(f"alpha must be within [0, 1], got {alpha}", param="alpha")
+    if folds is not None and folds < 1:
+        raise ClipsearchError(f"folds must be at least 1, got {folds}", param="folds")
+    if val_path and folds is not None and folds > 1:
+        raise ClipsearchError("a validation set and cross-validation folds exclude each other",
+                              "drop `val` or `folds`", param="folds")
+    if not 0.0 < val_fraction < 1.0 or not 0.0 <= test_fraction < 1.0 or val_fraction + test_fraction >= 0.9:
+        raise ClipsearchError(f"validation and test fractions {val_fraction} + {test_fraction} leave too little to "
+                              "train on", "keep their sum below 0.9", param="val_fraction")
+    if resume and restart:
+        raise ClipsearchError("`resume` and `restart` exclude each other", param="resume")
     stage = on_stage or (lambda _msg: None)
-    train, val, test = _splits(data_path, val_path, test_path, val_fraction, test_fraction, config.seed)
+    out = Path(out)
+
+    data = datasets.load(data_path)
+    test = _align_classes(data, datasets.load(test_path), "test") if test_path else None
+    share = val_fraction  # of what is left once the test split is out
+    if test is None and test_fraction > 0:
+        data, test = datasets.split(data, test_fraction, config.seed)
+        share = val_fraction / (1.0 - test_fraction)
+    val = _align_classes(data, datasets.load(val_path), "val") if val_path else None
 
     stage(f"loading {base_model}")
     encoder = load_encoder(base_model, device)
     n_test = len(test.items) if test else 0
-    stage(f"decoding {len(train.items)} training, {len(val.items)} validation and {n_test} test images")
-    train_px, kept, skipped = decode_paths(encoder, [it.path for it in train.items])
-    train = train.subset(kept)
-    val_px, kept, more = decode_paths(encoder, [it.path for it in val.items])
-    val = val.subset(kept)
-    skipped += more
-    test_px = None
-    if test is not None:
-        test_px, kept, more = decode_paths(encoder, [it.path for it in test.items])
-        test = test.subset(kept)
-        skipped += more
-        if not test.items:
-            test = None
+    stage(f"decoding {len(data.items) + (len(val.items) if val else 0)} training and validation and {n_test} test images")
+    skipped: list[tuple[str, str]] = []
+    pool, pool_px = _decode(encoder, data, skipped)
+    val, val_px = _decode(encoder, val, skipped)
+    test, test_px = _decode(encoder, test, skipped)
+    if test is not None and not test.items:
+        test = None
+    if len(pool.items) < 2:
+        raise ClipsearchError("too few readable images to fine-tune", f"{len(skipped)} could not be read")
+    train, train_px = pool, pool_px
+    if val is None:
+        train, val = datasets.split(pool, share, config.seed)
+        row_of = {id(it): i for i, it in enumerate(pool.items)}
+        train_px = pool_px[[row_of[id(it)] for it in train.items]]
+        val_px = pool_px[[row_of[id(it)] for it in val.items]]
     if len(train.items) < 2 or not val.items:
         raise ClipsearchError("too few readable images to fine-tune", f"{len(skipped)} could not be read")
+    if folds is not None and folds > 1 and test is None:
+        raise ClipsearchError("cross-validation reports on a test split, and there is none",
+                              "give a `test` set or a `test_fraction` above 0, or `folds` 1", param="folds")
+    small = test is not None and len(val.items) < SMALL_SPLIT  # without a test split the folds could not report
+    k = 1 if val_path else folds if folds is not None else DEFAULT_FOLDS if small else 1
+    k = min(k, len(pool.items))
 
     family = model_family(encoder.spec)
-    cfg = resolve_config(config, family, len(train.items))
-    report = FinetuneReport(out=str(Path(out).resolve()), base_model=encoder.spec.text, alpha=0.0,
-                            train_images=len(train.items), val_images=len(val.items),
+    n_train = len(train.items) if k == 1 else len(pool.items) - len(pool.items) // k
+    cfg = resolve_config(config, family, n_train)
+    report = FinetuneReport(out=str(out.resolve()), base_model=encoder.spec.text, alpha=0.0,
+                            train_images=len(train.items) if k == 1 else len(pool.items),
+                            val_images=len(val.items) if k == 1 else len(pool.items),
                             test_images=len(test.items) if test else 0, family=family, skipped=skipped,
-                            classes=list(train.classes), settings=settings_dict(cfg, len(train.items)))
+                            classes=list(pool.classes), settings=settings_dict(cfg, n_train), folds=k)
+    report.settings["folds"] = k
     key = report.key_metric
-    for name, part in (("validation", val), ("test", test)):
-        if part is not None and len(part.items) < SMALL_SPLIT:
-            report.warnings.append(f"the {name} split has {len(part.items)} images: too few to tell small differences; "
-                                   "add images or give larger --val/--test sets")
-    if test is None:
-        report.split = "validation"
-        report.warnings.append("no test split: the numbers below are on the validation split that chose the epoch "
-                               "and the blend, so they flatter the fine-tune")
+    fingerprint = {"base model": encoder.spec.text,
+                   "data": data_digest(train, val, test) if k == 1 else data_digest(pool, None, test),
+                   "templates": list(templates), "alpha": alpha, "folds": k,
+                   **{f"setting {name}": value for name, value in report.settings.items()}}
+    checkpoint = Checkpoint(out, fingerprint, every_s=checkpoint_every_s)
+    resumed = None
+    if resume:
+        resumed = checkpoint.load()
+        report.resumed = f"{resumed['phase']}, after epoch {resumed['train']['epoch']}"
+        stage(f"resuming {report.resumed}")
+    elif checkpoint.exists():
+        if not restart:
+            raise ClipsearchError(f"{out} holds the checkpoint of an interrupted fine-tune ({checkpoint.describe()})",
+                                  "continue it with `resume`, or discard it with `restart`", param="resume")
+        checkpoint.remove()
 
+    _warn_small(report, val if k == 1 else pool, test, k)
     apply_locks(encoder.model, cfg)
     side = ImageSide(encoder, can_cache_image_features(encoder.model) and not (cfg.random_crop or cfg.color_jitter))
-    scorer = _Scorer(encoder, side, templates, text_is_frozen(encoder.model))
-    stage("evaluating the base model")
-    base_val, _ = scorer(val, val_px)
-    base_state = _state(encoder.model)
-    best: dict[str, Any] = {"metrics": None, "state": None, "epoch": 0, "since": 0}
-
-    def on_epoch(epoch: int) -> bool:
-        metrics, _ = scorer(val, val_px)
-        report.epochs.append({"epoch": epoch + 1, **metrics})
-        current = best["metrics"]
-        if current is None or choose([current, metrics], key) is metrics:
-            best.update(metrics=metrics, state=_state(encoder.model), epoch=epoch + 1, since=0)
-        else:
-            best["since"] += 1
-        return cfg.patience > 0 and best["since"] >= cfg.patience
-
-    captions, pair_ids = _captions(train, templates, cfg.seed)
-    history = train_contrastive(encoder, train_px, captions, pair_ids, cfg, on_step=on_step, on_epoch=on_epoch,
-                                image_side=side)
-    report.train_seconds = history.seconds
+    run = FinetuneRun(encoder, cfg, side, templates, checkpoint, resumed, on_step)
+    if k == 1:
+        tuned, history = _single_split(run, report, train, train_px, val, val_px, cfg, alpha, stage)
+    else:
+        tuned, history = _cross_validated(run, report, pool, pool_px, cfg, k, alpha, stage)
+    report.train_seconds = run.seconds
     report.images_per_second = history.images_per_second
-    report.best_epoch = int(best["epoch"])
     report.stopped_early = history.stopped_early
     report.settings.update(epochs_run=history.epochs_run, cached_image_features=history.cached_image_features,
-                           cached_text=history.cached_text)
-
-    stage("choosing the blend on validation")
-    tuned_state = best["state"]
-    alphas = ALPHA_GRID if alpha is None else (0.0, alpha)
-    states: dict[float, dict] = {0.0: base_state, 1.0: tuned_state}
-    for a in alphas:
-        if a in (0.0, 1.0):
-            metrics = base_val if a == 0.0 else best["metrics"]
-        else:
-            encoder.model.load_state_dict(blend_states(base_state, tuned_state, a))
-            metrics, _ = scorer(val, val_px)
-        report.alpha_curve.append({"alpha": a, **metrics})
-    chosen = choose(report.alpha_curve, key)  # α 0 — the base — comes first
-    report.alpha = float(chosen["alpha"])
+                           cached_text=history.cached_text, grad_checkpointing_towers=history.checkpointed_towers)
     report.shipped = "base" if report.alpha == 0.0 else "fine-tuned" if report.alpha == 1.0 else "blended"
     if alpha is not None and report.alpha != alpha:
         report.warnings.append(f"alpha {alpha} scored below the base on validation: shipping the base model")
-    shipped_state = states.get(report.alpha) or blend_states(base_state, tuned_state, report.alpha)
-    by_alpha = {row["alpha"]: {k: v for k, v in row.items() if k != "alpha"} for row in report.alpha_curve}
-    report.validation = {"base": by_alpha[0.0], "finetuned": best["metrics"], "blended": by_alpha[report.alpha]}
 
     stage("measuring base, fine-tuned and shipped on the test split" if test else "measuring on validation")
-    part, part_px = (test, test_px) if test is not None else (val, val_px)
+    part, part_px = (test, test_px) if test is not None else (val, val_px) if k == 1 else (pool, pool_px)
     hits: dict[str, np.ndarray] = {}
-    for name, state in (("base", base_state), ("finetuned", tuned_state), ("blended", shipped_state)):
-        encoder.model.load_state_dict(state)
-        metrics, hits[name] = scorer(part, part_px)
+    for name, weight in (("base", 0.0), ("finetuned", 1.0), ("blended", report.alpha)):
+        run.load_blend(tuned, weight)
+        metrics, hits[name] = run.scorer(part, part_px)
         setattr(report, name, metrics)
         lo, hi = wilson(float(hits[name].sum()), len(hits[name]))
         report.intervals[name] = [lo, hi]
@@ -279,12 +227,77 @@ def finetune(data_path: str | Path, out: str | Path, *, base_model: str = DEFAUL
             f"the {report.split} split ({len(part.items)} images) cannot tell the shipped model from the base: "
             f"{key} gain {report.gain['difference']:+.3f}, 95% CI {report.gain['low']:+.3f}..{report.gain['high']:+.3f}")
 
-    encoder.model.load_state_dict(shipped_state)
-    out = Path(out)
+    run.load_blend(tuned, report.alpha)
     save_model_folder(encoder, out, extra={
         "classes": report.classes, "templates": list(templates), "alpha": report.alpha, "shipped": report.shipped,
         "metrics": {"split": report.split, "base": report.base, "finetuned": report.finetuned,
                     "blended": report.blended},
     })
     atomic_write_text(out / "metrics.json", json.dumps({**report.to_dict(), "losses": history.losses}, indent=2))
+    checkpoint.remove()
     return report
+
+
+def _warn_small(report: FinetuneReport, val: LabelledSet, test: LabelledSet | None, k: int) -> None:
+    what = "validation split" if k == 1 else f"{k}-fold cross-validation"
+    for name, part in ((what, val), ("test split", test)):
+        if part is not None and len(part.items) < SMALL_SPLIT:
+            report.warnings.append(f"the {name} has {len(part.items)} images: too few to tell small differences; "
+                                   "add images or give larger `val`/`test` sets")
+    if test is None:
+        report.split = "validation"
+        report.warnings.append("no test split: the numbers below are on the validation images that chose the epoch "
+                               "and the blend, so they flatter the fine-tune")
+
+
+def _single_split(run: FinetuneRun, report: FinetuneReport, train: LabelledSet, train_px: np.ndarray,
+                  val: LabelledSet, val_px: np.ndarray, cfg: TrainConfig, alpha: float | None,
+                  stage: Callable[[str], None]) -> tuple[dict, Any]:
+    """Train once; validation picks the epoch (early stopping) and then the blend. Returns the tuned weights."""
+    key = report.key_metric
+    stage("evaluating the base model")
+    run.load(run.base_partial)
+    base_val, _ = run.scorer(val, val_px)
+    record: dict[str, Any] = {"epochs": [], "best": None, "best_epoch": 0, "since": 0, "best_weights": None}
+
+    def on_epoch(epoch: int) -> bool:
+        metrics, _ = run.scorer(val, val_px)
+        record["epochs"].append({"epoch": epoch + 1, **metrics})
+        if record["best"] is None or choose([record["best"], metrics], key) is metrics:
+            record.update(best=metrics, best_weights=run.weights(), best_epoch=epoch + 1, since=0)
+        else:
+            record["since"] += 1
+        return cfg.patience > 0 and record["since"] >= cfg.patience
+
+    history = run.train_phase("training", train, train_px, cfg, on_epoch, record)
+    report.epochs = record["epochs"]
+    report.best_epoch = int(record["best_epoch"])
+    tuned = record["best_weights"]
+
+    stage("choosing the blend on validation")
+    for a in ALPHA_GRID if alpha is None else (0.0, alpha):
+        if a in (0.0, 1.0):
+            metrics = base_val if a == 0.0 else record["best"]
+        else:
+            run.load_blend(tuned, a)
+            metrics, _ = run.scorer(val, val_px)
+        report.alpha_curve.append({"alpha": a, **metrics})
+    report.alpha = float(choose(report.alpha_curve, key)["alpha"])  # α 0 — the base — comes first
+    by_alpha = {row["alpha"]: {k: v for k, v in row.items() if k != "alpha"} for row in report.alpha_curve}
+    report.validation = {"base": by_alpha[0.0], "finetuned": record["best"], "blended": by_alpha[report.alpha]}
+    return tuned, history
+
+
+def _cross_validated(run: FinetuneRun, report: FinetuneReport, pool: LabelledSet, pool_px: np.ndarray,
+                     cfg: TrainConfig, k: int, alpha: float | None, stage: Callable[[str], None]) -> tuple[dict, Any]:
+    """k folds choose (epoch, α); one run on every non-test image then trains to the chosen epoch."""
+    from .crossval import cross_validate
+
+    alphas = ALPHA_GRID if alpha is None else (0.0, alpha)  # a fixed blend still has to beat the base
+    selection = cross_validate(run, pool, pool_px, k, cfg, report.key_metric, alphas, stage)
+    report.epochs, report.alpha_curve = selection.epochs, selection.alpha_curve
+    report.validation = selection.validation
+    report.alpha, report.best_epoch = selection.alpha, selection.epoch
+    stage(f"training on all {len(pool.items)} images for {selection.epoch} epochs")
+    history = run.train_phase("final", pool, pool_px, cfg, lambda epoch: epoch + 1 >= selection.epoch, {})
+    return run.weights(), history

@@ -103,6 +103,10 @@ def _dual_encoder_class():
                     + [list(v.conv_head.parameters()) + list(v.bn2.parameters()),
                        list(v.classifier.parameters()), [self.class_embeddings]])
 
+        def checkpoint_blocks(self) -> dict[str, list[nn.Module]]:
+            """The blocks gradient checkpointing wraps: EfficientNet's stages and MiniLM's layers."""
+            return {"image": list(self.visual.blocks), "text": list(self.text.encoder.layer)}
+
         def head_parameter_names(self) -> set[str]:
             """The parameters `image_head` uses: while only they train, the trunk's features can be cached."""
             return {"visual.classifier.weight", "visual.classifier.bias", "class_embeddings"}

@@ -50,6 +50,7 @@ class TrainConfig:
     hflip: bool | None = None
     random_crop: float = 0.0  # random resized crop: smallest area kept (0 = off; e.g. 0.6)
     color_jitter: float = 0.0  # brightness/contrast/saturation jitter strength (0 = off; e.g. 0.3)
+    grad_checkpointing: bool = False  # recompute tower activations in the backward pass: less memory, ~30% slower
 
 
 FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -130,6 +131,23 @@ def warmup_steps(cfg: TrainConfig, total_steps: int) -> int:
 
 
 @dataclass
+class TrainState:
+    """Everything besides the weights that an interrupted run needs to continue exactly where it stopped:
+    the optimizer's moments, the random streams, the step count and the losses so far."""
+
+    epoch: int  # epochs completed
+    step: int
+    seen: int
+    losses: list[float]
+    optimizer: dict[str, Any]
+    scaler: dict[str, Any]
+    numpy_rng: dict[str, Any]
+    torch_rng: Any
+    seconds: float
+    stopped: bool = False  # early stopping ended the run after `epoch` epochs
+
+
+@dataclass
 class TrainHistory:
     losses: list[float] = field(default_factory=list)
     images_per_second: float = 0.0
@@ -139,6 +157,7 @@ class TrainHistory:
     stopped_early: bool = False
     cached_image_features: bool = False
     cached_text: bool = False
+    checkpointed_towers: list[str] = field(default_factory=list)
 
 
 def contrastive_loss(img: "torch.Tensor", txt: "torch.Tensor", logit_scale: "torch.Tensor",
@@ -304,6 +323,14 @@ class ImageSide:
             self._features[key] = (pixels, torch.cat(chunks).clone())  # keep the array alive: its id is the key
         return self._features[key][1]
 
+    def share(self, pool: np.ndarray, rows: np.ndarray, flips: bool = False) -> np.ndarray:
+        """`pool[rows]`, its trunk features taken from the pool's (cross-validation folds reuse one pass)."""
+        part = pool[rows]
+        if self.cached:
+            for flipped in (False, True) if flips else (False,):
+                self._features[(id(part), flipped)] = (part, self.features(pool, flipped)[rows])
+        return part
+
     def embed(self, pixels: np.ndarray) -> np.ndarray:
         """L2-normalised float32 embeddings of `pixels` under the model's current weights (eval mode)."""
         import torch
@@ -323,16 +350,25 @@ def train_contrastive(encoder: "Encoder", images: np.ndarray, captions: Sequence
                       class_ids: Sequence[int] | None, cfg: TrainConfig,
                       on_step: Callable[[int, int, float, float, float], None] | None = None,
                       on_epoch: Callable[[int], bool | None] | None = None,
-                      image_side: ImageSide | None = None) -> TrainHistory:
+                      image_side: ImageSide | None = None, resume: TrainState | None = None,
+                      on_checkpoint: Callable[[TrainState], None] | None = None) -> TrainHistory:
     """Train `encoder.model` in place. `images` are NHWC uint8 at the model's input size; `cfg` is resolved.
 
     AdamW + cosine schedule with linear warm-up, gradient clipping, fp32 master weights with autocast on
-    CUDA. `accumulate` > 1 sums the gradients of several micro-batches before a step: a larger step batch,
-    but each micro-batch's loss sees only its own negatives (no cached-feature accumulation). Gradients never
-    leak across epochs: a pending accumulation is stepped at an epoch's end. `on_step(step, total, loss, lr,
-    img_per_s)` reports progress; `on_epoch(epoch)` returning True stops training (early stopping).
+    CUDA. `accumulate` > 1 makes each optimizer step see `accumulate` micro-batches as one contrastive batch,
+    every pair a negative of every other (cached-feature accumulation, as GradCache and open_clip's
+    --accum-freq): features of all micro-batches are computed without gradients, then each micro-batch is
+    recomputed with gradients against the others' cached features. The summed gradient equals the large
+    batch's (the temperature's gradient is taken once), at the cost of one more forward pass; only BatchNorm
+    that updates its statistics sees micro-batches. A pending partial group is stepped at an epoch's end.
+
+    `on_step(step, total, loss, lr, img_per_s)` reports progress; `on_epoch(epoch)` returning True stops
+    training (early stopping); `on_checkpoint(state)` runs after every epoch with what `resume` needs to
+    continue exactly (the caller saves the weights beside it).
     """
     import torch
+
+    from .grad_checkpoint import set_grad_checkpointing
 
     if cfg.epochs is None or cfg.lr is None:
         raise ClipsearchError("train_contrastive needs a resolved config (see resolve_config)", param="config")
@@ -379,13 +415,75 @@ def train_contrastive(encoder: "Encoder", images: np.ndarray, captions: Sequence
     if side.cached:
         plain = side.features(images)
         mirrored = side.features(images, flipped=True) if cfg.hflip else None
+    if cfg.grad_checkpointing:
+        history.checkpointed_towers = set_grad_checkpointing(model, True)
+        if not history.checkpointed_towers:
+            raise ClipsearchError("gradient checkpointing is not supported for this model's towers",
+                                  "train without --grad-checkpointing", param="grad_checkpointing")
     use_amp = device.type == "cuda"
     # bf16 needs no loss scaling; on GPUs without it, fp16 autocast with a GradScaler (weights stay fp32)
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    start = time.perf_counter()
-    seen = 0
-    step = 0
+    step, seen, start_epoch, spent = 0, 0, 0, 0.0
+    if resume is not None:
+        opt.load_state_dict(resume.optimizer)
+        scaler.load_state_dict(resume.scaler)
+        rng.bit_generator.state = resume.numpy_rng
+        torch.set_rng_state(resume.torch_rng)
+        step, seen, start_epoch, spent = resume.step, resume.seen, resume.epoch, resume.seconds
+        history.losses = list(resume.losses)
+        history.epochs_run = resume.epoch
+        history.stopped_early = resume.stopped and resume.epoch < cfg.epochs
+    start = time.perf_counter() - spent
+
+    def prepare(idx: np.ndarray) -> Any:
+        """The micro-batch's input, with its random augmentation drawn once (both passes see the same)."""
+        if side.cached:
+            feats = plain[idx]
+            if mirrored is not None:
+                flip = torch.as_tensor(rng.random(len(idx)) < 0.5)
+                feats = torch.where(flip[:, None], mirrored[idx], feats)
+            return feats.to(device)
+        batch = augment(images[idx], cfg, rng) if (cfg.hflip or augmenting) else images[idx]
+        return encoder.images_to_tensor(np.ascontiguousarray(batch))
+
+    def encode(idx: np.ndarray, inputs: Any) -> tuple["torch.Tensor", "torch.Tensor"]:
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+            img = model.image_head(inputs) if side.cached else model.encode_image(inputs)
+            ids = cap_ids[idx]
+            if frozen_text is not None:
+                txt = frozen_text[torch.as_tensor(ids)]
+            else:  # each distinct caption of the batch goes through the text tower once
+                uniq, inverse = np.unique(ids, return_inverse=True)
+                txt = model.encode_text(tokens_all[uniq].to(device))[torch.as_tensor(inverse)]
+        return (torch.nn.functional.normalize(img.float(), dim=-1),
+                torch.nn.functional.normalize(txt.float(), dim=-1))
+
+    def loss_of(img: "torch.Tensor", txt: "torch.Tensor", idx: np.ndarray, scale: "torch.Tensor") -> "torch.Tensor":
+        c = cls[idx].to(device) if cls is not None else None
+        return contrastive_loss(img, txt, scale, c)
+
+    def backward_group(group: list[np.ndarray]) -> float:
+        """Gradients of one contrastive batch made of `group`'s micro-batches; returns its loss."""
+        inputs = [prepare(idx) for idx in group]
+        if len(group) == 1:
+            img, txt = encode(group[0], inputs[0])
+            loss = loss_of(img, txt, group[0], model.logit_scale.exp().clamp(max=100))
+            scaler.scale(loss).backward()
+            return float(loss.detach())
+        with torch.no_grad():
+            cached = [encode(idx, x) for idx, x in zip(group, inputs)]
+        everyone = np.concatenate(group)
+        loss_value = 0.0
+        for j, (idx, x) in enumerate(zip(group, inputs)):
+            img_j, txt_j = encode(idx, x)
+            img = torch.cat([c[0] for c in cached[:j]] + [img_j] + [c[0] for c in cached[j + 1:]])
+            txt = torch.cat([c[1] for c in cached[:j]] + [txt_j] + [c[1] for c in cached[j + 1:]])
+            scale = model.logit_scale.exp().clamp(max=100)
+            loss = loss_of(img, txt, everyone, scale if j == 0 else scale.detach())
+            scaler.scale(loss).backward()
+            loss_value = float(loss.detach())
+        return loss_value
 
     def optimizer_step() -> None:
         nonlocal step
@@ -400,51 +498,38 @@ def train_contrastive(encoder: "Encoder", images: np.ndarray, captions: Sequence
         step += 1
 
     opt.zero_grad(set_to_none=True)
-    for epoch in range(cfg.epochs):
-        batches = epoch_batches(rng.permutation(n), cfg.batch_size)
-        pending = 0
-        for b, idx in enumerate(batches):
-            c = cls[idx].to(device) if cls is not None else None
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                if side.cached:
-                    feats = plain[idx]
-                    if mirrored is not None:
-                        flip = torch.as_tensor(rng.random(len(idx)) < 0.5)
-                        feats = torch.where(flip[:, None], mirrored[idx], feats)
-                    img = model.image_head(feats.to(device))
-                else:
-                    batch = augment(images[idx], cfg, rng) if (cfg.hflip or augmenting) else images[idx]
-                    img = model.encode_image(encoder.images_to_tensor(np.ascontiguousarray(batch)))
-                img = torch.nn.functional.normalize(img.float(), dim=-1)
-                ids = cap_ids[idx]
-                if frozen_text is not None:
-                    txt = frozen_text[torch.as_tensor(ids)]
-                else:  # each distinct caption of the batch goes through the text tower once
-                    uniq, inverse = np.unique(ids, return_inverse=True)
-                    enc = model.encode_text(tokens_all[uniq].to(device))
-                    txt = torch.nn.functional.normalize(enc.float(), dim=-1)[torch.as_tensor(inverse)]
-                loss = contrastive_loss(img, txt, model.logit_scale.exp().clamp(max=100), c)
-            scaler.scale(loss / cfg.accumulate).backward()
-            pending += 1
-            seen += len(idx)
-            if pending == cfg.accumulate or b == len(batches) - 1:
+    try:
+        last_epoch = start_epoch if resume is not None and resume.stopped else cfg.epochs
+        for epoch in range(start_epoch, last_epoch):
+            batches = epoch_batches(rng.permutation(n), cfg.batch_size)
+            for g in range(0, len(batches), cfg.accumulate):
+                group = batches[g:g + cfg.accumulate]
+                history.losses.append(backward_group(group))
                 optimizer_step()
-                pending = 0
-            history.losses.append(float(loss.detach()))
-            if on_step:
-                elapsed = time.perf_counter() - start
-                on_step(step, total_steps, history.losses[-1], lr_at(max(step - 1, 0)), seen / max(elapsed, 1e-9))
-        history.epochs_run = epoch + 1
-        if on_epoch:
-            model.eval()
-            stop = on_epoch(epoch)
-            _set_train_mode(model, cfg)
+                seen += sum(len(idx) for idx in group)
+                if on_step:
+                    elapsed = time.perf_counter() - start
+                    on_step(step, total_steps, history.losses[-1], lr_at(step - 1), seen / max(elapsed, 1e-9))
+            history.epochs_run = epoch + 1
+            stop = False
+            if on_epoch:
+                model.eval()
+                stop = bool(on_epoch(epoch))
+                _set_train_mode(model, cfg)
+            history.stopped_early = stop and epoch + 1 < cfg.epochs
+            if on_checkpoint:
+                on_checkpoint(TrainState(epoch=epoch + 1, step=step, seen=seen, losses=list(history.losses),
+                                         optimizer=opt.state_dict(), scaler=scaler.state_dict(),
+                                         numpy_rng=rng.bit_generator.state, torch_rng=torch.get_rng_state(),
+                                         seconds=time.perf_counter() - start, stopped=stop))
             if stop:
-                history.stopped_early = epoch + 1 < cfg.epochs
                 break
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(True)
+    finally:
+        if cfg.grad_checkpointing:
+            set_grad_checkpointing(model, False)
+        model.eval()
+        for p in model.parameters():
+            p.requires_grad_(True)
     history.seconds = time.perf_counter() - start
     history.images_per_second = seen / max(history.seconds, 1e-9)
     history.steps = step

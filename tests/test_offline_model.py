@@ -98,7 +98,7 @@ def test_finetuning_the_offline_model_improves_heldout_accuracy(tmp_path: Path) 
     synthetic.make_dataset(tmp_path / "train", per_class=8, seed=1, class_folders=True)
     report = finetune(tmp_path / "train", tmp_path / "model", base_model="offline-mini", templates=["a {}"],
                       config=TrainConfig(epochs=5, batch_size=24, lr=2e-3, warmup_steps=2, lock_image=True),
-                      alpha=1.0, device="cpu", val_fraction=0.25)
+                      alpha=1.0, device="cpu", val_fraction=0.25, folds=1)
     print("offline-mini base", report.base, "fine-tuned", report.finetuned)
     # chance is 1/12 = 0.083; the ConSE start sits near it (colour×shape is not ImageNet's vocabulary)
     assert report.finetuned["top1"] >= report.base["top1"] + 0.08  # at least 2 more of the 24 held-out images

@@ -38,17 +38,26 @@ OPTION_OF = {"alpha": "--alpha", "val": "--val", "labels": "--labels", "template
              "ray_address": "--ray-address", "db": "--db",
              "test": "--test", "val_fraction": "--val-fraction", "unlocked_layers": "--unlocked-layers",
              "lock_image": "--lock-image", "accumulate": "--accumulate",
-             "unlocked_text_layers": "--unlocked-text-layers"}
+             "unlocked_text_layers": "--unlocked-text-layers", "resume": "--resume", "restart": "--restart",
+             "folds": "--folds", "test_fraction": "--test-fraction", "grad_checkpointing": "--grad-checkpointing"}
+
+
+def cli_terms(text: str) -> str:
+    """The library names its parameters in backticks (`resume`); the CLI shows the option (--resume)."""
+    import re
+
+    return re.sub(r"`(\w+)`", lambda m: OPTION_OF.get(m.group(1), m.group(1)), text)
 
 
 def _in_cli_terms(exc: ClipsearchError) -> str:
     """A message that starts with the library parameter's name starts with the option instead."""
     option = OPTION_OF.get(exc.param or "")
+    message = cli_terms(exc.message)
     if not option:
-        return exc.message
-    if exc.message.startswith(f"{exc.param} "):
-        return option + exc.message[len(exc.param or ""):]
-    return f"{exc.message} (option {option})"
+        return message
+    if message.startswith(f"{exc.param} "):
+        return option + message[len(exc.param or ""):]
+    return f"{message} (option {option})"
 
 
 def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -61,7 +70,7 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except ClipsearchError as exc:
             err.print(f"[bold red]error:[/] {safe(_in_cli_terms(exc))}")
             if exc.hint:
-                err.print(f"[yellow]hint:[/] {safe(exc.hint)}")
+                err.print(f"[yellow]hint:[/] {safe(cli_terms(exc.hint))}")
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print("[bold red]interrupted:[/] committed work is kept; run the same command again to resume")

@@ -10,7 +10,7 @@ import typer
 from ..terminal import path_text, safe, table as new_table
 from . import common as ui
 from .common import (
-    IndexOpt, JsonOpt, RichProgress, _print_note, _shell_quote, app, emit_json, friendly_errors,
+    IndexOpt, JsonOpt, RichProgress, _print_note, _shell_quote, app, cli_terms, emit_json, friendly_errors,
 )
 
 
@@ -65,7 +65,11 @@ def finetune(
     hflip: Optional[bool] = typer.Option(None, "--hflip/--no-hflip", help="Random horizontal flips (default on)."),
     random_crop: Optional[float] = typer.Option(None, "--random-crop", min=0.0, max=1.0, help="Random resized crop keeping at least this area, e.g. 0.6."),
     color_jitter: Optional[float] = typer.Option(None, "--color-jitter", min=0.0, max=1.0, help="Brightness/contrast/saturation jitter, e.g. 0.3."),
+    grad_checkpointing: Optional[bool] = typer.Option(None, "--grad-checkpointing", help="Recompute activations in the backward pass: less memory for larger batches, ~30% slower."),
     alpha: Optional[float] = typer.Option(None, "--alpha", min=0.0, max=1.0, help="WiSE-FT blend (default: chosen on validation; 0 = base, 1 = fine-tuned)."),
+    folds: Optional[int] = typer.Option(None, "--folds", min=1, help="Choose epoch and blend by k-fold cross-validation (default: 5 folds when the validation split would hold under 30 images; 1: one split)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the interrupted fine-tune whose checkpoint is in --out."),
+    restart: bool = typer.Option(False, "--restart", help="Discard an interrupted fine-tune's checkpoint in --out and start over."),
     template: List[str] = typer.Option([], "--template", help="Prompt template with {} (repeatable)."),
     seed: Optional[int] = typer.Option(None, "--seed"),
     device: Optional[str] = typer.Option(None, "--device"),
@@ -82,7 +86,8 @@ def finetune(
              "warmup_fraction": warmup, "patience": patience, "accumulate": accumulate, "lock_image": lock_image,
              "lock_text": lock_text, "unlocked_layers": unlocked_layers,
              "unlocked_text_layers": unlocked_text_layers, "freeze_bn": freeze_bn, "hflip": hflip,
-             "random_crop": random_crop, "color_jitter": color_jitter, "seed": seed}
+             "random_crop": random_crop, "color_jitter": color_jitter, "grad_checkpointing": grad_checkpointing,
+             "seed": seed}
     config = TrainConfig(**{k: v for k, v in given.items() if v is not None})  # the library chooses the rest
     console = ui.err if as_json else ui.out
     with Progress(TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
@@ -92,10 +97,17 @@ def finetune(
         def on_step(step: int, total: int, loss: float, lr_now: float, ips: float) -> None:
             progress.update(task, total=total, completed=step, info=f"loss {loss:.3f} lr {lr_now:.2e} {ips:.0f} img/s")
 
-        report = run_finetune(data, out_dir, base_model=_model_or_default(model), val_path=val, test_path=test,
-                              val_fraction=val_fraction, test_fraction=test_fraction, templates=template or None,
-                              config=config, alpha=alpha, device=device,
-                              on_step=on_step, on_stage=lambda msg: progress.console.print(f"[dim]{msg}"))
+        try:
+            report = run_finetune(data, out_dir, base_model=_model_or_default(model), val_path=val, test_path=test,
+                                  val_fraction=val_fraction, test_fraction=test_fraction, templates=template or None,
+                                  config=config, alpha=alpha, device=device, folds=folds, resume=resume,
+                                  restart=restart, on_step=on_step,
+                                  on_stage=lambda msg: progress.console.print(f"[dim]{safe(msg)}"))
+        except KeyboardInterrupt:
+            progress.stop()
+            ui.err.print("[bold red]interrupted:[/] the last epoch's checkpoint is kept in "
+                         f"{path_text(out_dir)}; add --resume to the same command to continue")
+            raise typer.Exit(130) from None
     reindexed = None
     if reindex:
         from ..store import open_store
@@ -117,9 +129,15 @@ def _print_finetune_report(report: Any) -> None:
                  f"{s['epochs']} epochs x {s['steps_per_epoch']} steps, warm-up {s['warmup_steps']}, "
                  f"image lock {s['lock_image']}, text lock {s['lock_text']}, unlocked image groups {s['unlocked_layers']}, "
                  f"text layers {s['unlocked_text_layers']}, flips {s['hflip']}, "
-                 f"BatchNorm stats {'frozen' if s['freeze_bn'] else 'updated'}")
+                 f"BatchNorm stats {'frozen' if s['freeze_bn'] else 'updated'}"
+                 + (f", gradient checkpointing {'+'.join(s['grad_checkpointing_towers'])}"
+                    if s.get("grad_checkpointing_towers") else ""))
+    if report.resumed:
+        ui.out.print(f"resumed from the checkpoint: {safe(report.resumed)}")
     curve = ", ".join(f"{row['alpha']:g}: {row[key]:.3f}/{row['loss']:.3f}" for row in report.alpha_curve)
-    ui.out.print(f"validation ({report.val_images} images) {key}/loss by alpha at best epoch {report.best_epoch}: {curve}")
+    chosen_by = (f"{report.folds}-fold cross-validation over {report.val_images} images" if report.folds > 1
+                 else f"validation ({report.val_images} images)")
+    ui.out.print(f"{chosen_by}: {key}/loss by alpha at epoch {report.best_epoch}: {curve}")
     rows = [("base", report.base), ("fine-tuned", report.finetuned), (f"shipped a={report.alpha:g}", report.blended)]
     _print_metrics(rows, f"{report.split}: {int(report.base.get('images', 0))} images, trained on {report.train_images} "
                          f"({report.images_per_second:.1f} img/s)")
@@ -128,7 +146,7 @@ def _print_finetune_report(report: Any) -> None:
     ui.out.print(f"shipped: {report.shipped} (alpha {report.alpha:g}); {key} {report.blended[key]:.3f} "
                  f"(95% CI {lo:.3f}-{hi:.3f}), gain over base {g['difference']:+.3f} (95% CI {g['low']:+.3f}..{g['high']:+.3f})")
     for warning in report.warnings:
-        ui.err.print(f"[yellow]warning:[/] {safe(warning)}")
+        ui.err.print(f"[yellow]warning:[/] {safe(cli_terms(warning))}")
     if report.skipped:
         ui.err.print(f"[yellow]skipped {len(report.skipped)} unreadable images[/] (first: {safe(report.skipped[0][0])})")
     ui.out.print(f"model written to {safe(report.out)}  (use it: --model {safe(_shell_quote(str(report.out)))}); "
