@@ -29,11 +29,12 @@ def embed_images(encoder: "Encoder", pixels: np.ndarray, batch: int = 64) -> np.
 
 
 def class_embeddings(encoder: "Encoder", classes: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES) -> np.ndarray:
-    embs = []
-    for name in classes:
-        e = encoder.encode_texts([t.format(name) for t in templates]).mean(axis=0)
-        embs.append(e / np.linalg.norm(e))
-    return np.stack(embs).astype(np.float32)
+    """One embedding per class: the mean of its prompts' embeddings, normalised (prompts encoded in batches of
+    256, not a call per class: fine-tuning scores every epoch)."""
+    prompts = [t.format(name) for name in classes for t in templates]
+    flat = np.concatenate([encoder.encode_texts(prompts[i:i + 256]) for i in range(0, len(prompts), 256)])
+    e = flat.reshape(len(classes), len(templates), -1).mean(axis=1)
+    return (e / np.linalg.norm(e, axis=1, keepdims=True)).astype(np.float32)
 
 
 def zero_shot_accuracy(image_emb: np.ndarray, labels: np.ndarray, class_emb: np.ndarray) -> dict[str, float]:
