@@ -50,7 +50,7 @@ class TrainConfig:
     hflip: bool | None = None
     random_crop: float = 0.0  # random resized crop: smallest area kept (0 = off; e.g. 0.6)
     color_jitter: float = 0.0  # brightness/contrast/saturation jitter strength (0 = off; e.g. 0.3)
-    grad_checkpointing: bool = False  # recompute tower activations in the backward pass: less memory, ~30% slower
+    grad_checkpointing: bool = False  # recompute tower activations in the backward pass: less memory, ~15% slower
 
 
 FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {

@@ -65,7 +65,7 @@ def finetune(
     hflip: Optional[bool] = typer.Option(None, "--hflip/--no-hflip", help="Random horizontal flips (default on)."),
     random_crop: Optional[float] = typer.Option(None, "--random-crop", min=0.0, max=1.0, help="Random resized crop keeping at least this area, e.g. 0.6."),
     color_jitter: Optional[float] = typer.Option(None, "--color-jitter", min=0.0, max=1.0, help="Brightness/contrast/saturation jitter, e.g. 0.3."),
-    grad_checkpointing: Optional[bool] = typer.Option(None, "--grad-checkpointing", help="Recompute activations in the backward pass: less memory for larger batches, ~30% slower."),
+    grad_checkpointing: Optional[bool] = typer.Option(None, "--grad-checkpointing", help="Recompute activations in the backward pass: less memory for larger batches, ~15% slower (ViT-B-32 on CPU: 0.61x the memory, 1.14x the time)."),
     alpha: Optional[float] = typer.Option(None, "--alpha", min=0.0, max=1.0, help="WiSE-FT blend (default: chosen on validation; 0 = base, 1 = fine-tuned)."),
     folds: Optional[int] = typer.Option(None, "--folds", min=1, help="Choose epoch and blend by k-fold cross-validation (default: 5 folds when the validation split would hold under 30 images; 1: one split)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted fine-tune whose checkpoint is in --out."),
