@@ -46,11 +46,6 @@ def trained_keys(model: "torch.nn.Module") -> list[str]:
     return [k for k in model.state_dict() if k in keys]
 
 
-def partial_state(model: "torch.nn.Module", keys: list[str]) -> dict[str, "torch.Tensor"]:
-    state = model.state_dict()
-    return {k: state[k].detach().cpu().clone() for k in keys}
-
-
 class Checkpoint:
     """Reads and writes `folder/checkpoint.pt` for one run, identified by its fingerprint."""
 

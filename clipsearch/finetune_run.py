@@ -14,7 +14,7 @@ import numpy as np
 from .datasets import LabelledSet
 from .errors import ClipsearchError
 from .evaluate import class_embeddings, embedding_metrics
-from .finetune_checkpoint import Checkpoint, partial_state, trained_keys
+from .finetune_checkpoint import Checkpoint, trained_keys
 from .training import ImageSide, TrainConfig, TrainHistory, TrainState, apply_locks, train_contrastive
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -93,16 +93,26 @@ class FinetuneRun:
         self.base_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         apply_locks(model, cfg)
         self.keys = trained_keys(model)
+        self._live = dict(model.state_dict(keep_vars=True))  # the model's own tensors, for in-place loads
         self.base_partial = {k: self.base_state[k] for k in self.keys}
         self.scorer = Scorer(encoder, side, templates, text_is_frozen(model))
         self.seconds = 0.0
 
     def weights(self) -> dict[str, "torch.Tensor"]:
         """The current values of the keys that train (what a phase's result and a checkpoint hold)."""
-        return partial_state(self.encoder.model, self.keys)
+        return {k: self._live[k].detach().cpu().clone() for k in self.keys}
 
     def load(self, partial: dict[str, "torch.Tensor"]) -> None:
-        self.encoder.model.load_state_dict({**self.base_state, **partial})
+        """Set the keys that train, in place. Nothing else ever leaves its base value (frozen parameters get no
+        gradient), so this is the whole model's state — without copying the frozen rest each time: cross-
+        validation loads a blend several times an epoch."""
+        import torch
+
+        if partial.keys() != set(self.keys):
+            raise ClipsearchError("these weights are not this run's", param="resume")
+        with torch.no_grad():
+            for k, v in partial.items():
+                self._live[k].copy_(v)
 
     def load_blend(self, tuned: dict[str, "torch.Tensor"], alpha: float) -> None:
         self.load(blend_states(self.base_partial, tuned, alpha))

@@ -211,6 +211,10 @@ def test_file_is_served_exactly_by_id(client: TestClient, served) -> None:
     assert "sandbox" in r.headers["content-security-policy"] and r.headers["x-content-type-options"] == "nosniff"
     assert r.headers["content-disposition"].startswith("inline;")
     assert "access-control-allow-origin" not in r.headers
+    again = client.get(f"/api/images/{hit['id']}/file", headers={"If-None-Match": f'W/"x", {r.headers["etag"]}'})
+    assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == r.headers["etag"]
+    stale = client.get(f"/api/images/{hit['id']}/file", headers={"If-None-Match": '"not-this-one"'})
+    assert stale.status_code == 200 and stale.content == r.content
 
 
 def test_hostile_and_non_utf8_names_round_trip_as_json(client: TestClient, served) -> None:

@@ -149,6 +149,13 @@ def _cached(data: bytes, media_type: str, digest: str, request: Request, version
     return Response(data, media_type=media_type, headers=headers)
 
 
+def _not_modified(request: Request, digest: str, versioned: bool) -> Response | None:
+    """The 304 for a client that already holds this digest, decided before any file is read or thumbnail made."""
+    if _etag_matches(request.headers.get("if-none-match"), f'"{digest}"'):
+        return _cached(b"", "", digest, request, versioned)
+    return None
+
+
 def _content_disposition(path: str) -> str:
     """inline, with the real name (RFC 5987) and a plain ASCII fallback; no quote or markup survives."""
     name = os.path.basename(path)
@@ -285,8 +292,8 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
         """256 px WebP, made on first request and cached in the store by content digest; ETag = digest."""
         store = holder.require()
         rec = store.record(_parse_id(image_id))
-        if _etag_matches(request.headers.get("if-none-match"), f'"{rec.digest}"'):
-            return _cached(b"", "image/webp", rec.digest, request, bool(v))
+        if (unchanged := _not_modified(request, rec.digest, bool(v))) is not None:
+            return unchanged
         data, digest = store.thumbnail(rec.id)
         return _cached(data, "image/webp", digest, request, bool(v))
 
@@ -295,8 +302,8 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
         """The original file, exactly as indexed (a file changed or replaced since is refused: index again)."""
         store = holder.require()
         rec = store.record(_parse_id(image_id))
-        if _etag_matches(request.headers.get("if-none-match"), f'"{rec.digest}"'):
-            return _cached(b"", "", rec.digest, request, bool(v))
+        if (unchanged := _not_modified(request, rec.digest, bool(v))) is not None:
+            return unchanged
         data, digest, fmt = store.image_bytes(rec.id)
         return _cached(data, CONTENT_TYPES.get(fmt or "", "application/octet-stream"), digest, request, bool(v),
                        {"Content-Disposition": _content_disposition(rec.path),
