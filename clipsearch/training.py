@@ -448,16 +448,19 @@ def train_contrastive(encoder: "Encoder", images: np.ndarray, captions: Sequence
         return encoder.images_to_tensor(np.ascontiguousarray(batch))
 
     def encode(idx: np.ndarray, inputs: Any) -> tuple["torch.Tensor", "torch.Tensor"]:
+        """Normalised image and caption embeddings of a micro-batch."""
+        normalize = torch.nn.functional.normalize
         with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
             img = model.image_head(inputs) if side.cached else model.encode_image(inputs)
             ids = cap_ids[idx]
-            if frozen_text is not None:
-                txt = frozen_text[torch.as_tensor(ids)]
-            else:  # each distinct caption of the batch goes through the text tower once
+            if frozen_text is None:  # each distinct caption of the batch goes through the text tower once
                 uniq, inverse = np.unique(ids, return_inverse=True)
-                txt = model.encode_text(tokens_all[uniq].to(device))[torch.as_tensor(inverse)]
-        return (torch.nn.functional.normalize(img.float(), dim=-1),
-                torch.nn.functional.normalize(txt.float(), dim=-1))
+                distinct = model.encode_text(tokens_all[uniq].to(device))
+        if frozen_text is not None:
+            txt = frozen_text[torch.as_tensor(ids)]
+        else:
+            txt = normalize(distinct.float(), dim=-1)[torch.as_tensor(inverse)]  # normalised once per caption
+        return normalize(img.float(), dim=-1), txt
 
     def loss_of(img: "torch.Tensor", txt: "torch.Tensor", idx: np.ndarray, scale: "torch.Tensor") -> "torch.Tensor":
         c = cls[idx].to(device) if cls is not None else None
