@@ -192,7 +192,7 @@ def finetune(data_path: str | Path, out: str | Path, *, base_model: str = DEFAUL
     elif checkpoint.exists():
         if not restart:
             raise ClipsearchError(f"{out} holds the checkpoint of an interrupted fine-tune ({checkpoint.describe()})",
-                                  "continue it with `resume`, or discard it with `restart`", param="resume")
+                                  "continue it with `resume`, or discard it with `restart`")
         checkpoint.remove()
 
     _warn_small(report, val if k == 1 else pool, test, k)

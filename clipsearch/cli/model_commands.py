@@ -104,9 +104,14 @@ def finetune(
                                   restart=restart, on_step=on_step,
                                   on_stage=lambda msg: progress.console.print(f"[dim]{safe(msg)}"))
         except KeyboardInterrupt:
+            from ..finetune_checkpoint import CHECKPOINT_NAME
+
             progress.stop()
-            ui.err.print("[bold red]interrupted:[/] the last epoch's checkpoint is kept in "
-                         f"{path_text(out_dir)}; add --resume to the same command to continue")
+            if (out_dir / CHECKPOINT_NAME).exists():
+                ui.err.print("[bold red]interrupted:[/] the last saved epoch's checkpoint is in "
+                             f"{safe(str(out_dir))}; add --resume to the same command to continue")
+            else:
+                ui.err.print("[bold red]interrupted:[/] before the first checkpoint; nothing to resume")
             raise typer.Exit(130) from None
     reindexed = None
     if reindex:
