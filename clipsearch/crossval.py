@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .datasets import LabelledSet
+from .datasets import LabelledSet, class_groups
 from .finetune_run import FinetuneRun, choose
 from .training import TrainConfig
 
@@ -23,9 +23,7 @@ def fold_indices(data: LabelledSet, k: int, seed: int) -> list[np.ndarray]:
     """k disjoint folds covering `data`: each class shuffled (seeded) and dealt round-robin, continuing where
     the previous class stopped, so folds differ in size by at most one and every class is spread evenly."""
     rng = np.random.default_rng(seed)
-    groups: dict[Any, list[int]] = {}
-    for i, item in enumerate(data.items):
-        groups.setdefault(item.label if data.has_classes else None, []).append(i)
+    groups = class_groups(data)
     folds: list[list[int]] = [[] for _ in range(k)]
     dealt = 0
     for key in sorted(groups, key=lambda g: -1 if g is None else g):

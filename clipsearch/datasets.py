@@ -127,15 +127,20 @@ def load(path: str | Path) -> LabelledSet:
     raise ClipsearchError(f"no labelled set at {path}", "pass a folder with one sub-folder per class, or a .csv/.jsonl file")
 
 
+def class_groups(data: LabelledSet) -> dict[int | None, list[int]]:
+    """Row indices per class (one group, key None, for a caption set): what stratified splits deal from."""
+    groups: dict[int | None, list[int]] = {}
+    for i, item in enumerate(data.items):
+        groups.setdefault(item.label if data.has_classes else None, []).append(i)
+    return groups
+
+
 def split(data: LabelledSet, val_fraction: float, seed: int) -> tuple[LabelledSet, LabelledSet]:
     """Stratified (per class) seeded split; every class keeps at least one training image."""
     rng = np.random.default_rng(seed)
     train_idx: list[int] = []
     val_idx: list[int] = []
-    groups: dict[int | None, list[int]] = {}
-    for i, item in enumerate(data.items):
-        groups.setdefault(item.label if data.has_classes else None, []).append(i)
-    for members in groups.values():
+    for members in class_groups(data).values():
         members = list(rng.permutation(members))
         n_val = int(round(len(members) * val_fraction))
         n_val = min(n_val, len(members) - 1)
@@ -146,16 +151,27 @@ def split(data: LabelledSet, val_fraction: float, seed: int) -> tuple[LabelledSe
     return data.subset(sorted(train_idx)), data.subset(sorted(val_idx))
 
 
+def check_fractions(val_fraction: float, test_fraction: float) -> None:
+    if not 0.0 < val_fraction < 1.0 or not 0.0 <= test_fraction < 1.0 or val_fraction + test_fraction >= 0.9:
+        raise ClipsearchError(f"validation and test fractions {val_fraction} + {test_fraction} leave too little to "
+                              "train on", "keep their sum below 0.9", param="val_fraction")
+
+
+def split_off_test(data: LabelledSet, val_fraction: float, test_fraction: float,
+                   seed: int) -> tuple[LabelledSet, LabelledSet | None, float]:
+    """The test split (None when `test_fraction` is 0), the rest, and the share of the rest that makes
+    `val_fraction` of the whole: (rest, test, share)."""
+    check_fractions(val_fraction, test_fraction)
+    if test_fraction == 0:
+        return data, None, val_fraction
+    rest, test = split(data, test_fraction, seed)
+    return rest, test, val_fraction / (1.0 - test_fraction)
+
+
 def split_three(data: LabelledSet, val_fraction: float, test_fraction: float,
                 seed: int) -> tuple[LabelledSet, LabelledSet, LabelledSet | None]:
     """Stratified train / validation / test: validation picks the epoch and the blend, test only reports.
     `test_fraction` 0 gives no test split (the caller must then say its numbers are validation numbers)."""
-    if not 0.0 < val_fraction < 1.0 or not 0.0 <= test_fraction < 1.0 or val_fraction + test_fraction >= 0.9:
-        raise ClipsearchError(f"validation and test fractions {val_fraction} + {test_fraction} leave too little to "
-                              "train on", "keep their sum below 0.9", param="val_fraction")
-    test = None
-    rest = data
-    if test_fraction > 0:
-        rest, test = split(data, test_fraction, seed)
-    train, val = split(rest, val_fraction / (1.0 - test_fraction), seed)
+    rest, test, share = split_off_test(data, val_fraction, test_fraction, seed)
+    train, val = split(rest, share, seed)
     return train, val, test

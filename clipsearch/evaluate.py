@@ -28,11 +28,17 @@ def embed_images(encoder: "Encoder", pixels: np.ndarray, batch: int = 64) -> np.
     return np.concatenate([encoder.encode_images(pixels[i:i + batch]) for i in range(0, len(pixels), batch)])
 
 
+def embed_texts(encoder: "Encoder", texts: Sequence[str], batch: int = 256) -> np.ndarray:
+    if not texts:
+        return np.zeros((0, encoder.embed_dim), np.float32)
+    return np.concatenate([encoder.encode_texts(texts[i:i + batch]) for i in range(0, len(texts), batch)])
+
+
 def class_embeddings(encoder: "Encoder", classes: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES) -> np.ndarray:
     """One embedding per class: the mean of its prompts' embeddings, normalised (prompts encoded in batches of
     256, not a call per class: fine-tuning scores every epoch)."""
     prompts = [t.format(name) for name in classes for t in templates]
-    flat = np.concatenate([encoder.encode_texts(prompts[i:i + 256]) for i in range(0, len(prompts), 256)])
+    flat = embed_texts(encoder, prompts)
     e = flat.reshape(len(classes), len(templates), -1).mean(axis=1)
     return (e / np.linalg.norm(e, axis=1, keepdims=True)).astype(np.float32)
 
@@ -140,8 +146,7 @@ def evaluate(encoder: "Encoder", data: LabelledSet, templates: Sequence[str] = D
                 embed_images(encoder, tr_pixels), np.asarray([it.label for it in tr.items]), img, labels,
                 len(data.classes))
     else:
-        txt = np.concatenate([encoder.encode_texts([it.caption for it in data.items[i:i + 256]])
-                              for i in range(0, len(data.items), 256)])
+        txt = embed_texts(encoder, [it.caption or "" for it in data.items])
         metrics.update(retrieval_recall(img, txt))
     return metrics
 

@@ -126,20 +126,17 @@ def finetune(data_path: str | Path, out: str | Path, *, base_model: str = DEFAUL
     if val_path and folds is not None and folds > 1:
         raise ClipsearchError("a validation set and cross-validation folds exclude each other",
                               "drop `val` or `folds`", param="folds")
-    if not 0.0 < val_fraction < 1.0 or not 0.0 <= test_fraction < 1.0 or val_fraction + test_fraction >= 0.9:
-        raise ClipsearchError(f"validation and test fractions {val_fraction} + {test_fraction} leave too little to "
-                              "train on", "keep their sum below 0.9", param="val_fraction")
+    datasets.check_fractions(val_fraction, test_fraction)
     if resume and restart:
         raise ClipsearchError("`resume` and `restart` exclude each other", param="resume")
     stage = on_stage or (lambda _msg: None)
     out = Path(out)
 
     data = datasets.load(data_path)
-    test = _align_classes(data, datasets.load(test_path), "test") if test_path else None
-    share = val_fraction  # of what is left once the test split is out
-    if test is None and test_fraction > 0:
-        data, test = datasets.split(data, test_fraction, config.seed)
-        share = val_fraction / (1.0 - test_fraction)
+    if test_path:
+        test, share = _align_classes(data, datasets.load(test_path), "test"), val_fraction
+    else:
+        data, test, share = datasets.split_off_test(data, val_fraction, test_fraction, config.seed)
     val = _align_classes(data, datasets.load(val_path), "val") if val_path else None
 
     stage(f"loading {base_model}")

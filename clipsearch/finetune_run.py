@@ -13,7 +13,7 @@ import numpy as np
 
 from .datasets import LabelledSet
 from .errors import ClipsearchError
-from .evaluate import class_embeddings, embedding_metrics
+from .evaluate import class_embeddings, embed_texts, embedding_metrics
 from .finetune_checkpoint import Checkpoint, trained_keys
 from .training import ImageSide, TrainConfig, TrainHistory, TrainState, apply_locks, train_contrastive
 
@@ -67,8 +67,7 @@ class Scorer:
         if data.has_classes:
             emb = class_embeddings(self.encoder, data.classes, self.templates)
         else:
-            caps = [it.caption or "" for it in data.items]
-            emb = np.concatenate([self.encoder.encode_texts(caps[i:i + 256]) for i in range(0, len(caps), 256)])
+            emb = embed_texts(self.encoder, [it.caption or "" for it in data.items])
         if self.text_frozen:
             self._text[id(data)] = (data, emb)
         return emb

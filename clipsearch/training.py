@@ -181,26 +181,23 @@ def image_parameter_names(model: "torch.nn.Module") -> set[str]:
 
 
 def layer_groups(model: "torch.nn.Module", side: str) -> list[list[Any]] | None:
-    """The tower's trainable units from input to output (None when this architecture is not known)."""
+    """The tower's trainable units from input to output (None when this architecture is not known): its blocks
+    (as gradient checkpointing finds them), then what follows them in the image tower."""
+    from .grad_checkpoint import tower_blocks
+
     if hasattr(model, "layer_groups"):
         return model.layer_groups(side)
-    if side == "image":
-        v = getattr(model, "visual", None)
-        if v is None:
-            return None
-        if hasattr(getattr(v, "transformer", None), "resblocks"):  # ViT
-            post = [p for name, p in v.named_parameters() if not name.startswith(("transformer.", "conv1", "class_embedding",
-                                                                                "positional_embedding", "ln_pre"))]
-            return [list(b.parameters()) for b in v.transformer.resblocks] + [post]
-        if all(hasattr(v, f"layer{i}") for i in range(1, 5)):  # ModifiedResNet
-            return [list(getattr(v, f"layer{i}").parameters()) for i in range(1, 5)] + [list(v.attnpool.parameters())]
-        if hasattr(getattr(v, "trunk", None), "blocks"):  # timm towers
-            return [list(b.parameters()) for b in v.trunk.blocks]
-        return None
-    blocks = getattr(getattr(model, "transformer", None), "resblocks", None)
+    blocks = tower_blocks(model).get(side)
     if blocks is None:
-        blocks = getattr(getattr(getattr(model, "text", None), "transformer", None), "resblocks", None)
-    return [list(b.parameters()) for b in blocks] if blocks is not None else None
+        return None
+    groups = [list(b.parameters()) for b in blocks]
+    v = getattr(model, "visual", None)
+    if side == "image" and hasattr(getattr(v, "transformer", None), "resblocks"):  # ViT: ln_post and proj
+        groups.append([p for name, p in v.named_parameters() if not name.startswith(
+            ("transformer.", "conv1", "class_embedding", "positional_embedding", "ln_pre"))])
+    elif side == "image" and hasattr(v, "attnpool"):  # ModifiedResNet
+        groups.append(list(v.attnpool.parameters()))
+    return groups
 
 
 def apply_locks(model: "torch.nn.Module", cfg: TrainConfig) -> None:
