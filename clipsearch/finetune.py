@@ -27,7 +27,7 @@ from .fsutil import atomic_write_text
 from .images import decode_paths
 from .models import DEFAULT_MODEL
 from .stats import paired_difference, wilson
-from .training import ImageSide, TrainConfig, apply_locks, can_cache_image_features, model_family, resolve_config, settings_dict
+from .training import TrainConfig, model_family, resolve_config, settings_dict
 
 DEFAULT_FOLDS = 5  # cross-validation folds when a validation split would be smaller than SMALL_SPLIT
 
@@ -193,9 +193,7 @@ def finetune(data_path: str | Path, out: str | Path, *, base_model: str = DEFAUL
         checkpoint.remove()
 
     _warn_small(report, val if k == 1 else pool, test, k)
-    apply_locks(encoder.model, cfg)
-    side = ImageSide(encoder, can_cache_image_features(encoder.model) and not (cfg.random_crop or cfg.color_jitter))
-    run = FinetuneRun(encoder, cfg, side, templates, checkpoint, resumed, on_step)
+    run = FinetuneRun(encoder, cfg, templates, checkpoint, resumed, on_step)
     if k == 1:
         tuned, history = _single_split(run, report, train, train_px, val, val_px, cfg, alpha, stage)
     else:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -97,8 +97,9 @@ class Checkpoint:
     def save(self, phase: str, train: TrainState, weights: dict[str, "torch.Tensor"], record: dict[str, Any]) -> None:
         import torch
 
+        state = {f.name: getattr(train, f.name) for f in fields(train)}  # asdict would deep-copy the optimizer
         payload = {"format": FORMAT, "fingerprint": self.fingerprint, "done": self.done, "phase": phase,
-                   "train": asdict(train), "weights": weights, "record": record}
+                   "train": state, "weights": weights, "record": record}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(self.path, lambda tmp: torch.save(payload, tmp))
         self._last = time.monotonic()

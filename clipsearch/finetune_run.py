@@ -15,7 +15,9 @@ from .datasets import LabelledSet
 from .errors import ClipsearchError
 from .evaluate import class_embeddings, embed_texts, embedding_metrics
 from .finetune_checkpoint import Checkpoint, trained_keys
-from .training import ImageSide, TrainConfig, TrainHistory, TrainState, apply_locks, train_contrastive
+from .training import (
+    ImageSide, TrainConfig, TrainHistory, TrainState, apply_locks, image_side_for, text_is_frozen, train_contrastive,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -76,25 +78,21 @@ class Scorer:
         return embedding_metrics(self.side.embed(pixels), data, self._text_emb(data))
 
 
-
-
 class FinetuneRun:
-    """The shared state of a fine-tune's phases: the model, its base weights, the keys that train."""
+    """The shared state of a fine-tune's phases: the model, the base values of the keys that train, how images
+    are embedded (trunk features cached when only the light heads train) and how a split is scored."""
 
-    def __init__(self, encoder: Any, cfg: TrainConfig, side: ImageSide, templates: Sequence[str],
-                 checkpoint: Checkpoint, resumed: dict[str, Any] | None,
-                 on_step: Callable[[int, int, float, float, float], None] | None) -> None:
-        from .training import text_is_frozen
-
-        self.encoder, self.cfg, self.side, self.templates = encoder, cfg, side, templates
+    def __init__(self, encoder: Any, cfg: TrainConfig, templates: Sequence[str], checkpoint: Checkpoint,
+                 resumed: dict[str, Any] | None, on_step: Callable[[int, int, float, float, float], None] | None) -> None:
+        self.encoder, self.templates = encoder, templates
         self.checkpoint, self.resumed, self.on_step = checkpoint, resumed, on_step
         model = encoder.model
-        self.base_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         apply_locks(model, cfg)
         self.keys = trained_keys(model)
         self._live = dict(model.state_dict(keep_vars=True))  # the model's own tensors, for in-place loads
-        self.base_partial = {k: self.base_state[k] for k in self.keys}
-        self.scorer = Scorer(encoder, side, templates, text_is_frozen(model))
+        self.base_partial = {k: self._live[k].detach().cpu().clone() for k in self.keys}
+        self.side = image_side_for(encoder, cfg)
+        self.scorer = Scorer(encoder, self.side, templates, text_is_frozen(model))
         self.seconds = 0.0
 
     def weights(self) -> dict[str, "torch.Tensor"]:

@@ -256,6 +256,12 @@ def can_cache_image_features(model: "torch.nn.Module") -> bool:
     return not any(p.requires_grad for n, p in model.named_parameters() if n in image and n not in head)
 
 
+def image_side_for(encoder: "Encoder", cfg: TrainConfig) -> "ImageSide":
+    """Cached trunk features when only the light heads train and no crop or colour changes the trunk's input."""
+    augmenting = cfg.random_crop > 0 or cfg.color_jitter > 0
+    return ImageSide(encoder, can_cache_image_features(encoder.model) and not augmenting)
+
+
 def text_is_frozen(model: "torch.nn.Module") -> bool:
     image = image_parameter_names(model)
     return not any(p.requires_grad for n, p in model.named_parameters() if n not in image and n != "logit_scale")
@@ -375,10 +381,10 @@ def train_contrastive(encoder: "Encoder", images: np.ndarray, captions: Sequence
     device = encoder.device
     apply_locks(model, cfg)
     _set_train_mode(model, cfg)
-    side = image_side or ImageSide(encoder, can_cache_image_features(model))
+    side = image_side or image_side_for(encoder, cfg)
     augmenting = cfg.random_crop > 0 or cfg.color_jitter > 0
     if side.cached and augmenting:
-        side = ImageSide(encoder, False)  # crops and colour change the trunk's input: no cache
+        side = ImageSide(encoder, False)  # a cache handed in: crops and colour change the trunk's input
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
@@ -416,7 +422,7 @@ def train_contrastive(encoder: "Encoder", images: np.ndarray, captions: Sequence
         history.checkpointed_towers = set_grad_checkpointing(model, True)
         if not history.checkpointed_towers:
             raise ClipsearchError("gradient checkpointing is not supported for this model's towers",
-                                  "train without --grad-checkpointing", param="grad_checkpointing")
+                                  "train without `grad_checkpointing`", param="grad_checkpointing")
     use_amp = device.type == "cuda"
     # bf16 needs no loss scaling; on GPUs without it, fp16 autocast with a GradScaler (weights stay fp32)
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
