@@ -60,23 +60,23 @@ def _exchange(a: Path, b: Path) -> bool:
     return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
 
 
-def swap_dirs(new: Path, target: Path) -> None:
-    """Put the complete folder `new` in place of `target`, then delete the old one.
+def swap_dirs(new: Path, target: Path, discard: Callable[[Path], object]) -> None:
+    """Put the complete folder `new` in place of `target`, then `discard` the old one (a store passes a
+    function that deletes only its own files, by name).
 
     With an atomic exchange a reader always finds a whole store at `target`; elsewhere two renames leave
     a moment without one (the old folder is kept aside until the new one is in place).
     """
-    import shutil
-
     new, target = Path(new), Path(target)
     if _exchange(new, target):
-        shutil.rmtree(new, ignore_errors=True)  # `new` now holds the old store
+        discard(new)  # `new` now holds the old store
         return
     old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
+    if old.exists():
+        discard(old)
     os.replace(target, old)
     os.replace(new, target)
-    shutil.rmtree(old, ignore_errors=True)
+    discard(old)
 
 
 def replace_dir(tmp: Path, folder: Path) -> None:

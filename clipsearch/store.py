@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import uuid
 import weakref
 from pathlib import Path
@@ -92,7 +91,9 @@ class Store:
         if self._catalog is not None:
             self._catalog.close()
         if self._created_dir and self.manifest is None:  # nothing was stored (e.g. the model failed to load)
-            shutil.rmtree(self.path, ignore_errors=True)
+            from .store_folder import remove_store_files
+
+            remove_store_files(self.path)
 
     def __enter__(self) -> "Store":
         return self
@@ -103,6 +104,10 @@ class Store:
     def _writable(self) -> None:
         if self.readonly:
             raise ClipsearchError(f"store {self.path} is read-only", "copy it to a writable place to change it")
+        if self.manifest is None:
+            from .store_folder import check_new_store_folder
+
+            check_new_store_folder(self.path)  # never adopt somebody's folder as a store
         if not self.path.exists():
             self.path.mkdir(parents=True)
             self._created_dir = True
@@ -548,17 +553,20 @@ class Store:
         leaves the old store untouched (the half-built one is discarded on the next try).
         """
         from .fsutil import swap_dirs
+        from .store_folder import check_new_store_folder, check_replaceable, remove_store_files
 
         self._require_manifest()
         if self.shared:
             raise ClipsearchError(f"store {self.path} keeps its catalog in a database, and re-embedding such a "
                                   "store is not supported yet", "index into a new store (new folder and database) "
                                   "with the new model")
+        check_replaceable(self.path, "re-embedding")
+        tmp = self.path.with_name(f".{self.path.name}.reembed")
+        check_new_store_folder(tmp)  # a leftover half-built store is discarded, anything else is refused
         with self.writer_lock():
             paths = [p for p in self.catalog.indexed_paths() if os.path.exists(p)]
             roots = [r["path"] for r in self.catalog.roots()]
-            tmp = self.path.with_name(f".{self.path.name}.reembed")
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove_store_files(tmp)
             keep = stored_precision(self.manifest)
             with open_store(tmp, model, create=True, device=self.device, backend=self.backend) as new:
                 if self._encoder is not None and self._encoder.spec.key == new.model_spec.key \
@@ -570,7 +578,7 @@ class Store:
             with contextlib.suppress(OSError):  # thumbnails depend on content only: keep them
                 os.rename(self.path / THUMB_DIR, tmp / THUMB_DIR)
             self.close()
-            swap_dirs(tmp, self.path)
+            swap_dirs(tmp, self.path, discard=remove_store_files)
         self.__init__(self.path, read_manifest(self.path), device=self.device,  # type: ignore[misc]
                       backend=self.backend)
         return summary
@@ -709,6 +717,10 @@ def open_store(path: str | Path | None = None, model: str | None = None, *, crea
     if manifest is None and not create:
         raise ClipsearchError(f"no index at {store_path}",
                               "build one first by indexing a folder into it (or point the index option at it)")
+    if manifest is None:
+        from .store_folder import check_new_store_folder
+
+        check_new_store_folder(store_path)  # refused before anything is written
     if readonly is None:
         readonly = store_path.is_dir() and not os.access(store_path, os.W_OK)
     return Store(store_path, manifest, model=model, device=device, readonly=readonly, backend=backend, db=db)

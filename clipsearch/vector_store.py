@@ -26,17 +26,16 @@ import numpy as np
 from .catalog_layout import VECTOR_DTYPE
 from .exact_vectors import DamagedVectors, ExactVectors
 from .fsutil import atomic_write, atomic_write_text
+from .store_folder import EXACT_FILE, FAISS_FILE
 from .vectors import INDEX_TYPES, PQ_TRAIN_MIN, VectorIndex, choose_type, import_faiss, ivf_nlist
 
 if TYPE_CHECKING:  # pragma: no cover
     from .catalog import Catalog
 
-FAISS_FILE = "vectors.faiss"
-EXACT_FILE = "vectors.f16"  # IVF-PQ stores: the re-rank vectors
 
 
 def _sidecar(path: Path) -> Path:
-    return path.with_suffix(".json")
+    return path.with_suffix(".json")  # vectors.faiss → vectors.json (store_folder.FAISS_SIDECAR)
 
 
 def saved_meta(path: Path) -> dict[str, Any] | None:
