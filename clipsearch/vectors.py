@@ -217,10 +217,17 @@ class VectorIndex:
         if self.kind == "ivfpq":
             return self._search_pq(queries, k, allowed)
         if allowed is None:
-            return (self._gpu() or self.index).search(queries, k)
+            scores, labels = (self._gpu() or self.index).search(queries, k)
+            short = (labels < 0).any(axis=1)
+            if short.any():  # HNSW's graph or IVF's probes reached fewer than k vectors: those rows scan them all
+                scores[short], labels[short] = self._search_allowed(queries[short], k, self._lookup().members)
+            return scores, labels
         allowed = np.ascontiguousarray(allowed, dtype=np.int64).ravel()
         if len(allowed) == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        return self._search_allowed(queries, k, allowed)
+
+    def _search_allowed(self, queries: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.kind == "ivf":
             return self._search_ivf_filtered(queries, k, allowed)
         return self._search_exact_filtered(queries, k, allowed)
@@ -231,6 +238,9 @@ class VectorIndex:
         want = min(max(k * RERANK_FACTOR, RERANK_MIN), self.ntotal)
         if allowed is None:
             _scores, cand = self.index.search(queries, want)
+            short = (cand >= 0).sum(axis=1) < min(k, self.ntotal)
+            if short.any():  # the probed lists held fewer than k vectors: those rows take candidates from all lists
+                cand[short] = self._search_ivf_filtered(queries[short], want, self._lookup().members)[1]
         else:
             allowed = np.ascontiguousarray(allowed, dtype=np.int64).ravel()
             if len(allowed) == 0:
@@ -437,6 +447,7 @@ class _IdLookup:
 
     def __init__(self, ids: np.ndarray, locs: np.ndarray, keep_ids: bool = False) -> None:
         self.id_map = ids if keep_ids else None  # flat/HNSW: external id of each internal position
+        self.members = ids  # every id in the index (the allowed set of an unfiltered search's exact retry)
         self.table: np.ndarray | None = None
         if len(ids) and ids.min() >= 0 and ids.max() < 4 * len(ids) + (1 << 20):
             self.table = np.full(int(ids.max()) + 1, -1, locs.dtype)

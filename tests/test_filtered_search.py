@@ -145,3 +145,25 @@ def test_filtered_search_after_save_and_load(index, data, tmp_path):
     assert loaded.kind == vi.kind and version == 1 and loaded.mapped
     allowed = allowed_sets(ids, vecs, queries)["folder of 100"]
     assert check(loaded, ids, vecs, queries, allowed, K) >= 0.95
+
+
+def test_unfiltered_search_returns_min_k_n_on_every_type(index, data):
+    """HNSW's graph and IVF's probed lists can reach fewer than k vectors: k past what they reach still
+    returns k distinct hits, best first (as filtered searches already do)."""
+    vi, ids, vecs = index
+    queries = data[2][:3]
+    k = 6000  # past HNSW's efSearch and IVF's probed lists at these sizes
+    scores, got = vi.search(queries, k)
+    for s, g in zip(scores, got):
+        assert (g >= 0).all() and len(set(g.tolist())) == k and np.isin(g, ids).all()
+        assert np.all(np.diff(s) <= 1e-6)
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_a_small_store_returns_every_image_at_k_n(kind):
+    vecs = clustered(200, DIM, seed=3, n_centres=8)
+    ids = np.arange(200, dtype=np.int64) + 1
+    vi = VectorIndex.build(ids, vecs, DIM, kind)
+    assert vi.kind == kind
+    _scores, got = vi.search(vecs[:4], 200)
+    assert all(sorted(g.tolist()) == ids.tolist() for g in got)
