@@ -166,8 +166,11 @@ class RayPool:
     def _connect(self, ray: Any) -> bool:
         if ray.is_initialized():
             return False
+        local = self.address is None and not os.environ.get("RAY_ADDRESS")
+        extra = {"_temp_dir": short_temp_dir()} if local and short_temp_dir() else {}
         try:
-            ray.init(address=self.address, logging_level=logging.ERROR, log_to_driver=False, include_dashboard=False)
+            ray.init(address=self.address, logging_level=logging.ERROR, log_to_driver=False, include_dashboard=False,
+                     **extra)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             where = self.address or os.environ.get("RAY_ADDRESS") or "this machine"
             raise ClipsearchError(f"cannot start or reach Ray at {where}: {_first_line(exc)}",
@@ -296,6 +299,23 @@ def _as_clipsearch_error(exc: BaseException) -> ClipsearchError:
     return ClipsearchError(f"encoding on Ray failed: {_first_line(told)}",
                            "run again with CLIPSEARCH_DEBUG=1 and read the worker's log (ray logs); what was "
                            "committed so far is kept", param="ray_address")
+
+
+# Ray puts Unix sockets under its temp dir (…/ray/session_<date>_<pid>/sockets/plasma_store: ~75 bytes past it),
+# and a socket path cannot exceed 107 bytes.
+_RAY_SOCKET_TAIL = 80
+_UNIX_PATH_MAX = 107
+
+
+def short_temp_dir() -> str | None:
+    """A temp dir for a Ray started here when the default one (RAY_TMPDIR, else TMPDIR) would make its socket
+    paths too long for the system (a long TMPDIR, as on CI runners); None when the default fits."""
+    import tempfile
+
+    base = os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()
+    if len(os.path.join(base, "ray")) + _RAY_SOCKET_TAIL <= _UNIX_PATH_MAX:
+        return None
+    return os.path.join("/tmp", f"ray-{os.getuid()}")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -32,7 +32,10 @@ def ray_cluster():
     """Ray on this machine with 2 CPUs, shared by the module's tests (a start costs seconds and ~1 GB)."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    from clipsearch.ray_pool import short_temp_dir
+
+    extra = {"_temp_dir": short_temp_dir()} if short_temp_dir() else {}  # a long TMPDIR: sockets must fit
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False, **extra)
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
@@ -139,3 +142,18 @@ def test_killed_ray_driver_resumes_with_only_what_is_missing(tmp_path: Path, pho
     assert len(after) == total
     assert all(after[p][0] == before[p][0] for p in before)  # committed rows keep their ids
     assert cli_json(runner, "info", "--index", idx)["last_run"]["status"] == "done"
+
+
+def test_a_local_ray_gets_socket_paths_that_fit_under_a_long_tmpdir(monkeypatch, tmp_path: Path) -> None:
+    """Ray's Unix sockets live ~75 bytes below its temp dir and may not pass 107 bytes: under a long TMPDIR a
+    local start gets a short temp dir instead; a short TMPDIR is left to Ray."""
+    import tempfile
+
+    from clipsearch.ray_pool import short_temp_dir
+
+    monkeypatch.delenv("RAY_TMPDIR", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", "/tmp/a/rather/long/path/for/temporary/files")
+    short = short_temp_dir()
+    assert short is not None and len(short) + len("/session_2026-12-02_00-35-45_179511_97431/sockets/plasma_store") < 107
+    monkeypatch.setattr(tempfile, "tempdir", "/tmp")
+    assert short_temp_dir() is None
