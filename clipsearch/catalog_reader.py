@@ -14,7 +14,6 @@ import sqlite3
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
-from urllib.parse import quote
 
 import numpy as np
 
@@ -23,6 +22,7 @@ from .catalog_layout import (
     under_patterns,
 )
 from .records import ImageRecord
+from .sqlite_uri import file_uri, readonly_uri
 
 if TYPE_CHECKING:  # pragma: no cover
     from .catalog import Catalog
@@ -47,8 +47,7 @@ class QuickCatalog:
     """A query's reads through sqlite3 (one connection per thread); anything else goes to the full catalog."""
 
     def __init__(self, db_path: Path, readonly: bool, full: Callable[[], "Catalog"]) -> None:
-        mode = "immutable=1" if readonly else "mode=ro"
-        self._uri = f"file:{quote(os.fsencode(os.path.abspath(db_path)))}?{mode}"
+        self._uri = readonly_uri(db_path) if readonly else file_uri(db_path)
         self._full = full
         self._local = threading.local()
 

@@ -14,7 +14,6 @@ import socket
 import sqlite3
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine, make_url
@@ -79,9 +78,11 @@ def lock_key(*parts: str) -> int:
 
 
 def sqlite_engine(db_path: Path, readonly: bool) -> Engine:
-    """SQLite in WAL mode (readers answer while a run writes); read-only media open immutable."""
+    """SQLite in WAL mode (readers answer while a run writes); a read-only store reads its WAL too."""
     if readonly:
-        uri = f"file:{quote(os.fsencode(os.path.abspath(db_path)))}?immutable=1"
+        from .sqlite_uri import readonly_uri
+
+        uri = readonly_uri(db_path)
         return create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False))
     engine = create_engine(f"sqlite:///{db_path}")
 
