@@ -19,6 +19,10 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 # Refuse anything above ~134 megapixels (e.g. 16k x 8k): a decompression bomb would eat the machine's memory.
 MAX_PIXELS = 1 << 27
+# fit() resizes an image whole, then crops, unless that resized image would exceed this many pixels (16 MB; at
+# 224 px, an aspect ratio past ~80:1): it then resizes only the crop's source region, so a 1,000,000x100 strip
+# costs no 224x2,240,000 intermediate (1.5 GB). Below the limit the pixels are exactly those of before.
+FIT_WHOLE_LIMIT = 1 << 22
 BACKGROUND = (255, 255, 255)  # transparent pixels become white, as on a product page
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
@@ -49,16 +53,25 @@ def digest_bytes(data: bytes) -> str:
 
 def _to_rgb(im: Image.Image) -> Image.Image:
     """Any mode → RGB: alpha composited on BACKGROUND, 16-bit/float scaled, CMYK/palette converted."""
+    # Copies are dropped as soon as they are used, and arithmetic is in place: a 40-megapixel RGBA upload peaked
+    # at 760 MB with every intermediate alive, ~480 MB now (the same pixels).
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        rgba = im.convert("RGBA")
-        canvas = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
-        return Image.alpha_composite(canvas, rgba).convert("RGB")
+        rgba = im if im.mode == "RGBA" else im.convert("RGBA")
+        composited = Image.alpha_composite(Image.new("RGBA", rgba.size, BACKGROUND + (255,)), rgba)
+        del rgba
+        return composited.convert("RGB")
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         arr = np.asarray(im, dtype=np.float32)
+        if arr.base is not None or not arr.flags.writeable:
+            arr = arr.copy()
         lo, hi = float(arr.min()), float(arr.max())
         if im.mode.startswith("I;16"):
             lo, hi = 0.0, 65535.0
-        scaled = np.clip((arr - lo) / max(hi - lo, 1e-6) * 255.0, 0, 255).astype(np.uint8)
+        arr -= lo
+        arr /= max(hi - lo, 1e-6)
+        arr *= 255.0
+        scaled = np.clip(arr, 0, 255, out=arr).astype(np.uint8)
+        del arr
         return Image.fromarray(scaled).convert("RGB")
     if im.mode != "RGB":
         return im.convert("RGB")
@@ -72,8 +85,12 @@ def fit(im: Image.Image, size: int, resize_mode: str) -> Image.Image:
     w, h = im.size
     scale = size / min(w, h)
     nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-    im = im.resize((nw, nh), Image.Resampling.BICUBIC, reducing_gap=3.0)
     left, top = (nw - size) // 2, (nh - size) // 2
+    if nw * nh > FIT_WHOLE_LIMIT:  # a very long strip: resize the crop's source region only
+        sx, sy = nw / w, nh / h
+        box = (left / sx, top / sy, (left + size) / sx, (top + size) / sy)
+        return im.resize((size, size), Image.Resampling.BICUBIC, box=box, reducing_gap=3.0)
+    im = im.resize((nw, nh), Image.Resampling.BICUBIC, reducing_gap=3.0)
     return im.crop((left, top, left + size, top + size))
 
 
@@ -82,40 +99,85 @@ def _too_large(w: int, h: int) -> str:
             "possible decompression bomb")
 
 
+@dataclass(frozen=True)
+class Probe:
+    """What decoding an image would cost, read from its header alone (no pixel decoded)."""
+    width: int  # as stored (before EXIF orientation)
+    height: int
+    format: str
+    decoded_width: int  # the size decoding allocates: a JPEG's reduced DCT scale (draft), else the full size
+    decoded_height: int
+    progressive: bool  # a progressive JPEG: libjpeg buffers the whole image's coefficients, whatever the scale
+
+    @property
+    def pixels(self) -> int:
+        """The pixels decoding holds in memory at once (a progressive JPEG's coefficients count whole)."""
+        drafted = self.decoded_width * self.decoded_height
+        return max(drafted, self.width * self.height) if self.progressive else drafted
+
+
+def _open_drafted(data: bytes, draft_to: int | None) -> tuple[Image.Image, int, int]:
+    """(the image opened, header only, its width, height): the bomb limit checked, and for a JPEG the smallest
+    DCT scale chosen whose shorter side still covers `draft_to` pixels (what a decode will then allocate)."""
+    im = Image.open(io.BytesIO(data))
+    w, h = im.size
+    if w * h > MAX_PIXELS:
+        raise DecodeError(_too_large(w, h))
+    if im.format == "JPEG" and draft_to:
+        scale = draft_to / min(w, h)
+        im.draft("RGB", (max(draft_to, int(w * scale) + 1), max(draft_to, int(h * scale) + 1)))
+    return im, w, h
+
+
+def _decode_error(exc: Exception) -> DecodeError:
+    """Pillow's ways of failing on bad bytes → one DecodeError line."""
+    if isinstance(exc, Image.DecompressionBombError):
+        return DecodeError(f"image too large: over {MAX_PIXELS / 1e6:.0f} megapixels, possible decompression bomb")
+    if isinstance(exc, UnidentifiedImageError):
+        return DecodeError("not a recognised image format")
+    return DecodeError(f"cannot decode: {_reason(exc)}")
+
+
+def probe(data: bytes, draft_to: int | None = None) -> Probe:
+    """What `open_image(data, draft_to)` would decode, from the header alone (no pixel decoded): lets a caller
+    (the server) hold uploads to a pixel budget far below the bomb limit. Raises DecodeError."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im, w, h = _open_drafted(data, draft_to)
+            progressive = im.format == "JPEG" and bool(im.info.get("progressive") or im.info.get("progression"))
+            return Probe(w, h, im.format or "?", *im.size, progressive=progressive)
+    except DecodeError:
+        raise
+    except (Image.DecompressionBombError, UnidentifiedImageError, *_DECODE_ERRORS) as exc:
+        raise _decode_error(exc) from exc
+
+
 def open_image(data: bytes, draft_to: int | None = None) -> tuple[Image.Image, int, int, str]:
     """Bytes → (RGB image with EXIF orientation applied, width, height, format); raises DecodeError.
 
     The one safe way in for any image bytes (indexing, query images, uploads, thumbnails): the bomb limit is
     checked before any pixel is decoded, and a JPEG is decoded at the smallest DCT scale whose shorter side
-    still covers `draft_to` pixels (10-30x less work for camera photos).
+    still covers `draft_to` pixels (10-30x less work for camera photos). `probe` tells the cost beforehand.
     """
     try:
         with warnings.catch_warnings():
             # Pillow warns above its own (lower) limit and errors above twice it; one limit applies: ours.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
-            w, h = im.size
-            if w * h > MAX_PIXELS:
-                raise DecodeError(_too_large(w, h))
+            im, w, h = _open_drafted(data, draft_to)
             fmt = im.format or "?"
-            if fmt == "JPEG" and draft_to:
-                scale = draft_to / min(w, h)
-                im.draft("RGB", (max(draft_to, int(w * scale) + 1), max(draft_to, int(h * scale) + 1)))
             im.seek(0)
             im.load()
             orientation = im.getexif().get(0x0112, 1)
             if orientation in (5, 6, 7, 8):
                 w, h = h, w
-            im = ImageOps.exif_transpose(im) or im
+            if orientation != 1:  # exif_transpose copies even an upright image: 4 bytes a pixel for nothing
+                im = ImageOps.exif_transpose(im) or im
             return _to_rgb(im), w, h, fmt
     except DecodeError:
         raise
-    except Image.DecompressionBombError as exc:
-        raise DecodeError(f"image too large: over {MAX_PIXELS / 1e6:.0f} megapixels, possible decompression bomb") from exc
-    except UnidentifiedImageError as exc:
-        raise DecodeError("not a recognised image format") from exc
-    except _DECODE_ERRORS as exc:
-        raise DecodeError(f"cannot decode: {_reason(exc)}") from exc
+    except (Image.DecompressionBombError, UnidentifiedImageError, *_DECODE_ERRORS) as exc:
+        raise _decode_error(exc) from exc
 
 
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError, MemoryError)

@@ -4,6 +4,9 @@ It is handed a catalog, a vector store and encoder loaders, and never imports th
 root that no longer exists (a deleted or unmounted folder) are hidden from results.
 
 A term may carry a weight with a `::W` suffix, e.g. ``"beach::2"`` or ``--minus "people::0.5"``.
+
+A query is bounded (MAX_TERMS, MAX_TERM_CHARS, MAX_QUERY_CHARS, MAX_FILTERS), so no caller, a web page behind
+the server included, can make one query cost seconds of text-encoder passes or gigabytes of activations.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol, Sequence
 import numpy as np
 
 from .errors import ClipsearchError, NotFoundError
-from .images import DecodeError, decode, digest_bytes, read_and_decode
+from .images import DecodeError, decode, digest_bytes, probe, read_and_decode
 from .scan import canonical
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -25,6 +28,19 @@ if TYPE_CHECKING:  # pragma: no cover
     from .catalog_reader import QuickCatalog
     from .indexer import ImageEncoder
     from .vector_store import VectorStore
+
+
+# Bounds on one query. Terms: text, minus texts, query images (paths or bytes), minus images and `like` ids
+# together (each costs an encoder pass; 2000 terms took 8 s and 738 MB). Characters: the text model reads only
+# its first 77 tokens (~300 characters), and tokenizing 20 MB of text took seconds.
+MAX_TERMS = 32
+MAX_TERM_CHARS = 1000
+MAX_QUERY_CHARS = 4000  # all text terms together; also the search box's whole text (split_terms)
+MAX_FILTERS = 64  # `under` folders and `ext` extensions, each
+
+
+class PixelBudgetError(ClipsearchError):
+    """Query images whose decoding would hold more pixels than the caller allows (see check_pixel_budget)."""
 
 
 @dataclass
@@ -69,6 +85,10 @@ def split_terms(text: str) -> tuple[list[str], list[str]]:
     ``+`` or ``-`` starts a new term that runs to the next such word; a word ending in ``::W`` and a signed
     quoted phrase (``-"blue sky"``) end their term; double quotes keep words literal (``"-20 degrees"``).
     """
+    if len(text or "") > MAX_QUERY_CHARS:
+        raise ClipsearchError(f"the query is {len(text)} characters long; at most {MAX_QUERY_CHARS}",
+                              "shorten it: the text model reads only the first few dozen words of each term",
+                              param="text")
     plus: list[str] = []
     minus: list[str] = []
     sign, words = "+", []
@@ -157,6 +177,7 @@ class Query:
               minus_images: Sequence[str] = (), k: int = 10, under: Sequence[str] | None = None,
               exts: Sequence[str] | None = None, after: Any = None, before: Any = None,
               all_frames: bool = False, *, image_data: Sequence[bytes] = (), like: Sequence[int] = ()) -> "Query":
+        check_bounds(texts, images, minus, minus_images, under, exts, len(image_data), len(like))
         pos_texts = [parse_term(t) for t in texts if t and t.strip()]
         pos_images = [(canonical(p), w) for p, w in (parse_term(i) for i in images if i and i.strip())]
         if not pos_texts and not pos_images and not image_data and not like:
@@ -173,6 +194,64 @@ class Query:
     @property
     def filtered(self) -> bool:
         return bool(self.under or self.exts) or self.after_ns is not None or self.before_ns is not None
+
+
+def check_bounds(texts: Sequence[str], images: Sequence[str], minus: Sequence[str] = (),
+                 minus_images: Sequence[str] = (), under: Sequence[str] | None = None,
+                 exts: Sequence[str] | None = None, image_data: int = 0, like: int = 0) -> None:
+    """Refuse a query over MAX_TERMS terms, a text term over MAX_TERM_CHARS, texts over MAX_QUERY_CHARS in all,
+    or over MAX_FILTERS folders or extensions: checked before anything is parsed or encoded."""
+    def given(terms: Sequence[str]) -> int:
+        return sum(1 for t in terms if t and t.strip())
+
+    groups = {"text": given(texts), "minus": given(minus), "image": given(images) + image_data,
+              "minus_image": given(minus_images), "like": like}
+    if sum(groups.values()) > MAX_TERMS:
+        counts = ", ".join(f"{n} {name}" for name, n in groups.items() if n)
+        raise ClipsearchError(f"the query has {sum(groups.values())} terms ({counts}); at most {MAX_TERMS}",
+                              "drop some terms: texts, minus terms, images and like ids count together",
+                              param=max(groups, key=lambda name: groups[name]))
+    for name, terms in (("text", texts), ("minus", minus)):
+        longest = max((len(t) for t in terms if t), default=0)
+        if longest > MAX_TERM_CHARS:
+            raise ClipsearchError(f"a {name} term is {longest} characters long; at most {MAX_TERM_CHARS}",
+                                  "shorten it: the text model reads only its first few dozen words", param=name)
+    total = sum(len(t) for t in (*texts, *minus) if t)
+    if total > MAX_QUERY_CHARS:
+        raise ClipsearchError(f"the query's text terms are {total} characters long together; at most "
+                              f"{MAX_QUERY_CHARS}", "drop or shorten some terms", param="text")
+    for name, values in (("under", under), ("ext", exts)):
+        if values is not None and len(values) > MAX_FILTERS:
+            raise ClipsearchError(f"{len(values)} {name} filters; at most {MAX_FILTERS}", param=name)
+
+
+def check_pixel_budget(image_data: Sequence[bytes], draft_to: int, max_pixels: int) -> None:
+    """Refuse query images (bytes) that together would decode to more than `max_pixels`, from their headers
+    alone: a JPEG counts at the reduced scale it is decoded at (so a big photo passes), anything else whole.
+    Raises PixelBudgetError, or ClipsearchError for bytes that are no image."""
+    probes = []
+    for data in image_data:
+        try:
+            probes.append(probe(data, draft_to))
+        except DecodeError as exc:
+            raise _unusable(exc) from exc
+    total = sum(p.pixels for p in probes)
+    if total <= max_pixels:
+        return
+    limit = f"the server decodes at most {max_pixels / 1e6:g} megapixels per request"
+    if len(probes) == 1:
+        p = probes[0]
+        kind = " (a progressive JPEG: decoded whole)" if p.progressive else ""
+        message = f"the image is {p.width}×{p.height}{kind}; {limit}"
+    else:
+        message = f"the {len(probes)} images decode to {total / 1e6:.1f} megapixels together; {limit}"
+    raise PixelBudgetError(message, "scale the image down (the model sees only a few hundred pixels) or send a "
+                           "JPEG (not progressive), which is decoded at reduced size", param="image")
+
+
+def _unusable(exc: DecodeError) -> ClipsearchError:
+    return ClipsearchError(f"cannot use the query image: {exc}", "give a JPEG, PNG, WebP, GIF, BMP or TIFF image",
+                           param="image")
 
 
 class QueryEngine:
@@ -222,8 +301,7 @@ class QueryEngine:
             try:
                 dec = decode(data, enc.image_size, enc.resize_mode)
             except DecodeError as exc:
-                raise ClipsearchError(f"cannot use the query image: {exc}", "give a JPEG, PNG, WebP, GIF, BMP or "
-                                      "TIFF image", param="image") from exc
+                raise _unusable(exc) from exc
             total += enc.encode_images(dec.pixels[None])[0]
             digests.append(digest_bytes(data))
         for terms, sign in ((q.images, 1.0), (q.minus_images, -1.0)):

@@ -377,7 +377,7 @@ def test_concurrent_thumbnail_requests(mutable) -> None:
     assert not [p for p in (idx / "thumbnails").rglob("*") if p.name.endswith(".tmp")]
 
 
-# --- token, Host, CORS ----------------------------------------------------------------------------------------------
+# --- token, Host, Origin, CORS --------------------------------------------------------------------------------------
 def test_token_mode(served) -> None:
     _col, idx = served
     client = TestClient(create_app(idx, token=TOKEN))
@@ -416,10 +416,14 @@ def test_host_check_and_no_cors(served) -> None:
     assert ok.get("/api/health").status_code == 200
     rebound = TestClient(app, base_url="http://attacker.example:8765")  # DNS rebinding: a foreign Host header
     assert rebound.get("/api/health").status_code == 400
-    r = ok.get("/api/search", params={"q": "x"}, headers={"Origin": "http://evil.example"})
+    r = ok.get("/api/search", params={"q": "x"}, headers={"Origin": "http://127.0.0.1:8765"})  # its own page
     assert r.status_code == 200 and not any(h.startswith("access-control") for h in r.headers)
+    foreign = ok.get("/api/search", params={"q": "x"}, headers={"Origin": "http://evil.example"})
+    assert foreign.status_code == 403 and not any(h.startswith("access-control") for h in foreign.headers)
     preflight = ok.options("/api/search", headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "GET"})
-    assert preflight.status_code == 405 and "access-control-allow-origin" not in preflight.headers
+    assert preflight.status_code == 403 and "access-control-allow-origin" not in preflight.headers
+    own_preflight = ok.options("/api/search", headers={"Origin": "http://127.0.0.1:8765"})
+    assert own_preflight.status_code == 405 and "access-control-allow-origin" not in own_preflight.headers
 
 
 def test_server_errors_are_json_500(served, monkeypatch) -> None:

@@ -3,18 +3,25 @@
 URLs carry catalog ids, never file paths: an image is read only as the exact bytes that were indexed under
 its id (`Store.image_bytes`), so no request can read any other file. Search results have exactly the keys
 `clipsearch query --json` prints. Errors are JSON ``{"error": …, "hint": …}`` with 400 (a query the store
-cannot answer), 404 (no such image, or its file is gone or changed), 413 (upload too large), 401 (token).
+cannot answer, or over the query bounds of `search.py`), 404 (no such image, or its file is gone or changed),
+413 (upload over 20 MB, or its images over MAX_UPLOAD_PIXELS), 401 (token), 403 (a request from another site).
+
+Uploads cost memory by their pixels, not their bytes (a 400 KB PNG can hold 132 megapixels: 1-3 GB to decode
+and resize). So a request's images are held to MAX_UPLOAD_PIXELS together, counted from their headers before
+anything is decoded (a JPEG at the reduced DCT scale it is decoded at), one upload request decodes at a time,
+and the C heap is trimmed afterwards so the memory goes back to the system.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import threading
 import time
 from importlib import resources
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Callable, List, Optional
 from urllib.parse import quote
 
 from fastapi import FastAPI, File, Form, Query, Request, UploadFile
@@ -24,13 +31,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import ClipsearchError, NotFoundError
 from ..manifest import MANIFEST
-from ..search import split_terms
+from ..search import PixelBudgetError, check_pixel_budget, split_terms
 from ..store import Store, open_store
 from .guard import Guard
 
 MAX_K = 500
 UPLOAD_LIMIT = 20 * 1024 * 1024
 MAX_UPLOADS = 4
+MAX_UPLOAD_PIXELS = 40_000_000  # decoded pixels of one request's images together (the bomb limit is 134 MP)
+DECODE_LOCK = threading.Lock()  # one upload request decodes at a time, in the whole process
+HTTP_PARAM = {"text": "q"}  # library parameter → the field of this API that sets it
 YEAR = 365 * 24 * 3600
 CONTENT_TYPES = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png", "GIF": "image/gif",
                  "WEBP": "image/webp", "BMP": "image/bmp", "TIFF": "image/tiff", "HEIF": "image/heif",
@@ -115,6 +125,25 @@ class StoreHolder:
         return store.loaded() if store is not None else {"text": True, "images": True}
 
 
+def _malloc_trim() -> Callable[[], None]:
+    """glibc's malloc_trim(0), where there is one: the gigabytes a big decode frees can otherwise stay mapped in
+    the worker thread's malloc arena (2.5 GB still resident after one 132-megapixel PNG, as reported); elsewhere
+    a no-op."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc (macOS, musl)
+        return lambda: None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+
+    def release() -> None:
+        trim(0)
+
+    return release
+
+
+release_memory = _malloc_trim()
+
+
 def _static(name: str) -> bytes:
     return resources.files(__package__).joinpath("static", name).read_bytes()
 
@@ -174,8 +203,9 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
     # --- errors: one JSON shape ---------------------------------------------------------------------
     @api.exception_handler(ClipsearchError)
     async def _library_error(_request: Request, exc: ClipsearchError) -> Response:
-        status = 404 if isinstance(exc, NotFoundError) else 400
-        return Json({"error": exc.message, "hint": exc.hint, "param": exc.param}, status_code=status)
+        status = 404 if isinstance(exc, NotFoundError) else 413 if isinstance(exc, PixelBudgetError) else 400
+        return Json({"error": exc.message, "hint": exc.hint, "param": HTTP_PARAM.get(exc.param or "", exc.param)},
+                    status_code=status)
 
     @api.exception_handler(RequestValidationError)
     async def _bad_request(_request: Request, exc: RequestValidationError) -> Response:
@@ -262,19 +292,27 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
                       minus: List[str] = Form([]), under: List[str] = Form([]), ext: List[str] = Form([]),
                       after: Optional[str] = Form(None), before: Optional[str] = Form(None),
                       like: List[str] = Form([])) -> dict[str, Any]:
-        """Query by uploaded image(s) (multipart field `image`, 20 MB in all), with or without text terms.
-        Uploads are decoded in memory with the indexer's safe decoder and never written anywhere."""
+        """Query by uploaded image(s) (multipart field `image`, 20 MB and MAX_UPLOAD_PIXELS decoded in all), with
+        or without text terms. Uploads are decoded in memory with the indexer's safe decoder, at reduced size
+        where the format allows (JPEG), one request at a time, and never written anywhere."""
         if len(image) > MAX_UPLOADS:
             raise ClipsearchError(f"at most {MAX_UPLOADS} query images", param="image")
         datas = [f.file.read() for f in image]
         if any(not d for d in datas):
             raise ClipsearchError("an uploaded image is empty", param="image")
         plus, subtract = split_terms(q)
-        if datas:
-            with holder.encoder_lock:  # waits for a load in progress rather than starting a second one
-                holder.require().encoder  # noqa: B018 - a model that cannot load is reported to this request
-        return run_search(text=plus, image=datas, minus=subtract + list(minus), k=_k(k),
-                          like=[_parse_id(i) for i in like], **filters(under, ext, after, before))
+        kwargs: dict[str, Any] = dict(text=plus, image=datas, minus=subtract + list(minus), k=_k(k),
+                                      like=[_parse_id(i) for i in like], **filters(under, ext, after, before))
+        if not datas:
+            return run_search(**kwargs)
+        with holder.encoder_lock:  # waits for a load in progress rather than starting a second one
+            encoder = holder.require().encoder  # a model that cannot load is reported to this request
+        check_pixel_budget(datas, encoder.image_size, MAX_UPLOAD_PIXELS)  # headers only: nothing decoded yet
+        with DECODE_LOCK:
+            try:
+                return run_search(**kwargs)
+            finally:
+                release_memory()
 
     @api.get("/api/images/{image_id}")
     def image(image_id: str) -> dict[str, Any]:
