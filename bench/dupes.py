@@ -1,4 +1,4 @@
-"""Near duplicates at scale: the self-join of the store's vector index plus grouping (clipsearch.dupes.near_groups),
+"""Near duplicates at scale: the self-join of the store's vector index plus grouping (clipsearch.query.dupes.near_groups),
 on synthetic clustered 512-d unit vectors (bench/scale.py's `clustered`) with injected near copies.
 
 Per size: 1% of the vectors are overwritten with near copies of others (cosine >= 0.995 to their source; 70% of
@@ -30,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from scale import clustered  # noqa: E402
 
-from clipsearch.dupes import DEFAULT_THRESHOLD, MAX_VISITS, near_groups  # noqa: E402
-from clipsearch.vector_join import JoinStats  # noqa: E402
-from clipsearch.vectors import VectorIndex, choose_type  # noqa: E402
+from clipsearch.query.dupes import DEFAULT_THRESHOLD, MAX_VISITS, near_groups  # noqa: E402
+from clipsearch.vectors.index import VectorIndex, choose_type  # noqa: E402
+from clipsearch.vectors.join import JoinStats  # noqa: E402
 
 
 def with_copies(n: int, dim: int, seed: int, fraction: float = 0.01,
@@ -48,7 +48,7 @@ def with_copies(n: int, dim: int, seed: int, fraction: float = 0.01,
     slots = rng.permutation(n)[:len(per_source) + n_copies]
     sources, copies = slots[:len(per_source)], np.split(slots[len(per_source):], np.cumsum(per_source)[:-1])
     groups = []
-    for src, dst in zip(sources, copies):
+    for src, dst in zip(sources, copies, strict=False):
         block = vecs[src] + noise * rng.normal(size=(len(dst), dim)).astype(np.float32)
         vecs[dst] = block / np.linalg.norm(block, axis=1, keepdims=True)
         groups.append(np.concatenate([[src], dst]))
@@ -69,7 +69,7 @@ def brute_pairs(vecs: np.ndarray, threshold: float, batch: int = 10_000) -> set[
         lims, _scores, labels = index.range_search(vecs[start:start + batch], threshold)
         rows = np.repeat(np.arange(start, start + min(batch, len(vecs) - start)), np.diff(lims).astype(np.int64))
         keep = labels > rows
-        out |= set(zip(rows[keep].tolist(), labels[keep].tolist()))
+        out |= set(zip(rows[keep].tolist(), labels[keep].tolist(), strict=False))
     return out
 
 
@@ -122,7 +122,7 @@ def main() -> None:
             brute_rate = brute / n / n
             joined: set[tuple[int, int]] = set()
             for a, b, _s in vi.pairs_above(args.threshold, None, None, MAX_VISITS):
-                joined |= set(zip(np.minimum(a, b).tolist(), np.maximum(a, b).tolist()))
+                joined |= set(zip(np.minimum(a, b).tolist(), np.maximum(a, b).tolist(), strict=False))
             print(f"  brute force      {brute:8.1f} s (IndexFlatIP range search): dupes is {brute / took:.1f}x faster; "
                   f"join recall of all {len(truth)} pairs >= {args.threshold}: "
                   f"{len(joined & truth) / max(len(truth), 1):.4f}, extra {len(joined - truth)}")

@@ -18,8 +18,8 @@ from pathlib import Path
 CHILD = r"""
 import json, resource, sys, time
 import numpy as np
-from clipsearch.models import load_encoder
-from clipsearch.training import TrainConfig, resolve_config, train_contrastive
+from clipsearch.encoders.torch_encoder import load_encoder
+from clipsearch.tune.training import TrainConfig, resolve_config, train_contrastive
 
 model, batch, steps, checkpointing, accumulate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1", int(sys.argv[5])
 enc = load_encoder(model, device="cpu")

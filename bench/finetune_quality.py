@@ -28,15 +28,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from clipsearch.synthetic import make_digits  # noqa: E402
+from clipsearch.media.synthetic import make_digits  # noqa: E402
 
 TEXTURES = {"brick_wall": "brick", "grass": "grass", "gravel": "gravel", "moon_craters": "moon",
             "star_field": "hubble_deep_field", "stained_tissue": "immunohistochemistry"}
 
 
 def make_textures(root: Path, per_class: int, seed: int = 0, tile: int = 64) -> Path:
-    from PIL import Image
     import skimage.data
+    from PIL import Image
 
     rng = np.random.default_rng(seed)
     for name, source in TEXTURES.items():
@@ -61,7 +61,7 @@ def make_captions(root: Path, count: int, seed: int = 0) -> Path:
     from PIL import Image
     from sklearn.datasets import load_digits
 
-    from clipsearch.synthetic import DIGIT_NAMES
+    from clipsearch.media.synthetic import DIGIT_NAMES
 
     d = load_digits()
     rng = np.random.default_rng(seed)

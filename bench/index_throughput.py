@@ -34,8 +34,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from clipsearch import synthetic  # noqa: E402
-from clipsearch.images import decode_paths  # noqa: E402
+from clipsearch.media import synthetic  # noqa: E402
+from clipsearch.media.images import decode_paths  # noqa: E402
 
 # real photos of skimage.data (scans, drawings and tiny images left out)
 SKIMAGE_PHOTOS = ("astronaut", "brick", "camera", "cell", "chelsea", "clock", "coffee", "coins", "grass", "gravel",
@@ -105,7 +105,7 @@ def baseline(paths: list[Path], model_spec: str) -> float:
     import torch
     from PIL import Image
 
-    from clipsearch.models import load_encoder
+    from clipsearch.encoders.torch_encoder import load_encoder
 
     enc = load_encoder(model_spec, device="cpu")
     import open_clip
@@ -120,8 +120,8 @@ def baseline(paths: list[Path], model_spec: str) -> float:
 
 
 def onnx_encoder_for(model_spec: str, precision: str):
-    from clipsearch.model_spec import parse_spec
-    from clipsearch.onnx_encoder import OnnxImageEncoder, find_export
+    from clipsearch.encoders.onnx_encoder import OnnxImageEncoder, find_export
+    from clipsearch.encoders.spec import parse_spec
 
     spec = parse_spec(model_spec)
     export = find_export(spec.cache_key)
@@ -138,7 +138,7 @@ def encode_rate(enc, pixels: np.ndarray, batch: int) -> tuple[np.ndarray, float]
 
 def profile(paths: list[Path], model_spec: str, batch: int) -> None:
     """Where the time goes: decoding alone (threads) and encoding alone per backend, on the same images."""
-    from clipsearch.models import load_encoder
+    from clipsearch.encoders.torch_encoder import load_encoder
 
     torch_enc = load_encoder(model_spec, device="cpu")
     t = time.perf_counter()
@@ -156,7 +156,7 @@ def skimage_gallery(size: int, resize_mode: str) -> tuple[np.ndarray, list[str]]
     import skimage.data
     from PIL import Image, ImageEnhance
 
-    from clipsearch.images import fit
+    from clipsearch.media.images import fit
 
     pixels, names = [], []
     for name in SKIMAGE_PHOTOS:
@@ -184,7 +184,7 @@ def topk_overlap(a: np.ndarray, b: np.ndarray, k: int = 10) -> float:
     np.fill_diagonal(sa, -np.inf)
     np.fill_diagonal(sb, -np.inf)
     ta, tb = np.argsort(-sa, axis=1)[:, :k], np.argsort(-sb, axis=1)[:, :k]
-    return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(ta, tb)]))
+    return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(ta, tb, strict=False)]))
 
 
 def int8_report(model_spec: str, batch: int) -> None:
@@ -193,7 +193,7 @@ def int8_report(model_spec: str, batch: int) -> None:
     pixels, _names = skimage_gallery(fp32_enc.image_size, fp32_enc.resize_mode)
     fp32, fp32_rate = encode_rate(fp32_enc, pixels, batch)
     int8, int8_rate = encode_rate(onnx_encoder_for(model_spec, "int8"), pixels, batch)
-    from clipsearch.models import load_encoder
+    from clipsearch.encoders.torch_encoder import load_encoder
 
     torch_enc = load_encoder(model_spec, device="cpu")
     tfp32, torch_rate = encode_rate(torch_enc, pixels, batch)

@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import clipsearch  # noqa: E402
-from clipsearch import synthetic  # noqa: E402
+from clipsearch.media import synthetic  # noqa: E402
 
 
 def wall(cmd: list[str], runs: int) -> float:
@@ -59,7 +59,7 @@ def wall_rss(cmd: list[str], runs: int) -> tuple[float, float]:
 
 def grow(store: Path, photos: Path, n: int, dim: int) -> None:
     """Add `n` synthetic rows with random unit embeddings under the store's root (files need not exist)."""
-    from clipsearch.records import Encoded
+    from clipsearch.catalog.records import Encoded
 
     rng = np.random.default_rng(0)
     with clipsearch.open(store, create=False) as s:

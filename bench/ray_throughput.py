@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import clipsearch  # noqa: E402
-from clipsearch import synthetic  # noqa: E402
+from clipsearch.media import synthetic  # noqa: E402
 
 
 def index_once(data: Path, store_path: Path, model: str, ray_address: str | None) -> tuple[float, int]:
@@ -42,7 +42,7 @@ def embeddings(store_path: Path) -> dict[str, np.ndarray]:
     with clipsearch.open(store_path) as store:
         _v, ids, vecs = store.catalog.all_embeddings(store.dim)
         recs = store.catalog.images([int(i) for i in ids])
-        return {recs[int(i)].path: v for i, v in zip(ids, vecs)}
+        return {recs[int(i)].path: v for i, v in zip(ids, vecs, strict=False)}
 
 
 def main() -> None:

@@ -41,7 +41,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from clipsearch.vectors import VectorIndex, choose_type  # noqa: E402
+from clipsearch.vectors.index import VectorIndex, choose_type  # noqa: E402
 
 KINDS = ("flat", "ivf", "hnsw", "ivfpq")
 
@@ -94,7 +94,7 @@ def measure(vi: VectorIndex, queries: np.ndarray, truth: np.ndarray | None,
         got.append(ids[0][ids[0] >= 0])
     lat_ms = np.array(lat) * 1e3
     recall = 1.0 if truth is None else float(np.mean(
-        [len(set(t.tolist()) & set(g.tolist())) / min(10, len(t)) for t, g in zip(truth, got)]))
+        [len(set(t.tolist()) & set(g.tolist())) / min(10, len(t)) for t, g in zip(truth, got, strict=False)]))
     return {"p50_ms": float(np.percentile(lat_ms, 50)), "p99_ms": float(np.percentile(lat_ms, 99)), "recall@10": recall,
             "returned": float(np.mean([len(g) for g in got]))}
 
@@ -117,7 +117,7 @@ def probe(folder: str, dim: int, queries_file: str, legacy: bool) -> None:
     """Child process: load the saved index like a cold query does, run the queries, report RSS growth (JSON)."""
     import faiss  # noqa: F401 - imported before the first reading, like numpy
 
-    from clipsearch.vector_store import load_index
+    from clipsearch.vectors.store import load_index
 
     queries = np.load(queries_file)
     before = _rss()
@@ -153,7 +153,7 @@ def probe(folder: str, dim: int, queries_file: str, legacy: bool) -> None:
 
 def resident(vi: VectorIndex, queries: np.ndarray, legacy: bool = False) -> dict[str, float]:
     """Save `vi` as a store does, then measure a fresh process that loads it and runs `queries`."""
-    from clipsearch.vector_store import EXACT_FILE, FAISS_FILE, save_index
+    from clipsearch.vectors.store import EXACT_FILE, FAISS_FILE, save_index
 
     with tempfile.TemporaryDirectory(dir=Path(__file__).resolve().parent.parent) as tmp:
         save_index(vi, Path(tmp) / FAISS_FILE, version=1)
@@ -173,8 +173,8 @@ def cold_store(n: int, dim_model: str, runs: int) -> None:
     import statistics
 
     import clipsearch
-    from clipsearch import synthetic
-    from clipsearch.records import Encoded
+    from clipsearch.catalog.records import Encoded
+    from clipsearch.media import synthetic
 
     py = sys.executable
 

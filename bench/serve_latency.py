@@ -36,14 +36,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import clipsearch  # noqa: E402
-from clipsearch.catalog import Encoded  # noqa: E402
+from clipsearch.catalog.catalog import Encoded  # noqa: E402
 
 WORDS = ["red", "dress", "cat", "beach", "rocket", "coffee", "clock", "coins", "moon", "dog", "grass", "car",
          "sunset", "mountain", "city", "night", "person", "bicycle", "flower", "window", "snow", "boat", "tree"]
 
 
 def build_store(folder: Path, model: str, total: int) -> Path:
-    from clipsearch.demo import write_photos
+    from clipsearch.store.demo import write_photos
 
     photos = folder / "photos"
     write_photos(photos)

@@ -8,10 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import ClipsearchError, ModelMismatchError, ModelUnavailableError, StoreLockedError
+from clipsearch.errors import ClipsearchError, ModelMismatchError, ModelUnavailableError, StoreLockedError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .store import Store
+    from clipsearch.store.store import Store
 
 __version__ = "0.1.0"
 __all__ = ["open", "ClipsearchError", "ModelMismatchError", "ModelUnavailableError", "StoreLockedError"]
@@ -19,7 +19,7 @@ __all__ = ["open", "ClipsearchError", "ModelMismatchError", "ModelUnavailableErr
 
 def open(path: str | Path | None = None, model: str | None = None, *, create: bool = True,
          device: str | None = None, readonly: bool | None = None, backend: str | None = None,
-         db: str | None = None) -> "Store":
+         db: str | None = None) -> Store:
     """Open (or, with create=True, start) a store. `model` is needed only for a new store or to assert one.
 
     A new store's folder appears only when `add` first writes to it. `readonly` (default: when the folder is
@@ -28,6 +28,6 @@ def open(path: str | Path | None = None, model: str | None = None, *, create: bo
     a new store's catalog in a database (a SQLAlchemy URL such as postgresql+psycopg://user@host/db; default
     CLIPSEARCH_DB, else SQLite in the folder); the folder remembers it.
     """
-    from .store import open_store
+    from clipsearch.store.store import open_store
 
     return open_store(path, model, create=create, device=device, readonly=readonly, backend=backend, db=db)

@@ -1,5 +1,5 @@
 """`python -m clipsearch` runs the CLI."""
 
-from .cli import main
+from clipsearch.cli import main
 
 main()

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ClipsearchError
+from clipsearch.errors import ClipsearchError
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def _default_cache() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "clipsearch"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cached(store_env: str | None, commit_env: str | None, debug_env: str | None, xdg: str | None,
             cache_env: str | None, xdg_cache: str | None, db_env: str | None) -> Settings:
     return Settings(_default_store(), _int("CLIPSEARCH_COMMIT_EVERY", 256), bool(debug_env), _default_cache(),

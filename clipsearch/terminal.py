@@ -71,7 +71,7 @@ def table(*columns: str, right: tuple[str, ...] = (), **kwargs: object) -> Table
 IMAGE_TERMINALS = "kitty (TERM=xterm-kitty), iTerm2 or WezTerm"
 
 
-def image_protocol(env: "os._Environ[str] | dict[str, str] | None" = None) -> str | None:
+def image_protocol(env: os._Environ[str] | dict[str, str] | None = None) -> str | None:
     """The inline-image protocol the terminal speaks, from its environment: 'kitty', 'iterm2' or None."""
     env = os.environ if env is None else env
     if env.get("TERM") == "xterm-kitty" or env.get("KITTY_WINDOW_ID"):

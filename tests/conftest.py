@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from clipsearch import synthetic
 from clipsearch.cli import app
+from clipsearch.media import synthetic
 
 TRAIN_PER_CLASS = 30
 INDEX_PER_CLASS = 5
@@ -63,8 +63,8 @@ def finetuned(tmp_path_factory: pytest.TempPathFactory):
 
     It is both the model most tests search with and the subject of the fine-tuning tests.
     """
-    from clipsearch.finetune import finetune
-    from clipsearch.training import TrainConfig
+    from clipsearch.tune.finetune import finetune
+    from clipsearch.tune.training import TrainConfig
 
     root = tmp_path_factory.mktemp("tiny-model")
     synthetic.make_dataset(root / "train", per_class=TRAIN_PER_CLASS, seed=1, class_folders=True)

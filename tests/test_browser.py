@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from playwright import sync_api  # the test extra; the browser is Debian's (scripts/install-system-deps.sh)
 
 import clipsearch
@@ -44,7 +43,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory, indexed: Path, shapes_
     shutil.copytree(indexed, store_path)  # thumbnails get cached in the store: leave the session store alone
     odd = root / "odd"
     odd.mkdir()
-    for name, src in zip(MARKUP_NAMES, sorted(shapes_source.glob("green_triangle_*.png"))):
+    for name, src in zip(MARKUP_NAMES, sorted(shapes_source.glob("green_triangle_*.png")), strict=False):
         shutil.copyfile(src, odd / name)
     with clipsearch.open(store_path, create=False) as store:
         store.add([odd])

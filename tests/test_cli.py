@@ -146,7 +146,7 @@ def test_local_checkpoint_file_spec(tmp_path: Path, trained_model: Path, shapes_
     import numpy as np
     import torch
 
-    from clipsearch.models import load_encoder
+    from clipsearch.encoders.torch_encoder import load_encoder
 
     ckpt = tmp_path / "tiny.pt"
     torch.save(torch.load(trained_model / "weights.pt", weights_only=True), ckpt)
@@ -181,7 +181,7 @@ def test_help_and_errors_do_not_import_torch(tmp_path: Path) -> None:
 
 
 def test_default_store_location(monkeypatch, tmp_path: Path) -> None:
-    from clipsearch.store import default_store_path
+    from clipsearch.store.store import default_store_path
 
     monkeypatch.setenv("CLIPSEARCH_INDEX", str(tmp_path / "env-store"))
     assert default_store_path() == tmp_path / "env-store"
@@ -211,7 +211,7 @@ def test_ivf_index_recall_and_filters(tmp_path: Path) -> None:
     """The IVF index the store switches to at scale: recall@10 vs exact search, and id-selector filters."""
     import numpy as np
 
-    from clipsearch.vectors import VectorIndex
+    from clipsearch.vectors.index import VectorIndex
 
     rng = np.random.default_rng(0)
     centers = rng.normal(size=(50, 64))
@@ -224,7 +224,7 @@ def test_ivf_index_recall_and_filters(tmp_path: Path) -> None:
     queries = vecs[:50] + 0.05 * rng.normal(size=(50, 64)).astype(np.float32)
     _, truth = exact.search(queries, 10)
     _, got = ivf.search(queries, 10)
-    recall = np.mean([len(set(t) & set(g)) / 10 for t, g in zip(truth, got)])
+    recall = np.mean([len(set(t) & set(g)) / 10 for t, g in zip(truth, got, strict=False)])
     assert recall >= 0.95, recall
     allowed = ids[::7]
     _, filtered = ivf.search(queries, 10, allowed)

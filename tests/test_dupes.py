@@ -19,10 +19,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import clipsearch
-from clipsearch import vectors as vectors_mod
-from clipsearch.dupes import components, connected_groups, near_groups, split_by_keeper
 from clipsearch.errors import ClipsearchError
-from clipsearch.vectors import JoinStats, VectorIndex
+from clipsearch.query.dupes import components, connected_groups, near_groups, split_by_keeper
+from clipsearch.vectors import index as vectors_mod
+from clipsearch.vectors.index import JoinStats, VectorIndex
 
 from .conftest import cli, cli_json
 
@@ -253,7 +253,7 @@ def test_split_by_keeper_regroups_the_rest():
 
 def test_union_find_components():
     nodes, labels = components(np.array([5, 7, 9, 100, 3]), np.array([7, 9, 11, 101, 5]))
-    assert dict(zip(nodes.tolist(), labels.tolist())) == {3: 3, 5: 3, 7: 3, 9: 3, 11: 3, 100: 100, 101: 100}
+    assert dict(zip(nodes.tolist(), labels.tolist(), strict=False)) == {3: 3, 5: 3, 7: 3, 9: 3, 11: 3, 100: 100, 101: 100}
     chain = np.arange(1000)
     nodes, labels = components(chain[1:][::-1], chain[:-1][::-1])  # a long path, edges in reverse order
     assert (labels == 0).all()
@@ -277,7 +277,7 @@ def _brute_pairs(ids: np.ndarray, vecs: np.ndarray, threshold: float) -> set[tup
     for start in range(0, len(vecs), 2048):
         rows, cols = np.nonzero(vecs[start:start + 2048] @ vecs.T >= threshold)
         keep = cols > rows + start
-        out |= set(zip(ids[rows[keep] + start].tolist(), ids[cols[keep]].tolist()))
+        out |= set(zip(ids[rows[keep] + start].tolist(), ids[cols[keep]].tolist(), strict=False))
     return out
 
 
@@ -286,7 +286,7 @@ def _join(vi: VectorIndex, threshold: float, allowed=None, max_visits=None) -> t
     found = []
     for a, b, scores in vi.pairs_above(threshold, allowed, stats, max_visits):
         assert (scores >= threshold).all()
-        found += zip(np.minimum(a, b).tolist(), np.maximum(a, b).tolist())
+        found += zip(np.minimum(a, b).tolist(), np.maximum(a, b).tolist(), strict=False)
     assert len(found) == len(set(found)), "each pair once"
     return set(found), stats
 

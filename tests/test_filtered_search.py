@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from clipsearch.vectors import VectorIndex
+from clipsearch.vectors.index import VectorIndex
 
 K = 10
 DIM = 64
@@ -71,9 +71,9 @@ def check(vi: VectorIndex, ids: np.ndarray, vecs: np.ndarray, queries: np.ndarra
           expected: int) -> float:
     scores, got = vi.search(queries, K, allowed)
     truth = exact_filtered(ids, vecs, queries, allowed)
-    row_of = dict(zip(ids.tolist(), range(len(ids))))
+    row_of = dict(zip(ids.tolist(), range(len(ids)), strict=False))
     recalls = []
-    for q, s, g, t in zip(queries, scores, got, truth):
+    for q, s, g, t in zip(queries, scores, got, truth, strict=False):
         hits = g >= 0
         assert hits.sum() == expected
         assert hits[:expected].all()  # padding only at the end
@@ -90,10 +90,10 @@ def test_unfiltered_recall(index, data):
     queries = data[2]
     scores, got = vi.search(queries, K)
     truth = ids[np.argsort(-(queries @ vecs.T), axis=1)[:, :K]]
-    recall = np.mean([len(set(g.tolist()) & set(t.tolist())) / K for g, t in zip(got, truth)])
+    recall = np.mean([len(set(g.tolist()) & set(t.tolist())) / K for g, t in zip(got, truth, strict=False)])
     assert recall >= 0.95, f"{vi.kind}: recall@10 {recall:.3f}"
-    row_of = dict(zip(ids.tolist(), range(len(ids))))
-    for q, s, g in zip(queries, scores, got):
+    row_of = dict(zip(ids.tolist(), range(len(ids)), strict=False))
+    for q, s, g in zip(queries, scores, got, strict=False):
         assert np.allclose(s, vecs[[row_of[i] for i in g]] @ q, atol=1e-4)  # exact cosines, re-ranked too
 
 
@@ -138,7 +138,7 @@ def test_filtered_search_after_save_and_load(index, data, tmp_path):
     """A loaded index (the CLI's case) has no cached lookups yet and generic FAISS wrappers underneath."""
     vi, ids, vecs = index
     queries = data[2]
-    from clipsearch.vector_store import load_index, save_index
+    from clipsearch.vectors.store import load_index, save_index
 
     save_index(vi, tmp_path / "vectors.faiss", version=1)
     loaded, version = load_index(tmp_path / "vectors.faiss", vi.dim)
@@ -154,7 +154,7 @@ def test_unfiltered_search_returns_min_k_n_on_every_type(index, data):
     queries = data[2][:3]
     k = 6000  # past HNSW's efSearch and IVF's probed lists at these sizes
     scores, got = vi.search(queries, k)
-    for s, g in zip(scores, got):
+    for s, g in zip(scores, got, strict=False):
         assert (g >= 0).all() and len(set(g.tolist())) == k and np.isin(g, ids).all()
         assert np.all(np.diff(s) <= 1e-6)
 

@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clipsearch import datasets, synthetic
-from clipsearch.evaluate import evaluate, retrieval_recall, zero_shot_accuracy
-from clipsearch.finetune import blend_states
-from clipsearch.models import load_encoder
+from clipsearch.encoders.torch_encoder import load_encoder
+from clipsearch.media import synthetic
+from clipsearch.tune import datasets
+from clipsearch.tune.evaluate import evaluate, retrieval_recall, zero_shot_accuracy
+from clipsearch.tune.finetune import blend_states
 
 from .conftest import cli, cli_json, label_of
 
@@ -87,7 +88,7 @@ def test_classify_puts_the_right_label_first(runner, finetuned, shapes_source: P
               shapes_source / "yellow_square_002.png"]
     labels = ",".join(f"{c} {s}" for c, s in synthetic.classes())
     results = cli_json(runner, "classify", *images, "--labels", labels, "--model", folder, "-k", "3")
-    for image, r in zip(images, results):
+    for image, r in zip(images, results, strict=False):
         assert r["labels"][0]["label"] == label_of(str(image))
         probs = [lab["probability"] for lab in r["labels"]]
         assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001

@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clipsearch import datasets, synthetic
-from clipsearch.crossval import fold_indices
-from clipsearch.finetune import finetune
-from clipsearch.models import FOLDER_WEIGHTS
-from clipsearch.training import TrainConfig
+from clipsearch.encoders.torch_encoder import FOLDER_WEIGHTS
+from clipsearch.media import synthetic
+from clipsearch.tune import datasets
+from clipsearch.tune.crossval import fold_indices
+from clipsearch.tune.finetune import finetune
+from clipsearch.tune.training import TrainConfig
 
 from .conftest import cli, cli_json
 
@@ -115,8 +116,8 @@ def test_folds_are_disjoint_stratified_and_seeded(tmp_path: Path) -> None:
     for fold in folds:
         counts = np.bincount([data.items[i].label for i in fold], minlength=10)
         assert counts.max() - counts.min() <= 1  # each class spread evenly
-    assert all(np.array_equal(a, b) for a, b in zip(folds, fold_indices(data, 5, seed=3)))
-    assert not all(np.array_equal(a, b) for a, b in zip(folds, fold_indices(data, 5, seed=4)))
+    assert all(np.array_equal(a, b) for a, b in zip(folds, fold_indices(data, 5, seed=3), strict=False))
+    assert not all(np.array_equal(a, b) for a, b in zip(folds, fold_indices(data, 5, seed=4), strict=False))
 
 
 def test_small_sets_cross_validate_by_default(runner, tmp_path: Path) -> None:

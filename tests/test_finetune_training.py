@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from clipsearch.models import load_encoder
-from clipsearch.training import TrainConfig, augment, resolve_config, train_contrastive
+from clipsearch.encoders.torch_encoder import load_encoder
+from clipsearch.tune.training import TrainConfig, augment, resolve_config, train_contrastive
 
 CAPTIONS = [f"a {c}" for c in "abcd" * 8]
 CLASS_IDS = [0, 1, 2, 3] * 8
@@ -52,7 +52,6 @@ def test_accumulated_micro_batches_train_like_one_large_batch() -> None:
 def test_gradient_checkpointing_recomputes_blocks_and_changes_nothing_else() -> None:
     """Each checkpointed block runs twice a step (forward, then again in backward); weights and updating
     BatchNorm statistics end exactly as without it."""
-    import torch
 
     enc = load_encoder("clipsearch-tiny", device="cpu")
     calls = {"image": 0, "text": 0}
@@ -72,7 +71,7 @@ def test_gradient_checkpointing_recomputes_blocks_and_changes_nothing_else() -> 
 
 
 def test_offline_model_towers_can_checkpoint() -> None:
-    from clipsearch.grad_checkpoint import set_grad_checkpointing
+    from clipsearch.tune.grad_checkpoint import set_grad_checkpointing
 
     enc = load_encoder("offline-mini", device="cpu")
     assert set_grad_checkpointing(enc.model, True) == ["image", "text"]
@@ -98,7 +97,7 @@ def test_augmentations_are_seeded_and_change_what_they_should() -> None:
 
 
 def test_cli_trains_with_crop_jitter_accumulation_and_checkpointing(runner, tmp_path) -> None:
-    from clipsearch import synthetic
+    from clipsearch.media import synthetic
 
     from .conftest import cli_json
 
@@ -114,7 +113,7 @@ def test_cli_trains_with_crop_jitter_accumulation_and_checkpointing(runner, tmp_
 
 def test_offline_mini_with_augmentation_does_not_use_the_feature_cache(runner, tmp_path) -> None:
     """Crops and colour change the trunk's input, so the cached trunk features would be wrong: the cache is off."""
-    from clipsearch import synthetic
+    from clipsearch.media import synthetic
 
     from .conftest import cli_json
 

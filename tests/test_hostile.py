@@ -240,7 +240,7 @@ def test_wrong_dimension_is_refused_before_any_write(runner, tmp_path: Path, pho
 
 
 def test_overwritten_faiss_file_is_not_trusted(runner, tmp_path: Path, photos: Path, trained_model: Path) -> None:
-    from clipsearch.vectors import VectorIndex, import_faiss
+    from clipsearch.vectors.index import VectorIndex, import_faiss
 
     idx = tmp_path / "index"
     cli(runner, "index", photos, "--index", idx, "--model", trained_model)
@@ -260,7 +260,7 @@ def test_overwritten_faiss_file_is_not_trusted(runner, tmp_path: Path, photos: P
     assert cli_json(runner, "query", "a red circle", "-k", "10", "--index", idx) == expected
     cli(runner, "index", photos, "--index", idx)  # the next writer repairs the file
     with clipsearch.open(idx, create=False) as store:
-        from clipsearch.vector_store import load_index
+        from clipsearch.vectors.store import load_index
 
         assert load_index(idx / "vectors.faiss", store.dim) is not None
 

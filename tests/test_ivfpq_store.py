@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import clipsearch
-from clipsearch.records import Encoded
+from clipsearch.catalog.records import Encoded
 
 from .conftest import cli, cli_json
 
@@ -55,7 +55,7 @@ def catalog_vectors(idx: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def saved(idx: Path):
-    from clipsearch.vector_store import load_index
+    from clipsearch.vectors.store import load_index
 
     with clipsearch.open(idx, create=False) as store:
         return load_index(idx / "vectors.faiss", store.dim)

@@ -32,7 +32,7 @@ def test_cold_text_query_imports_no_sqlalchemy_torch_or_unicode_text_fixers(inde
     assert accented["hits"] == 3 and set(accented["loaded"]) == {"ftfy", "regex"}
 
 
-def _filtered_queries(store: "clipsearch.Store", root: Path) -> list:
+def _filtered_queries(store: clipsearch.Store, root: Path) -> list:
     sub = str(root / "sub")
     asks = [dict(text="a red circle"), dict(text="a blue square", under=[sub]),
             dict(text="a shape", ext=["png"], under=[str(root)]), dict(text="a shape", after="2001-01-01"),

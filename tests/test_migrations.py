@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
 import clipsearch
-from clipsearch import ClipsearchError, schema
-from clipsearch.database import public_url
-from clipsearch.manifest import CATALOG, MANIFEST
+from clipsearch import ClipsearchError
+from clipsearch.catalog import schema
+from clipsearch.catalog.database import public_url
+from clipsearch.store.manifest import CATALOG, MANIFEST
 
 from .conftest import new_database
 

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 import clipsearch
-from clipsearch import onnx_encoder, onnx_export
+from clipsearch.encoders import onnx_encoder, onnx_export
 from clipsearch.errors import ClipsearchError, ModelMismatchError
-from clipsearch.images import decode_paths
+from clipsearch.media.images import decode_paths
 
 from .conftest import cli, cli_json
 
@@ -28,7 +28,7 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def offline_torch():
-    from clipsearch.models import load_encoder
+    from clipsearch.encoders.torch_encoder import load_encoder
 
     return load_encoder("offline-mini", device="cpu")
 
@@ -36,7 +36,7 @@ def offline_torch():
 @pytest.mark.parametrize("kind", ["trained", "offline-mini"])
 def test_export_round_trip_matches_torch(kind: str, trained_model: Path, shapes_source: Path, offline_torch,
                                          tmp_path: Path) -> None:
-    from clipsearch.models import load_encoder
+    from clipsearch.encoders.torch_encoder import load_encoder
 
     enc = offline_torch if kind == "offline-mini" else load_encoder(str(trained_model), device="cpu")
     folder = onnx_export.export(enc, cache_root=tmp_path)
@@ -191,8 +191,8 @@ def test_a_refused_export_falls_back_to_torch_with_a_notice(tmp_path: Path, shap
 
 
 def test_cache_lives_under_xdg_cache_home(isolated_cache: Path) -> None:
-    from clipsearch import offline_model
     from clipsearch.config import settings
+    from clipsearch.encoders import offline_model
 
     assert settings().cache_dir == Path(os.environ["XDG_CACHE_HOME"]) / "clipsearch" == isolated_cache
     assert onnx_encoder.export_root() == isolated_cache / "onnx"

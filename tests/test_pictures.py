@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from clipsearch.search import split_terms
+from clipsearch.media.thumbnails import SheetLayout
+from clipsearch.query.engine import split_terms
 from clipsearch.terminal import image_protocol, inline_image
-from clipsearch.thumbnails import SheetLayout
 
 from .conftest import cli, cli_json
 

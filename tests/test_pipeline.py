@@ -18,12 +18,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clipsearch.catalog import Catalog, Known
-from clipsearch.images import DecodeError, file_digest
-from clipsearch.indexer import IndexOptions, RunSummary, Workbench, decode_stream, detect_moves, diff, run_index
-from clipsearch.scan import FileFacts, ScanResult, canonical, scan
-from clipsearch.search import Query, QueryEngine
-from clipsearch.vector_store import VectorStore, load_index
+from clipsearch.catalog.catalog import Catalog, Known
+from clipsearch.indexing.pipeline import Workbench, decode_stream, detect_moves, diff, run_index
+from clipsearch.indexing.scan import FileFacts, ScanResult, canonical, scan
+from clipsearch.indexing.writer import IndexOptions, RunSummary
+from clipsearch.media.images import DecodeError, file_digest
+from clipsearch.query.engine import Query, QueryEngine
+from clipsearch.vectors.store import VectorStore, load_index
 
 DIM = 8
 COLOURS = {
@@ -86,17 +87,17 @@ class DictVectorStore:
         self.saved_version: int | None = None
         self.saved_ids: set[int] = set()
 
-    def current(self) -> "DictVectorStore":
+    def current(self) -> DictVectorStore:
         version, ids, mat = self.catalog.all_embeddings(self.dim)
         if version != self.version:
-            self.vecs, self.version = dict(zip(ids.tolist(), mat)), version
+            self.vecs, self.version = dict(zip(ids.tolist(), mat, strict=False)), version
         return self
 
     def apply(self, removed: list[int], added: list[int], vecs: list[np.ndarray], version: int) -> None:
         assert version == self.version + 1, "a committed change was not mirrored"
         for i in removed:
             self.vecs.pop(i, None)
-        for i, v in zip(added, vecs):
+        for i, v in zip(added, vecs, strict=False):
             self.vecs[i] = np.asarray(v, dtype=np.float16).astype(np.float32)
         self.version = version
 

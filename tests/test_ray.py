@@ -32,7 +32,7 @@ def ray_cluster():
     """Ray on this machine with 2 CPUs, shared by the module's tests (a start costs seconds and ~1 GB)."""
     import ray
 
-    from clipsearch.ray_pool import short_temp_dir
+    from clipsearch.indexing.ray_pool import short_temp_dir
 
     extra = {"_temp_dir": short_temp_dir()} if short_temp_dir() else {}  # a long TMPDIR: sockets must fit
     ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False, **extra)
@@ -72,7 +72,7 @@ def _contents(store_path: Path) -> dict[str, tuple]:
         info = store.info()
         assert info["images"] == info["vectors"] == len(ids)
         assert store.vector_index().ntotal == len(ids)
-        return {records[int(i)].path: (int(i), records[int(i)], v) for i, v in zip(ids, vectors)}
+        return {records[int(i)].path: (int(i), records[int(i)], v) for i, v in zip(ids, vectors, strict=False)}
 
 
 def test_ray_store_equals_local_store(tmp_path: Path, photos: Path, ray_cluster) -> None:
@@ -149,7 +149,7 @@ def test_a_local_ray_gets_socket_paths_that_fit_under_a_long_tmpdir(monkeypatch,
     local start gets a short temp dir instead; a short TMPDIR is left to Ray."""
     import tempfile
 
-    from clipsearch.ray_pool import short_temp_dir
+    from clipsearch.indexing.ray_pool import short_temp_dir
 
     monkeypatch.delenv("RAY_TMPDIR", raising=False)
     monkeypatch.setattr(tempfile, "tempdir", "/tmp/a/rather/long/path/for/temporary/files")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import clipsearch
-from clipsearch.sqlite_uri import file_uri
+from clipsearch.catalog.sqlite_uri import file_uri
 
 MODEL = "clipsearch-tiny"
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from clipsearch import synthetic
+from clipsearch.media import synthetic
+
 from .conftest import INDEX_PER_CLASS, cli_json, label_of
 
 N_CLASSES = len(synthetic.classes())

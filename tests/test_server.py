@@ -16,9 +16,8 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
-from PIL import Image
-
 from fastapi.testclient import TestClient  # the serve extra: these tests run, never skip, in CI
+from PIL import Image
 
 import clipsearch
 from clipsearch.errors import ClipsearchError
@@ -195,7 +194,7 @@ def test_thumbnails_are_cached_by_digest_with_etag(client: TestClient, served) -
     again = client.get(f"/api/images/{hit['id']}/thumbnail", headers={"If-None-Match": r.headers["etag"]})
     assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == r.headers["etag"]
     big = Image.new("RGB", (1000, 500))
-    from clipsearch.thumbnails import make_thumbnail
+    from clipsearch.media.thumbnails import make_thumbnail
 
     buf = io.BytesIO()
     big.save(buf, "JPEG")
@@ -497,7 +496,7 @@ def test_concurrent_text_queries_share_exact_passes(served) -> None:
     """The server's text path: calls from many threads are answered by fewer packed passes, with the same vectors."""
     import numpy as np
 
-    from clipsearch.textfast import CoalescingTextEncoder
+    from clipsearch.encoders.numpy_text import CoalescingTextEncoder
 
     _col, idx = served
     with clipsearch.open(idx, create=False) as store:

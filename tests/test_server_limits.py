@@ -13,18 +13,17 @@ import io
 import shutil
 import struct
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
-from PIL import Image
-
 from fastapi.testclient import TestClient
+from PIL import Image
 
 import clipsearch
 from clipsearch.errors import ClipsearchError
-from clipsearch.images import probe
-from clipsearch.search import MAX_FILTERS, MAX_QUERY_CHARS, MAX_TERM_CHARS, MAX_TERMS, split_terms
+from clipsearch.media.images import probe
+from clipsearch.query.engine import MAX_FILTERS, MAX_QUERY_CHARS, MAX_TERM_CHARS, MAX_TERMS, split_terms
 from clipsearch.server import create_app
 from clipsearch.server.app import MAX_UPLOAD_PIXELS, release_memory
 
@@ -266,7 +265,7 @@ def test_uploads_decode_one_at_a_time(client: TestClient, monkeypatch: pytest.Mo
     import threading
     import time
 
-    import clipsearch.search as search
+    import clipsearch.query.engine as search
 
     active, most = [0], [0]
     guard = threading.Lock()

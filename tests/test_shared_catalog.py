@@ -15,7 +15,7 @@ import pytest
 
 import clipsearch
 from clipsearch import ClipsearchError, StoreLockedError
-from clipsearch.database import public_url
+from clipsearch.catalog.database import public_url
 
 from .conftest import INDEX_PER_CLASS, cli, cli_json, db_args, new_database
 
@@ -146,7 +146,7 @@ def test_two_writers_on_two_folders_at_once(photos: Path, tmp_path: Path, runner
                                "--batch-size", "4", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True, env=env) for folder in (a, b)]
     outcomes = [(p.wait(timeout=300), p.stdout.read(), p.stderr.read()) for p in procs]  # type: ignore[union-attr]
-    for folder, (code, out, err) in zip((a, b), outcomes):
+    for folder, (code, out, err) in zip((a, b), outcomes, strict=False):
         if code != 0:
             assert catalog_db is None and "being written by" in err, err
             cli_json(runner, "index", folder, "--index", idx)

@@ -18,9 +18,7 @@ import pytest
 import clipsearch
 from clipsearch.errors import ClipsearchError
 from clipsearch.fsutil import swap_dirs
-from clipsearch.store_folder import (
-    STORE_DIRS, STORE_FILES, foreign_entries, is_store_entry, remove_store_files,
-)
+from clipsearch.store.folder import STORE_DIRS, STORE_FILES, foreign_entries, is_store_entry, remove_store_files
 
 from .conftest import cli, cli_json
 

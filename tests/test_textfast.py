@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clipsearch.models import load_encoder
-from clipsearch.text_export import export_text_tower
-from clipsearch.textfast import NumpyTextEncoder
+from clipsearch.encoders.numpy_text import NumpyTextEncoder
+from clipsearch.encoders.text_export import export_text_tower
+from clipsearch.encoders.torch_encoder import load_encoder
 
 TEXTS = ["a red circle", "A Dog on GRASS!!  &amp; friends", "ünïcödé café 123", "x " * 100,
          "<end_of_text> typed by a user", "", "it's 4:30 o'clock"]

@@ -6,9 +6,12 @@ and prints.
 
 from __future__ import annotations
 
-from . import model_commands, store_commands  # noqa: F401 - registers the commands on the app
-from . import serve_commands  # noqa: F401,I001 - after the store commands in --help
-from .common import app
+from clipsearch.cli import (  # noqa: F401 - registers the commands on the app
+    model_commands,
+    serve_commands,  # noqa: F401,I001 - after the store commands in --help
+    store_commands,
+)
+from clipsearch.cli.common import app
 
 __all__ = ["app", "main"]
 

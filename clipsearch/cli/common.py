@@ -5,13 +5,14 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import typer
 from rich.console import Console
 
-from ..errors import ClipsearchError
-from ..terminal import make_console, safe
+from clipsearch.errors import ClipsearchError
+from clipsearch.terminal import make_console, safe
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
                   help="Search your image collections by text or by example image (CLIP + FAISS).")
@@ -78,7 +79,7 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except Exception as exc:  # noqa: BLE001 - the last line of defence for the user
-            from ..config import settings
+            from clipsearch.config import settings
 
             if settings().debug:
                 raise
@@ -110,8 +111,15 @@ class RichProgress:
     work without a count (loading a model), and notes printed the moment they happen."""
 
     def __init__(self, console: Console) -> None:
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.progress = Progress(
             SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -121,7 +129,7 @@ class RichProgress:
         self.task: Any = None
         self._stage: Any = None
 
-    def __enter__(self) -> "RichProgress":
+    def __enter__(self) -> RichProgress:
         self.progress.start()
         return self
 
@@ -153,7 +161,7 @@ class RichProgress:
 
 def _print_note(notice: Any) -> None:
     """Notes go to stderr, whatever the bar's console; a model fallback says how to switch in CLI terms."""
-    from ..model_spec import ModelNotice
+    from clipsearch.encoders.spec import ModelNotice
 
     if isinstance(notice, ModelNotice):
         notice = f"{notice.message} Switch later with: clipsearch index FOLDER --model {notice.switch_to} --reembed"

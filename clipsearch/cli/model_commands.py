@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any
 
 import typer
 
-from ..terminal import path_text, safe, table as new_table
-from . import common as ui
-from .common import (
-    IndexOpt, JsonOpt, RichProgress, _print_note, _shell_quote, app, cli_terms, emit_json, friendly_errors,
+from clipsearch.cli import common as ui
+from clipsearch.cli.common import (
+    IndexOpt,
+    JsonOpt,
+    RichProgress,
+    _print_note,
+    _shell_quote,
+    app,
+    cli_terms,
+    emit_json,
+    friendly_errors,
 )
+from clipsearch.terminal import path_text, safe, table as new_table
 
 
 @app.command()
 @friendly_errors
 def models(as_json: bool = JsonOpt) -> None:
     """List the models: shipped configs, open_clip architectures with pretrained tags, weights on disk."""
-    from ..models import list_models
+    from clipsearch.encoders.torch_encoder import list_models
 
     rows = list_models()
     if as_json:
@@ -45,42 +53,42 @@ def finetune(
     data: Path = typer.Argument(..., help="Folder with one sub-folder per class, or a CSV/JSONL with image + caption/label."),
     out_dir: Path = typer.Option(..., "--out", help="Folder to write the model to (usable as --model)."),
     model: str = typer.Option(None, "--model", "-m", help="Base model (default ViT-B-32:laion2b_s34b_b79k)."),
-    val: Optional[Path] = typer.Option(None, "--val", help="Validation set: picks the epoch and the blend (default: a split of DATA)."),
-    test: Optional[Path] = typer.Option(None, "--test", help="Test set: only reports (default: a split of DATA)."),
+    val: Path | None = typer.Option(None, "--val", help="Validation set: picks the epoch and the blend (default: a split of DATA)."),
+    test: Path | None = typer.Option(None, "--test", help="Test set: only reports (default: a split of DATA)."),
     val_fraction: float = typer.Option(0.2, "--val-fraction", min=0.05, max=0.5),
     test_fraction: float = typer.Option(0.2, "--test-fraction", min=0.0, max=0.5, help="0: no test split (numbers then flatter)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Default: enough for --min-steps optimizer steps."),
-    min_steps: Optional[int] = typer.Option(None, "--min-steps", min=1),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=2),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Default by model family (CLIP 1e-5, offline-mini and random init 1e-3)."),
-    weight_decay: Optional[float] = typer.Option(None, "--weight-decay"),
-    warmup: Optional[float] = typer.Option(None, "--warmup", help="Warm-up as a fraction of the steps (default 0.1)."),
-    patience: Optional[int] = typer.Option(None, "--patience", help="Early stopping after N epochs without a better validation loss (-1: off)."),
-    accumulate: Optional[int] = typer.Option(None, "--accumulate", min=1, help="Sum gradients of N batches per step (adds no negatives)."),
-    lock_image: Optional[bool] = typer.Option(None, "--lock-image/--no-lock-image", help="Freeze the image tower (default by family)."),
-    lock_text: Optional[bool] = typer.Option(None, "--lock-text/--no-lock-text", help="Freeze the text tower (default by family)."),
-    unlocked_layers: Optional[int] = typer.Option(None, "--unlocked-layers", min=0, help="With --lock-image: the image tower's last N layer groups still train."),
-    unlocked_text_layers: Optional[int] = typer.Option(None, "--unlocked-text-layers", min=0, help="With --lock-text: the text tower's last N layers still train."),
-    freeze_bn: Optional[bool] = typer.Option(None, "--freeze-bn/--update-bn", help="Keep BatchNorm statistics (default for pretrained models)."),
-    hflip: Optional[bool] = typer.Option(None, "--hflip/--no-hflip", help="Random horizontal flips (default on)."),
-    random_crop: Optional[float] = typer.Option(None, "--random-crop", min=0.0, max=1.0, help="Random resized crop keeping at least this area, e.g. 0.6."),
-    color_jitter: Optional[float] = typer.Option(None, "--color-jitter", min=0.0, max=1.0, help="Brightness/contrast/saturation jitter, e.g. 0.3."),
-    grad_checkpointing: Optional[bool] = typer.Option(None, "--grad-checkpointing", help="Recompute activations in the backward pass: less memory for larger batches, ~15% slower (ViT-B-32 on CPU: 0.61x the memory, 1.14x the time)."),
-    alpha: Optional[float] = typer.Option(None, "--alpha", min=0.0, max=1.0, help="WiSE-FT blend (default: chosen on validation; 0 = base, 1 = fine-tuned)."),
-    folds: Optional[int] = typer.Option(None, "--folds", min=1, help="Choose epoch and blend by k-fold cross-validation (default: 5 folds when the validation split would hold under 30 images; 1: one split)."),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Default: enough for --min-steps optimizer steps."),
+    min_steps: int | None = typer.Option(None, "--min-steps", min=1),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=2),
+    lr: float | None = typer.Option(None, "--lr", help="Default by model family (CLIP 1e-5, offline-mini and random init 1e-3)."),
+    weight_decay: float | None = typer.Option(None, "--weight-decay"),
+    warmup: float | None = typer.Option(None, "--warmup", help="Warm-up as a fraction of the steps (default 0.1)."),
+    patience: int | None = typer.Option(None, "--patience", help="Early stopping after N epochs without a better validation loss (-1: off)."),
+    accumulate: int | None = typer.Option(None, "--accumulate", min=1, help="Sum gradients of N batches per step (adds no negatives)."),
+    lock_image: bool | None = typer.Option(None, "--lock-image/--no-lock-image", help="Freeze the image tower (default by family)."),
+    lock_text: bool | None = typer.Option(None, "--lock-text/--no-lock-text", help="Freeze the text tower (default by family)."),
+    unlocked_layers: int | None = typer.Option(None, "--unlocked-layers", min=0, help="With --lock-image: the image tower's last N layer groups still train."),
+    unlocked_text_layers: int | None = typer.Option(None, "--unlocked-text-layers", min=0, help="With --lock-text: the text tower's last N layers still train."),
+    freeze_bn: bool | None = typer.Option(None, "--freeze-bn/--update-bn", help="Keep BatchNorm statistics (default for pretrained models)."),
+    hflip: bool | None = typer.Option(None, "--hflip/--no-hflip", help="Random horizontal flips (default on)."),
+    random_crop: float | None = typer.Option(None, "--random-crop", min=0.0, max=1.0, help="Random resized crop keeping at least this area, e.g. 0.6."),
+    color_jitter: float | None = typer.Option(None, "--color-jitter", min=0.0, max=1.0, help="Brightness/contrast/saturation jitter, e.g. 0.3."),
+    grad_checkpointing: bool | None = typer.Option(None, "--grad-checkpointing", help="Recompute activations in the backward pass: less memory for larger batches, ~15% slower (ViT-B-32 on CPU: 0.61x the memory, 1.14x the time)."),
+    alpha: float | None = typer.Option(None, "--alpha", min=0.0, max=1.0, help="WiSE-FT blend (default: chosen on validation; 0 = base, 1 = fine-tuned)."),
+    folds: int | None = typer.Option(None, "--folds", min=1, help="Choose epoch and blend by k-fold cross-validation (default: 5 folds when the validation split would hold under 30 images; 1: one split)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted fine-tune whose checkpoint is in --out."),
     restart: bool = typer.Option(False, "--restart", help="Discard an interrupted fine-tune's checkpoint in --out and start over."),
-    template: List[str] = typer.Option([], "--template", help="Prompt template with {} (repeatable)."),
-    seed: Optional[int] = typer.Option(None, "--seed"),
-    device: Optional[str] = typer.Option(None, "--device"),
-    reindex: Optional[Path] = typer.Option(None, "--reindex", help="Then re-encode this store with the new model."),
+    template: list[str] = typer.Option([], "--template", help="Prompt template with {} (repeatable)."),
+    seed: int | None = typer.Option(None, "--seed"),
+    device: str | None = typer.Option(None, "--device"),
+    reindex: Path | None = typer.Option(None, "--reindex", help="Then re-encode this store with the new model."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Fine-tune on a labelled set; report base, fine-tuned and shipped blend on a held-out test split."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from ..finetune import finetune as run_finetune
-    from ..training import TrainConfig
+    from clipsearch.tune.finetune import finetune as run_finetune
+    from clipsearch.tune.training import TrainConfig
 
     given = {"epochs": epochs, "min_steps": min_steps, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
              "warmup_fraction": warmup, "patience": patience, "accumulate": accumulate, "lock_image": lock_image,
@@ -104,7 +112,7 @@ def finetune(
                                   restart=restart, on_step=on_step,
                                   on_stage=lambda msg: progress.console.print(f"[dim]{safe(msg)}"))
         except KeyboardInterrupt:
-            from ..finetune_checkpoint import CHECKPOINT_NAME
+            from clipsearch.tune.checkpoint import CHECKPOINT_NAME
 
             progress.stop()
             if (out_dir / CHECKPOINT_NAME).exists():
@@ -115,7 +123,7 @@ def finetune(
             raise typer.Exit(130) from None
     reindexed = None
     if reindex:
-        from ..store import open_store
+        from clipsearch.store.store import open_store
 
         with open_store(reindex, device=device) as store, RichProgress(console) as prog:
             reindexed = store.reembed(str(out_dir), progress=prog).to_dict()
@@ -162,19 +170,19 @@ def _print_finetune_report(report: Any) -> None:
 @friendly_errors
 def eval_cmd(
     data: Path = typer.Argument(..., help="Labelled set: class folders or CSV/JSONL."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model spec or folder (default ViT-B-32:laion2b_s34b_b79k)."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Model spec or folder (default ViT-B-32:laion2b_s34b_b79k)."),
     linear_probe: bool = typer.Option(False, "--linear-probe", help="Also fit logistic regression on half the data, test on the other half."),
-    template: List[str] = typer.Option([], "--template", help="Prompt template with {} (repeatable)."),
-    device: Optional[str] = typer.Option(None, "--device"),
+    template: list[str] = typer.Option([], "--template", help="Prompt template with {} (repeatable)."),
+    device: str | None = typer.Option(None, "--device"),
     as_json: bool = JsonOpt,
 ) -> None:
     """Zero-shot accuracy (class sets) or retrieval recall (caption sets) of a model."""
-    from .. import datasets
-    from ..evaluate import evaluate_set
+    from clipsearch.tune import datasets
+    from clipsearch.tune.evaluate import evaluate_set
 
     labelled = datasets.load(data)
     encoder = _load_encoder(model, None, device)
-    from ..models import is_untrained
+    from clipsearch.encoders.torch_encoder import is_untrained
 
     metrics = evaluate_set(encoder, labelled, template, linear_probe=linear_probe)
     untrained = is_untrained(encoder.spec)
@@ -190,7 +198,7 @@ def eval_cmd(
 
 def _model_or_default(model: str | None, store_path: Path | None = None) -> str:
     """The model given, else the store's, else the default (saying so when that is the offline model)."""
-    from ..evaluate import resolve_model
+    from clipsearch.tune.evaluate import resolve_model
 
     name, notice = resolve_model(model, store_path)
     if notice:
@@ -199,7 +207,7 @@ def _model_or_default(model: str | None, store_path: Path | None = None) -> str:
 
 
 def _load_encoder(model: str | None, store_path: Path | None, device: str | None) -> Any:
-    from ..models import load_encoder
+    from clipsearch.encoders.torch_encoder import load_encoder
 
     return load_encoder(_model_or_default(model, store_path), device)
 
@@ -207,18 +215,18 @@ def _load_encoder(model: str | None, store_path: Path | None, device: str | None
 @app.command()
 @friendly_errors
 def classify(
-    images: List[Path] = typer.Argument(..., help="Image files."),
+    images: list[Path] = typer.Argument(..., help="Image files."),
     labels: str = typer.Option(..., "--labels", help='Comma-separated labels, e.g. "cat,dog,bird".'),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model (default: the store's, else ViT-B-32:laion2b_s34b_b79k)."),
-    index_path: Optional[Path] = IndexOpt,
+    model: str | None = typer.Option(None, "--model", "-m", help="Model (default: the store's, else ViT-B-32:laion2b_s34b_b79k)."),
+    index_path: Path | None = IndexOpt,
     k: int = typer.Option(3, "-k", min=1),
-    template: List[str] = typer.Option([], "--template"),
-    device: Optional[str] = typer.Option(None, "--device"),
+    template: list[str] = typer.Option([], "--template"),
+    device: str | None = typer.Option(None, "--device"),
     as_json: bool = JsonOpt,
 ) -> None:
     """Zero-shot classification: the top-k labels with probabilities."""
-    from ..evaluate import classify as run_classify, model_templates
-    from ..store import default_store_path
+    from clipsearch.store.store import default_store_path
+    from clipsearch.tune.evaluate import classify as run_classify, model_templates
 
     encoder = _load_encoder(model, Path(index_path) if index_path else default_store_path(), device)
     results = run_classify(encoder, [str(p) for p in images], labels.split(","), model_templates(encoder, template), k)

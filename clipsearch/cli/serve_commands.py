@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
-from ..errors import ClipsearchError
-from ..terminal import safe
-from . import common as ui
-from .common import IndexOpt, RichProgress, _print_problems, app, friendly_errors
+from clipsearch.cli import common as ui
+from clipsearch.cli.common import IndexOpt, RichProgress, _print_problems, app, friendly_errors
+from clipsearch.errors import ClipsearchError
+from clipsearch.terminal import safe
 
 HostOpt = typer.Option("127.0.0.1", "--host", help="Address to listen on. Anything but loopback needs --token.")
 PortOpt = typer.Option(8765, "--port", "-p", min=0, max=65535, help="Port (0: any free one).")
@@ -22,9 +22,10 @@ OpenOpt = typer.Option(False, "--open", help="Open the page in the default brows
 
 def _server_module() -> Any:
     try:
-        from .. import server
         import fastapi  # noqa: F401
         import uvicorn  # noqa: F401
+
+        from clipsearch import server
     except ImportError as exc:
         raise ClipsearchError(f"serving needs {exc.name}, which is not installed", 'pip install "clipsearch[serve]"') from None
     return server
@@ -54,16 +55,16 @@ def run_server(store_path: Path, host: str, port: int, token: str | None, open_b
 @app.command()
 @friendly_errors
 def serve(
-    index_path: Optional[Path] = IndexOpt,
+    index_path: Path | None = IndexOpt,
     host: str = HostOpt,
     port: int = PortOpt,
-    token: Optional[str] = TokenOpt,
+    token: str | None = TokenOpt,
     open_browser: bool = OpenOpt,
-    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda, for image queries."),
+    device: str | None = typer.Option(None, "--device", help="cpu or cuda, for image queries."),
 ) -> None:
     """Search the store in a web page (thumbnails, filters, more like this) with a JSON API (see /docs)."""
-    from ..manifest import MANIFEST
-    from ..store import default_store_path
+    from clipsearch.store.manifest import MANIFEST
+    from clipsearch.store.store import default_store_path
 
     store_path = Path(index_path).expanduser() if index_path else default_store_path()
     if not (store_path / MANIFEST).is_file():
@@ -75,17 +76,17 @@ def serve(
 @app.command()
 @friendly_errors
 def demo(
-    index_path: Optional[Path] = IndexOpt,
-    photos: Optional[Path] = typer.Option(None, "--photos", help="Where to write the sample photos (default: demo-photos beside the store)."),
+    index_path: Path | None = IndexOpt,
+    photos: Path | None = typer.Option(None, "--photos", help="Where to write the sample photos (default: demo-photos beside the store)."),
     serve_after: bool = typer.Option(False, "--serve", help="Then serve the store (the web page)."),
     host: str = HostOpt,
     port: int = PortOpt,
-    token: Optional[str] = TokenOpt,
+    token: str | None = TokenOpt,
     open_browser: bool = OpenOpt,
 ) -> None:
     """Try clipsearch in one command: sample photos (from scikit-image) → index → example queries (→ serve)."""
-    from ..demo import photos_folder, run_demo
-    from ..store import default_store_path, open_store
+    from clipsearch.store.demo import photos_folder, run_demo
+    from clipsearch.store.store import default_store_path, open_store
 
     store_path = Path(index_path).expanduser() if index_path else default_store_path()
     folder = Path(photos).expanduser().absolute() if photos else photos_folder(store_path)

@@ -5,20 +5,27 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
-from ..errors import ClipsearchError
-from ..terminal import path_text, safe, table as new_table, visible
-from . import common as ui
-from .common import (
-    BackendOpt, IndexOpt, JsonOpt, RichProgress, _print_problems, app, emit_json, friendly_errors, human_size,
+from clipsearch.cli import common as ui
+from clipsearch.cli.common import (
+    BackendOpt,
+    IndexOpt,
+    JsonOpt,
+    RichProgress,
+    _print_problems,
+    app,
+    emit_json,
+    friendly_errors,
+    human_size,
 )
+from clipsearch.errors import ClipsearchError
+from clipsearch.terminal import path_text, safe, table as new_table, visible
 
 
 def _default_precision() -> str:
-    from ..manifest import CPU_DEFAULT_PRECISION
+    from clipsearch.encoders.base import CPU_DEFAULT_PRECISION
 
     return CPU_DEFAULT_PRECISION
 
@@ -32,27 +39,27 @@ def _clock(seconds: float) -> str:
 @app.command()
 @friendly_errors
 def index(
-    paths: List[Path] = typer.Argument(..., help="Folders (recursed) and single image files."),
-    index_path: Optional[Path] = IndexOpt,
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="ARCH:TAG, offline-mini, a model folder, or a shipped config. New stores: ViT-B-32:laion2b_s34b_b79k when its weights can be had, else offline-mini."),
-    exclude: List[str] = typer.Option([], "--exclude", help="Glob on the relative path or name; repeatable."),
+    paths: list[Path] = typer.Argument(..., help="Folders (recursed) and single image files."),
+    index_path: Path | None = IndexOpt,
+    model: str | None = typer.Option(None, "--model", "-m", help="ARCH:TAG, offline-mini, a model folder, or a shipped config. New stores: ViT-B-32:laion2b_s34b_b79k when its weights can be had, else offline-mini."),
+    exclude: list[str] = typer.Option([], "--exclude", help="Glob on the relative path or name; repeatable."),
     include_hidden: bool = typer.Option(False, "--include-hidden", help="Also index dot-files and dot-folders."),
-    frame_interval: Optional[float] = typer.Option(None, "--frame-interval", help="Video files: seconds between sampled frames (default 2)."),
+    frame_interval: float | None = typer.Option(None, "--frame-interval", help="Video files: seconds between sampled frames (default 2)."),
     verify: bool = typer.Option(False, "--verify", help="Also re-hash files whose size and date are unchanged, and re-encode those whose content changed."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Images per encoder batch."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Decoding threads."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when present)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Images per encoder batch."),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="Decoding threads."),
+    device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: cuda when present)."),
     reembed: bool = typer.Option(False, "--reembed", help="Re-encode the whole store with --model (queries keep working until it is done)."),
-    int8: Optional[bool] = typer.Option(None, "--int8/--fp32", help="Onnx backend: encode images with the int8 (dynamically quantised) image tower, or in fp32. A store keeps the precision it was started with. Default: the store's; a new store's on a CPU: " + _default_precision() + "."),
-    backend: Optional[str] = BackendOpt,
+    int8: bool | None = typer.Option(None, "--int8/--fp32", help="Onnx backend: encode images with the int8 (dynamically quantised) image tower, or in fp32. A store keeps the precision it was started with. Default: the store's; a new store's on a CPU: " + _default_precision() + "."),
+    backend: str | None = BackendOpt,
     thumbnails: bool = typer.Option(False, "--thumbnails", help="Also make the thumbnails that serve and --grid show (256 px WebP, cached in the store)."),
     ray: bool = typer.Option(False, "--ray", help="Encode on Ray actors (pip install \"clipsearch[ray]\"): Ray on this machine, or the cluster RAY_ADDRESS names. Files must be at the same paths on every worker (a shared filesystem)."),
-    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Encode on this Ray cluster (implies --ray): auto (the one started here with ray start), HOST:PORT or ray://HOST:PORT."),
-    db: Optional[str] = typer.Option(None, "--db", help="New stores: keep the catalog in this database (postgresql+psycopg://USER@HOST/DB; password from PGPASSWORD or ~/.pgpass), not in SQLite in the store folder; default CLIPSEARCH_DB. The folder remembers it."),
+    ray_address: str | None = typer.Option(None, "--ray-address", help="Encode on this Ray cluster (implies --ray): auto (the one started here with ray start), HOST:PORT or ray://HOST:PORT."),
+    db: str | None = typer.Option(None, "--db", help="New stores: keep the catalog in this database (postgresql+psycopg://USER@HOST/DB; password from PGPASSWORD or ~/.pgpass), not in SQLite in the store folder; default CLIPSEARCH_DB. The folder remembers it."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Index folders incrementally: new, changed, moved and deleted files are handled."""
-    from ..store import open_store
+    from clipsearch.store.store import open_store
 
     if reembed and not model:
         raise ClipsearchError("--reembed needs --model NEW_MODEL")
@@ -95,24 +102,24 @@ def index(
 @app.command()
 @friendly_errors
 def query(
-    text: List[str] = typer.Argument(None, help="Text terms; a term may end in ::WEIGHT, e.g. 'beach::2'."),
-    image: List[Path] = typer.Option([], "--image", "-i", help="Query image (repeatable)."),
-    minus: List[str] = typer.Option([], "--minus", help="Text to steer away from (repeatable)."),
-    minus_image: List[Path] = typer.Option([], "--minus-image", help="Image to steer away from (repeatable)."),
+    text: list[str] = typer.Argument(None, help="Text terms; a term may end in ::WEIGHT, e.g. 'beach::2'."),
+    image: list[Path] = typer.Option([], "--image", "-i", help="Query image (repeatable)."),
+    minus: list[str] = typer.Option([], "--minus", help="Text to steer away from (repeatable)."),
+    minus_image: list[Path] = typer.Option([], "--minus-image", help="Image to steer away from (repeatable)."),
     k: int = typer.Option(10, "-k", "--top", min=1, help="Number of results."),
-    under: List[Path] = typer.Option([], "--under", help="Only results inside this folder (repeatable)."),
-    ext: List[str] = typer.Option([], "--ext", help="Only these extensions, e.g. --ext jpg (repeatable)."),
-    after: Optional[str] = typer.Option(None, "--after", help="Only files modified on/after this date (YYYY-MM-DD)."),
-    before: Optional[str] = typer.Option(None, "--before", help="Only files modified before this date (YYYY-MM-DD)."),
-    index_path: Optional[Path] = IndexOpt,
+    under: list[Path] = typer.Option([], "--under", help="Only results inside this folder (repeatable)."),
+    ext: list[str] = typer.Option([], "--ext", help="Only these extensions, e.g. --ext jpg (repeatable)."),
+    after: str | None = typer.Option(None, "--after", help="Only files modified on/after this date (YYYY-MM-DD)."),
+    before: str | None = typer.Option(None, "--before", help="Only files modified before this date (YYYY-MM-DD)."),
+    index_path: Path | None = IndexOpt,
     as_json: bool = JsonOpt,
     paths_only: bool = typer.Option(False, "--paths", help="One path per line (for xargs)."),
     all_frames: bool = typer.Option(False, "--all-frames", help="Videos: every matching frame, not only the best moment of each video."),
     paths0: bool = typer.Option(False, "--paths0", "-0", help="Paths separated by NUL bytes (for xargs -0): safe for any file name."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda."),
-    grid: Optional[Path] = typer.Option(None, "--grid", help="Also write a contact sheet of the results (.jpg, .png or .webp): thumbnails labelled rank, score, name."),
+    device: str | None = typer.Option(None, "--device", help="cpu or cuda."),
+    grid: Path | None = typer.Option(None, "--grid", help="Also write a contact sheet of the results (.jpg, .png or .webp): thumbnails labelled rank, score, name."),
     preview: bool = typer.Option(False, "--preview", help="Show inline thumbnails in terminals with an image protocol (kitty, iTerm2, WezTerm)."),
-    backend: Optional[str] = BackendOpt,
+    backend: str | None = BackendOpt,
 ) -> None:
     """Find images by text, by example image, or both."""
     if not any(t.strip() for t in (text or [])) and not image:
@@ -120,8 +127,8 @@ def query(
     # One query's matrix products are tiny (a few tokens): OpenBLAS's threads only spin, costing ~1 s of CPU
     # on 2 cores. Set before NumPy loads (nothing has imported it yet in a CLI process); a user's value wins.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from ..store import open_store
-    from ..terminal import IMAGE_TERMINALS, image_protocol
+    from clipsearch.store.store import open_store
+    from clipsearch.terminal import IMAGE_TERMINALS, image_protocol
 
     protocol = image_protocol() if preview else None
     pictures: list[bytes | None] = []
@@ -172,10 +179,10 @@ def _write_paths(paths: list[str], nul: bool) -> None:
 @app.command()
 @friendly_errors
 def dupes(
-    threshold: Optional[float] = typer.Option(None, "--threshold", "-t", help="Cosine similarity in (0, 1] above which two images count as one picture (default 0.99: re-encoded, resized and re-saved copies; lower values also find edits and crops, then other shots of one scene)."),
+    threshold: float | None = typer.Option(None, "--threshold", "-t", help="Cosine similarity in (0, 1] above which two images count as one picture (default 0.99: re-encoded, resized and re-saved copies; lower values also find edits and crops, then other shots of one scene)."),
     exact: bool = typer.Option(False, "--exact", help="Byte-identical files only, by content digest (no vectors needed)."),
-    under: List[Path] = typer.Option([], "--under", help="Only images inside this folder (repeatable)."),
-    index_path: Optional[Path] = IndexOpt,
+    under: list[Path] = typer.Option([], "--under", help="Only images inside this folder (repeatable)."),
+    index_path: Path | None = IndexOpt,
     as_json: bool = JsonOpt,
     paths_only: bool = typer.Option(False, "--paths", help="The non-keepers, one path per line (for review or xargs); nothing is deleted."),
     paths0: bool = typer.Option(False, "--paths0", "-0", help="The non-keepers separated by NUL bytes (for xargs -0): safe for any file name."),
@@ -184,7 +191,7 @@ def dupes(
 
     The keeper is the image with the most pixels, then the oldest file.
     """
-    from ..store import open_store
+    from clipsearch.store.store import open_store
 
     if exact and threshold is not None:
         raise ClipsearchError("--threshold goes with near duplicates, not --exact")
@@ -219,12 +226,12 @@ def dupes(
 @app.command()
 @friendly_errors
 def info(
-    index_path: Optional[Path] = IndexOpt,
+    index_path: Path | None = IndexOpt,
     failures: bool = typer.Option(False, "--failures", help="List the files that could not be indexed."),
     as_json: bool = JsonOpt,
 ) -> None:
     """What is in the store: images, model, vector index, size on disk, last run, failures."""
-    from ..store import open_store
+    from clipsearch.store.store import open_store
 
     with open_store(index_path) as store:
         data = store.info()
@@ -266,11 +273,11 @@ def info(
 @friendly_errors
 def forget(
     path: Path = typer.Argument(..., help="An indexed folder (e.g. one that no longer exists) or file."),
-    index_path: Optional[Path] = IndexOpt,
+    index_path: Path | None = IndexOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Drop a folder or file from the store: its images, embeddings and vectors. Files on disk are not touched."""
-    from ..store import open_store
+    from clipsearch.store.store import open_store
 
     with open_store(index_path) as store:
         result = store.forget(path)
@@ -283,19 +290,19 @@ def forget(
 @app.command()
 @friendly_errors
 def reindex(
-    index_path: Optional[Path] = IndexOpt,
+    index_path: Path | None = IndexOpt,
     vectors_only: bool = typer.Option(False, "--vectors-only", help="Rebuild only the FAISS index from the stored embeddings (no image is decoded)."),
-    index_type: Optional[str] = typer.Option(None, "--type", help="flat, ivf, hnsw or ivfpq (default: chosen by collection size)."),
-    device: Optional[str] = typer.Option(None, "--device"),
-    backend: Optional[str] = BackendOpt,
+    index_type: str | None = typer.Option(None, "--type", help="flat, ivf, hnsw or ivfpq (default: chosen by collection size)."),
+    device: str | None = typer.Option(None, "--device"),
+    backend: str | None = BackendOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Rebuild the vector index from stored embeddings, or re-encode every image with the store's model."""
     import time
 
-    from ..store import open_store
-    from ..vector_store import why_not
-    from ..vectors import INDEX_TYPES
+    from clipsearch.store.store import open_store
+    from clipsearch.vectors.index import INDEX_TYPES
+    from clipsearch.vectors.store import why_not
 
     if index_type and index_type not in INDEX_TYPES:
         raise ClipsearchError(f"unknown index type {index_type!r}", f"choose one of {', '.join(INDEX_TYPES)}")
@@ -323,10 +330,10 @@ def reindex(
 
 def _print_previews(hits: list, pictures: list, protocol: str) -> None:
     """Each hit as a small inline picture with its rank, score and path under it (raw escapes: not via rich)."""
-    from ..terminal import inline_image
+    from clipsearch.terminal import inline_image
 
     out = sys.stdout
-    for h, png in zip(hits, pictures):
+    for h, png in zip(hits, pictures, strict=False):
         if png is not None:
             out.write(inline_image(png, protocol) + "\n")
         else:

@@ -14,10 +14,11 @@ import ipaddress
 import re
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from ..errors import ClipsearchError
+from clipsearch.errors import ClipsearchError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -47,7 +48,7 @@ def check_token(host: str, token: str | None) -> None:
 
 def create_app(store_path: str | Path, **kwargs: Any) -> Any:
     """The ASGI app (see app.create_app); importing FastAPI happens here, not at package import."""
-    from .app import create_app as _create
+    from clipsearch.server.app import create_app as _create
 
     return _create(store_path, **kwargs)
 

@@ -19,9 +19,10 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, File, Form, Query, Request, UploadFile
@@ -29,11 +30,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import ClipsearchError, NotFoundError
-from ..manifest import MANIFEST
-from ..search import PixelBudgetError, check_pixel_budget, split_terms
-from ..store import Store, open_store
-from .guard import Guard
+from clipsearch.errors import ClipsearchError, NotFoundError
+from clipsearch.query.engine import PixelBudgetError, check_pixel_budget, split_terms
+from clipsearch.server.guard import Guard
+from clipsearch.store.manifest import MANIFEST
+from clipsearch.store.store import Store, open_store
 
 MAX_K = 500
 UPLOAD_LIMIT = 20 * 1024 * 1024
@@ -278,9 +279,9 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
                 "after": after or None, "before": before or None}
 
     @api.get("/api/search")
-    def search(q: str = "", k: int = 20, minus: List[str] = Query([]), under: List[str] = Query([]),
-               ext: List[str] = Query([]), after: Optional[str] = None, before: Optional[str] = None,
-               like: List[str] = Query([])) -> dict[str, Any]:
+    def search(q: str = "", k: int = 20, minus: list[str] = Query([]), under: list[str] = Query([]),
+               ext: list[str] = Query([]), after: str | None = None, before: str | None = None,
+               like: list[str] = Query([])) -> dict[str, Any]:
         """Text query with the CLI's syntax (`beach::2 -people`); filters as in `clipsearch query`;
         `like` adds indexed images by id ("more like this")."""
         plus, subtract = split_terms(q)
@@ -288,10 +289,10 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
                           **filters(under, ext, after, before))
 
     @api.post("/api/search")
-    def search_upload(image: List[UploadFile] = File([]), q: str = Form(""), k: int = Form(20),
-                      minus: List[str] = Form([]), under: List[str] = Form([]), ext: List[str] = Form([]),
-                      after: Optional[str] = Form(None), before: Optional[str] = Form(None),
-                      like: List[str] = Form([])) -> dict[str, Any]:
+    def search_upload(image: list[UploadFile] = File([]), q: str = Form(""), k: int = Form(20),
+                      minus: list[str] = Form([]), under: list[str] = Form([]), ext: list[str] = Form([]),
+                      after: str | None = Form(None), before: str | None = Form(None),
+                      like: list[str] = Form([])) -> dict[str, Any]:
         """Query by uploaded image(s) (multipart field `image`, 20 MB and MAX_UPLOAD_PIXELS decoded in all), with
         or without text terms. Uploads are decoded in memory with the indexer's safe decoder, at reduced size
         where the format allows (JPEG), one request at a time, and never written anywhere."""
@@ -320,13 +321,13 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
         return holder.require().image(_parse_id(image_id))
 
     @api.get("/api/images/{image_id}/similar")
-    def similar(image_id: str, k: int = 20, under: List[str] = Query([]), ext: List[str] = Query([]),
-                after: Optional[str] = None, before: Optional[str] = None) -> dict[str, Any]:
+    def similar(image_id: str, k: int = 20, under: list[str] = Query([]), ext: list[str] = Query([]),
+                after: str | None = None, before: str | None = None) -> dict[str, Any]:
         """More like this: the nearest images to an indexed one (itself left out), with the usual filters."""
         return run_search(like=[_parse_id(image_id)], k=_k(k), **filters(under, ext, after, before))
 
     @api.get("/api/images/{image_id}/thumbnail")
-    def thumbnail(image_id: str, request: Request, v: Optional[str] = None) -> Response:
+    def thumbnail(image_id: str, request: Request, v: str | None = None) -> Response:
         """256 px WebP, made on first request and cached in the store by content digest; ETag = digest."""
         store = holder.require()
         rec = store.record(_parse_id(image_id))
@@ -336,7 +337,7 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
         return _cached(data, "image/webp", digest, request, bool(v))
 
     @api.get("/api/images/{image_id}/file")
-    def file(image_id: str, request: Request, v: Optional[str] = None) -> Response:
+    def file(image_id: str, request: Request, v: str | None = None) -> Response:
         """The original file, exactly as indexed (a file changed or replaced since is refused: index again)."""
         store = holder.require()
         rec = store.record(_parse_id(image_id))
@@ -353,6 +354,6 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
 
 
 def _version() -> str:
-    from .. import __version__
+    from clipsearch import __version__
 
     return __version__

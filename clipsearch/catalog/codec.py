@@ -1,0 +1,86 @@
+"""What the catalog's bytes mean, without SQLAlchemy: the path code, sentinel values, meta keys, the vector blob.
+
+`schema.py` and `catalog.py` (SQLAlchemy) and `catalog_reader.py` (the standard library's sqlite3, for cold
+queries) share these, so both read the same database the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+SCHEMA_LATEST = 3  # the schema this release writes; `schema.MIGRATIONS` must end here
+SCHEMA_VERSION = "schema_version"  # meta keys
+VECTORS_VERSION = "vectors_version"
+HAS_VIDEO = "has_video"
+STILL = -1  # frame_ms of a still image; a video's frames carry their timestamp in milliseconds
+VECTOR_DTYPE = np.float16
+
+# --- file names that are not UTF-8 ------------------------------------------------------------------------
+# POSIX names are bytes; Python shows undecodable bytes as lone surrogates (U+DC80..U+DCFF), which no SQL
+# text column accepts. They are stored as ESC + two hex digits, ESC itself as ESC ESC. ESC is a Unicode
+# noncharacter, and the code is per character and prefix-free, so path-prefix (LIKE) filters still work.
+_ESC = "\ufdd0"
+
+
+def path_to_db(path: str) -> str:
+    if _ESC not in path:
+        try:
+            path.encode("utf-8")
+            return path
+        except UnicodeEncodeError:
+            pass
+    parts = []
+    for ch in path:
+        code = ord(ch)
+        if ch == _ESC:
+            parts.append(_ESC + _ESC)
+        elif 0xDC80 <= code <= 0xDCFF:
+            parts.append(f"{_ESC}{code - 0xDC00:02x}")
+        elif 0xD800 <= code <= 0xDFFF:
+            raise ValueError(f"path holds a lone surrogate that no file name decodes to: {path!r}")
+        else:
+            parts.append(ch)
+    return "".join(parts)
+
+
+def path_from_db(text: str) -> str:
+    if _ESC not in text:
+        return text
+    parts, i = [], 0
+    while i < len(text):
+        ch = text[i]
+        if ch != _ESC:
+            parts.append(ch)
+            i += 1
+        elif text[i + 1:i + 2] == _ESC:
+            parts.append(_ESC)
+            i += 2
+        else:
+            parts.append(chr(0xDC00 + int(text[i + 1:i + 3], 16)))
+            i += 3
+    return "".join(parts)
+
+
+def escape_like(prefix: str) -> str:
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def under_patterns(paths: Iterable[str]) -> list[tuple[str, str]]:
+    """(exact path, LIKE pattern for what lies below it) per folder, in the stored (path_to_db) form."""
+    out = []
+    for path in paths:
+        base = path.rstrip("/") or "/"
+        out.append((path_to_db(base), path_to_db(escape_like(base.rstrip("/")) + "/%")))
+    return out
+
+
+def vector_to_blob(vec: np.ndarray) -> bytes:
+    return np.asarray(vec, dtype=VECTOR_DTYPE).tobytes()
+
+
+def blobs_to_matrix(blobs: list[bytes], dim: int) -> np.ndarray:
+    if not blobs:
+        return np.zeros((0, dim), dtype=np.float32)
+    return np.frombuffer(b"".join(blobs), dtype=VECTOR_DTYPE).reshape(len(blobs), dim).astype(np.float32)

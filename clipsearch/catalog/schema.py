@@ -1,0 +1,202 @@
+"""The catalog's tables, the column type that stores any file name, and numbered schema migrations.
+
+Migrations: the `meta` table keeps `schema_version`. A store from an older release is upgraded in place on
+open, one numbered step at a time, embeddings kept (a store written before versioning counts as version 1).
+Each step is plain DDL that SQLite and PostgreSQL both accept, and is safe to run again: pysqlite commits DDL
+as it runs (no BEGIN before it), so a process killed mid-upgrade can leave a step done but its version not
+recorded, and the next open redoes the step. On PostgreSQL DDL is transactional: an upgrade is all or nothing,
+and the catalog runs it under an advisory lock, so two processes opening an old catalog upgrade it once. We chose this small runner over Alembic:
+the schema is one file, steps are a few lines each, and it adds no dependency or migration folder to
+ship (the approach of simonw/llm and rclip).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Connection,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    inspect,
+    select,
+)
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from clipsearch.catalog.codec import SCHEMA_LATEST, SCHEMA_VERSION, STILL, VECTORS_VERSION, path_from_db, path_to_db  # noqa: F401 (re-exported)
+from clipsearch.errors import ClipsearchError
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class FsPath(TypeDecorator):
+    """A file name as Python sees it (str, undecodable bytes as surrogates), round-tripped exactly."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: object) -> str | None:
+        return None if value is None else path_to_db(value)
+
+    def process_result_value(self, value: str | None, dialect: object) -> str | None:
+        return None if value is None else path_from_db(value)
+
+
+# --- tables ---------------------------------------------------------------------------------------------
+class Base(DeclarativeBase):
+    pass
+
+
+class ImageRow(Base):
+    """A searchable item: a still image, or one sampled frame of a video (same path, its own frame_ms)."""
+    __tablename__ = "images"
+    __table_args__ = (Index("uq_images_path_frame", "path", "frame_ms", unique=True),)  # schema 3
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(FsPath, index=True)
+    frame_ms: Mapped[int] = mapped_column(BigInteger, default=STILL, server_default=str(STILL))  # schema 3
+    ext: Mapped[str] = mapped_column(String(16), index=True, default="")
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    digest: Mapped[str | None] = mapped_column(String(32), index=True, nullable=True)
+    width: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    format: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    ok: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    indexed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class EmbeddingRow(Base):
+    __tablename__ = "embeddings"
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class RootRow(Base):
+    __tablename__ = "roots"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(FsPath, unique=True)
+    last_indexed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    missing_since: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)  # schema 2
+
+
+class RunRow(Base):
+    __tablename__ = "runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="running")  # running/done/interrupted/failed
+    scanned: Mapped[int] = mapped_column(Integer, default=0)
+    added: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    moved: Mapped[int] = mapped_column(Integer, default=0)
+    removed: Mapped[int] = mapped_column(Integer, default=0)
+    unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class MetaRow(Base):
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+
+# --- migrations -----------------------------------------------------------------------------------------
+def _add_column(table: str, column_name: str) -> Callable[[Connection], None]:
+    def step(conn: Connection) -> None:
+        if column_name in {c["name"] for c in inspect(conn).get_columns(table)}:
+            return  # added by an upgrade that stopped before it recorded the new version
+        column = Base.metadata.tables[table].c[column_name]
+        ddl_type = column.type.compile(dialect=conn.dialect)
+        not_null = "" if column.nullable else f" NOT NULL DEFAULT {column.server_default.arg}"  # type: ignore[union-attr]
+        conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column_name} {ddl_type}{not_null}")
+    return step
+
+
+def _video_frames(conn: Connection) -> None:
+    """Schema 3: a path may hold several rows (a video's frames): unique on (path, frame_ms), not on path."""
+    _add_column("images", "frame_ms")(conn)
+    conn.exec_driver_sql("DROP INDEX IF EXISTS ix_images_path")
+    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_images_path ON images (path)")
+    conn.exec_driver_sql("CREATE UNIQUE INDEX IF NOT EXISTS uq_images_path_frame ON images (path, frame_ms)")
+
+
+# step n turns schema n-1 into schema n
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {
+    2: _add_column("roots", "missing_since"),
+    3: _video_frames,
+}
+LATEST = max(MIGRATIONS)
+assert LATEST == SCHEMA_LATEST, "catalog_layout.SCHEMA_LATEST must name the last migration"
+
+
+def stored_version(conn: Connection) -> int | None:
+    """The schema version of an existing catalog; None for an empty database."""
+    tables = inspect(conn).get_table_names()
+    if "images" not in tables:
+        return None
+    if "meta" not in tables:
+        return 1
+    value = conn.execute(select(MetaRow.value).where(MetaRow.key == SCHEMA_VERSION)).scalar()
+    return int(value) if value else 1
+
+
+def _set_version(conn: Connection, version: int) -> None:
+    table = MetaRow.__table__
+    if conn.execute(select(MetaRow.key).where(MetaRow.key == SCHEMA_VERSION)).first():
+        conn.execute(table.update().where(table.c.key == SCHEMA_VERSION).values(value=str(version)))
+    else:
+        conn.execute(table.insert().values(key=SCHEMA_VERSION, value=str(version)))
+
+
+def upgrade(conn: Connection) -> None:
+    """Create a new catalog at the latest schema, or run the missing steps on an old one.
+
+    One transaction where the driver makes DDL transactional; on SQLite each step may have run already.
+    """
+    version = stored_version(conn)
+    if version is None:
+        Base.metadata.create_all(conn)
+        _set_version(conn, LATEST)
+        conn.execute(MetaRow.__table__.insert().values(key=VECTORS_VERSION, value="0"))
+        return
+    if version == LATEST:
+        return
+    if version > LATEST:
+        raise _newer(version)
+    Base.metadata.create_all(conn)  # tables added since (e.g. meta) appear; existing ones are untouched
+    for step in range(version + 1, LATEST + 1):
+        try:
+            MIGRATIONS[step](conn)
+        except DBAPIError as exc:  # another process upgraded it a moment ago
+            raise ClipsearchError(f"could not upgrade the store's catalog to schema {step}: {exc.orig}",
+                                  "run the command again") from exc
+    _set_version(conn, LATEST)
+
+
+def _newer(version: int) -> ClipsearchError:
+    return ClipsearchError(f"this store's catalog has schema {version}; this clipsearch knows up to {LATEST}",
+                           "upgrade clipsearch to read it")
+
+
+def needs_upgrade(conn: Connection) -> bool:
+    """Whether the catalog is missing or older than this release; one from a newer release is refused."""
+    version = stored_version(conn)
+    if version is not None and version > LATEST:
+        raise _newer(version)
+    return version is None or version < LATEST

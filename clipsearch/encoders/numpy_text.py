@@ -1,0 +1,334 @@
+"""A torch-free CLIP text encoder for cold queries.
+
+`import torch` alone costs ~3.5 s on a 2-core machine and open_clip another ~5 s; building the model
+more. A text query needs none of it: the store keeps the text tower's weights as plain .npy files
+(memory-mapped, so only the token rows a query uses are read) and this module runs the forward pass in
+NumPy. Because the text transformer is causal and pools at the end-of-text token, positions after it
+cannot change the result: we compute only the real tokens, not all 77, which is exact and fast.
+
+Exported: the standard open_clip text tower (TextTransformer with argmax pooling and the CLIP BPE
+tokenizer) and the offline model's MiniLM (BERT, mean pooling, WordPiece via `tokenizers`); any other
+model keeps the torch path. Tests check both paths agree to 1e-5.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import html
+import json
+import math
+import re
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = 1
+CONFIG = "config.json"
+VOCAB = "bpe_simple_vocab_16e6.txt.gz"
+
+
+# --- tokenizer (the CLIP BPE, as in open_clip.tokenizer.SimpleTokenizer with clean='lower') ------------
+@functools.lru_cache
+def _bytes_to_unicode() -> dict[int, str]:
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, [chr(c) for c in cs], strict=False))
+
+
+class BPETokenizer:
+    """open_clip's BPE, built for a fast start: merges stay keyed by their vocabulary line ("a b"), so nothing
+    is split into tuples up front, and plain printable ASCII text (what nearly every query is) skips ftfy and
+    the `regex` module, which cannot change it (the pattern's letter and digit classes are ASCII there)."""
+
+    _PATTERN = r"""<start_of_text>|<end_of_text>|'s|'t|'re|'ve|'m|'ll|'d|{L}+|{N}|[^\s{L_}{N_}]+"""
+
+    def __init__(self, vocab_path: Path, context_length: int) -> None:
+        merges = gzip.open(vocab_path).read().decode("utf-8").split("\n")[1:49152 - 256 - 2 + 1]
+        vocab = list(_bytes_to_unicode().values())
+        vocab = vocab + [v + "</w>" for v in vocab] + [m.replace(" ", "") for m in merges]
+        vocab += ["<start_of_text>", "<end_of_text>"]
+        self.encoder = {tok: i for i, tok in enumerate(vocab)}
+        self.ranks = {m: i for i, m in enumerate(merges)}  # "first second" → merge priority
+        self.sot, self.eot = self.encoder["<start_of_text>"], self.encoder["<end_of_text>"]
+        self.context_length = context_length
+        self.ascii_pat = re.compile(self._PATTERN.format(L="[a-zA-Z]", N="[0-9]", L_="a-zA-Z", N_="0-9"),
+                                    re.IGNORECASE)
+        self._unicode_pat = None
+        self.cache: dict[str, list[str]] = {}
+
+    @property
+    def unicode_pat(self):  # type: ignore[no-untyped-def]
+        if self._unicode_pat is None:
+            import regex
+
+            self._unicode_pat = regex.compile(self._PATTERN.format(L=r"[\p{L}]", N=r"[\p{N}]", L_=r"\p{L}",
+                                                                   N_=r"\p{N}"), regex.IGNORECASE)
+        return self._unicode_pat
+
+    def _bpe(self, token: str) -> list[str]:
+        if token in self.cache:
+            return self.cache[token]
+        word = list(token[:-1]) + [token[-1] + "</w>"]
+        ranks = self.ranks
+        while len(word) > 1:
+            pairs = {(a, b) for a, b in zip(word, word[1:], strict=False)}
+            best = min(pairs, key=lambda p: ranks.get(f"{p[0]} {p[1]}", float("inf")))
+            if f"{best[0]} {best[1]}" not in ranks:
+                break
+            merged: list[str] = []
+            i = 0
+            while i < len(word):
+                if i < len(word) - 1 and (word[i], word[i + 1]) == best:
+                    merged.append(word[i] + word[i + 1])
+                    i += 2
+                else:
+                    merged.append(word[i])
+                    i += 1
+            word = merged
+        self.cache[token] = word
+        return word
+
+    def encode(self, text: str) -> list[int]:
+        plain = text.isascii() and text.isprintable() and "&" not in text  # ftfy leaves such text as it is
+        if not plain:
+            import ftfy
+
+            text = ftfy.fix_text(text)
+        text = " ".join(html.unescape(html.unescape(text)).strip().split()).lower()
+        byte_encoder = _bytes_to_unicode()
+        ids: list[int] = []
+        for token in (self.ascii_pat if text.isascii() else self.unicode_pat).findall(text):
+            if token in ("<start_of_text>", "<end_of_text>"):  # special tokens typed in the text, as open_clip
+                ids.append(self.encoder[token])
+                continue
+            token = "".join(byte_encoder[b] for b in token.encode("utf-8"))
+            ids.extend(self.encoder[t] for t in self._bpe(token))
+        return ids
+
+    def __call__(self, text: str) -> list[int]:
+        tokens = [self.sot] + self.encode(text) + [self.eot]
+        if len(tokens) > self.context_length:
+            tokens = tokens[: self.context_length]
+            tokens[-1] = self.eot
+        return tokens
+
+
+# --- forward -------------------------------------------------------------------------------------------
+def _erf(x: np.ndarray) -> np.ndarray:
+    """Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7): NumPy has no erf, and SciPy is not a dependency."""
+    sign = np.sign(x)
+    a = np.abs(x)
+    t = 1.0 / (1.0 + 0.3275911 * a)
+    y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * np.exp(-a * a)
+    return sign * y
+
+
+def _gelu(h: np.ndarray) -> np.ndarray:
+    return 0.5 * h * (1.0 + _erf(h * (1.0 / math.sqrt(2.0))))  # python floats keep float32
+
+
+def _attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, heads: int, mask: np.ndarray | None = None) -> np.ndarray:
+    """Multi-head scaled dot-product attention on (tokens, width) projections; returns (tokens, width)."""
+    n, d = q.shape
+    dh = d // heads
+    q, k, v = (t.reshape(n, heads, dh).transpose(1, 0, 2) for t in (q, k, v))
+    scores = (q * (1.0 / math.sqrt(dh))) @ k.transpose(0, 2, 1)
+    if mask is not None:
+        scores = scores + mask
+    scores = np.exp(scores - scores.max(-1, keepdims=True))
+    scores /= scores.sum(-1, keepdims=True)
+    return (scores @ v).transpose(1, 0, 2).reshape(n, d)
+
+
+def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
+    mean = x.mean(-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + eps) * w + b  # eps is a python float: stays float32
+
+
+def stored_key(folder: Path) -> str | None:
+    """The model key of the text tower in `folder` (None when there is none of this format): a cheap check."""
+    try:
+        config = json.loads((Path(folder) / CONFIG).read_text())
+    except (OSError, ValueError):
+        return None
+    return config.get("key") if isinstance(config, dict) and config.get("format") == FORMAT else None
+
+
+class NumpyTextEncoder:
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.config = json.loads((self.folder / CONFIG).read_text())
+        self.key = self.config["key"]
+        self.family = self.config.get("family", "clip")
+        if self.family == "bert":
+            from tokenizers import Tokenizer
+
+            self.wordpiece = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
+            self.wordpiece.no_padding()
+            self.wordpiece.enable_truncation(self.config["context_length"])
+        else:
+            self.tokenizer = BPETokenizer(self.folder / VOCAB, self.config["context_length"])
+        self._w: dict[str, np.ndarray] = {}
+
+    @classmethod
+    def load(cls, folder: Path, key: str) -> NumpyTextEncoder | None:
+        try:
+            enc = cls(folder)
+        except (OSError, ValueError, KeyError):
+            return None
+        return enc if enc.config.get("format") == FORMAT and enc.key == key else None
+
+    def w(self, name: str) -> np.ndarray:
+        """Weights load on first use; the 100 MB token table stays memory-mapped (a query reads a few rows)."""
+        if name not in self._w:
+            mmap = "r" if name in ("token_embedding", "bert.embeddings.word_embeddings.weight") else None
+            self._w[name] = np.load(self.folder / f"{name}.npy", mmap_mode=mmap)
+        return self._w[name]
+
+    # Several texts run as one packed sequence: every layer but attention works token by token, so their
+    # tokens are stacked into one matrix (one matrix product per weight for all texts, no padding) and
+    # attention runs per text on its own rows. Exact: the same numbers as one text at a time.
+    def _encode_clip(self, token_lists: list[list[int]]) -> np.ndarray:
+        lens = [int(np.argmax(t)) + 1 for t in token_lists]  # open_clip pools at the first end-of-text
+        bounds = np.cumsum([0] + lens)
+        x = np.concatenate([np.asarray(self.w("token_embedding")[t[:n]], dtype=np.float32)
+                            + self.w("positional_embedding")[:n] for t, n in zip(token_lists, lens, strict=False)])
+        masks = [np.triu(np.full((n, n), -np.inf, dtype=np.float32), 1) for n in lens]
+        d = x.shape[1]
+        for i, cfg in enumerate(self.config["blocks"]):
+            p = f"block{i}."
+            h = _layer_norm(x, self.w(p + "ln_1.weight"), self.w(p + "ln_1.bias"), cfg["eps"])
+            qkv = h @ self.w(p + "in_proj_weight").T + self.w(p + "in_proj_bias")
+            attn = np.concatenate([_attention(qkv[a:b, :d], qkv[a:b, d:2 * d], qkv[a:b, 2 * d:], cfg["heads"], m)
+                                   for a, b, m in zip(bounds[:-1], bounds[1:], masks, strict=False)])
+            attn = attn @ self.w(p + "out_proj.weight").T + self.w(p + "out_proj.bias")
+            x = x + (attn * self.w(p + "ls_1") if cfg["layer_scale"] else attn)
+            h = _layer_norm(x, self.w(p + "ln_2.weight"), self.w(p + "ln_2.bias"), cfg["eps"])
+            h = h @ self.w(p + "c_fc.weight").T + self.w(p + "c_fc.bias")
+            h = h / (1.0 + np.exp(-1.702 * h)) if cfg["quick_gelu"] else _gelu(h)
+            h = h @ self.w(p + "c_proj.weight").T + self.w(p + "c_proj.bias")
+            x = x + (h * self.w(p + "ls_2") if cfg["layer_scale"] else h)
+        pooled = _layer_norm(x[bounds[1:] - 1], self.w("ln_final.weight"), self.w("ln_final.bias"),
+                             self.config["ln_final_eps"])
+        if self.config["has_projection"]:
+            pooled = pooled @ self.w("text_projection")
+            if self.config["projection_bias"]:
+                pooled = pooled + self.w("text_projection_bias")
+        return pooled.astype(np.float32)
+
+    def _encode_bert(self, texts: list[str]) -> np.ndarray:
+        """BERT encoder + mean pooling over the real tokens (no padding, so no mask is needed)."""
+        ids = [self.wordpiece.encode(t).ids for t in texts]
+        bounds = np.cumsum([0] + [len(i) for i in ids])
+        p = "bert.embeddings."
+        x = (np.concatenate([np.asarray(self.w(p + "word_embeddings.weight")[i], dtype=np.float32)
+                             + self.w(p + "position_embeddings.weight")[:len(i)] for i in ids])
+             + self.w(p + "token_type_embeddings.weight")[0])
+        eps = float(self.config["eps"])
+        x = _layer_norm(x, self.w(p + "LayerNorm.weight"), self.w(p + "LayerNorm.bias"), eps)
+
+        def dense(h: np.ndarray, name: str) -> np.ndarray:
+            return h @ self.w(name + ".weight").T + self.w(name + ".bias")
+
+        for i in range(self.config["layers"]):
+            p = f"bert.encoder.layer.{i}."
+            q, k, v = (dense(x, p + f"attention.self.{m}") for m in ("query", "key", "value"))
+            ctx = np.concatenate([_attention(q[a:b], k[a:b], v[a:b], self.config["heads"])
+                                  for a, b in zip(bounds[:-1], bounds[1:], strict=False)])
+            x = _layer_norm(x + dense(ctx, p + "attention.output.dense"), self.w(p + "attention.output.LayerNorm.weight"),
+                            self.w(p + "attention.output.LayerNorm.bias"), eps)
+            h = _gelu(dense(x, p + "intermediate.dense"))
+            x = _layer_norm(x + dense(h, p + "output.dense"), self.w(p + "output.LayerNorm.weight"),
+                            self.w(p + "output.LayerNorm.bias"), eps)
+        return np.stack([x[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:], strict=False)]).astype(np.float32)
+
+    def encode_texts(self, texts: Iterable[str]) -> np.ndarray:
+        texts = list(texts)
+        if self.family == "bert":
+            out = self._encode_bert(texts)
+        else:
+            out = self._encode_clip([self.tokenizer(t) for t in texts])
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+class CoalescingTextEncoder:
+    """Lets concurrent `encode_texts` calls (a server's request threads) share packed forward passes.
+
+    No thread and no timer: a caller that finds fewer than `parallel` passes running (default: one per CPU)
+    runs at once; callers that arrive while they run queue up, and when a pass finishes the next of them
+    runs everything queued as one batch. A batch of four short texts costs ~1.6x one text (the weights are
+    read once), so under load each text costs less, and alone a call costs what it did. Results are exactly
+    the wrapped encoder's.
+    """
+
+    class _Call:
+        def __init__(self, texts: list[str]) -> None:
+            self.texts = texts
+            self.done = threading.Event()
+            self.lead = False
+            self.result: np.ndarray | None = None
+            self.error: BaseException | None = None
+
+    def __init__(self, inner: NumpyTextEncoder, max_texts: int = 64, parallel: int | None = None) -> None:
+        import os
+
+        self.inner = inner
+        self.max_texts = max_texts
+        self.parallel = max(1, parallel or os.cpu_count() or 1)  # batches running at once (BLAS: 1 thread each)
+        self._lock = threading.Lock()
+        self._queue: list[CoalescingTextEncoder._Call] = []
+        self._running = 0
+
+    def __getattr__(self, name: str) -> object:  # key, family, config...: the wrapped encoder's
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def encode_texts(self, texts: Iterable[str]) -> np.ndarray:
+        call = self._Call(list(texts))
+        with self._lock:
+            self._queue.append(call)
+            call.lead = self._running < self.parallel
+            self._running += call.lead
+        if not call.lead:
+            call.done.wait()  # answered by another caller's batch, or asked to run the next batch
+        if call.lead:
+            self._run_batch()
+        if call.error is not None:
+            raise call.error
+        assert call.result is not None
+        return call.result
+
+    def _run_batch(self) -> None:
+        with self._lock:
+            batch, count = [], 0
+            while self._queue and (not batch or count + len(self._queue[0].texts) <= self.max_texts):
+                batch.append(self._queue.pop(0))
+                count += len(batch[-1].texts)
+        try:
+            out = self.inner.encode_texts([t for c in batch for t in c.texts])
+            start = 0
+            for c in batch:
+                c.result, start = out[start:start + len(c.texts)], start + len(c.texts)
+        except BaseException as exc:  # noqa: BLE001 - every caller of the batch gets the error
+            for c in batch:
+                c.error = exc
+        with self._lock:
+            if self._queue:
+                self._queue[0].lead = True  # hand over: the next caller runs what queued meanwhile
+                self._queue[0].done.set()
+            else:
+                self._running -= 1
+        for c in batch:
+            c.lead = False
+            c.done.set()

@@ -1,0 +1,249 @@
+"""The ONNX Runtime image encoder: what indexing and image queries run once a model has been exported.
+
+No torch, no open_clip: the export cache (written once per model by `onnx_export`, torch needed there)
+holds the image tower as an ONNX graph that maps uint8 NHWC pixels to L2-normalised embeddings, the model's
+description (what a store's manifest records) and the NumPy text tower. Loading is reading a JSON file and
+creating one `InferenceSession`.
+
+Cache layout, one folder per model (`ModelSpec.cache_key`: the key, and a model folder's manifest) under `settings().cache_dir / "onnx"`:
+
+    <sha256(key)[:24]>/meta.json         key, model description, export check (min cosine), opset
+                       image.onnx        fp32 image tower (preprocessing and normalisation inside)
+                       image.int8.onnx   dynamic int8 quantisation of it (made on first use, no torch)
+                       text_encoder/     the NumPy text tower (`textfast`), copied into each new store
+                       refused.json      instead of the above: why this model stays on torch
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from clipsearch.encoders.base import CPU_DEFAULT_PRECISION, PRECISIONS
+from clipsearch.errors import ClipsearchError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from clipsearch.encoders.spec import ModelSpec
+
+EXPORT_FORMAT = 1
+OPSET = 17
+META_FILE = "meta.json"
+FAILED_FILE = "refused.json"
+IMAGE_FP32 = "image.onnx"
+IMAGE_INT8 = "image.int8.onnx"
+TEXT_DIR = "text_encoder"
+# int8 quantises the matrix products (MatMul/Gemm: a ViT's attention and MLP); convolutions stay fp32
+INT8_OPS = ["MatMul", "Gemm"]
+_int8_lock = threading.Lock()
+
+
+def export_root(cache_root: Path | None = None) -> Path:
+    if cache_root is not None:
+        return Path(cache_root)
+    from clipsearch.config import settings
+
+    return settings().cache_dir / "onnx"
+
+
+def export_dir(key: str, cache_root: Path | None = None) -> Path:
+    return export_root(cache_root) / hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+@dataclass
+class Export:
+    """A verified export in the cache."""
+    folder: Path
+    meta: dict[str, Any]
+
+    @property
+    def model(self) -> dict[str, Any]:
+        return self.meta["model"]
+
+    @property
+    def text_dir(self) -> Path | None:
+        return self.folder / TEXT_DIR if self.meta.get("text_tower") else None
+
+    @classmethod
+    def at(cls, folder: Path) -> Export:
+        export = _read_export(Path(folder))
+        if export is None:
+            raise ClipsearchError(f"the model export in {folder} is incomplete", "delete that folder and run again")
+        return export
+
+    def image_path(self, precision: str) -> Path:
+        return self.folder / IMAGE_FP32 if precision == "fp32" else write_int8(self.folder)
+
+
+def find_export(key: str, cache_root: Path | None = None) -> Export | None:
+    """The cached export for a model key, if there is a complete one."""
+    return _read_export(export_dir(key, cache_root), key)
+
+
+def _read_export(folder: Path, key: str | None = None) -> Export | None:
+    try:
+        meta = json.loads((folder / META_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or meta.get("format") != EXPORT_FORMAT or (key and meta.get("key") != key) \
+            or not isinstance(meta.get("model"), dict) or not (folder / IMAGE_FP32).is_file():
+        return None
+    return Export(folder, meta)
+
+
+def refusal(key: str, cache_root: Path | None = None) -> str | None:
+    """Why an earlier export of this model was refused (it then stays on torch), or None."""
+    try:
+        data = json.loads((export_dir(key, cache_root) / FAILED_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return str(data.get("reason", "unknown")) if isinstance(data, dict) and data.get("key") == key else None
+
+
+def write_int8(folder: Path) -> Path:
+    """Dynamic int8 quantisation of the fp32 image tower (weights int8 per channel, activations uint8 per
+    batch), written beside it once; needs onnxruntime's quantisation tools (and onnx), not torch."""
+    target = folder / IMAGE_INT8
+    if target.is_file():
+        return target
+    with _int8_lock:
+        if target.is_file():
+            return target
+        import logging
+
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        tmp = folder / f"image.int8.tmp{os.getpid()}.onnx"
+        logging.disable(logging.WARNING)  # the quantiser logs advice on pre-processing at INFO/WARNING
+        try:
+            quantize_dynamic(folder / IMAGE_FP32, tmp, weight_type=QuantType.QInt8, per_channel=True,
+                             op_types_to_quantize=INT8_OPS)
+            os.replace(tmp, target)
+        finally:
+            logging.disable(logging.NOTSET)
+            tmp.unlink(missing_ok=True)
+    return target
+
+
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def cuda_runtime() -> bool:
+    """Whether this onnxruntime can run on a GPU (the onnxruntime-gpu build)."""
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def gpu_present() -> bool:
+    """An NVIDIA GPU is visible (checked without importing any GPU library)."""
+    return os.path.exists("/dev/nvidiactl")
+
+
+def unavailable(device: str | None, explicit: bool = False) -> str | None:
+    """Why ONNX Runtime cannot serve `device` here (None when it can). By default (`explicit` False) a machine
+    with a GPU but the CPU build of onnxruntime keeps torch, which can use the GPU."""
+    import importlib.util
+
+    if importlib.util.find_spec("onnxruntime") is None:
+        return "onnxruntime is not installed"
+    wants_gpu = device.startswith("cuda") if device else (not explicit and gpu_present())
+    if wants_gpu and not cuda_runtime():
+        return "this onnxruntime has no CUDA support (its GPU build is the package onnxruntime-gpu)"
+    return None
+
+
+def default_precision(device: str | None) -> str:
+    """The precision of a new store's embeddings: CPU_DEFAULT_PRECISION on a CPU, fp32 on a GPU."""
+    on_gpu = device.startswith("cuda") if device else (cuda_runtime() and gpu_present())
+    return "fp32" if on_gpu else CPU_DEFAULT_PRECISION
+
+
+def providers(device: str | None) -> list[Any]:
+    """CUDA when asked for (or by default when the GPU build is installed), else the CPU."""
+    if device is not None and not device.startswith(("cuda", "cpu")):
+        raise ClipsearchError(f"device {device!r} is not cpu or cuda", "pass cpu or cuda", param="device")
+    if (device.startswith("cuda") if device else gpu_present()) and cuda_runtime():
+        index = int(device.partition(":")[2] or 0) if device else 0
+        return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+    if device is not None and device.startswith("cuda"):
+        raise ClipsearchError("this onnxruntime has no CUDA support",
+                              "install onnxruntime-gpu, or use the torch backend on the GPU", param="device")
+    return ["CPUExecutionProvider"]
+
+
+def session(path: Path, provider_list: list[Any], threads: int | None = None) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or cores()
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # decoding threads share the cores: a spinning idle worker would take their time
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), sess_options=opts, providers=provider_list)
+
+
+class OnnxImageEncoder:
+    """The image tower in ONNX Runtime, with the torch `Encoder`'s interface for indexing and queries:
+    image_size, resize_mode, embed_dim, default_batch_size, encode_images, encode_texts, describe()."""
+
+    backend = "onnx"
+
+    def __init__(self, spec: ModelSpec, export: Export, precision: str = "fp32", device: str | None = None,
+                 threads: int | None = None) -> None:
+        if precision not in PRECISIONS:
+            raise ClipsearchError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+        desc = export.model
+        self.spec = spec
+        self.export = export
+        self.precision = precision
+        self.image_size = int(desc["image_size"])
+        self.resize_mode = str(desc.get("resize_mode", "shortest"))
+        self.embed_dim = int(desc["embed_dim"])
+        self.mean = tuple(desc.get("mean", ()))
+        self.std = tuple(desc.get("std", ()))
+        plist = providers(device)
+        self.on_gpu = plist[0] != "CPUExecutionProvider"
+        self.session = session(export.image_path(precision), plist, threads)
+        self._text: Any = None
+        self._device = device
+
+    @property
+    def default_batch_size(self) -> int:
+        return 128 if self.on_gpu else 32
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.export.model, "precision": self.precision}
+
+    def encode_images(self, batch_uint8: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {"pixels": np.ascontiguousarray(batch_uint8, dtype=np.uint8)})[0]
+
+    def text_tower(self) -> Any:
+        """The NumPy text tower from the export, else the torch model (loaded once, for its text tower)."""
+        if self._text is None:
+            from clipsearch.encoders.numpy_text import NumpyTextEncoder
+
+            folder = self.export.text_dir
+            self._text = NumpyTextEncoder.load(folder, self.spec.key) if folder else None
+            if self._text is None:
+                from clipsearch.encoders.torch_encoder import load_encoder
+
+                self._text = load_encoder(self.spec, self._device)
+        return self._text
+
+    def encode_texts(self, texts: Iterable[str]) -> np.ndarray:
+        return self.text_tower().encode_texts(list(texts))

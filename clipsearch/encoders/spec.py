@@ -1,0 +1,131 @@
+"""Model specs, parsed and identified without torch: what a store records and compares.
+
+Spec syntax, in the order it is tried:
+  * a folder holding ``clipsearch-model.json`` (written by ``finetune`` or :func:`save_model_folder`);
+  * ``ARCH:TAG`` – an open_clip architecture with a pretrained tag (downloaded by open_clip on first use)
+    or with a checkpoint file path in place of the tag;
+  * ``ARCH`` – the architecture with random weights (seeded, so every process builds the same model);
+    useful for benchmarks and for the tiny configs this package ships.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clipsearch.encoders import offline_model
+from clipsearch.errors import ModelUnavailableError
+
+DEFAULT_MODEL = "ViT-B-32:laion2b_s34b_b79k"
+DEFAULT_MODEL_HF_HUB = "laion/CLIP-ViT-B-32-laion2B-s34B-b79K/"  # open_clip's pretrained cfg for DEFAULT_MODEL
+FOLDER_MANIFEST = "clipsearch-model.json"
+FOLDER_WEIGHTS = "weights.pt"
+SHIPPED_CONFIG_DIR = Path(__file__).parent / "model_configs"
+RANDOM_INIT_SEED = 0
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A parsed spec; `key` identifies the weights so a store can refuse mixed vectors."""
+
+    text: str
+    kind: str  # "open_clip" or "folder"
+    arch: str
+    pretrained: str | None = None  # tag, checkpoint path, or None for random init
+    folder: Path | None = None
+    key: str = ""
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def cache_key(self) -> str:
+        """What the ONNX export cache is keyed by: `key`, and for a model folder its whole manifest as well (the
+        key names the weights only; a folder whose config was edited must not reuse an export of the old one)."""
+        if self.kind != "folder":
+            return self.key
+        digest = hashlib.sha256(json.dumps(self.extra, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return f"{self.key}:manifest:{digest}"
+
+
+def shipped_configs() -> list[str]:
+    return sorted(p.stem for p in SHIPPED_CONFIG_DIR.glob("*.json"))
+
+
+def _file_fingerprint(path: Path) -> str:
+    """Hash size + head + tail: identifies a checkpoint in milliseconds, even for GB-sized files."""
+    h = hashlib.sha256()
+    size = path.stat().st_size
+    h.update(str(size).encode())
+    with open(path, "rb") as f:
+        h.update(f.read(1 << 20))
+        if size > 1 << 20:
+            f.seek(max(size - (1 << 20), 0))
+            h.update(f.read(1 << 20))
+    return h.hexdigest()[:16]
+
+
+def parse_spec(text: str) -> ModelSpec:
+    """Parse without importing torch; raises ModelUnavailableError with a hint for bad specs."""
+    text = text.strip()
+    if not text:
+        raise ModelUnavailableError("empty model name", "see `clipsearch models` for the choices")
+    if text == offline_model.NAME:
+        return ModelSpec(text=text, kind="offline", arch=text, key=offline_model.KEY)
+    as_path = Path(text).expanduser()
+    if as_path.is_dir():
+        manifest_path = as_path / FOLDER_MANIFEST
+        if not manifest_path.is_file():
+            raise ModelUnavailableError(
+                f"{text} is a folder but not a clipsearch model (no {FOLDER_MANIFEST})",
+                "pass a folder written by `clipsearch finetune`, or ARCH:CHECKPOINT for a raw open_clip checkpoint",
+            )
+        try:
+            meta = json.loads(manifest_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ModelUnavailableError(f"cannot read {manifest_path}: {exc}") from exc
+        return ModelSpec(
+            text=str(as_path.resolve()),
+            kind="folder",
+            arch=meta.get("arch", "custom"),
+            folder=as_path.resolve(),
+            key=f"folder:{meta.get('weights_sha256', '?')[:16]}",
+            extra=meta,
+        )
+    if os.sep in text.partition(":")[0] or text.startswith((".", "~")):
+        raise ModelUnavailableError(f"model folder not found: {text}",
+                                    "pass an existing folder written by `clipsearch finetune`, or ARCH:TAG")
+    arch, _sep, tag = text.partition(":")
+    if not arch:
+        raise ModelUnavailableError(f"bad model spec {text!r}", "use ARCH:TAG, e.g. ViT-B-32:laion2b_s34b_b79k")
+    tag = tag or None
+    if tag is not None and (os.sep in tag or Path(tag).expanduser().is_file()):
+        ckpt = Path(tag).expanduser()
+        if not ckpt.is_file():
+            raise ModelUnavailableError(f"checkpoint file not found: {tag}")
+        return ModelSpec(text=f"{arch}:{ckpt.resolve()}", kind="open_clip", arch=arch, pretrained=str(ckpt.resolve()),
+                         key=f"{arch}:file:{_file_fingerprint(ckpt)}")
+    return ModelSpec(text=text, kind="open_clip", arch=arch, pretrained=tag, key=f"{arch}:{tag or 'random'}")
+
+
+@dataclass(frozen=True)
+class ModelNotice:
+    """Which model a command fell back to, and the model to switch to later (a front end says how)."""
+    message: str
+    switch_to: str
+
+    def __str__(self) -> str:
+        return f"{self.message} Switch later by re-embedding with {self.switch_to}."
+
+
+def choose_default_model() -> tuple[str, ModelNotice | None]:
+    """CLIP when its weights are cached or downloadable, else the offline model (with a one-line notice)."""
+    from clipsearch.encoders.weights import hub_reachable, weights_cached
+
+    if weights_cached({"hf_hub": DEFAULT_MODEL_HF_HUB}) or hub_reachable():
+        return DEFAULT_MODEL, None
+    return offline_model.NAME, ModelNotice(
+        f"{DEFAULT_MODEL} is not cached and the model hub is unreachable: using the offline model "
+        f"{offline_model.NAME}.", DEFAULT_MODEL)

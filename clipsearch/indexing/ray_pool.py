@@ -1,0 +1,324 @@
+"""Encoding on a Ray cluster: the work list goes out in shards to actors that load the model once; the
+(path facts, digest, embedding) results stream back to this process, the single writer, which commits them.
+
+Ray Data carries the work: a dataset with one row per encoder batch (the batches a run in this process would
+make, so int8's per-batch activation scales, and therefore the embeddings, are the same), split into shards
+(blocks), mapped by `map_batches` over a pool of `_EncodeActor`s — a callable class that loads the store's
+model with its backend and precision once per actor, then reads, hashes, decodes (threads) and encodes the
+files of each batch. The outputs come back in order (so rows get the ids a local run gives them) and go to the
+pipeline's `ChunkWriter`; nothing is written on the workers. Paths must resolve on every worker: a shared
+filesystem mounted at the same place. Ray is imported only here, only when a pool is used.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from clipsearch.errors import ClipsearchError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from clipsearch.catalog.records import Known
+    from clipsearch.encoders.base import ImageEncoder
+    from clipsearch.indexing.scan import FileFacts
+    from clipsearch.indexing.writer import ChunkWriter
+
+INSTALL_HINT = 'install Ray with: pip install "clipsearch[ray]"'
+BATCHES_PER_SHARD = 4  # encoder batches per shard: small enough to balance actors and stream results back
+OK, FAILED, SAME = 0, 1, 2  # what became of a file on a worker
+
+
+@dataclass(frozen=True)
+class EncoderRecipe:
+    """What an actor needs to load exactly the encoder this process uses (plain data, pickled to the workers)."""
+    spec: str
+    key: str  # the export cache key (ModelSpec.cache_key)
+    backend: str  # onnx | torch
+    precision: str  # fp32 | int8
+    device: str | None  # as the store was opened; None: a GPU when Ray gave the actor one, else the CPU
+    export_dir: str | None  # this machine's export folder: used by a worker whose own cache lacks the export
+
+    @classmethod
+    def of(cls, encoder: Any, device: str | None) -> EncoderRecipe:
+        export = getattr(encoder, "export", None)
+        return cls(encoder.spec.text, encoder.spec.cache_key, encoder.backend, encoder.precision, device,
+                   str(export.folder) if export is not None else None)
+
+    def load(self, device: str | None, threads: int | None) -> Any:
+        from clipsearch.encoders.spec import parse_spec
+
+        spec = parse_spec(self.spec)
+        if self.backend == "torch":
+            from clipsearch.encoders.torch_encoder import load_encoder
+
+            encoder = load_encoder(spec, device)
+            if self.precision == "int8":
+                encoder.quantize_int8()
+            return encoder
+        from clipsearch.encoders import onnx_encoder as ox
+
+        export = ox.find_export(self.key)
+        if export is None and self.export_dir and os.path.isdir(self.export_dir):
+            candidate = ox.Export.at(Path(self.export_dir))
+            export = candidate if candidate.meta.get("key") == self.key else None
+        if export is None:
+            import socket
+
+            raise ClipsearchError(f"worker {socket.gethostname()} has no ONNX export of {self.spec}",
+                                  f"share the export cache folder ({self.export_dir}) with the workers at the same "
+                                  "path, or point CLIPSEARCH_CACHE on each worker at a copy of it")
+        return ox.OnnxImageEncoder(spec, export, self.precision, device, threads)
+
+
+class _EncodeActor:
+    """A Ray Data callable class: one per actor, the model loaded once in `__init__`, one batch per call."""
+
+    recipe: EncoderRecipe  # set on a subclass made per run (`RayPool._run`): no constructor arguments
+
+    def __init__(self) -> None:
+        import ray
+
+        recipe = self.recipe
+        gpus = ray.get_gpu_ids()
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU") or 1
+        device = recipe.device or ("cuda" if gpus else "cpu")
+        self.threads = max(1, int(cpus))
+        self.encoder = recipe.load(device, self.threads)
+        self.decoders = ThreadPoolExecutor(max_workers=max(2, self.threads), thread_name_prefix="clipsearch-decode")
+
+    def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from clipsearch.media.images import DecodeError, read_and_decode
+
+        size, mode, dim = self.encoder.image_size, self.encoder.resize_mode, self.encoder.embed_dim
+        index, status, digest, width, height, fmt, error, pixels, encode_at = [], [], [], [], [], [], [], [], []
+
+        def one(path: str) -> Any:
+            try:
+                return read_and_decode(path, size, mode)
+            except DecodeError as exc:
+                return exc
+
+        for first, paths, known in zip(rows["first"], rows["paths"], rows["known"], strict=False):  # one row: one encoder batch
+            for i, result in enumerate(self.decoders.map(one, list(paths))):
+                index.append(int(first) + i)
+                if isinstance(result, DecodeError):
+                    facts: tuple[int, str, int, int, str, str] = (FAILED, "", 0, 0, "", str(result))
+                else:
+                    dig, dec = result
+                    same = dig == known[i]
+                    facts = (SAME if same else OK, dig, dec.width, dec.height, dec.format or "", "")
+                    if not same:
+                        encode_at.append(len(index) - 1)
+                        pixels.append(dec.pixels)
+                for column, value in zip((status, digest, width, height, fmt, error), facts, strict=False):
+                    column.append(value)
+        vectors = np.zeros((len(index), dim), dtype=np.float32)
+        if pixels:
+            vectors[encode_at] = self.encoder.encode_images(np.stack(pixels))
+        return {"index": np.asarray(index, dtype=np.int64), "status": np.asarray(status, dtype=np.int8),
+                "digest": np.asarray(digest, dtype=object), "width": np.asarray(width, dtype=np.int64),
+                "height": np.asarray(height, dtype=np.int64), "format": np.asarray(fmt, dtype=object),
+                "error": np.asarray(error, dtype=object), "vector": vectors}
+
+
+class RayPool:
+    """An `EncodePool` on Ray: `Store.add(..., ray_address=...)` builds one.
+
+    `address`: None starts Ray on this machine (or joins the cluster that RAY_ADDRESS names); "auto" joins the
+    cluster running here (`ray start --head`); "HOST:PORT" or "ray://HOST:PORT" joins that cluster. A Ray
+    already initialised in this process is used as it is. `actors` defaults to one per GPU when the cluster has
+    GPUs (each actor then holds one), else one per `cpus_per_actor` CPUs (default: min(4, the cluster's CPUs)).
+    """
+
+    def __init__(self, address: str | None = None, actors: int | None = None, cpus_per_actor: float | None = None,
+                 gpus_per_actor: float | None = None) -> None:
+        self.address = address
+        self.actors = actors
+        self.cpus_per_actor = cpus_per_actor
+        self.gpus_per_actor = gpus_per_actor
+        self._device: str | None = None
+
+    def for_device(self, device: str | None) -> RayPool:
+        """The device the store was opened with (None: each actor uses a GPU when Ray gave it one)."""
+        self._device = device
+        return self
+
+    def encode(self, items: list[tuple[FileFacts, Known | None]], encoder: ImageEncoder, batch_size: int,
+               writer: ChunkWriter) -> None:
+        unreachable = _unreachable(self.address)  # before importing Ray (seconds): it retries for minutes
+        if unreachable:
+            raise ClipsearchError(f"cannot reach the Ray cluster at {self.address}: {unreachable}",
+                                  "check the address (ray start --head prints it) and that the head is running",
+                                  param="ray_address")
+        ray = _import_ray()
+        started_here = self._connect(ray)
+        try:
+            self._run(ray, items, encoder, batch_size, writer)
+        finally:
+            if started_here:
+                ray.shutdown()
+
+    def _connect(self, ray: Any) -> bool:
+        if ray.is_initialized():
+            return False
+        local = self.address is None and not os.environ.get("RAY_ADDRESS")
+        extra = {"_temp_dir": short_temp_dir()} if local and short_temp_dir() else {}
+        try:
+            ray.init(address=self.address, logging_level=logging.ERROR, log_to_driver=False, include_dashboard=False,
+                     **extra)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            where = self.address or os.environ.get("RAY_ADDRESS") or "this machine"
+            raise ClipsearchError(f"cannot start or reach Ray at {where}: {_first_line(exc)}",
+                                  "check the address (the head prints it on ray start --head), or leave it out to "
+                                  "run Ray on this machine", param="ray_address") from None
+        return True
+
+    def _resources(self, ray: Any) -> tuple[int, dict[str, float]]:
+        cluster = ray.cluster_resources()
+        cpus, gpus = float(cluster.get("CPU", 1)), float(cluster.get("GPU", 0))
+        gpus_each = self.gpus_per_actor if self.gpus_per_actor is not None else (1.0 if gpus >= 1 else 0.0)
+        if self._device == "cpu":
+            gpus_each = 0.0
+        if gpus_each > 0:
+            cpus_each = self.cpus_per_actor or max(1.0, min(4.0, cpus // max(gpus, 1)))
+            actors = self.actors or max(1, int(gpus // gpus_each))
+        else:
+            cpus_each = self.cpus_per_actor or min(4.0, cpus)
+            actors = self.actors or max(1, int(cpus // cpus_each))
+        return actors, {"num_cpus": cpus_each, "num_gpus": gpus_each}
+
+    def _run(self, ray: Any, items: list[tuple[FileFacts, Known | None]], encoder: ImageEncoder,
+             batch_size: int, writer: ChunkWriter) -> None:
+        from ray.data import DataContext
+
+        rows = [{"first": i, "paths": [f.path for f, _k in items[i:i + batch_size]],
+                 "known": [(k.digest or "") if k is not None and k.ok and k.has_vector else ""
+                           for _f, k in items[i:i + batch_size]]}
+                for i in range(0, len(items), batch_size)]
+        actors, resources = self._resources(ray)
+        context = DataContext.get_current()
+        saved = (context.execution_options.preserve_order, context.enable_progress_bars)
+        context.execution_options.preserve_order = True  # commit in the work list's order: a local run's ids
+        context.enable_progress_bars = False  # the caller shows progress
+        data_log = logging.getLogger("ray.data")
+        level = data_log.level
+        data_log.setLevel(logging.ERROR)  # execution plans and timings at INFO: not for a user's terminal
+        try:
+            ds = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // BATCHES_PER_SHARD)))
+            actor = type("EncodeActor", (_EncodeActor,), {"recipe": EncoderRecipe.of(encoder, self._device)})
+            ds = ds.map_batches(actor,
+                                batch_size=1, batch_format="numpy", **resources,
+                                # two calls at once per actor: one decodes while the other encodes
+                                compute=ray.data.ActorPoolStrategy(size=actors, max_concurrent_calls_per_actor=2))
+            for out in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2):
+                self._deliver(out, items, writer)
+        except Exception as exc:
+            if not _from_ray(exc):
+                raise  # e.g. the writer's own errors
+            raise _as_clipsearch_error(exc) from None
+        finally:
+            context.execution_options.preserve_order, context.enable_progress_bars = saved
+            data_log.setLevel(level)
+
+    @staticmethod
+    def _deliver(out: dict[str, np.ndarray], items: list[tuple[FileFacts, Known | None]],
+                 writer: ChunkWriter) -> None:
+        for j, i in enumerate(out["index"]):
+            facts, known = items[int(i)]
+            status = int(out["status"][j])
+            if status == FAILED:
+                writer.failed(facts, known, str(out["error"][j]))
+            elif status == SAME and known is not None:
+                writer.unchanged(facts, known)
+            else:
+                writer.encoded(facts, known, str(out["digest"][j]), int(out["width"][j]), int(out["height"][j]),
+                               str(out["format"][j]), np.asarray(out["vector"][j], dtype=np.float32))
+
+
+def _unreachable(address: str | None) -> str | None:
+    """Why HOST:PORT (or ray://HOST:PORT) refuses a TCP connection, checked in seconds: Ray itself retries an
+    unreachable head for minutes. None when it answers, or for None / "auto" (Ray finds those itself)."""
+    import socket
+
+    if not address or address == "auto":
+        return None
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not host or not port.isdigit():
+        return "not HOST:PORT"
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as exc:
+        return exc.strerror or str(exc) or type(exc).__name__
+    return None
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+        import ray.data  # noqa: F401 - the Data library is the [data] extra of ray
+    except ImportError:
+        raise ClipsearchError("Ray (with Ray Data) is not installed", INSTALL_HINT, param="ray_address") from None
+    return ray
+
+
+def _from_ray(exc: BaseException) -> bool:
+    return any(t.__module__.split(".")[0] == "ray" for t in type(exc).__mro__)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception and what it wraps: Ray's `cause`, then Python's `__cause__` / `__context__`."""
+    seen = [exc]
+    while len(seen) < 10:
+        last = seen[-1]
+        nxt = getattr(last, "cause", None) or last.__cause__ or last.__context__
+        if not isinstance(nxt, BaseException) or nxt in seen:
+            break
+        seen.append(nxt)
+    return seen
+
+
+def _as_clipsearch_error(exc: BaseException) -> ClipsearchError:
+    """One line for what went wrong on a worker. A ClipsearchError raised there comes back as itself inside
+    Ray's wrappers, or, when the actor died in `__init__` (e.g. no model export), only as text in Ray's message."""
+    chain = _chain(exc)
+    for e in chain:
+        if isinstance(e, ClipsearchError) and getattr(e, "message", None):
+            return ClipsearchError(e.message, e.hint, e.param or "ray_address")
+    for e in chain:
+        for line in str(e).splitlines():
+            if "ClipsearchError: " in line:
+                return ClipsearchError(f"a Ray worker failed: {line.split('ClipsearchError: ', 1)[1].strip()}",
+                                       "fix it on the workers and run again; what was committed so far is kept",
+                                       param="ray_address")
+    told = next((e for e in chain if str(e).strip()), exc)
+    return ClipsearchError(f"encoding on Ray failed: {_first_line(told)}",
+                           "run again with CLIPSEARCH_DEBUG=1 and read the worker's log (ray logs); what was "
+                           "committed so far is kept", param="ray_address")
+
+
+# Ray puts Unix sockets under its temp dir (…/ray/session_<date>_<pid>/sockets/plasma_store: ~75 bytes past it),
+# and a socket path cannot exceed 107 bytes.
+_RAY_SOCKET_TAIL = 80
+_UNIX_PATH_MAX = 107
+
+
+def short_temp_dir() -> str | None:
+    """A temp dir for a Ray started here when the default one (RAY_TMPDIR, else TMPDIR) would make its socket
+    paths too long for the system (a long TMPDIR, as on CI runners); None when the default fits."""
+    import tempfile
+
+    base = os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()
+    if len(os.path.join(base, "ray")) + _RAY_SOCKET_TAIL <= _UNIX_PATH_MAX:
+        return None
+    return os.path.join("/tmp", f"ray-{os.getuid()}")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,161 @@
+"""The single writer of an index run and what a run reports: results are taken one file at a time, in any
+order, from wherever they were encoded (here or on Ray actors), and committed in chunks — rows and embeddings in
+one catalog transaction, then mirrored into the vector store — so a run killed at any moment loses seconds of
+work and leaves a consistent store.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from clipsearch.catalog.catalog import Catalog
+from clipsearch.catalog.records import Encoded, EncodedVideo, Failed, Known
+from clipsearch.encoders.base import ImageEncoder
+from clipsearch.errors import ClipsearchError
+from clipsearch.indexing.scan import FileFacts
+from clipsearch.media.video import DEFAULT_INTERVAL
+from clipsearch.progress import Progress
+
+if TYPE_CHECKING:  # pragma: no cover
+    from clipsearch.vectors.store import VectorStore
+
+
+COMMIT_SECONDS = 5.0  # also commit at least this often, so a kill loses seconds of work, not minutes
+
+
+@dataclass
+class RunSummary:
+    scanned: int = 0
+    added: int = 0
+    updated: int = 0
+    moved: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    not_images: int = 0
+    encoded: int = 0
+    verified: int = 0
+    aliases: int = 0
+    thumbnails: int = 0
+    seconds: float = 0.0
+    encode_seconds: float = 0.0
+    model_seconds: float = 0.0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    vanished_roots: list[str] = field(default_factory=list)
+
+    @property
+    def images_per_second(self) -> float:
+        return self.encoded / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in self.__dict__.items() if k not in ("failures", "problems")}
+        d["images_per_second"] = round(self.images_per_second, 2)
+        d["failures"] = [{"path": p, "error": e} for p, e in self.failures]
+        d["problems"] = [{"path": p, "error": e} for p, e in self.problems]
+        return d
+
+    def counts(self) -> dict[str, Any]:
+        keys = ("scanned", "added", "updated", "moved", "removed", "unchanged", "failed", "seconds")
+        return {k: getattr(self, k) for k in keys}
+
+
+@dataclass
+class _Pending:
+    """Results waiting for the next chunk commit."""
+    encoded: list[Encoded] = field(default_factory=list)
+    failed: list[Failed] = field(default_factory=list)
+    touched: list[tuple[int, int, int]] = field(default_factory=list)  # (id, size, mtime): new stat, same content
+    videos: list[EncodedVideo] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.encoded) + len(self.failed) + len(self.touched) + sum(len(v.frames) for v in self.videos)
+
+    def vectors(self) -> list[np.ndarray]:
+        """The embeddings in the order `Catalog.commit_chunk` assigns their ids."""
+        return [e.vector for e in self.encoded] + [vec for v in self.videos for _ms, vec in v.frames]
+
+    def clear(self) -> None:
+        self.encoded.clear()
+        self.failed.clear()
+        self.touched.clear()
+        self.videos.clear()
+
+
+@dataclass
+class IndexOptions:
+    verify: bool = False
+    frame_interval: float = DEFAULT_INTERVAL  # seconds between sampled video frames
+    batch_size: int | None = None
+    workers: int | None = None
+    commit_every: int = 256
+
+
+class ChunkWriter:
+    """The single writer of a run: takes results one file at a time, in any order, from wherever they were
+    encoded, and commits them in chunks (`commit_every` results, or every COMMIT_SECONDS), each chunk one
+    catalog transaction mirrored into the vector store. What was committed survives any interruption."""
+
+    def __init__(self, catalog: Catalog, vectors: VectorStore, summary: RunSummary, options: IndexOptions,
+                 progress: Progress | None) -> None:
+        self.catalog, self.vectors, self.summary, self.options, self.progress = \
+            catalog, vectors, summary, options, progress
+        self.pending = _Pending()
+        self.last_commit = time.perf_counter()
+
+    def encoded(self, facts: FileFacts, known: Known | None, digest: str, width: int, height: int, fmt: str,
+                vector: np.ndarray) -> None:
+        if vector.shape[-1] != self.vectors.dim:
+            raise ClipsearchError(f"the model makes {vector.shape[-1]}-d embeddings but the store holds "
+                                  f"{self.vectors.dim}-d ones", "index into a new store, or re-embed this one")
+        self.summary.encoded += 1
+        self.pending.encoded.append(Encoded(facts.path, facts.size, facts.mtime_ns, digest, width, height, fmt,
+                                            vector, known))
+        self._done()
+
+    def failed(self, facts: FileFacts, known: Known | None, error: str) -> None:
+        self.pending.failed.append(Failed(facts.path, facts.size, facts.mtime_ns, error, known))
+        self._done()
+
+    def unchanged(self, facts: FileFacts, known: Known) -> None:
+        """Same content under a new stat (see `same_content`)."""
+        self.pending.touched.extend((i, facts.size, facts.mtime_ns) for i in known.all_ids)
+        self._done()
+
+    def video(self, video: EncodedVideo) -> None:
+        self.summary.encoded += len(video.frames)
+        self.pending.videos.append(video)
+        self._done()
+
+    def _done(self) -> None:
+        if self.progress:
+            self.progress.advance(1)
+        if len(self.pending) >= self.options.commit_every or \
+                time.perf_counter() - self.last_commit > COMMIT_SECONDS:
+            self.commit()
+
+    def commit(self) -> None:
+        pending, summary = self.pending, self.summary
+        if len(pending):
+            result = self.catalog.commit_chunk(pending.encoded, pending.failed, pending.touched, pending.videos)
+            self.vectors.apply(result.removed_ids, result.vector_ids, pending.vectors(), result.version)
+            summary.added += result.added
+            summary.updated += result.updated
+            summary.unchanged += len(pending.touched)
+            summary.failed += len(pending.failed)
+            summary.failures.extend((f.path, f.error) for f in pending.failed)
+            pending.clear()
+        self.last_commit = time.perf_counter()
+
+
+class EncodePool(Protocol):
+    """Encodes still images somewhere else (e.g. `ray_pool.RayPool`: actors on a cluster) with the same model
+    as `encoder` — same backend, precision and batches, so the same embeddings — and hands every file's result
+    to `writer` as it arrives (`encoded`, `failed` or `unchanged`)."""
+
+    def encode(self, items: list[tuple[FileFacts, Known | None]], encoder: ImageEncoder, batch_size: int,
+               writer: ChunkWriter) -> None: ...
