@@ -1,7 +1,8 @@
 """What the catalog's bytes mean, without SQLAlchemy: the path code, sentinel values, meta keys, the vector blob.
 
-`schema.py` and `catalog.py` (SQLAlchemy) and `catalog_reader.py` (the standard library's sqlite3, for cold
-queries) share these, so both read the same database the same way.
+`schema` (the tables, through SQLAlchemy) and `reads` (plain SQL, run over SQLAlchemy by `Catalog` and over the
+standard library's sqlite3 by `QuickCatalog` for cold queries) share these, so every path reads the same
+database the same way.
 """
 
 from __future__ import annotations

@@ -5,19 +5,21 @@ open, one numbered step at a time, embeddings kept (a store written before versi
 Each step is plain DDL that SQLite and PostgreSQL both accept, and is safe to run again: pysqlite commits DDL
 as it runs (no BEGIN before it), so a process killed mid-upgrade can leave a step done but its version not
 recorded, and the next open redoes the step. On PostgreSQL DDL is transactional: an upgrade is all or nothing,
-and the catalog runs it under an advisory lock, so two processes opening an old catalog upgrade it once. We chose this small runner over Alembic:
-the schema is one file, steps are a few lines each, and it adds no dependency or migration folder to
-ship (the approach of simonw/llm and rclip).
+and the catalog runs it under an advisory lock, so two processes opening an old catalog upgrade it once. We
+chose this small runner over Alembic: the schema is one file, steps are a few lines each, and it adds no
+dependency or migration folder to ship (the approach of simonw/llm and rclip).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Column,
     Connection,
     DateTime,
     Float,
@@ -27,14 +29,17 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    insert,
     inspect,
     select,
+    update,
 )
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.schema import DefaultClause
 from sqlalchemy.types import TypeDecorator
 
-from clipsearch.catalog.codec import SCHEMA_LATEST, SCHEMA_VERSION, STILL, VECTORS_VERSION, path_from_db, path_to_db  # noqa: F401 (re-exported)
+from clipsearch.catalog.codec import SCHEMA_LATEST, SCHEMA_VERSION, STILL, VECTORS_VERSION, path_from_db, path_to_db
 from clipsearch.errors import ClipsearchError
 
 
@@ -115,15 +120,22 @@ class MetaRow(Base):
     value: Mapped[str] = mapped_column(Text)
 
 
-
 # --- migrations -----------------------------------------------------------------------------------------
+def _server_default(column: Column[Any]) -> str:
+    """The SQL default a NOT NULL column is added with (existing rows take it)."""
+    default = column.server_default
+    if not isinstance(default, DefaultClause):
+        raise TypeError(f"{column} is NOT NULL: it needs a server default to be added to existing tables")
+    return str(default.arg)
+
+
 def _add_column(table: str, column_name: str) -> Callable[[Connection], None]:
     def step(conn: Connection) -> None:
         if column_name in {c["name"] for c in inspect(conn).get_columns(table)}:
             return  # added by an upgrade that stopped before it recorded the new version
         column = Base.metadata.tables[table].c[column_name]
         ddl_type = column.type.compile(dialect=conn.dialect)
-        not_null = "" if column.nullable else f" NOT NULL DEFAULT {column.server_default.arg}"  # type: ignore[union-attr]
+        not_null = "" if column.nullable else f" NOT NULL DEFAULT {_server_default(column)}"
         conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column_name} {ddl_type}{not_null}")
     return step
 
@@ -142,7 +154,7 @@ MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     3: _video_frames,
 }
 LATEST = max(MIGRATIONS)
-assert LATEST == SCHEMA_LATEST, "catalog_layout.SCHEMA_LATEST must name the last migration"
+assert LATEST == SCHEMA_LATEST, "codec.SCHEMA_LATEST must name the last migration"
 
 
 def stored_version(conn: Connection) -> int | None:
@@ -157,11 +169,10 @@ def stored_version(conn: Connection) -> int | None:
 
 
 def _set_version(conn: Connection, version: int) -> None:
-    table = MetaRow.__table__
     if conn.execute(select(MetaRow.key).where(MetaRow.key == SCHEMA_VERSION)).first():
-        conn.execute(table.update().where(table.c.key == SCHEMA_VERSION).values(value=str(version)))
+        conn.execute(update(MetaRow).where(MetaRow.key == SCHEMA_VERSION).values(value=str(version)))
     else:
-        conn.execute(table.insert().values(key=SCHEMA_VERSION, value=str(version)))
+        conn.execute(insert(MetaRow).values(key=SCHEMA_VERSION, value=str(version)))
 
 
 def upgrade(conn: Connection) -> None:
@@ -173,7 +184,7 @@ def upgrade(conn: Connection) -> None:
     if version is None:
         Base.metadata.create_all(conn)
         _set_version(conn, LATEST)
-        conn.execute(MetaRow.__table__.insert().values(key=VECTORS_VERSION, value="0"))
+        conn.execute(insert(MetaRow).values(key=VECTORS_VERSION, value="0"))
         return
     if version == LATEST:
         return

@@ -1,0 +1,249 @@
+"""The catalog reads that a query, a duplicate search and the vector store make: one protocol, one SQL text each.
+
+`CatalogReads` lists them; callers (query engine, duplicate finder, vector store) type against it and never
+against a class. `SqlReads` implements each read once, as plain SQL that SQLite and PostgreSQL both accept, and
+leaves only *how a statement runs* to its two subclasses: `Catalog` runs it through SQLAlchemy (any database)
+and `QuickCatalog` through the standard library's sqlite3 (a cold query then never imports SQLAlchemy, ~0.4 s).
+So the two cannot answer differently, and neither hands reads over to the other.
+
+Statements bind named parameters (`:p0`), a style that sqlite3 and SQLAlchemy's `text()` both accept. Values
+travel in their stored form and are decoded here (`codec`: the path code, float16 blobs; SQLite hands
+timestamps back as ISO text). This module imports no SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from abc import abstractmethod
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from clipsearch.catalog.codec import (
+    HAS_VIDEO,
+    STILL,
+    VECTOR_DTYPE,
+    VECTORS_VERSION,
+    blobs_to_matrix,
+    path_from_db,
+    path_to_db,
+    under_patterns,
+)
+from clipsearch.catalog.records import ImageRecord
+from clipsearch.errors import ClipsearchError
+
+CHUNK = 900  # values per IN (...) list: under SQLite's limit of bound variables
+STREAM_BATCH = 50_000  # rows a streamed read fetches at a time
+
+Row = tuple[Any, ...]
+
+
+class CatalogReads(Protocol):
+    """What a query, a duplicate search and the vector store read from a catalog (nothing else)."""
+
+    def version(self) -> int:
+        """The vectors version: bumped by every transaction that changes embeddings."""
+        ...
+
+    def all_embeddings(self, dim: int) -> tuple[int, np.ndarray, np.ndarray]:
+        """(version, ids, float32 matrix) of every stored embedding: the input for rebuilding a FAISS index."""
+        ...
+
+    def roots(self) -> list[dict[str, Any]]:
+        """The indexed folders by path: path, last_indexed_at, missing_since."""
+        ...
+
+    def has_videos(self) -> bool:
+        """Whether video frames were ever stored (queries then collapse frames to the best moment)."""
+        ...
+
+    def count_under(self, path: str) -> int:
+        """Rows (readable or not) at or below `path`."""
+        ...
+
+    def ids_of(self, paths: Sequence[str], digests: Sequence[str]) -> set[int]:
+        """Ids of the rows with one of these paths or content digests."""
+        ...
+
+    def filter_ids(self, under: Sequence[str] | None = None, exts: Sequence[str] | None = None,
+                   after_ns: int | None = None, before_ns: int | None = None,
+                   hidden_under: Sequence[str] = (), stills_only: bool = False) -> np.ndarray:
+        """Ids of the indexed images the filters allow (none under `hidden_under`; no video frames with
+        `stills_only`), for FAISS's id selector."""
+        ...
+
+    def images(self, ids: Sequence[int]) -> dict[int, ImageRecord]:
+        """The rows of these ids (unknown ids are absent)."""
+        ...
+
+    def embeddings(self, ids: Sequence[int], dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, float32 matrix) of the stored embeddings of `ids` (those that have one), in no set order."""
+        ...
+
+    def embeddings_by_id(self, ids: Sequence[int], dim: int) -> dict[int, np.ndarray]:
+        """Stored embeddings (float32) of the given images; ids without one are absent."""
+        ...
+
+    def duplicate_digests(self, under: Sequence[str] | None = None,
+                          hidden_under: Sequence[str] = ()) -> list[list[ImageRecord]]:
+        """Still images whose content digest another shares (byte-identical files), one list per digest, by id;
+        both those counted and those listed lie in `under` and outside `hidden_under`."""
+        ...
+
+
+# --- building statements ---------------------------------------------------------------------------------
+class _Params:
+    """The named parameters of one statement: `p(value)` binds a value and returns its placeholder."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def __call__(self, value: Any) -> str:
+        name = f"p{len(self.values)}"
+        self.values[name] = value
+        return ":" + name
+
+    def many(self, values: Iterable[Any]) -> str:
+        return ", ".join(self(v) for v in values)
+
+
+def _under(p: _Params, paths: Sequence[str], negate: bool = False) -> str:
+    """Rows whose path is one of `paths` or lies below one."""
+    one = [f"(path = {p(exact)} OR path LIKE {p(pattern)} ESCAPE '\\')" for exact, pattern in under_patterns(paths)]
+    clause = "(" + " OR ".join(one) + ")"
+    return "NOT " + clause if negate else clause
+
+
+def _filters(p: _Params, under: Sequence[str] | None, exts: Sequence[str] | None, after_ns: int | None,
+             before_ns: int | None, hidden_under: Sequence[str], stills_only: bool) -> str:
+    where = [f"ok = {p(True)}"]
+    if stills_only:
+        where.append(f"frame_ms = {p(STILL)}")
+    if under:
+        where.append(_under(p, under))
+    if exts:
+        where.append(f"ext IN ({p.many(exts)})")
+    if after_ns is not None:
+        where.append(f"mtime_ns >= {p(after_ns)}")
+    if before_ns is not None:
+        where.append(f"mtime_ns < {p(before_ns)}")
+    if hidden_under:
+        where.append(_under(p, hidden_under, negate=True))
+    return " AND ".join(where)
+
+
+_IMAGE_COLUMNS = "id, path, size, mtime_ns, width, height, format, digest, frame_ms"
+_META = "SELECT value FROM meta WHERE key = :key"
+
+
+def _record(row: Row) -> ImageRecord:
+    return ImageRecord(row[0], path_from_db(row[1]), *row[2:])
+
+
+def _datetime(value: str | dt.datetime | None) -> dt.datetime | None:
+    """SQLite (read without SQLAlchemy's types) hands a timestamp back as ISO text; PostgreSQL as a datetime."""
+    return dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def _chunks(values: Sequence[Any]) -> Iterator[list[Any]]:
+    for i in range(0, len(values), CHUNK):
+        yield list(values[i:i + CHUNK])
+
+
+# --- the reads, once ---------------------------------------------------------------------------------------
+class SqlReads(CatalogReads):
+    """Every read of `CatalogReads` as one SQL text; a subclass says how a statement runs."""
+
+    @abstractmethod
+    def _rows(self, sql: str, params: Mapping[str, Any]) -> list[Row]:
+        """All rows of one statement."""
+
+    @abstractmethod
+    def _stream(self, sql: str, params: Mapping[str, Any]) -> Iterator[Row]:
+        """The rows of one statement, fetched `STREAM_BATCH` at a time (for reads of the whole catalog)."""
+
+    def _value(self, sql: str, params: Mapping[str, Any]) -> Any:
+        rows = self._rows(sql, params)
+        return rows[0][0] if rows else None
+
+    def version(self) -> int:
+        value = self._value(_META, {"key": VECTORS_VERSION})
+        return int(value) if value is not None else 0
+
+    def all_embeddings(self, dim: int) -> tuple[int, np.ndarray, np.ndarray]:
+        version = self.version()  # first: the embeddings read after it are at least as new
+        ids: list[int] = []
+        blobs: list[bytes] = []
+        size = dim * np.dtype(VECTOR_DTYPE).itemsize
+        for image_id, blob in self._stream("SELECT image_id, vector FROM embeddings", {}):
+            if len(blob) != size:
+                raise ClipsearchError(f"the catalog holds an embedding of {len(blob) // 2} dimensions where "
+                                      f"the store's model has {dim}", "re-index into a new store")
+            ids.append(image_id)
+            blobs.append(blob)
+        return version, np.asarray(ids, dtype=np.int64), blobs_to_matrix(blobs, dim)
+
+    def roots(self) -> list[dict[str, Any]]:
+        rows = self._rows("SELECT path, last_indexed_at, missing_since FROM roots ORDER BY path", {})
+        return [{"path": path_from_db(p), "last_indexed_at": _datetime(at), "missing_since": _datetime(gone)}
+                for p, at, gone in rows]
+
+    def has_videos(self) -> bool:
+        return bool(self._value(_META, {"key": HAS_VIDEO}))
+
+    def count_under(self, path: str) -> int:
+        p = _Params()
+        return int(self._value(f"SELECT count(*) FROM images WHERE {_under(p, [path])}", p.values) or 0)
+
+    def ids_of(self, paths: Sequence[str], digests: Sequence[str]) -> set[int]:
+        found: set[int] = set()
+        for column, values in (("path", [path_to_db(x) for x in paths]), ("digest", list(digests))):
+            for chunk in _chunks(values):
+                p = _Params()
+                found.update(r[0] for r in self._rows(f"SELECT id FROM images WHERE {column} IN ({p.many(chunk)})",
+                                                      p.values))
+        return found
+
+    def filter_ids(self, under: Sequence[str] | None = None, exts: Sequence[str] | None = None,
+                   after_ns: int | None = None, before_ns: int | None = None,
+                   hidden_under: Sequence[str] = (), stills_only: bool = False) -> np.ndarray:
+        p = _Params()
+        where = _filters(p, under, exts, after_ns, before_ns, hidden_under, stills_only)
+        return np.fromiter((r[0] for r in self._stream(f"SELECT id FROM images WHERE {where}", p.values)),
+                           dtype=np.int64)
+
+    def images(self, ids: Sequence[int]) -> dict[int, ImageRecord]:
+        out: dict[int, ImageRecord] = {}
+        for chunk in _chunks([int(x) for x in ids]):
+            p = _Params()
+            for row in self._rows(f"SELECT {_IMAGE_COLUMNS} FROM images WHERE id IN ({p.many(chunk)})", p.values):
+                out[row[0]] = _record(row)
+        return out
+
+    def embeddings(self, ids: Sequence[int], dim: int) -> tuple[np.ndarray, np.ndarray]:
+        found: list[int] = []
+        blobs: list[bytes] = []
+        for chunk in _chunks([int(x) for x in ids]):
+            p = _Params()
+            for image_id, blob in self._rows(f"SELECT image_id, vector FROM embeddings "
+                                             f"WHERE image_id IN ({p.many(chunk)})", p.values):
+                found.append(image_id)
+                blobs.append(blob)
+        return np.asarray(found, dtype=np.int64), blobs_to_matrix(blobs, dim)
+
+    def embeddings_by_id(self, ids: Sequence[int], dim: int) -> dict[int, np.ndarray]:
+        found, matrix = self.embeddings(ids, dim)
+        return {int(i): row for i, row in zip(found, matrix, strict=False)}
+
+    def duplicate_digests(self, under: Sequence[str] | None = None,
+                          hidden_under: Sequence[str] = ()) -> list[list[ImageRecord]]:
+        p = _Params()
+        where = _filters(p, under, None, None, None, hidden_under, stills_only=True) + " AND digest IS NOT NULL"
+        shared = f"SELECT digest FROM images WHERE {where} GROUP BY digest HAVING count(*) > 1"
+        groups: dict[str, list[ImageRecord]] = {}
+        for row in self._rows(f"SELECT {_IMAGE_COLUMNS} FROM images WHERE {where} AND digest IN ({shared}) "
+                              "ORDER BY digest, id", p.values):
+            record = _record(row)
+            groups.setdefault(row[7], []).append(record)
+        return list(groups.values())
