@@ -50,34 +50,59 @@ def _print_metrics(rows: list[tuple[str, dict]], title: str) -> None:
 @app.command()
 @friendly_errors
 def finetune(
-    data: Path = typer.Argument(..., help="Folder with one sub-folder per class, or a CSV/JSONL with image + caption/label."),
+    data: Path = typer.Argument(
+        ..., help="Folder with one sub-folder per class, or a CSV/JSONL with image + caption/label."),
     out_dir: Path = typer.Option(..., "--out", help="Folder to write the model to (usable as --model)."),
     model: str = typer.Option(None, "--model", "-m", help="Base model (default ViT-B-32:laion2b_s34b_b79k)."),
-    val: Path | None = typer.Option(None, "--val", help="Validation set: picks the epoch and the blend (default: a split of DATA)."),
+    val: Path | None = typer.Option(
+        None, "--val", help="Validation set: picks the epoch and the blend (default: a split of DATA)."),
     test: Path | None = typer.Option(None, "--test", help="Test set: only reports (default: a split of DATA)."),
     val_fraction: float = typer.Option(0.2, "--val-fraction", min=0.05, max=0.5),
-    test_fraction: float = typer.Option(0.2, "--test-fraction", min=0.0, max=0.5, help="0: no test split (numbers then flatter)."),
-    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Default: enough for --min-steps optimizer steps."),
+    test_fraction: float = typer.Option(
+        0.2, "--test-fraction", min=0.0, max=0.5, help="0: no test split (numbers then flatter)."),
+    epochs: int | None = typer.Option(
+        None, "--epochs", min=1, help="Default: enough for --min-steps optimizer steps."),
     min_steps: int | None = typer.Option(None, "--min-steps", min=1),
     batch_size: int | None = typer.Option(None, "--batch-size", min=2),
-    lr: float | None = typer.Option(None, "--lr", help="Default by model family (CLIP 1e-5, offline-mini and random init 1e-3)."),
+    lr: float | None = typer.Option(
+        None, "--lr", help="Default by model family (CLIP 1e-5, offline-mini and random init 1e-3)."),
     weight_decay: float | None = typer.Option(None, "--weight-decay"),
-    warmup: float | None = typer.Option(None, "--warmup", help="Warm-up as a fraction of the steps (default 0.1)."),
-    patience: int | None = typer.Option(None, "--patience", help="Early stopping after N epochs without a better validation loss (-1: off)."),
-    accumulate: int | None = typer.Option(None, "--accumulate", min=1, help="Sum gradients of N batches per step (adds no negatives)."),
-    lock_image: bool | None = typer.Option(None, "--lock-image/--no-lock-image", help="Freeze the image tower (default by family)."),
-    lock_text: bool | None = typer.Option(None, "--lock-text/--no-lock-text", help="Freeze the text tower (default by family)."),
-    unlocked_layers: int | None = typer.Option(None, "--unlocked-layers", min=0, help="With --lock-image: the image tower's last N layer groups still train."),
-    unlocked_text_layers: int | None = typer.Option(None, "--unlocked-text-layers", min=0, help="With --lock-text: the text tower's last N layers still train."),
-    freeze_bn: bool | None = typer.Option(None, "--freeze-bn/--update-bn", help="Keep BatchNorm statistics (default for pretrained models)."),
+    warmup: float | None = typer.Option(
+        None, "--warmup", help="Warm-up as a fraction of the steps (default 0.1)."),
+    patience: int | None = typer.Option(
+        None, "--patience", help="Early stopping after N epochs without a better validation loss (-1: off)."),
+    accumulate: int | None = typer.Option(
+        None, "--accumulate", min=1, help="Sum gradients of N batches per step (adds no negatives)."),
+    lock_image: bool | None = typer.Option(
+        None, "--lock-image/--no-lock-image", help="Freeze the image tower (default by family)."),
+    lock_text: bool | None = typer.Option(
+        None, "--lock-text/--no-lock-text", help="Freeze the text tower (default by family)."),
+    unlocked_layers: int | None = typer.Option(
+        None, "--unlocked-layers", min=0, help="With --lock-image: the image tower's last N layer groups still train."),
+    unlocked_text_layers: int | None = typer.Option(
+        None, "--unlocked-text-layers", min=0, help="With --lock-text: the text tower's last N layers still train."),
+    freeze_bn: bool | None = typer.Option(
+        None, "--freeze-bn/--update-bn", help="Keep BatchNorm statistics (default for pretrained models)."),
     hflip: bool | None = typer.Option(None, "--hflip/--no-hflip", help="Random horizontal flips (default on)."),
-    random_crop: float | None = typer.Option(None, "--random-crop", min=0.0, max=1.0, help="Random resized crop keeping at least this area, e.g. 0.6."),
-    color_jitter: float | None = typer.Option(None, "--color-jitter", min=0.0, max=1.0, help="Brightness/contrast/saturation jitter, e.g. 0.3."),
-    grad_checkpointing: bool | None = typer.Option(None, "--grad-checkpointing", help="Recompute activations in the backward pass: less memory for larger batches, ~15% slower (ViT-B-32 on CPU: 0.61x the memory, 1.14x the time)."),
-    alpha: float | None = typer.Option(None, "--alpha", min=0.0, max=1.0, help="WiSE-FT blend (default: chosen on validation; 0 = base, 1 = fine-tuned)."),
-    folds: int | None = typer.Option(None, "--folds", min=1, help="Choose epoch and blend by k-fold cross-validation (default: 5 folds when the validation split would hold under 30 images; 1: one split)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the interrupted fine-tune whose checkpoint is in --out."),
-    restart: bool = typer.Option(False, "--restart", help="Discard an interrupted fine-tune's checkpoint in --out and start over."),
+    random_crop: float | None = typer.Option(
+        None, "--random-crop", min=0.0, max=1.0, help="Random resized crop keeping at least this area, e.g. 0.6."),
+    color_jitter: float | None = typer.Option(
+        None, "--color-jitter", min=0.0, max=1.0, help="Brightness/contrast/saturation jitter, e.g. 0.3."),
+    grad_checkpointing: bool | None = typer.Option(
+        None, "--grad-checkpointing",
+        help="Recompute activations in the backward pass: less memory for larger batches, ~15% slower "
+             "(ViT-B-32 on CPU: 0.61x the memory, 1.14x the time)."),
+    alpha: float | None = typer.Option(
+        None, "--alpha", min=0.0, max=1.0,
+        help="WiSE-FT blend (default: chosen on validation; 0 = base, 1 = fine-tuned)."),
+    folds: int | None = typer.Option(
+        None, "--folds", min=1,
+        help="Choose epoch and blend by k-fold cross-validation (default: 5 folds when the validation split "
+             "would hold under 30 images; 1: one split)."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue the interrupted fine-tune whose checkpoint is in --out."),
+    restart: bool = typer.Option(
+        False, "--restart", help="Discard an interrupted fine-tune's checkpoint in --out and start over."),
     template: list[str] = typer.Option([], "--template", help="Prompt template with {} (repeatable)."),
     seed: int | None = typer.Option(None, "--seed"),
     device: str | None = typer.Option(None, "--device"),
@@ -87,15 +112,15 @@ def finetune(
     """Fine-tune on a labelled set; report base, fine-tuned and shipped blend on a held-out test split."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from clipsearch.tune.config import TrainConfig
     from clipsearch.tune.finetune import finetune as run_finetune
-    from clipsearch.tune.training import TrainConfig
 
-    given = {"epochs": epochs, "min_steps": min_steps, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
-             "warmup_fraction": warmup, "patience": patience, "accumulate": accumulate, "lock_image": lock_image,
-             "lock_text": lock_text, "unlocked_layers": unlocked_layers,
-             "unlocked_text_layers": unlocked_text_layers, "freeze_bn": freeze_bn, "hflip": hflip,
-             "random_crop": random_crop, "color_jitter": color_jitter, "grad_checkpointing": grad_checkpointing,
-             "seed": seed}
+    given: dict[str, Any] = {
+        "epochs": epochs, "min_steps": min_steps, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
+        "warmup_fraction": warmup, "patience": patience, "accumulate": accumulate, "lock_image": lock_image,
+        "lock_text": lock_text, "unlocked_layers": unlocked_layers, "unlocked_text_layers": unlocked_text_layers,
+        "freeze_bn": freeze_bn, "hflip": hflip, "random_crop": random_crop, "color_jitter": color_jitter,
+        "grad_checkpointing": grad_checkpointing, "seed": seed}
     config = TrainConfig(**{k: v for k, v in given.items() if v is not None})  # the library chooses the rest
     console = ui.err if as_json else ui.out
     with Progress(TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
@@ -103,7 +128,8 @@ def finetune(
         task = progress.add_task("train", total=None, info="")
 
         def on_step(step: int, total: int, loss: float, lr_now: float, ips: float) -> None:
-            progress.update(task, total=total, completed=step, info=f"loss {loss:.3f} lr {lr_now:.2e} {ips:.0f} img/s")
+            progress.update(task, total=total, completed=step,
+                            info=f"loss {loss:.3f} lr {lr_now:.2e} {ips:.0f} img/s")
 
         try:
             report = run_finetune(data, out_dir, base_model=_model_or_default(model), val_path=val, test_path=test,
@@ -140,7 +166,8 @@ def _print_finetune_report(report: Any) -> None:
     key = report.key_metric
     ui.out.print(f"settings ({report.family}): lr {s['lr']:.0e}, batch {s['batch_size']}, {s['epochs_run']} of "
                  f"{s['epochs']} epochs x {s['steps_per_epoch']} steps, warm-up {s['warmup_steps']}, "
-                 f"image lock {s['lock_image']}, text lock {s['lock_text']}, unlocked image groups {s['unlocked_layers']}, "
+                 f"image lock {s['lock_image']}, text lock {s['lock_text']}, "
+                 f"unlocked image groups {s['unlocked_layers']}, "
                  f"text layers {s['unlocked_text_layers']}, flips {s['hflip']}, "
                  f"BatchNorm stats {'frozen' if s['freeze_bn'] else 'updated'}"
                  + (f", gradient checkpointing {'+'.join(s['grad_checkpointing_towers'])}"
@@ -152,16 +179,18 @@ def _print_finetune_report(report: Any) -> None:
                  else f"validation ({report.val_images} images)")
     ui.out.print(f"{chosen_by}: {key}/loss by alpha at epoch {report.best_epoch}: {curve}")
     rows = [("base", report.base), ("fine-tuned", report.finetuned), (f"shipped a={report.alpha:g}", report.blended)]
-    _print_metrics(rows, f"{report.split}: {int(report.base.get('images', 0))} images, trained on {report.train_images} "
-                         f"({report.images_per_second:.1f} img/s)")
+    _print_metrics(rows, f"{report.split}: {int(report.base.get('images', 0))} images, "
+                         f"trained on {report.train_images} ({report.images_per_second:.1f} img/s)")
     lo, hi = report.intervals["blended"]
     g = report.gain
     ui.out.print(f"shipped: {report.shipped} (alpha {report.alpha:g}); {key} {report.blended[key]:.3f} "
-                 f"(95% CI {lo:.3f}-{hi:.3f}), gain over base {g['difference']:+.3f} (95% CI {g['low']:+.3f}..{g['high']:+.3f})")
+                 f"(95% CI {lo:.3f}-{hi:.3f}), gain over base {g['difference']:+.3f} "
+                 f"(95% CI {g['low']:+.3f}..{g['high']:+.3f})")
     for warning in report.warnings:
         ui.err.print(f"[yellow]warning:[/] {safe(cli_terms(warning))}")
     if report.skipped:
-        ui.err.print(f"[yellow]skipped {len(report.skipped)} unreadable images[/] (first: {safe(report.skipped[0][0])})")
+        ui.err.print(f"[yellow]skipped {len(report.skipped)} unreadable images[/] "
+                     f"(first: {safe(report.skipped[0][0])})")
     ui.out.print(f"model written to {safe(report.out)}  (use it: --model {safe(_shell_quote(str(report.out)))}); "
                  f"log: metrics.json")
 
@@ -170,8 +199,10 @@ def _print_finetune_report(report: Any) -> None:
 @friendly_errors
 def eval_cmd(
     data: Path = typer.Argument(..., help="Labelled set: class folders or CSV/JSONL."),
-    model: str | None = typer.Option(None, "--model", "-m", help="Model spec or folder (default ViT-B-32:laion2b_s34b_b79k)."),
-    linear_probe: bool = typer.Option(False, "--linear-probe", help="Also fit logistic regression on half the data, test on the other half."),
+    model: str | None = typer.Option(
+        None, "--model", "-m", help="Model spec or folder (default ViT-B-32:laion2b_s34b_b79k)."),
+    linear_probe: bool = typer.Option(
+        False, "--linear-probe", help="Also fit logistic regression on half the data, test on the other half."),
     template: list[str] = typer.Option([], "--template", help="Prompt template with {} (repeatable)."),
     device: str | None = typer.Option(None, "--device"),
     as_json: bool = JsonOpt,
@@ -187,8 +218,8 @@ def eval_cmd(
     metrics = evaluate_set(encoder, labelled, template, linear_probe=linear_probe)
     untrained = is_untrained(encoder.spec)
     if untrained:
-        ui.err.print(f"[yellow]warning:[/] {safe(encoder.spec.text)} is untrained (random weights): expect chance-level "
-                     "scores; fine-tune it first (clipsearch finetune)")
+        ui.err.print(f"[yellow]warning:[/] {safe(encoder.spec.text)} is untrained (random weights): "
+                     "expect chance-level scores; fine-tune it first (clipsearch finetune)")
     if as_json:
         emit_json({"model": encoder.spec.text, "untrained": untrained, **metrics})
         return
@@ -217,7 +248,8 @@ def _load_encoder(model: str | None, store_path: Path | None, device: str | None
 def classify(
     images: list[Path] = typer.Argument(..., help="Image files."),
     labels: str = typer.Option(..., "--labels", help='Comma-separated labels, e.g. "cat,dog,bird".'),
-    model: str | None = typer.Option(None, "--model", "-m", help="Model (default: the store's, else ViT-B-32:laion2b_s34b_b79k)."),
+    model: str | None = typer.Option(
+        None, "--model", "-m", help="Model (default: the store's, else ViT-B-32:laion2b_s34b_b79k)."),
     index_path: Path | None = IndexOpt,
     k: int = typer.Option(3, "-k", min=1),
     template: list[str] = typer.Option([], "--template"),

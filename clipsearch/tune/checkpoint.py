@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 from clipsearch.errors import ClipsearchError
 from clipsearch.fsutil import atomic_write
-from clipsearch.tune.training import TrainState
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from clipsearch.tune.datasets import LabelledSet
+    from clipsearch.tune.training import TrainState
 
 CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT = 1

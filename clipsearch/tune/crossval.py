@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from clipsearch.tune.config import TrainConfig
 from clipsearch.tune.datasets import LabelledSet, class_groups
 from clipsearch.tune.runs import FinetuneRun, choose
-from clipsearch.tune.training import TrainConfig
 
 
 def fold_indices(data: LabelledSet, k: int, seed: int) -> list[np.ndarray]:
@@ -103,7 +103,10 @@ def _select(results: list[dict[str, Any]], k: int, key: str, alphas: Sequence[fl
     epoch = int(chosen["epoch"]) if chosen["alpha"] > 0 else int(best_tuned["epoch"])
     at_epoch = [c for c in candidates if c["epoch"] == epoch]
     tuned = next(c for c in at_epoch if c["alpha"] == 1.0)
-    strip = lambda c: {m: v for m, v in c.items() if m not in ("alpha", "epoch")}  # noqa: E731
+
+    def strip(c: dict[str, float]) -> dict[str, float]:
+        return {m: v for m, v in c.items() if m not in ("alpha", "epoch")}
+
     return Selection(
         epoch=epoch, alpha=float(chosen["alpha"]), folds=k,
         validation={"base": strip(candidates[0]), "finetuned": strip(tuned), "blended": strip(chosen)},

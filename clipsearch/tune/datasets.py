@@ -46,6 +46,15 @@ class LabelledSet:
     def subset(self, indices) -> LabelledSet:
         return LabelledSet([self.items[i] for i in indices], self.classes, self.source)
 
+    def labels(self) -> list[int]:
+        """Each item's class index (for a class set, whose every item has one)."""
+        out = []
+        for it in self.items:
+            if it.label is None:
+                raise ClipsearchError(f"{it.path} has no class label in a set of classes")
+            out.append(it.label)
+        return out
+
 
 def _is_image(path: Path) -> bool:
     return path.is_file() and not path.name.startswith(".") and (
@@ -61,7 +70,8 @@ def load_folder(root: Path) -> LabelledSet:
     if len(folders) < 2:
         raise ClipsearchError(f"{root} has {len(folders)} class folder(s); fine-tuning needs at least two",
                               "lay out the data as ROOT/<class name>/<images>, one folder per class")
-    classes, items = [], []
+    classes: list[str] = []
+    items: list[Item] = []
     for folder in folders:
         images = sorted(p for p in folder.rglob("*") if _is_image(p))
         if not images:
@@ -98,21 +108,23 @@ def load_table(path: Path) -> LabelledSet:
                               f"({'/'.join(CAPTION_COLUMNS)}) or label ({'/'.join(LABEL_COLUMNS)}) column",
                               f"found columns: {', '.join(sorted(keys))}")
     base = path.parent
-    items, classes = [], []
+    items: list[Item] = []
+    classes: list[str] = []
     class_index: dict[str, int] = {}
     for n, row in enumerate(rows, 2 if path.suffix.lower() == ".csv" else 1):
         image = Path(os.path.expanduser(str(row.get(image_col, "")).strip()))
         image = image if image.is_absolute() else base / image
         if not image.is_file():
-            raise ClipsearchError(f"{path}:{n}: image file not found: {image}", "fix the path (relative paths are resolved against the file's folder)")
-        if label_col is not None and caption_col is None:
+            raise ClipsearchError(f"{path}:{n}: image file not found: {image}",
+                                  "fix the path (relative paths are resolved against the file's folder)")
+        if caption_col is not None:
+            items.append(Item(str(image), caption=str(row[caption_col]).strip()))
+        elif label_col is not None:
             label = str(row[label_col]).strip()
             if label not in class_index:
                 class_index[label] = len(classes)
                 classes.append(label)
             items.append(Item(str(image), class_index[label]))
-        else:
-            items.append(Item(str(image), caption=str(row[caption_col]).strip()))
     if classes and len(classes) < 2:
         raise ClipsearchError(f"{path} has one class only ({classes[0]!r}); fine-tuning needs at least two")
     return LabelledSet(items, classes, str(path))
@@ -124,7 +136,8 @@ def load(path: str | Path) -> LabelledSet:
         return load_folder(path)
     if path.is_file() and path.suffix.lower() in (".csv", ".jsonl", ".json"):
         return load_table(path)
-    raise ClipsearchError(f"no labelled set at {path}", "pass a folder with one sub-folder per class, or a .csv/.jsonl file")
+    raise ClipsearchError(f"no labelled set at {path}",
+                          "pass a folder with one sub-folder per class, or a .csv/.jsonl file")
 
 
 def class_groups(data: LabelledSet) -> dict[int | None, list[int]]:
@@ -147,7 +160,8 @@ def split(data: LabelledSet, val_fraction: float, seed: int) -> tuple[LabelledSe
         val_idx.extend(members[:n_val])
         train_idx.extend(members[n_val:])
     if not val_idx:
-        raise ClipsearchError("too few images for a held-out split", "add images or give a separate validation set", param="val")
+        raise ClipsearchError("too few images for a held-out split", "add images or give a separate validation set",
+                              param="val")
     return data.subset(sorted(train_idx)), data.subset(sorted(val_idx))
 
 

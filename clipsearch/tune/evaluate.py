@@ -34,7 +34,8 @@ def embed_texts(encoder: Encoder, texts: Sequence[str], batch: int = 256) -> np.
     return np.concatenate([encoder.encode_texts(texts[i:i + batch]) for i in range(0, len(texts), batch)])
 
 
-def class_embeddings(encoder: Encoder, classes: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES) -> np.ndarray:
+def class_embeddings(encoder: Encoder, classes: Sequence[str],
+                     templates: Sequence[str] = DEFAULT_TEMPLATES) -> np.ndarray:
     """One embedding per class: the mean of its prompts' embeddings, normalised (prompts encoded in batches of
     256, not a call per class: fine-tuning scores every epoch)."""
     prompts = [t.format(name) for name in classes for t in templates]
@@ -151,8 +152,8 @@ def evaluate(encoder: Encoder, data: LabelledSet, templates: Sequence[str] = DEF
     return metrics
 
 
-def classify(encoder: Encoder, paths: Sequence[str], labels: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES,
-             k: int = 5) -> list[dict]:
+def classify(encoder: Encoder, paths: Sequence[str], labels: Sequence[str],
+             templates: Sequence[str] = DEFAULT_TEMPLATES, k: int = 5) -> list[dict]:
     """Zero-shot classification: top-k labels with softmax probabilities (temperature = the model's logit scale)."""
     labels = [lab.strip() for lab in labels if lab.strip()]
     if len(labels) < 2:
@@ -166,7 +167,8 @@ def classify(encoder: Encoder, paths: Sequence[str], labels: Sequence[str], temp
         raise ClipsearchError(f"cannot classify {path}: {why}", "pass readable image files")
     img = embed_images(encoder, pixels)
     cls = class_embeddings(encoder, labels, templates)
-    scale = float(encoder.model.logit_scale.exp().item()) if hasattr(encoder.model, "logit_scale") else 100.0
+    logit_scale = getattr(encoder.model, "logit_scale", None)
+    scale = float(logit_scale.exp().item()) if logit_scale is not None else 100.0
     logits = scale * img @ cls.T
     probs = np.exp(logits - logits.max(axis=1, keepdims=True))
     probs /= probs.sum(axis=1, keepdims=True)

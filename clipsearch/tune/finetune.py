@@ -19,16 +19,17 @@ from typing import Any
 
 import numpy as np
 
-from clipsearch.encoders.torch_encoder import DEFAULT_MODEL
+from clipsearch.encoders.spec import DEFAULT_MODEL
 from clipsearch.errors import ClipsearchError
 from clipsearch.fsutil import atomic_write_text
 from clipsearch.media.images import decode_paths
 from clipsearch.tune import datasets
 from clipsearch.tune.checkpoint import Checkpoint, data_digest
+from clipsearch.tune.config import TrainConfig, model_family, resolve_config, settings_dict
 from clipsearch.tune.datasets import DEFAULT_TEMPLATES, LabelledSet
-from clipsearch.tune.runs import ALPHA_GRID, SMALL_SPLIT, FinetuneRun, blend_states, choose  # noqa: F401 (public names)
+from clipsearch.tune.runs import ALPHA_GRID, SMALL_SPLIT, FinetuneRun, choose
 from clipsearch.tune.stats import paired_difference, wilson
-from clipsearch.tune.training import TrainConfig, model_family, resolve_config, settings_dict
+from clipsearch.tune.training import OnStep
 
 DEFAULT_FOLDS = 5  # cross-validation folds when a validation split would be smaller than SMALL_SPLIT
 
@@ -76,35 +77,34 @@ class FinetuneReport:
 
 def _align_classes(train: LabelledSet, other: LabelledSet, param: str) -> LabelledSet:
     if train.has_classes != other.has_classes:
-        raise ClipsearchError(f"the {param} set must be the same kind of set as the training data (classes or captions)",
-                              param=param)
+        raise ClipsearchError(f"the {param} set must be the same kind of set as the training data "
+                              "(classes or captions)", param=param)
     if not train.has_classes:
         return other
     index = {name: i for i, name in enumerate(train.classes)}
     unknown = sorted(set(other.classes) - set(index))
     if unknown:
         raise ClipsearchError(f"the {param} set has classes the training set lacks: {', '.join(unknown)}", param=param)
-    items = [datasets.Item(it.path, index[other.classes[it.label]]) for it in other.items]
+    items = [datasets.Item(it.path, index[other.classes[label]])
+             for it, label in zip(other.items, other.labels(), strict=True)]
     return LabelledSet(items, train.classes, other.source)
 
 
-
-
-def _decode(encoder: Any, data: LabelledSet | None,
-            skipped: list[tuple[str, str]]) -> tuple[LabelledSet | None, np.ndarray | None]:
-    if data is None:
-        return None, None
+def _decode(encoder: Any, data: LabelledSet,
+            skipped: list[tuple[str, str]]) -> tuple[LabelledSet, np.ndarray]:
+    """The readable part of `data` and its pixels; the unreadable files join `skipped`."""
     pixels, kept, failed = decode_paths(encoder, [it.path for it in data.items])
     skipped += failed
     return data.subset(kept), pixels
 
 
-def finetune(data_path: str | Path, out: str | Path, *, base_model: str = DEFAULT_MODEL, val_path: str | Path | None = None,
-             test_path: str | Path | None = None, val_fraction: float = 0.2, test_fraction: float = 0.2,
+def finetune(data_path: str | Path, out: str | Path, *, base_model: str = DEFAULT_MODEL,
+             val_path: str | Path | None = None, test_path: str | Path | None = None,
+             val_fraction: float = 0.2, test_fraction: float = 0.2,
              templates: Sequence[str] | None = None, config: TrainConfig | None = None,
              alpha: float | None = None, device: str | None = None, folds: int | None = None,
              resume: bool = False, restart: bool = False, checkpoint_every_s: float = 10.0,
-             on_step: Callable[[int, int, float, float, float], None] | None = None,
+             on_step: OnStep | None = None,
              on_stage: Callable[[str], None] | None = None) -> FinetuneReport:
     """Fine-tune `base_model` on `data_path` and write the shipped model (base, fine-tuned or a blend) to `out`.
 
@@ -119,7 +119,8 @@ def finetune(data_path: str | Path, out: str | Path, *, base_model: str = DEFAUL
     config = config or TrainConfig()
     templates = tuple(templates or DEFAULT_TEMPLATES)
     if any("{}" not in t for t in templates):
-        raise ClipsearchError("every template needs a {} where the label goes", 'e.g. "a photo of a {}."', param="templates")
+        raise ClipsearchError("every template needs a {} where the label goes", 'e.g. "a photo of a {}."',
+                              param="templates")
     if alpha is not None and not 0.0 <= alpha <= 1.0:
         raise ClipsearchError(f"alpha must be within [0, 1], got {alpha}", param="alpha")
     if folds is not None and folds < 1:
@@ -134,26 +135,30 @@ def finetune(data_path: str | Path, out: str | Path, *, base_model: str = DEFAUL
     out = Path(out)
 
     data = datasets.load(data_path)
+    test_set: LabelledSet | None
     if test_path:
-        test, share = _align_classes(data, datasets.load(test_path), "test"), val_fraction
+        test_set, share = _align_classes(data, datasets.load(test_path), "test"), val_fraction
     else:
-        data, test, share = datasets.split_off_test(data, val_fraction, test_fraction, config.seed)
-    val = _align_classes(data, datasets.load(val_path), "val") if val_path else None
+        data, test_set, share = datasets.split_off_test(data, val_fraction, test_fraction, config.seed)
+    val_set = _align_classes(data, datasets.load(val_path), "val") if val_path else None
 
     stage(f"loading {base_model}")
     encoder = load_encoder(base_model, device)
-    n_test = len(test.items) if test else 0
-    stage(f"decoding {len(data.items) + (len(val.items) if val else 0)} training and validation and {n_test} test images")
+    n_test = len(test_set.items) if test_set else 0
+    n_val = len(val_set.items) if val_set else 0
+    stage(f"decoding {len(data.items) + n_val} training and validation and {n_test} test images")
     skipped: list[tuple[str, str]] = []
     pool, pool_px = _decode(encoder, data, skipped)
-    val, val_px = _decode(encoder, val, skipped)
-    test, test_px = _decode(encoder, test, skipped)
-    if test is not None and not test.items:
-        test = None
+    given_val = _decode(encoder, val_set, skipped) if val_set is not None else None
+    tested = _decode(encoder, test_set, skipped) if test_set is not None else None
+    if tested is not None and not tested[0].items:
+        tested = None
+    test = tested[0] if tested is not None else None
     if len(pool.items) < 2:
         raise ClipsearchError("too few readable images to fine-tune", f"{len(skipped)} could not be read")
-    train, train_px = pool, pool_px
-    if val is None:
+    if given_val is not None:
+        (train, train_px), (val, val_px) = (pool, pool_px), given_val
+    else:
         train, val = datasets.split(pool, share, config.seed)
         row_of = {id(it): i for i, it in enumerate(pool.items)}
         train_px = pool_px[[row_of[id(it)] for it in train.items]]
@@ -189,7 +194,8 @@ def finetune(data_path: str | Path, out: str | Path, *, base_model: str = DEFAUL
         stage(f"resuming {report.resumed}")
     elif checkpoint.exists():
         if not restart:
-            raise ClipsearchError(f"{out} holds the checkpoint of an interrupted fine-tune ({checkpoint.describe()})",
+            raise ClipsearchError(f"{out} holds the checkpoint of an interrupted fine-tune "
+                                  f"({checkpoint.describe()})",
                                   "continue it with `resume`, or discard it with `restart`")
         checkpoint.remove()
 
@@ -209,7 +215,7 @@ def finetune(data_path: str | Path, out: str | Path, *, base_model: str = DEFAUL
         report.warnings.append(f"alpha {alpha} scored below the base on validation: shipping the base model")
 
     stage("measuring base, fine-tuned and shipped on the test split" if test else "measuring on validation")
-    part, part_px = (test, test_px) if test is not None else (val, val_px) if k == 1 else (pool, pool_px)
+    part, part_px = tested if tested is not None else (val, val_px) if k == 1 else (pool, pool_px)
     hits: dict[str, np.ndarray] = {}
     for name, weight in (("base", 0.0), ("finetuned", 1.0), ("blended", report.alpha)):
         run.load_blend(tuned, weight)
@@ -221,7 +227,8 @@ def finetune(data_path: str | Path, out: str | Path, *, base_model: str = DEFAUL
     if report.shipped != "base" and report.gain["low"] <= 0.0 <= report.gain["high"]:
         report.warnings.append(
             f"the {report.split} split ({len(part.items)} images) cannot tell the shipped model from the base: "
-            f"{key} gain {report.gain['difference']:+.3f}, 95% CI {report.gain['low']:+.3f}..{report.gain['high']:+.3f}")
+            f"{key} gain {report.gain['difference']:+.3f}, "
+            f"95% CI {report.gain['low']:+.3f}..{report.gain['high']:+.3f}")
 
     run.load_blend(tuned, report.alpha)
     save_model_folder(encoder, out, extra={

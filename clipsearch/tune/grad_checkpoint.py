@@ -44,7 +44,7 @@ def _wrap(module: torch.nn.Module) -> None:
 
         return checkpoint(run, *args, use_reentrant=False, **kwargs)
 
-    module.forward = forward  # type: ignore[method-assign]
+    module.forward = forward
     setattr(module, _WRAPPED, True)
 
 
@@ -57,8 +57,9 @@ def _unwrap(module: torch.nn.Module) -> None:
 def tower_blocks(model: torch.nn.Module) -> dict[str, list[torch.nn.Module]]:
     """The repeated blocks of each tower (only towers whose architecture is known)."""
     out: dict[str, list[Any]] = {}
-    if hasattr(model, "checkpoint_blocks"):  # the offline model says what its blocks are
-        return dict(model.checkpoint_blocks())
+    own = getattr(model, "checkpoint_blocks", None)
+    if own is not None:  # the offline model says what its blocks are
+        return dict(own())
     visual = getattr(model, "visual", None)
     if visual is not None:
         if hasattr(getattr(visual, "transformer", None), "resblocks"):  # ViT

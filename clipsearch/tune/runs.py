@@ -14,18 +14,12 @@ import numpy as np
 
 from clipsearch.errors import ClipsearchError
 from clipsearch.tune.checkpoint import Checkpoint, trained_keys
+from clipsearch.tune.config import TrainConfig
 from clipsearch.tune.datasets import LabelledSet
 from clipsearch.tune.evaluate import class_embeddings, embed_texts, embedding_metrics
-from clipsearch.tune.training import (
-    ImageSide,
-    TrainConfig,
-    TrainHistory,
-    TrainState,
-    apply_locks,
-    image_side_for,
-    text_is_frozen,
-    train_contrastive,
-)
+from clipsearch.tune.image_side import ImageSide, image_side_for
+from clipsearch.tune.locks import apply_locks, text_is_frozen
+from clipsearch.tune.training import OnStep, TrainHistory, TrainState, train_contrastive
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -34,7 +28,8 @@ ALPHA_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 SMALL_SPLIT = 30  # a validation split below this many images is too small: cross-validate instead
 
 
-def blend_states(base: dict[str, torch.Tensor], tuned: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
+def blend_states(base: dict[str, torch.Tensor], tuned: dict[str, torch.Tensor],
+                 alpha: float) -> dict[str, torch.Tensor]:
     """WiSE-FT: θ = (1−α)·θ_base + α·θ_tuned for float tensors (counters are taken from the tuned model)."""
     if not 0.0 <= alpha <= 1.0:
         raise ClipsearchError(f"alpha must be within [0, 1], got {alpha}", param="alpha")
@@ -57,8 +52,9 @@ def captions_of(data: LabelledSet, templates: Sequence[str], seed: int) -> tuple
     """Captions and the ids that decide which pairs are positives (same class, or identical caption)."""
     if data.has_classes:
         rng = np.random.default_rng(seed)
-        caps = [templates[int(rng.integers(len(templates)))].format(data.classes[it.label]) for it in data.items]
-        return caps, [int(it.label) for it in data.items]
+        labels = data.labels()
+        caps = [templates[int(rng.integers(len(templates)))].format(data.classes[label]) for label in labels]
+        return caps, labels
     caps = [it.caption or "" for it in data.items]
     ids: dict[str, int] = {}
     return caps, [ids.setdefault(c, len(ids)) for c in caps]
@@ -91,7 +87,7 @@ class FinetuneRun:
     are embedded (trunk features cached when only the light heads train) and how a split is scored."""
 
     def __init__(self, encoder: Any, cfg: TrainConfig, templates: Sequence[str], checkpoint: Checkpoint,
-                 resumed: dict[str, Any] | None, on_step: Callable[[int, int, float, float, float], None] | None) -> None:
+                 resumed: dict[str, Any] | None, on_step: OnStep | None) -> None:
         self.encoder, self.templates = encoder, templates
         self.checkpoint, self.resumed, self.on_step = checkpoint, resumed, on_step
         model = encoder.model
