@@ -16,7 +16,8 @@ from clipsearch.terminal import safe
 HostOpt = typer.Option("127.0.0.1", "--host", help="Address to listen on. Anything but loopback needs --token.")
 PortOpt = typer.Option(8765, "--port", "-p", min=0, max=65535, help="Port (0: any free one).")
 TokenOpt = typer.Option(None, "--token", envvar="CLIPSEARCH_TOKEN", show_envvar=True,
-                        help="Secret every request must carry (Authorization: Bearer, or ?token=). Required off loopback.")
+                        help="Secret every request must carry (Authorization: Bearer, or ?token=). "
+                             "Required off loopback.")
 OpenOpt = typer.Option(False, "--open", help="Open the page in the default browser.")
 
 
@@ -27,7 +28,8 @@ def _server_module() -> Any:
 
         from clipsearch import server
     except ImportError as exc:
-        raise ClipsearchError(f"serving needs {exc.name}, which is not installed", 'pip install "clipsearch[serve]"') from None
+        raise ClipsearchError(f"serving needs {exc.name}, which is not installed",
+                              'pip install "clipsearch[serve]"') from None
     return server
 
 
@@ -77,7 +79,9 @@ def serve(
 @friendly_errors
 def demo(
     index_path: Path | None = IndexOpt,
-    photos: Path | None = typer.Option(None, "--photos", help="Where to write the sample photos (default: demo-photos beside the store)."),
+    photos: Path | None = typer.Option(
+        None, "--photos",
+        help="Where to write the sample photos (default: demo-photos beside the store)."),
     serve_after: bool = typer.Option(False, "--serve", help="Then serve the store (the web page)."),
     host: str = HostOpt,
     port: int = PortOpt,

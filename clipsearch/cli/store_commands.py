@@ -41,21 +41,46 @@ def _clock(seconds: float) -> str:
 def index(
     paths: list[Path] = typer.Argument(..., help="Folders (recursed) and single image files."),
     index_path: Path | None = IndexOpt,
-    model: str | None = typer.Option(None, "--model", "-m", help="ARCH:TAG, offline-mini, a model folder, or a shipped config. New stores: ViT-B-32:laion2b_s34b_b79k when its weights can be had, else offline-mini."),
+    model: str | None = typer.Option(
+        None, "--model", "-m",
+        help="ARCH:TAG, offline-mini, a model folder, or a shipped config. New stores: ViT-B-32:laion2b_s34b_b79k "
+             "when its weights can be had, else offline-mini."),
     exclude: list[str] = typer.Option([], "--exclude", help="Glob on the relative path or name; repeatable."),
     include_hidden: bool = typer.Option(False, "--include-hidden", help="Also index dot-files and dot-folders."),
-    frame_interval: float | None = typer.Option(None, "--frame-interval", help="Video files: seconds between sampled frames (default 2)."),
-    verify: bool = typer.Option(False, "--verify", help="Also re-hash files whose size and date are unchanged, and re-encode those whose content changed."),
+    frame_interval: float | None = typer.Option(
+        None, "--frame-interval",
+        help="Video files: seconds between sampled frames (default 2)."),
+    verify: bool = typer.Option(
+        False, "--verify",
+        help="Also re-hash files whose size and date are unchanged, and re-encode those whose content changed."),
     batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Images per encoder batch."),
     workers: int | None = typer.Option(None, "--workers", min=1, help="Decoding threads."),
     device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: cuda when present)."),
-    reembed: bool = typer.Option(False, "--reembed", help="Re-encode the whole store with --model (queries keep working until it is done)."),
-    int8: bool | None = typer.Option(None, "--int8/--fp32", help="Onnx backend: encode images with the int8 (dynamically quantised) image tower, or in fp32. A store keeps the precision it was started with. Default: the store's; a new store's on a CPU: " + _default_precision() + "."),
+    reembed: bool = typer.Option(
+        False, "--reembed",
+        help="Re-encode the whole store with --model (queries keep working until it is done)."),
+    int8: bool | None = typer.Option(
+        None, "--int8/--fp32",
+        help="Onnx backend: encode images with the int8 (dynamically quantised) image tower, or in fp32. A store "
+             "keeps the precision it was started with. Default: the store's; a new store's on a CPU: "
+             + _default_precision() + "."),
     backend: str | None = BackendOpt,
-    thumbnails: bool = typer.Option(False, "--thumbnails", help="Also make the thumbnails that serve and --grid show (256 px WebP, cached in the store)."),
-    ray: bool = typer.Option(False, "--ray", help="Encode on Ray actors (pip install \"clipsearch[ray]\"): Ray on this machine, or the cluster RAY_ADDRESS names. Files must be at the same paths on every worker (a shared filesystem)."),
-    ray_address: str | None = typer.Option(None, "--ray-address", help="Encode on this Ray cluster (implies --ray): auto (the one started here with ray start), HOST:PORT or ray://HOST:PORT."),
-    db: str | None = typer.Option(None, "--db", help="New stores: keep the catalog in this database (postgresql+psycopg://USER@HOST/DB; password from PGPASSWORD or ~/.pgpass), not in SQLite in the store folder; default CLIPSEARCH_DB. The folder remembers it."),
+    thumbnails: bool = typer.Option(
+        False, "--thumbnails",
+        help="Also make the thumbnails that serve and --grid show (256 px WebP, cached in the store)."),
+    ray: bool = typer.Option(
+        False, "--ray",
+        help='Encode on Ray actors (pip install "clipsearch[ray]"): Ray on this machine, or the cluster RAY_ADDRESS '
+             "names. Files must be at the same paths on every worker (a shared filesystem)."),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address",
+        help="Encode on this Ray cluster (implies --ray): auto (the one started here with ray start), "
+             "HOST:PORT or ray://HOST:PORT."),
+    db: str | None = typer.Option(
+        None, "--db",
+        help="New stores: keep the catalog in this database (postgresql+psycopg://USER@HOST/DB; password from "
+             "PGPASSWORD or ~/.pgpass), not in SQLite in the store folder; default CLIPSEARCH_DB. The folder "
+             "remembers it."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Index folders incrementally: new, changed, moved and deleted files are handled."""
@@ -67,8 +92,8 @@ def index(
     with open_store(index_path, None if reembed else model, create=True, device=device, backend=backend,
                     db=db) as store, \
             RichProgress(progress_console) as progress:
-        if reembed:
-            store.switch_model(model, batch_size=batch_size, workers=workers, progress=progress)  # type: ignore[arg-type]
+        if reembed and model:
+            store.switch_model(model, batch_size=batch_size, workers=workers, progress=progress)
         summary = store.add(paths, exclude=exclude, include_hidden=include_hidden, verify=verify,
                             frame_interval=frame_interval, batch_size=batch_size, workers=workers,
                             progress=progress, int8=int8, thumbnails=thumbnails,
@@ -114,11 +139,20 @@ def query(
     index_path: Path | None = IndexOpt,
     as_json: bool = JsonOpt,
     paths_only: bool = typer.Option(False, "--paths", help="One path per line (for xargs)."),
-    all_frames: bool = typer.Option(False, "--all-frames", help="Videos: every matching frame, not only the best moment of each video."),
-    paths0: bool = typer.Option(False, "--paths0", "-0", help="Paths separated by NUL bytes (for xargs -0): safe for any file name."),
+    all_frames: bool = typer.Option(
+        False, "--all-frames",
+        help="Videos: every matching frame, not only the best moment of each video."),
+    paths0: bool = typer.Option(
+        False, "--paths0", "-0",
+        help="Paths separated by NUL bytes (for xargs -0): safe for any file name."),
     device: str | None = typer.Option(None, "--device", help="cpu or cuda."),
-    grid: Path | None = typer.Option(None, "--grid", help="Also write a contact sheet of the results (.jpg, .png or .webp): thumbnails labelled rank, score, name."),
-    preview: bool = typer.Option(False, "--preview", help="Show inline thumbnails in terminals with an image protocol (kitty, iTerm2, WezTerm)."),
+    grid: Path | None = typer.Option(
+        None, "--grid",
+        help="Also write a contact sheet of the results (.jpg, .png or .webp): thumbnails labelled rank, "
+             "score, name."),
+    preview: bool = typer.Option(
+        False, "--preview",
+        help="Show inline thumbnails in terminals with an image protocol (kitty, iTerm2, WezTerm)."),
     backend: str | None = BackendOpt,
 ) -> None:
     """Find images by text, by example image, or both."""
@@ -179,13 +213,22 @@ def _write_paths(paths: list[str], nul: bool) -> None:
 @app.command()
 @friendly_errors
 def dupes(
-    threshold: float | None = typer.Option(None, "--threshold", "-t", help="Cosine similarity in (0, 1] above which two images count as one picture (default 0.99: re-encoded, resized and re-saved copies; lower values also find edits and crops, then other shots of one scene)."),
-    exact: bool = typer.Option(False, "--exact", help="Byte-identical files only, by content digest (no vectors needed)."),
+    threshold: float | None = typer.Option(
+        None, "--threshold", "-t",
+        help="Cosine similarity in (0, 1] above which two images count as one picture (default 0.99: re-encoded, "
+             "resized and re-saved copies; lower values also find edits and crops, then other shots of one scene)."),
+    exact: bool = typer.Option(
+        False, "--exact",
+        help="Byte-identical files only, by content digest (no vectors needed)."),
     under: list[Path] = typer.Option([], "--under", help="Only images inside this folder (repeatable)."),
     index_path: Path | None = IndexOpt,
     as_json: bool = JsonOpt,
-    paths_only: bool = typer.Option(False, "--paths", help="The non-keepers, one path per line (for review or xargs); nothing is deleted."),
-    paths0: bool = typer.Option(False, "--paths0", "-0", help="The non-keepers separated by NUL bytes (for xargs -0): safe for any file name."),
+    paths_only: bool = typer.Option(
+        False, "--paths",
+        help="The non-keepers, one path per line (for review or xargs); nothing is deleted."),
+    paths0: bool = typer.Option(
+        False, "--paths0", "-0",
+        help="The non-keepers separated by NUL bytes (for xargs -0): safe for any file name."),
 ) -> None:
     """Groups of duplicate images, biggest first, each with a suggested keeper. Never deletes anything.
 
@@ -291,8 +334,12 @@ def forget(
 @friendly_errors
 def reindex(
     index_path: Path | None = IndexOpt,
-    vectors_only: bool = typer.Option(False, "--vectors-only", help="Rebuild only the FAISS index from the stored embeddings (no image is decoded)."),
-    index_type: str | None = typer.Option(None, "--type", help="flat, ivf, hnsw or ivfpq (default: chosen by collection size)."),
+    vectors_only: bool = typer.Option(
+        False, "--vectors-only",
+        help="Rebuild only the FAISS index from the stored embeddings (no image is decoded)."),
+    index_type: str | None = typer.Option(
+        None, "--type",
+        help="flat, ivf, hnsw or ivfpq (default: chosen by collection size)."),
     device: str | None = typer.Option(None, "--device"),
     backend: str | None = BackendOpt,
     as_json: bool = JsonOpt,
@@ -301,7 +348,7 @@ def reindex(
     import time
 
     from clipsearch.store.store import open_store
-    from clipsearch.vectors.index import INDEX_TYPES
+    from clipsearch.vectors.kinds import INDEX_TYPES
     from clipsearch.vectors.store import why_not
 
     if index_type and index_type not in INDEX_TYPES:

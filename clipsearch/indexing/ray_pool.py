@@ -26,6 +26,7 @@ from clipsearch.errors import ClipsearchError
 if TYPE_CHECKING:  # pragma: no cover
     from clipsearch.catalog.records import Known
     from clipsearch.encoders.base import ImageEncoder
+    from clipsearch.encoders.factory import LoadedEncoder
     from clipsearch.indexing.scan import FileFacts
     from clipsearch.indexing.writer import ChunkWriter
 
@@ -50,30 +51,28 @@ class EncoderRecipe:
         return cls(encoder.spec.text, encoder.spec.cache_key, encoder.backend, encoder.precision, device,
                    str(export.folder) if export is not None else None)
 
-    def load(self, device: str | None, threads: int | None) -> Any:
+    def load(self, device: str | None, threads: int | None) -> LoadedEncoder:
+        """The encoder, from the encoder factory as the store loads it; a worker never exports a model: it
+        finds the export in its own cache or in this machine's (`export_dir`, on a shared filesystem)."""
+        import socket
+
+        from clipsearch.encoders.factory import load_image_encoder
         from clipsearch.encoders.spec import parse_spec
 
         spec = parse_spec(self.spec)
-        if self.backend == "torch":
-            from clipsearch.encoders.torch_encoder import load_encoder
+        host = socket.gethostname()
+        if spec.cache_key != self.key:
+            raise ClipsearchError(f"worker {host} reads model {self.spec} as another model than the driver does",
+                                  "give the workers the same model files at the same path")
 
-            encoder = load_encoder(spec, device)
-            if self.precision == "int8":
-                encoder.quantize_int8()
-            return encoder
-        from clipsearch.encoders import onnx_encoder as ox
+        def missing() -> ClipsearchError:
+            return ClipsearchError(f"worker {host} has no ONNX export of {self.spec}",
+                                   f"share the export cache folder ({self.export_dir}) with the workers at the same "
+                                   "path, or point CLIPSEARCH_CACHE on each worker at a copy of it")
 
-        export = ox.find_export(self.key)
-        if export is None and self.export_dir and os.path.isdir(self.export_dir):
-            candidate = ox.Export.at(Path(self.export_dir))
-            export = candidate if candidate.meta.get("key") == self.key else None
-        if export is None:
-            import socket
-
-            raise ClipsearchError(f"worker {socket.gethostname()} has no ONNX export of {self.spec}",
-                                  f"share the export cache folder ({self.export_dir}) with the workers at the same "
-                                  "path, or point CLIPSEARCH_CACHE on each worker at a copy of it")
-        return ox.OnnxImageEncoder(spec, export, self.precision, device, threads)
+        return load_image_encoder(spec, backend=self.backend, precision=self.precision, device=device,
+                                  threads=threads, export_dir=Path(self.export_dir) if self.export_dir else None,
+                                  missing_export=missing)
 
 
 class _EncodeActor:
@@ -96,7 +95,11 @@ class _EncodeActor:
         from clipsearch.media.images import DecodeError, read_and_decode
 
         size, mode, dim = self.encoder.image_size, self.encoder.resize_mode, self.encoder.embed_dim
-        index, status, digest, width, height, fmt, error, pixels, encode_at = [], [], [], [], [], [], [], [], []
+        index: list[int] = []
+        encode_at: list[int] = []
+        pixels: list[np.ndarray] = []
+        columns: tuple[list[Any], ...] = ([], [], [], [], [], [])  # what became of each file
+        status, digest, width, height, fmt, error = columns
 
         def one(path: str) -> Any:
             try:
@@ -104,7 +107,8 @@ class _EncodeActor:
             except DecodeError as exc:
                 return exc
 
-        for first, paths, known in zip(rows["first"], rows["paths"], rows["known"], strict=False):  # one row: one encoder batch
+        # one row: one encoder batch
+        for first, paths, known in zip(rows["first"], rows["paths"], rows["known"], strict=False):
             for i, result in enumerate(self.decoders.map(one, list(paths))):
                 index.append(int(first) + i)
                 if isinstance(result, DecodeError):
@@ -116,7 +120,7 @@ class _EncodeActor:
                     if not same:
                         encode_at.append(len(index) - 1)
                         pixels.append(dec.pixels)
-                for column, value in zip((status, digest, width, height, fmt, error), facts, strict=False):
+                for column, value in zip(columns, facts, strict=True):
                     column.append(value)
         vectors = np.zeros((len(index), dim), dtype=np.float32)
         if pixels:

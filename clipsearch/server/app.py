@@ -146,7 +146,7 @@ release_memory = _malloc_trim()
 
 
 def _static(name: str) -> bytes:
-    return resources.files(__package__).joinpath("static", name).read_bytes()
+    return resources.files(__package__).joinpath("static").joinpath(name).read_bytes()
 
 
 def _parse_id(raw: str) -> int:
@@ -172,8 +172,8 @@ def _cached(data: bytes, media_type: str, digest: str, request: Request, version
     """A response validated by the content digest (304 on If-None-Match); a URL that carries a version
     (?v=, as the page's do) is cached for a year, a bare one is revalidated each time."""
     etag = f'"{digest}"'
-    headers = {"ETag": etag, "Cache-Control": f"private, max-age={YEAR}, immutable" if versioned else "private, no-cache",
-               **(extra or {})}
+    cache = f"private, max-age={YEAR}, immutable" if versioned else "private, no-cache"
+    headers = {"ETag": etag, "Cache-Control": cache, **(extra or {})}
     if _etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers={k: v for k, v in headers.items() if k in ("ETag", "Cache-Control")})
     return Response(data, media_type=media_type, headers=headers)
@@ -263,7 +263,7 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
         return {"empty": data["images"] == 0, "store": data["store"], "images": data["images"],
                 "failed": data["failed"], "vectors": data["vectors"], "index_type": data["index_type"],
                 "model": model.get("spec"), "embed_dim": model.get("embed_dim"), "roots": data["roots"],
-                "vanished_roots": data["vanished_roots"], "extensions": store.catalog.extensions(),
+                "vanished_roots": data["vanished_roots"], "extensions": store.extensions(),
                 "last_run": data["last_run"], "version": _version()}
 
     def run_search(**kwargs: Any) -> dict[str, Any]:
@@ -331,7 +331,7 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
         """256 px WebP, made on first request and cached in the store by content digest; ETag = digest."""
         store = holder.require()
         rec = store.record(_parse_id(image_id))
-        if (unchanged := _not_modified(request, rec.digest, bool(v))) is not None:
+        if rec.digest and (unchanged := _not_modified(request, rec.digest, bool(v))) is not None:
             return unchanged
         data, digest = store.thumbnail(rec.id)
         return _cached(data, "image/webp", digest, request, bool(v))
@@ -341,7 +341,7 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
         """The original file, exactly as indexed (a file changed or replaced since is refused: index again)."""
         store = holder.require()
         rec = store.record(_parse_id(image_id))
-        if (unchanged := _not_modified(request, rec.digest, bool(v))) is not None:
+        if rec.digest and (unchanged := _not_modified(request, rec.digest, bool(v))) is not None:
             return unchanged
         data, digest, fmt = store.image_bytes(rec.id)
         return _cached(data, CONTENT_TYPES.get(fmt or "", "application/octet-stream"), digest, request, bool(v),

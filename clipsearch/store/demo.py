@@ -8,6 +8,7 @@ coffee, Chelsea the cat, a rocket launch, ...), and a new store's default model 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -73,12 +74,17 @@ def write_photos(folder: Path) -> tuple[list[Path], int]:
             continue
         im = Image.fromarray(pixels).convert("RGB")
         buf = io.BytesIO()
-        im.save(buf, "PNG" if file_name.endswith(".png") else "JPEG", **({} if file_name.endswith(".png") else {"quality": 92}))
-        atomic_write(path, lambda tmp, data=buf.getvalue(): tmp.write_bytes(data))
+        png = file_name.endswith(".png")
+        im.save(buf, "PNG" if png else "JPEG", **({} if png else {"quality": 92}))
+        atomic_write(path, _bytes_writer(buf.getvalue()))
         written += 1
     if not paths:
         raise ClipsearchError("scikit-image provided none of the sample photos", "reinstall scikit-image")
     return paths, written
+
+
+def _bytes_writer(data: bytes) -> Callable[[Path], object]:
+    return lambda tmp: tmp.write_bytes(data)
 
 
 def run_demo(store: Store, photos: Path | None = None, progress: Progress | None = None,

@@ -5,17 +5,22 @@ catalog and its journal files, the FAISS files, the text tower, thumbnails, the 
 an interrupted write). Anything else in it — a user's photos, a thesis, another program's folder — means it is
 not a store: writing commands refuse it before any write, and nothing ever deletes a name that is not on this
 list. A user's files are read, never written or removed.
+
+`StoreFolder` is an open store's folder: where it is, whether it may be written, and its manifest (None until
+the first write records the model). The store's collaborators share it, so they agree on what has been stored.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 from clipsearch.errors import ClipsearchError
-from clipsearch.store.manifest import CATALOG, LOCK_FILE, MANIFEST, TEXT_ENCODER_DIR, THUMB_DIR
+from clipsearch.store.manifest import CATALOG, LOCK_FILE, MANIFEST, TEXT_ENCODER_DIR, THUMB_DIR, write_manifest
 from clipsearch.vectors.store import EXACT_FILE, FAISS_FILE, FAISS_SIDECAR
 
 STORE_FILES = frozenset({MANIFEST, CATALOG, f"{CATALOG}-wal", f"{CATALOG}-shm", f"{CATALOG}-journal",
@@ -23,8 +28,8 @@ STORE_FILES = frozenset({MANIFEST, CATALOG, f"{CATALOG}-wal", f"{CATALOG}-shm", 
 STORE_DIRS = frozenset({TEXT_ENCODER_DIR, THUMB_DIR})
 # what an interrupted write leaves: fsutil.atomic_write's ".NAME.PID.THREAD.tmp", and the text tower's
 # "text_encoder.tmpPID" / ".oldPID" (fsutil.replace_dir, link_tree)
-_TRANSIENT = re.compile(r"\.(?:%s)\.\d+\.\d+\.tmp|%s\.(?:tmp|old)\d+" % (
-    "|".join(re.escape(n) for n in sorted(STORE_FILES)), re.escape(TEXT_ENCODER_DIR)))
+_STORE_NAMES = "|".join(re.escape(n) for n in sorted(STORE_FILES))
+_TRANSIENT = re.compile(rf"\.(?:{_STORE_NAMES})\.\d+\.\d+\.tmp|{re.escape(TEXT_ENCODER_DIR)}\.(?:tmp|old)\d+")
 
 
 def is_store_entry(name: str) -> bool:
@@ -95,3 +100,58 @@ def remove_store_files(folder: Path) -> list[str]:
         except OSError:
             pass
     return left
+
+
+
+def reembed_folder(folder: Path) -> Path:
+    """Where a re-embed builds the store that will replace the one in `folder`: beside it, hidden. Refused
+    before anything is written when `folder` holds files that are not the store's, or the place is taken by
+    anything but a leftover half-built store (which is discarded)."""
+    check_replaceable(folder, "re-embedding")
+    new = folder.with_name(f".{folder.name}.reembed")
+    check_new_store_folder(new)
+    return new
+
+
+def swap_in(new: Path, folder: Path) -> None:
+    """Put the store built in `new` in place of the one in `folder`, keeping the thumbnails (they depend on
+    content only); the old store's files are then removed, by name."""
+    from clipsearch.fsutil import swap_dirs
+
+    with contextlib.suppress(OSError):
+        os.rename(folder / THUMB_DIR, new / THUMB_DIR)
+    swap_dirs(new, folder, discard=remove_store_files)
+
+class StoreFolder:
+    """An open store's folder and its manifest; the folder itself appears on the first write."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any] | None, readonly: bool) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.readonly = readonly
+        self._created = False
+
+    def ensure_writable(self) -> None:
+        """Refuse a read-only store or a folder that is not a store; make the folder of a new store."""
+        if self.readonly:
+            raise ClipsearchError(f"store {self.path} is read-only", "copy it to a writable place to change it")
+        if self.manifest is None:
+            check_new_store_folder(self.path)  # never adopt somebody's folder as a store
+        if not self.path.exists():
+            self.path.mkdir(parents=True)
+            self._created = True
+
+    def require_manifest(self) -> dict[str, Any]:
+        if self.manifest is None:
+            raise ClipsearchError(f"store {self.path} is empty", "add images first: index a folder into it")
+        return self.manifest
+
+    def record(self, manifest: dict[str, Any]) -> None:
+        """Write the manifest: from now on the folder is a store (of this model)."""
+        write_manifest(self.path, manifest)
+        self.manifest = manifest
+
+    def discard_if_unused(self) -> None:
+        """Remove the folder made for a new store when nothing was stored (e.g. the model failed to load)."""
+        if self._created and self.manifest is None:
+            remove_store_files(self.path)

@@ -44,13 +44,15 @@ def validate(manifest: Any, path: Path) -> dict[str, Any]:
         raise _damaged(path, "no format_version")
     if manifest["format_version"] != FORMAT_VERSION:
         raise ClipsearchError(f"store {path} has format {manifest['format_version']!r}, this clipsearch reads "
-                              f"{FORMAT_VERSION}", "use the clipsearch release that wrote it, or re-index into a new store")
+                              f"{FORMAT_VERSION}",
+                              "use the clipsearch release that wrote it, or re-index into a new store")
     model = manifest.get("model")
     if not isinstance(model, dict):
         raise _damaged(path, "no model description")
     for key, (kind, positive) in _MODEL_KEYS.items():
         value = model.get(key)
-        if not isinstance(value, kind) or isinstance(value, bool) or (positive and value <= 0) or value == "":
+        if not isinstance(value, kind) or isinstance(value, bool) or value == "" \
+                or (positive and not (isinstance(value, int) and value > 0)):
             raise _damaged(path, f"model.{key} is missing or invalid ({value!r})")
     catalog = manifest.get("catalog")
     if catalog is not None and not (isinstance(catalog, dict) and isinstance(catalog.get("url"), str)

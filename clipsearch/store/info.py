@@ -1,0 +1,47 @@
+"""What a store holds, as `info` reports it: counts, model, where the catalog is, the index type, roots (the
+vanished ones apart), the last run (running, or interrupted when its writer is gone) and the size on disk.
+
+It reads only: a store whose folder has not appeared yet (nothing written) reports an empty store without
+creating anything, and the FAISS file's type comes from its sidecar, without loading the index.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from clipsearch.store.catalog_place import CatalogPlace
+    from clipsearch.store.folder import StoreFolder
+    from clipsearch.store.writer_lock import WriterLock
+
+
+def store_info(folder: StoreFolder, place: CatalogPlace, lock: WriterLock, disk: bool = True) -> dict[str, Any]:
+    """The facts of the store in `folder`; `disk=False` skips the walk of the folder that sums its size."""
+    from clipsearch.catalog.catalog import parse_datetime
+    from clipsearch.vectors.store import FAISS_FILE, saved_meta
+
+    path = folder.path
+    exists = path.exists()  # a new store's folder appears on its first write
+    catalog = place.catalog if exists else None
+    counts = catalog.counts() if catalog is not None else {"images": 0, "failed": 0, "vectors": 0}
+    roots = [r["path"] for r in catalog.roots()] if catalog is not None else []
+    last = catalog.last_run() if catalog is not None else None
+    if last is not None:
+        run_id = last.pop("id")
+        if last["status"] == "running":
+            last["status"] = "in progress" if lock.active(run_id) else "interrupted"
+        last.update(seconds=round(last["seconds"], 2), started_at=parse_datetime(last["started_at"]),
+                    finished_at=parse_datetime(last["finished_at"]))
+    return {
+        "store": str(path.resolve()),
+        "model": (folder.manifest or {}).get("model"),
+        "catalog": place.where(),
+        **counts,
+        "index_type": (saved_meta(path / FAISS_FILE) or {}).get("kind", "flat (not built yet)"),
+        "disk_bytes": (sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if exists else 0)
+        if disk else None,
+        "roots": roots,
+        "vanished_roots": [r for r in roots if not os.path.isdir(r)],
+        "last_run": last,
+    }
