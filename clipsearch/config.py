@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from clipsearch.errors import ClipsearchError
+
+# every variable a setting depends on: the settings are cached per distinct set of their values
+_NAMES = ("CLIPSEARCH_INDEX", "XDG_DATA_HOME", "CLIPSEARCH_COMMIT_EVERY", "CLIPSEARCH_DEBUG", "CLIPSEARCH_CACHE",
+          "XDG_CACHE_HOME", "CLIPSEARCH_DB", "CLIPSEARCH_PQ_MIN")
 
 
 @dataclass(frozen=True)
@@ -17,23 +22,23 @@ class Settings:
     debug: bool  # CLIPSEARCH_DEBUG: show tracebacks of unexpected errors
     cache_dir: Path  # CLIPSEARCH_CACHE, else $XDG_CACHE_HOME/clipsearch (~/.cache/clipsearch): model exports
     db: str | None  # CLIPSEARCH_DB: a new store's catalog database URL (else SQLite in the store folder)
+    pq_min: int | None  # CLIPSEARCH_PQ_MIN: above this many vectors the index is IVF-PQ (None: the default)
 
 
-def _default_store() -> Path:
-    env = os.environ.get("CLIPSEARCH_INDEX")
-    if env:
-        return Path(env).expanduser()
+def _default_store(env: Mapping[str, str | None]) -> Path:
+    if env["CLIPSEARCH_INDEX"]:
+        return Path(env["CLIPSEARCH_INDEX"]).expanduser()
     checkout = Path(__file__).resolve().parent.parent
     if (checkout / "pyproject.toml").is_file() and (checkout / "index").is_dir():
         return checkout / "index"
-    data_home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    data_home = Path(env["XDG_DATA_HOME"] or Path.home() / ".local" / "share")
     return data_home / "clipsearch" / "index"
 
 
-def _int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
+def _positive(env: Mapping[str, str | None], name: str) -> int | None:
+    raw = env[name]
     if not raw:
-        return default
+        return None
     try:
         value = int(raw)
     except ValueError:
@@ -43,27 +48,20 @@ def _int(name: str, default: int) -> int:
     return value
 
 
-def _default_cache() -> Path:
-    env = os.environ.get("CLIPSEARCH_CACHE")
-    if env:
-        return Path(env).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "clipsearch"
+def _default_cache(env: Mapping[str, str | None]) -> Path:
+    if env["CLIPSEARCH_CACHE"]:
+        return Path(env["CLIPSEARCH_CACHE"]).expanduser()
+    return Path(env["XDG_CACHE_HOME"] or Path.home() / ".cache") / "clipsearch"
 
 
 @functools.cache
-def _cached(store_env: str | None, commit_env: str | None, debug_env: str | None, xdg: str | None,
-            cache_env: str | None, xdg_cache: str | None, db_env: str | None) -> Settings:
-    return Settings(_default_store(), _int("CLIPSEARCH_COMMIT_EVERY", 256), bool(debug_env), _default_cache(),
-                    db_env or None)
+def _settings_for(values: tuple[str | None, ...]) -> Settings:
+    env = dict(zip(_NAMES, values, strict=True))
+    return Settings(store_path=_default_store(env), commit_every=_positive(env, "CLIPSEARCH_COMMIT_EVERY") or 256,
+                    debug=bool(env["CLIPSEARCH_DEBUG"]), cache_dir=_default_cache(env),
+                    db=env["CLIPSEARCH_DB"] or None, pq_min=_positive(env, "CLIPSEARCH_PQ_MIN"))
 
 
 def settings() -> Settings:
     """The settings for the environment as it is now (cached per distinct environment)."""
-    env = os.environ
-    return _cached(env.get("CLIPSEARCH_INDEX"), env.get("CLIPSEARCH_COMMIT_EVERY"), env.get("CLIPSEARCH_DEBUG"),
-                   env.get("XDG_DATA_HOME"), env.get("CLIPSEARCH_CACHE"), env.get("XDG_CACHE_HOME"), env.get("CLIPSEARCH_DB"))
-
-
-def pq_min() -> int | None:
-    """CLIPSEARCH_PQ_MIN: above this many vectors a store's index is IVF-PQ with re-ranking (None: the default)."""
-    return _int("CLIPSEARCH_PQ_MIN", 0) if os.environ.get("CLIPSEARCH_PQ_MIN") else None
+    return _settings_for(tuple(os.environ.get(name) for name in _NAMES))

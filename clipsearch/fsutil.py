@@ -21,7 +21,7 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, write: Callable[[Path], None], durable: bool = True) -> None:
+def atomic_write(path: Path, write: Callable[[Path], object], durable: bool = True) -> None:
     """Call `write(tmp_path)`, fsync, then rename over `path` (write-temp, fsync, rename).
 
     `durable=False` skips the fsyncs: still never half a file for a reader, but a power cut may lose it. For

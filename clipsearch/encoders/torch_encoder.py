@@ -15,16 +15,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from clipsearch.encoders import offline_model
-from clipsearch.encoders.spec import (  # noqa: F401 - re-exported
-    DEFAULT_MODEL,
-    DEFAULT_MODEL_HF_HUB,
+from clipsearch.encoders.spec import (
     FOLDER_MANIFEST,
     FOLDER_WEIGHTS,
     RANDOM_INIT_SEED,
     SHIPPED_CONFIG_DIR,
-    ModelNotice,
     ModelSpec,
-    choose_default_model,
     parse_spec,
     shipped_configs,
 )
@@ -42,7 +38,7 @@ class Encoder:
     def __init__(self, spec: ModelSpec, model: torch.nn.Module, tokenizer: Any, preprocess_cfg: dict,
                  device: torch.device) -> None:
         self.spec = spec
-        self.model = model
+        self.model: Any = model  # open_clip's CLIP or offline-mini: towers are reached by name
         self.tokenizer = tokenizer
         self.device = device
         self.image_size = int(_as_pair(preprocess_cfg.get("size", 224))[0])

@@ -4,7 +4,8 @@ It is handed its collaborators — a catalog, a vector store and an encoder, the
 through `Workbench` only when there is work — and never imports the store. Decoding runs in a thread pool
 ahead of the encoder (Pillow, ONNX Runtime and torch all release the GIL), so the two overlap; a pool of
 processes measured no faster beside ONNX Runtime's threads on 2 cores (bench notes in README), and threads
-ship decoded arrays without pickling. At most three batches of decoded (model-sized) arrays wait. Every chunk of results is
+ship decoded arrays without pickling. At most three batches of decoded (model-sized) arrays wait. Every chunk of
+results is
 committed in one transaction, rows and embeddings together, so a run killed at any moment leaves a
 consistent store, and the next run skips what was committed.
 """
@@ -95,7 +96,7 @@ def detect_moves(new: list[FileFacts], missing: list[Known]) -> tuple[list[tuple
     moves: list[tuple[FileFacts, Known]] = []
     still_new: list[FileFacts] = []
     for facts in new:
-        candidates = None if is_video_name(facts.path) else by_size.get(facts.size)  # videos are re-sampled
+        candidates = [] if is_video_name(facts.path) else by_size.get(facts.size, [])  # videos are re-sampled
         match = None
         if candidates:
             try:
@@ -111,7 +112,7 @@ def detect_moves(new: list[FileFacts], missing: list[Known]) -> tuple[list[tuple
     return moves, still_new
 
 
-def decode_stream(items: list[tuple[FileFacts, Known | None]], decode: Callable[[str], tuple[str, Decoded]],
+def decode_stream(items: list[tuple[FileFacts, Known | None]], decode: Callable[[str], object],
                   workers: int, prefetch: int) -> Iterable[tuple[FileFacts, Known | None, Future]]:
     """Yield decode futures in order, keeping at most `prefetch` in flight (bounded memory)."""
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="clipsearch-decode") as pool:
@@ -241,7 +242,8 @@ def _encode_here(encoder: ImageEncoder, todo: list[tuple[FileFacts, Known | None
                                for i in range(0, len(pixels), batch_size)])
         summary.encode_seconds += time.perf_counter() - t
         writer.video(EncodedVideo(facts.path, facts.size, facts.mtime_ns, video.digest, video.width, video.height,
-                                  video.format, [(ms, v) for (ms, _p), v in zip(video.frames, vecs, strict=False)], known))
+                                  video.format, [(ms, v) for (ms, _p), v in zip(video.frames, vecs, strict=True)],
+                                  known))
 
     for facts, known, fut in decode_stream(todo, decode, workers, prefetch=batch_size * 3):
         try:

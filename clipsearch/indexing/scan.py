@@ -61,10 +61,6 @@ class FileFacts:
         return os.path.splitext(self.path)[1].lower()
 
     @property
-    def has_image_ext(self) -> bool:
-        return self.ext in IMAGE_EXTENSIONS
-
-    @property
     def has_media_ext(self) -> bool:
         return self.ext in IMAGE_EXTENSIONS or self.ext in VIDEO_EXTENSIONS
 
@@ -153,7 +149,8 @@ def walk(root: str, *, exclude: Iterable[str] = (), include_hidden: bool = False
     return result
 
 
-def scan(targets: Iterable[str | Path], covered: Iterable[str] = (), **kwargs: object) -> tuple[list[str], ScanResult]:
+def scan(targets: Iterable[str | Path], covered: Iterable[str] = (), exclude: Iterable[str] = (),
+         include_hidden: bool = False, skip_dirs: Iterable[str] = ()) -> tuple[list[str], ScanResult]:
     """Scan folders and single files under their canonical paths; returns (the folder roots, all files found).
 
     `covered` are folders already indexed elsewhere in the store: links into them are aliases.
@@ -171,10 +168,12 @@ def scan(targets: Iterable[str | Path], covered: Iterable[str] = (), **kwargs: o
             raise ClipsearchError(f"no such file or folder: {target}", "check the path and try again")
     cover = [*roots, *covered]
     for root in dict.fromkeys(roots):
-        walk(root, result=result, covered=cover, **kwargs)  # type: ignore[arg-type]
+        walk(root, result=result, covered=cover, exclude=exclude, include_hidden=include_hidden, skip_dirs=skip_dirs)
     for path in singles:
         st = os.stat(path)
         result.files.append(FileFacts(path, st.st_size, st.st_mtime_ns))
-    seen: set[str] = set()
-    result.files = [f for f in result.files if not (f.path in seen or seen.add(f.path))]  # type: ignore[func-returns-value]
+    first: dict[str, FileFacts] = {}
+    for f in result.files:  # a single file given beside its folder counts once, where it was first found
+        first.setdefault(f.path, f)
+    result.files = list(first.values())
     return list(dict.fromkeys(roots)), result

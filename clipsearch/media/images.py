@@ -28,7 +28,7 @@ BACKGROUND = (255, 255, 255)  # transparent pixels become white, as on a product
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 try:  # HEIC/AVIF only when the user installed the plugin
-    import pillow_heif  # type: ignore
+    import pillow_heif
 
     pillow_heif.register_heif_opener()
 except ImportError:  # pragma: no cover - optional
@@ -247,7 +247,8 @@ class SizedInput(Protocol):
     resize_mode: str
 
 
-def decode_paths(encoder: SizedInput, paths: Sequence[str], workers: int = 2) -> tuple[np.ndarray, list[int], list[tuple[str, str]]]:
+def decode_paths(encoder: SizedInput, paths: Sequence[str],
+                 workers: int = 2) -> tuple[np.ndarray, list[int], list[tuple[str, str]]]:
     """(pixels of the readable images, their indices, (path, error) for the rest)."""
     def one(path: str):
         try:

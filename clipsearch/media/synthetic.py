@@ -42,7 +42,7 @@ def draw(color: str, shape: str, rng: np.random.Generator, size: int = 96) -> Im
     bg = np.clip(base + np.kron(noise, np.ones((8, 8, 1))), 0, 255).astype(np.uint8)
     im = Image.fromarray(bg).filter(ImageFilter.GaussianBlur(2))
     d = ImageDraw.Draw(im)
-    r = int(rng.integers(size // 4, size // 2.6))
+    r = int(rng.integers(size // 4, int(size // 2.6)))
     cx, cy = (int(v) for v in rng.integers(r + 2, size - r - 2, size=2))
     jitter = rng.integers(-20, 21, size=3)
     fill = tuple(int(np.clip(c + j, 0, 255)) for c, j in zip(COLORS[color], jitter, strict=False))
@@ -111,5 +111,5 @@ def make_digits(root: Path, per_class: int, seed: int = 0) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         for i in rng.permutation(np.flatnonzero(d.target == c))[:per_class]:
             a = (255 - d.images[i] * 255 / 16).astype(np.uint8)
-            Image.fromarray(a).resize((64, 64), Image.BILINEAR).convert("RGB").save(folder / f"{i}.png")
+            Image.fromarray(a).resize((64, 64), Image.Resampling.BILINEAR).convert("RGB").save(folder / f"{i}.png")
     return Path(root)

@@ -157,10 +157,11 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-def _fit_text(draw: ImageDraw.ImageDraw, text: str, font: object, width: int) -> str:
-    if draw.textlength(text, font=font) <= width:  # type: ignore[arg-type]
+def _fit_text(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont,
+              width: int) -> str:
+    if draw.textlength(text, font=font) <= width:
         return text
-    while text and draw.textlength("…" + text, font=font) > width:  # type: ignore[arg-type]
+    while text and draw.textlength("…" + text, font=font) > width:
         text = text[1:]
     return "…" + text  # keep the end of a long name: the extension and the distinguishing part
 

@@ -13,6 +13,7 @@ import hashlib
 import os
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -60,7 +61,7 @@ def fingerprint(path: str) -> str:
     return "v" + h.hexdigest()[:31]
 
 
-def _import_av():  # type: ignore[no-untyped-def]
+def _import_av() -> Any:
     try:
         import av
     except ImportError as exc:
@@ -106,7 +107,7 @@ def sample_frames(path: str, size: int, resize_mode: str = "shortest", interval:
                     interval *= 2
     except DecodeError:
         raise
-    except (av.FFmpegError, OSError, ValueError, IndexError, MemoryError) as exc:  # type: ignore[attr-defined]
+    except (av.FFmpegError, OSError, ValueError, IndexError, MemoryError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DecodeError(f"cannot decode video: {reason}") from exc
     if not out.frames:
@@ -114,7 +115,7 @@ def sample_frames(path: str, size: int, resize_mode: str = "shortest", interval:
     return out
 
 
-def _pixels(frame, size: int, resize_mode: str) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _pixels(frame: Any, size: int, resize_mode: str) -> np.ndarray:
     """Scale in libswscale to about the model's size first (cheap), then crop like still images."""
     w, h = frame.width, frame.height
     scale = size / min(w, h) if resize_mode != "squash" else 1.0

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from clipsearch.catalog.catalog import Catalog, ImageRecord
+from clipsearch.catalog.reads import CatalogReads
+from clipsearch.catalog.records import ImageRecord
 from clipsearch.errors import ClipsearchError
 from clipsearch.indexing.scan import canonical
 
@@ -216,7 +217,7 @@ def near_groups(index: VectorIndex, threshold: float, vectors_of: Callable[[np.n
 
 # --- the verb ----------------------------------------------------------------------------------------------
 
-def find_duplicates(catalog: Catalog, vectors: VectorStore | None, threshold: float = DEFAULT_THRESHOLD,
+def find_duplicates(catalog: CatalogReads, vectors: VectorStore | None, threshold: float = DEFAULT_THRESHOLD,
                     exact: bool = False, under: Sequence[str] | None = None) -> Duplicates:
     """Duplicate groups, biggest first: byte-identical files (`exact`, no vectors needed) or near duplicates.
 
@@ -236,7 +237,8 @@ def find_duplicates(catalog: Catalog, vectors: VectorStore | None, threshold: fl
     from clipsearch.vectors.join import JoinStats
 
     stills_only = catalog.has_videos()  # a video's frames are moments of one file, not duplicates
-    allowed = catalog.filter_ids(under, hidden_under=hidden, stills_only=stills_only) if under or hidden or stills_only else None
+    filtered = bool(under or hidden or stills_only)
+    allowed = catalog.filter_ids(under, hidden_under=hidden, stills_only=stills_only) if filtered else None
     stats = JoinStats()
     records: dict[int, ImageRecord] = {}
 
@@ -245,7 +247,7 @@ def find_duplicates(catalog: Catalog, vectors: VectorStore | None, threshold: fl
         return {i: keeper_key(r) for i, r in records.items()}
 
     def vectors_of(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return catalog.embeddings([int(i) for i in ids], vectors.dim)  # type: ignore[union-attr]
+        return catalog.embeddings([int(i) for i in ids], vectors.dim)
 
     found = near_groups(vectors.current(), threshold, vectors_of, keys_of, allowed, stats)
     groups = [_group([(records[i], s) for i, s in zip(ids, sims, strict=False)]) for ids, sims in found]

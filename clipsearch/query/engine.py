@@ -25,8 +25,7 @@ from clipsearch.indexing.scan import canonical
 from clipsearch.media.images import DecodeError, decode, digest_bytes, probe, read_and_decode
 
 if TYPE_CHECKING:  # pragma: no cover
-    from clipsearch.catalog.catalog import Catalog
-    from clipsearch.catalog.sqlite_reader import QuickCatalog
+    from clipsearch.catalog.reads import CatalogReads
     from clipsearch.encoders.base import ImageEncoder
     from clipsearch.vectors.store import VectorStore
 
@@ -92,7 +91,8 @@ def split_terms(text: str) -> tuple[list[str], list[str]]:
                               param="text")
     plus: list[str] = []
     minus: list[str] = []
-    sign, words = "+", []
+    sign = "+"
+    words: list[str] = []
 
     def close() -> None:
         nonlocal words
@@ -138,10 +138,15 @@ def _date_ns(value: str | dt.date | None, name: str) -> int | None:
         try:
             value = dt.datetime.fromisoformat(value)
         except ValueError as exc:
-            raise ClipsearchError(f"the {name} date {value!r} is not a date", "use YYYY-MM-DD or YYYY-MM-DDTHH:MM") from exc
+            raise ClipsearchError(f"the {name} date {value!r} is not a date",
+                                  "use YYYY-MM-DD or YYYY-MM-DDTHH:MM") from exc
     if not isinstance(value, dt.datetime):
         value = dt.datetime.combine(value, dt.time())
-    ns = int(value.timestamp() * 1e9)
+    try:
+        ns = int(value.timestamp() * 1e9)
+    except (OverflowError, ValueError, OSError) as exc:  # year 1 at local midnight, year 9999 + a zone, ...
+        raise ClipsearchError(f"the {name} date {value.date().isoformat()} is out of range",
+                              "use a date between 1900 and 9999", param=name) from exc
     return max(-(2**63), min(ns, 2**63 - 1))  # mtimes are int64 ns: dates past 2262 compare as "the end of time"
 
 
@@ -224,6 +229,8 @@ def check_bounds(texts: Sequence[str], images: Sequence[str], minus: Sequence[st
     for name, values in (("under", under), ("ext", exts)):
         if values is not None and len(values) > MAX_FILTERS:
             raise ClipsearchError(f"{len(values)} {name} filters; at most {MAX_FILTERS}", param=name)
+        if values is not None and any("\0" in str(v) for v in values):
+            raise ClipsearchError(f"an {name} filter holds a NUL byte, which no file name can", param=name)
 
 
 def check_pixel_budget(image_data: Sequence[bytes], draft_to: int, max_pixels: int) -> None:
@@ -258,7 +265,7 @@ def _unusable(exc: DecodeError) -> ClipsearchError:
 class QueryEngine:
     """Answers queries from a catalog and a vector store; encoders are loaded only when a query needs them."""
 
-    def __init__(self, catalog: Catalog | QuickCatalog, vectors: VectorStore, text_encoder: Callable[[], TextEncoder],
+    def __init__(self, catalog: CatalogReads, vectors: VectorStore, text_encoder: Callable[[], TextEncoder],
                  image_encoder: Callable[[], ImageEncoder]) -> None:
         self.catalog = catalog
         self.vectors = vectors
@@ -307,9 +314,9 @@ class QueryEngine:
             digests.append(digest_bytes(data))
         for terms, sign in ((q.images, 1.0), (q.minus_images, -1.0)):
             if terms:
-                embs, ds = self._image_vectors([p for p, _w in terms])
+                image_embs, ds = self._image_vectors([p for p, _w in terms])
                 digests.extend(ds if sign > 0 else [])
-                for (_p, w), e in zip(terms, embs, strict=False):
+                for (_p, w), e in zip(terms, image_embs, strict=False):
                     total += sign * w * e
         norm = float(np.linalg.norm(total))
         if norm < 1e-6:
@@ -331,7 +338,8 @@ class QueryEngine:
         fetch = q.k * (4 if collapse else 1)
         while True:  # with videos, fetch more until k distinct files are found (or everything was seen)
             scores, ids = self.vectors.search(qvec, fetch + len(excluded), allowed)
-            pairs = [(float(sc), int(i)) for sc, i in zip(scores[0], ids[0], strict=False) if i >= 0 and int(i) not in excluded]
+            pairs = [(float(sc), int(i)) for sc, i in zip(scores[0], ids[0], strict=True)
+                     if i >= 0 and int(i) not in excluded]
             rows = self.catalog.images([i for _s, i in pairs])
             hits = self._hits(pairs, rows, q.k, collapse, notes)
             if not collapse or len(hits) >= q.k:

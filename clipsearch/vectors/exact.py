@@ -134,7 +134,7 @@ class ExactVectors:
 
     def _check_block(self, b: int) -> None:
         assert self.crcs is not None
-        if zlib.crc32(self.vecs[b * self.block:(b + 1) * self.block]) != int(self.crcs[b]):
+        if zlib.crc32(self.vecs[b * self.block:(b + 1) * self.block].data) != int(self.crcs[b]):
             raise DamagedVectors(f"block {b} of the re-rank file fails its checksum")
         self._checked[b] = True  # benign race between threads: both compute the same answer
 
@@ -170,7 +170,7 @@ class ExactVectors:
                     if added_vecs is not None and (~base).any():
                         rows[~base] = added_vecs[-1 - s[~base]]
                     for b in range(0, len(rows), block):
-                        crcs[(start + b) // block] = zlib.crc32(rows[b:b + block])
+                        crcs[(start + b) // block] = zlib.crc32(rows[b:b + block].data)
                     f.write(rows.tobytes())
                 f.write(crcs.astype("<u4").tobytes())
 
@@ -196,7 +196,7 @@ class ExactVectors:
         ids_end = _HEADER.size + 8 * n
         vecs_end = ids_end + 2 * dim * n
         ids, table = raw[_HEADER.size:ids_end], raw[vecs_end:]
-        if zlib.crc32(table, zlib.crc32(ids, zlib.crc32(raw[:_HEADER.size]))) != meta.get("crc32"):
+        if zlib.crc32(table.data, zlib.crc32(ids.data, zlib.crc32(raw[:_HEADER.size].data))) != meta.get("crc32"):
             return None
         return cls(dim, ids.view("<i8"), raw[ids_end:vecs_end].view("<f2").reshape(n, dim), table.view("<u4"),
                    Path(path), dict(meta))

@@ -18,8 +18,6 @@ lists to skip pairs that cannot qualify.
 
 from __future__ import annotations
 
-import contextlib
-import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,20 +26,25 @@ import numpy as np
 from clipsearch.errors import ClipsearchError
 from clipsearch.vectors.exact import ExactVectors
 from clipsearch.vectors.join import EXACT_JOIN_MAX, JoinStats, join_cells, member_test
+from clipsearch.vectors.kinds import (
+    HNSW_EF_SEARCH,
+    HNSW_M,
+    INDEX_TYPES,
+    PQ_TRAIN_MIN,
+    choose_type,
+    import_faiss,
+    ivf_nlist,
+    ivf_nprobe,
+    one_thread,
+    pq_m,
+)
+from clipsearch.vectors.lookup import PAD_SCORE, IdLookup, bitmap, top_k
 
-INDEX_TYPES = ("flat", "ivf", "hnsw", "ivfpq")
-FLAT_MAX = 50_000  # exact search stays under ~10 ms/query on 2 cores below this (bench/scale.py)
-# Above this, IVF-PQ: 72 bytes a vector in RAM (codes + ids) instead of IVF-Flat's 2 KB of float32, plus the
-# mapped float16 re-rank file. Overridable (CLIPSEARCH_PQ_MIN, VectorStore(pq_min=...)).
-PQ_MIN = 250_000
 # candidates re-ranked per hit asked for. At 1M clustered 512-d vectors (nprobe 82), recall@10 was 0.914 with
 # 20 x k (at least 200), 0.999 with 50 x k (at least 500) and 1.000 with 100 x k, p50 6.6 / 6.3 / 7.5 ms
 RERANK_FACTOR = 50
 RERANK_MIN = 500
-PQ_TRAIN_MIN = 256 * 39  # k-means of 256 centroids per sub-quantizer: FAISS wants 39 points per centroid
 PQ_GATHER_MAX = 4096  # a filter this small is scored exactly from the re-rank file, no codes scanned
-HNSW_EF_SEARCH = 128
-HNSW_M = 32
 # Flat/HNSW filters: copy out the allowed vectors when they are at most 1/64 of the index, else scan the
 # storage with a bitmap of allowed positions (the scan's fixed cost, one bit test per vector, wins above that).
 GATHER_DIV = 64
@@ -52,54 +55,6 @@ GATHER_DIV = 64
 # without the floor ran at ~2x but fell to 0.84 recall on a 30% folder at 100k.
 IVF_FILTER_BUDGET = 2.0
 IVF_FILTER_MIN = 16_384
-_PAD_SCORE = float(np.finfo(np.float32).min)  # what FAISS puts in empty result slots of an inner-product search
-
-
-def import_faiss() -> Any:
-    try:
-        import faiss  # type: ignore
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise ClipsearchError(
-            "faiss is not installed",
-            "install with `pip install 'clipsearch[cpu]'` (or `[gpu]` on a CUDA machine)",
-        ) from exc
-    return faiss
-
-
-def choose_type(n: int, pq_min: int | None = None) -> str:
-    if n > (PQ_MIN if pq_min is None else pq_min):
-        return "ivfpq"
-    return "flat" if n <= FLAT_MAX else "ivf"
-
-
-def pq_m(dim: int) -> int:
-    """Sub-quantizers for IVF-PQ: one byte per 8 dimensions (64 bytes at 512-d), at least 16, a divisor of `dim`."""
-    for m in range(min(dim, max(16, dim // 8)), 0, -1):
-        if dim % m == 0:
-            return m
-    return 1
-
-
-def ivf_nlist(n: int) -> int:
-    # sqrt(n) lists: k-means training stays seconds on 2 cores at 1M vectors (4*sqrt(n) took minutes)
-    return int(min(max(16, math.sqrt(max(n, 1))), 65536))
-
-
-def ivf_nprobe(nlist: int) -> int:
-    # ~4% of the lists reaches recall@10 >= 0.95 on clustered data; bench/scale.py measures it.
-    return max(8, nlist // 24)
-
-
-@contextlib.contextmanager
-def _one_thread(faiss: Any) -> Iterator[None]:
-    """PQ training is many small k-means (8-d, 256 centroids) whose OpenMP regions cost more than they save on a
-    shared 2-core machine: 5 s on one thread against 31 s on two for 100k 512-d vectors."""
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    try:
-        yield
-    finally:
-        faiss.omp_set_num_threads(before)
 
 
 class VectorIndex:
@@ -154,7 +109,7 @@ class VectorIndex:
             sample = vecs[rng.choice(len(vecs), size=min(len(vecs), max(nlist * 64, PQ_TRAIN_MIN)), replace=False)]
             if kind == "ivfpq":
                 index.pq.cp.niter = 10  # recall after re-ranking is the same as with 25 (bench/scale.py)
-                with _one_thread(faiss):
+                with one_thread(faiss):
                     index.train(sample)
             else:
                 index.train(sample)
@@ -248,17 +203,17 @@ class VectorIndex:
                 return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
             present, _lists = self._lookup().locate(allowed)
             if len(present) == 0:
-                return np.full((len(queries), k), _PAD_SCORE, np.float32), np.full((len(queries), k), -1, np.int64)
+                return np.full((len(queries), k), PAD_SCORE, np.float32), np.full((len(queries), k), -1, np.int64)
             if len(present) <= PQ_GATHER_MAX:
                 present = np.unique(present)
                 scores = np.einsum("qd,md->qm", queries, self.exact.get(present))
-                return _top_k(scores, present, k)
+                return top_k(scores, present, k)
             _scores, cand = self._search_ivf_filtered(queries, want, present)
-        out_s = np.full((len(queries), k), _PAD_SCORE, np.float32)
+        out_s = np.full((len(queries), k), PAD_SCORE, np.float32)
         out_i = np.full((len(queries), k), -1, np.int64)
         for row, (q, c) in enumerate(zip(queries, cand, strict=False)):
             c = c[c >= 0]
-            s, i = _top_k(np.einsum("d,md->m", q, self.exact.get(c))[None], c, k)
+            s, i = top_k(np.einsum("d,md->m", q, self.exact.get(c))[None], c, k)
             out_s[row], out_i[row] = s[0], i[0]
         return out_s, out_i
 
@@ -321,7 +276,7 @@ class VectorIndex:
                 mask = keep(ids)
                 if not mask.any():
                     continue
-            if self.kind == "ivfpq":
+            if self.exact is not None:  # IVF-PQ: its codes are not vectors
                 ids = ids[mask] if keep is not None else ids.copy()
                 cells.append((list_no, ids, self.exact.get(ids)))
                 continue
@@ -341,10 +296,10 @@ class VectorIndex:
         vecs = faiss.rev_swig_ptr(self._storage().get_xb(), n * self.dim).reshape(n, self.dim)
         lookup = self._lookup()
         if allowed is None:
-            return lookup.id_map, vecs
+            return lookup.position_ids, vecs
         _ids, pos = lookup.locate(np.unique(np.asarray(allowed, dtype=np.int64)))
         pos = np.sort(pos)
-        return lookup.id_map[pos], vecs[pos]
+        return lookup.position_ids[pos], vecs[pos]
 
     # -- filtered search -------------------------------------------------------------------------------
 
@@ -352,7 +307,7 @@ class VectorIndex:
         for name in ("_gpu_index", "_lookup_cache", "_centroids"):
             self.__dict__.pop(name, None)
 
-    def _lookup(self) -> _IdLookup:
+    def _lookup(self) -> IdLookup:
         """External id -> internal position (flat, HNSW) or inverted list number (IVF); rebuilt after add/remove."""
         if getattr(self, "_lookup_cache", None) is None:
             faiss = import_faiss()
@@ -364,10 +319,10 @@ class VectorIndex:
                     if size:
                         ids.append(faiss.rev_swig_ptr(invlists.get_ids(list_no), size).copy())
                         lists.append(np.full(size, list_no, np.int32))
-                self._lookup_cache = _IdLookup(np.concatenate(ids), np.concatenate(lists))
+                self._lookup_cache = IdLookup(np.concatenate(ids), np.concatenate(lists))
             else:
                 id_map = faiss.vector_to_array(self.index.id_map).astype(np.int64, copy=False)
-                self._lookup_cache = _IdLookup(id_map, np.arange(len(id_map), dtype=np.int64), keep_ids=True)
+                self._lookup_cache = IdLookup(id_map, np.arange(len(id_map), dtype=np.int64), keep_ids=True)
         return self._lookup_cache
 
     def _storage(self) -> Any:
@@ -385,10 +340,10 @@ class VectorIndex:
             pos = np.unique(pos)
             vecs = self._storage().reconstruct_batch(pos) if len(pos) else np.zeros((0, self.dim), np.float32)
             scores = np.einsum("qd,md->qm", queries, vecs)  # einsum: no BLAS thread start-up for one query
-            return _top_k(scores, lookup.id_map[pos], k)
-        sel = faiss.IDSelectorBitmap(_bitmap(pos, self.ntotal))
+            return top_k(scores, lookup.position_ids[pos], k)
+        sel = faiss.IDSelectorBitmap(bitmap(pos, self.ntotal))
         scores, labels = self._storage().search(queries, k, params=faiss.SearchParameters(sel=sel))
-        return scores, np.where(labels >= 0, lookup.id_map[np.maximum(labels, 0)], -1)
+        return scores, np.where(labels >= 0, lookup.position_ids[np.maximum(labels, 0)], -1)
 
     def _search_ivf_filtered(self, queries: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """IVF: scan only lists that hold allowed ids, nearest centroid first, all of them up to the budget."""
@@ -397,9 +352,9 @@ class VectorIndex:
         ids, lists = self._lookup().locate(allowed)
         nq, m = len(queries), len(ids)
         if m == 0:
-            return np.full((nq, k), _PAD_SCORE, np.float32), np.full((nq, k), -1, np.int64)
+            return np.full((nq, k), PAD_SCORE, np.float32), np.full((nq, k), -1, np.int64)
         if ids.max() < 64 * self.ntotal + (1 << 20):  # a bitmap of at most 8 bytes per vector: fastest test
-            sel = faiss.IDSelectorBitmap(_bitmap(ids, int(ids.max()) + 1))
+            sel = faiss.IDSelectorBitmap(bitmap(ids, int(ids.max()) + 1))
         else:  # sparse, huge ids
             sel = faiss.IDSelectorBatch(ids)
         per_list = np.bincount(lists, minlength=index.nlist)
@@ -441,54 +396,3 @@ class VectorIndex:
                                         faiss.swig_ptr(coarse), faiss.swig_ptr(scores), faiss.swig_ptr(labels),
                                         False, params)
         return scores, labels
-
-
-class _IdLookup:
-    """Maps external ids to a location (internal position or list number): a table when ids are dense enough."""
-
-    def __init__(self, ids: np.ndarray, locs: np.ndarray, keep_ids: bool = False) -> None:
-        self.id_map = ids if keep_ids else None  # flat/HNSW: external id of each internal position
-        self.members = ids  # every id in the index (the allowed set of an unfiltered search's exact retry)
-        self.table: np.ndarray | None = None
-        if len(ids) and ids.min() >= 0 and ids.max() < 4 * len(ids) + (1 << 20):
-            self.table = np.full(int(ids.max()) + 1, -1, locs.dtype)
-            self.table[ids] = locs
-        else:
-            order = np.argsort(ids, kind="stable")
-            self.ids, self.locs = ids[order], locs[order]
-
-    def locate(self, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, locations) of the wanted ids that are in the index, in `wanted` order."""
-        if self.table is not None:
-            ok = (wanted >= 0) & (wanted < len(self.table))
-            locs = self.table[np.where(ok, wanted, 0)]
-            ok &= locs >= 0
-            return wanted[ok], locs[ok]
-        if len(self.ids) == 0:
-            return wanted[:0], self.locs[:0]
-        at = np.minimum(np.searchsorted(self.ids, wanted), len(self.ids) - 1)
-        ok = self.ids[at] == wanted
-        return wanted[ok], self.locs[at[ok]]
-
-
-def _bitmap(members: np.ndarray, size: int) -> np.ndarray:
-    """FAISS IDSelectorBitmap layout: bit i of byte i >> 3 (little bit order) set for each member."""
-    mask = np.zeros(size, bool)
-    mask[members] = True
-    return np.packbits(mask, bitorder="little")
-
-
-def _top_k(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise top-k of a (queries, candidates) score matrix, padded like FAISS when there are fewer than k."""
-    nq, m = scores.shape
-    out_scores = np.full((nq, k), _PAD_SCORE, np.float32)
-    out_ids = np.full((nq, k), -1, np.int64)
-    if m == 0:
-        return out_scores, out_ids
-    take = min(k, m)
-    part = np.argpartition(-scores, take - 1, axis=1)[:, :take] if take < m else np.broadcast_to(np.arange(m), (nq, m))
-    part_scores = np.take_along_axis(scores, part, axis=1)
-    order = np.argsort(-part_scores, axis=1, kind="stable")
-    out_scores[:, :take] = np.take_along_axis(part_scores, order, axis=1)
-    out_ids[:, :take] = ids[np.take_along_axis(part, order, axis=1)]
-    return out_scores, out_ids

@@ -14,22 +14,25 @@ A mapped index is read-only; a writer loads an owned copy (a plain read of the v
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import threading
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from clipsearch.catalog.codec import VECTOR_DTYPE
+from clipsearch.config import settings
 from clipsearch.fsutil import atomic_write, atomic_write_text
 from clipsearch.vectors.exact import DamagedVectors, ExactVectors
-from clipsearch.vectors.index import INDEX_TYPES, PQ_TRAIN_MIN, VectorIndex, choose_type, import_faiss, ivf_nlist
+from clipsearch.vectors.index import VectorIndex
+from clipsearch.vectors.kinds import INDEX_TYPES, PQ_TRAIN_MIN, choose_type, import_faiss, ivf_nlist
 
 if TYPE_CHECKING:  # pragma: no cover
-    from clipsearch.catalog.catalog import Catalog
+    from clipsearch.catalog.reads import CatalogReads
 
 
 
@@ -50,7 +53,7 @@ def saved_meta(path: Path) -> dict[str, Any] | None:
     return meta if isinstance(meta, dict) else None
 
 
-def _crc(f: BinaryIO) -> tuple[int, int]:
+def _crc(f: io.BufferedReader) -> tuple[int, int]:
     """(CRC-32, size) of an open file, read in pieces into one reused buffer."""
     buf = bytearray(8 << 20)
     view = memoryview(buf)
@@ -131,23 +134,17 @@ def why_not(kind: str, n: int) -> str:
     return f"built another index type than {kind} for {n} vectors"
 
 
-def pq_min_setting() -> int | None:
-    from clipsearch.config import pq_min
-
-    return pq_min()
-
-
 class VectorStore:
     """The FAISS index of one store, mirrored from the catalog and saved beside it.
 
     `pq_min`: above this many vectors the store builds IVF-PQ with re-ranking (default: CLIPSEARCH_PQ_MIN, else
     `vectors.PQ_MIN`)."""
 
-    def __init__(self, folder: Path, catalog: Catalog, dim: int, pq_min: int | None = None) -> None:
+    def __init__(self, folder: Path, catalog: CatalogReads, dim: int, pq_min: int | None = None) -> None:
         self.path = Path(folder) / FAISS_FILE
         self.catalog = catalog
         self.dim = dim
-        self.pq_min = pq_min if pq_min is not None else pq_min_setting()
+        self.pq_min = pq_min if pq_min is not None else settings().pq_min
         self._index: VectorIndex | None = None
         self._version = -1
         self._reload_lock = threading.RLock()
