@@ -1,5 +1,6 @@
-"""Near duplicates at scale: the self-join of the store's vector index plus grouping (clipsearch.query.dupes.near_groups),
-on synthetic clustered 512-d unit vectors (bench/scale.py's `clustered`) with injected near copies.
+"""Near duplicates at scale: the self-join of the store's vector index plus grouping
+(clipsearch.query.dupes.near_groups), on synthetic clustered 512-d unit vectors (bench/scale.py's `clustered`)
+with injected near copies.
 
 Per size: 1% of the vectors are overwritten with near copies of others (cosine >= 0.995 to their source; 70% of
 sources get 1 copy, 20% 2, 10% 3), all stored as float16 like the catalog. The index is the one the store would
@@ -31,8 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scale import clustered  # noqa: E402
 
 from clipsearch.query.dupes import DEFAULT_THRESHOLD, MAX_VISITS, near_groups  # noqa: E402
-from clipsearch.vectors.index import VectorIndex, choose_type  # noqa: E402
+from clipsearch.vectors.index import VectorIndex  # noqa: E402
 from clipsearch.vectors.join import JoinStats  # noqa: E402
+from clipsearch.vectors.kinds import choose_type
 
 
 def with_copies(n: int, dim: int, seed: int, fraction: float = 0.01,
@@ -100,14 +102,14 @@ def main() -> None:
         build = time.perf_counter() - t
         stats = JoinStats()
         t = time.perf_counter()
-        groups = near_groups(vi, args.threshold, lambda m: (m, vecs[m]), lambda m: {int(i): int(i) for i in m},
-                             stats=stats)
+        groups = near_groups(vi, args.threshold, lambda m, vecs=vecs: (m, vecs[m]),
+                             lambda m: {int(i): int(i) for i in m}, stats=stats)
         took = time.perf_counter() - t
         found = pair_set(ids_ for ids_, _sims in groups)
         hit = len(found & inj_pairs)
         exact_groups = {frozenset(g.tolist()) for g in injected} & {frozenset(g) for g, _s in groups}
-        print(f"\nn={n}: the store would build {choose_type(n)}, built {vi.kind}; {len(injected)} injected groups, {len(inj_pairs)} "
-              f"injected pairs (min cosine to source {inj_cos:.4f}); data {gen:.1f} s")
+        print(f"\nn={n}: the store would build {choose_type(n)}, built {vi.kind}; {len(injected)} injected groups, "
+              f"{len(inj_pairs)} injected pairs (min cosine to source {inj_cos:.4f}); data {gen:.1f} s")
         print(f"  build index      {build:8.1f} s")
         print(f"  dupes (join+group) {took:6.1f} s = {took / build:.2f}x the index build; {stats.lists} lists, "
               f"{stats.visits / n:.2f} border visits/vector, {stats.capped} capped, "

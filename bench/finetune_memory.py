@@ -19,9 +19,11 @@ CHILD = r"""
 import json, resource, sys, time
 import numpy as np
 from clipsearch.encoders.torch_encoder import load_encoder
-from clipsearch.tune.training import TrainConfig, resolve_config, train_contrastive
+from clipsearch.tune.config import TrainConfig, resolve_config
+from clipsearch.tune.training import train_contrastive
 
-model, batch, steps, checkpointing, accumulate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1", int(sys.argv[5])
+model, batch, steps, checkpointing, accumulate = (sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1",
+                                                  int(sys.argv[5]))
 enc = load_encoder(model, device="cpu")
 size = enc.image_size
 n = batch * steps

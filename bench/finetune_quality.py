@@ -95,14 +95,15 @@ def run(set_dir: Path, model: str, out: Path) -> dict:
 def row(set_name: str, model: str, r: dict) -> str:
     k = r["key_metric"]
     iv = r["intervals"]
-    cell = {name: f"{r[name][k]:.3f} [{iv[name][0]:.2f}-{iv[name][1]:.2f}]" for name in ("base", "finetuned", "blended")}
+    cell = {name: f"{r[name][k]:.3f} [{iv[name][0]:.2f}-{iv[name][1]:.2f}]"
+            for name in ("base", "finetuned", "blended")}
     g = r["gain"]
     s = r["settings"]
     return (f"| {set_name} | {model} | {r['train_images']}/{r['val_images']}/{r['test_images']} | {cell['base']} | "
             f"{cell['finetuned']} | {cell['blended']} (α {r['alpha']:g}, {r['shipped']}) | "
             f"{g['difference']:+.3f} [{g['low']:+.3f}..{g['high']:+.3f}] | lr {s['lr']:g}, batch {s['batch_size']}, "
             f"{s['epochs_run']}/{s['epochs']} ep × {s['steps_per_epoch']} steps, best {r['best_epoch']}, "
-            f"{'%d-fold CV, ' % r['folds'] if r.get('folds', 1) > 1 else ''}"
+            f"{'{:d}-fold CV, '.format(r['folds']) if r.get('folds', 1) > 1 else ''}"
             f"locks img {s['lock_image']}/txt {s['lock_text']}, BN {'frozen' if s['freeze_bn'] else 'updated'} | "
             f"{r['wall_seconds']:.0f} s |")
 

@@ -93,7 +93,8 @@ def whole_process_rows(data: Path, count: int, model: str, runs: int, batch: int
                 assert summary["encoded"] == count, summary
                 rows[name]["wall"].append(wall)
                 rows[name]["rss"].append(rss)
-                print(f"  run {r + 1} {name}: {wall:.1f} s, {count / wall:.2f} img/s, peak RSS {rss:.0f} MB", flush=True)
+                print(f"  run {r + 1} {name}: {wall:.1f} s, {count / wall:.2f} img/s, peak RSS {rss:.0f} MB",
+                      flush=True)
         rerun = [run_process(index_cmd(data, Path(tmp) / f"s-{r}-onnx-int8", model, []), env)
                  for r in range(runs)]
         rows["unchanged re-run"] = {"wall": [w for w, _r, _o in rerun], "rss": [r for _w, r, _o in rerun]}
@@ -148,7 +149,8 @@ def profile(paths: list[Path], model_spec: str, batch: int) -> None:
     print(f"encode only, torch fp32 (pre-decoded):      {torch_rate:6.2f} img/s")
     for precision in ("fp32", "int8"):
         _, rate = encode_rate(onnx_encoder_for(model_spec, precision), pixels, batch)
-        print(f"encode only, onnx {precision} (pre-decoded):       {rate:6.2f} img/s  RATIO {rate / torch_rate:.2f}x torch")
+        print(f"encode only, onnx {precision} (pre-decoded):       {rate:6.2f} img/s  "
+              f"RATIO {rate / torch_rate:.2f}x torch")
 
 
 def skimage_gallery(size: int, resize_mode: str) -> tuple[np.ndarray, list[str]]:
@@ -197,20 +199,23 @@ def int8_report(model_spec: str, batch: int) -> None:
 
     torch_enc = load_encoder(model_spec, device="cpu")
     tfp32, torch_rate = encode_rate(torch_enc, pixels, batch)
-    print(f"int8 on {len(pixels)} views of {len(SKIMAGE_PHOTOS)} skimage.data photos, model {model_spec}, batch {batch}:")
+    print(f"int8 on {len(pixels)} views of {len(SKIMAGE_PHOTOS)} skimage.data photos, "
+          f"model {model_spec}, batch {batch}:")
     print(f"  onnx fp32 vs torch fp32: min cosine {((fp32 * tfp32).sum(1)).min():.7f}, "
           f"top-10 overlap {topk_overlap(fp32, tfp32):.3f}")
     print(f"  onnx int8 vs onnx fp32:  mean cosine {(fp32 * int8).sum(1).mean():.5f}, "
-          f"min {(fp32 * int8).sum(1).min():.5f}; top-10 overlap {topk_overlap(fp32, int8):.3f} (default needs >= 0.98)")
+          f"min {(fp32 * int8).sum(1).min():.5f}; top-10 overlap {topk_overlap(fp32, int8):.3f} "
+          f"(default needs >= 0.98)")
     try:
         torch_enc.quantize_int8()
         t8, t8_rate = encode_rate(torch_enc, pixels, batch)
         torch_int8 = (f"; torch int8 {t8_rate:.2f} img/s (top-10 overlap with fp32 {topk_overlap(tfp32, t8):.3f})")
     except Exception as exc:  # noqa: BLE001 - e.g. a ResNet tower torch cannot quantise this way
         torch_int8 = f"; torch int8: {exc}"
-    print(f"  encode: torch fp32 {torch_rate:.2f} img/s, onnx fp32 {fp32_rate:.2f} img/s, onnx int8 {int8_rate:.2f} img/s"
-          f"{torch_int8}")
-    print(f"  RATIO onnx int8 / onnx fp32 {int8_rate / fp32_rate:.2f}x, onnx int8 / torch fp32 {int8_rate / torch_rate:.2f}x")
+    print(f"  encode: torch fp32 {torch_rate:.2f} img/s, onnx fp32 {fp32_rate:.2f} img/s, "
+          f"onnx int8 {int8_rate:.2f} img/s{torch_int8}")
+    print(f"  RATIO onnx int8 / onnx fp32 {int8_rate / fp32_rate:.2f}x, "
+          f"onnx int8 / torch fp32 {int8_rate / torch_rate:.2f}x")
 
 
 def main() -> None:

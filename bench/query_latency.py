@@ -110,16 +110,18 @@ def main() -> None:
         cold, cold_rss = wall_rss([py, "-m", "clipsearch", "query", args.query, "--index", str(store), "--paths"],
                                   args.runs)
         cold_cpu = CPU[" ".join([py, "-m", "clipsearch", "query", args.query, "--index", str(store), "--paths"])]
-        torch_path = wall([py, "-c", "import sys, clipsearch; s = clipsearch.open(sys.argv[1], create=False, backend='torch'); "
-                               "s.encoder; print(s.search(sys.argv[2], k=10)[0].path)", str(store), args.query], args.runs)
+        torch_path = wall([py, "-c", "import sys, clipsearch; "
+                                     "s = clipsearch.open(sys.argv[1], create=False, backend='torch'); "
+                                     "s.encoder; print(s.search(sys.argv[2], k=10)[0].path)",
+                           str(store), args.query], args.runs)
         images = {b: wall_rss([py, "-m", "clipsearch", "query", "--image", example, "--index", str(store), "--paths",
                                "--backend", b], args.runs) for b in ("torch", "onnx")}
         small = Path(tmp) / "small"
         shutil.copytree(store, small)
         if args.vectors:
             subprocess.run([py, __file__, "--grow", str(store), str(photos), str(args.vectors)], check=True)
-            big_cold, big_rss = wall_rss([py, "-m", "clipsearch", "query", args.query, "--index", str(store), "--paths"],
-                                         args.runs)
+            big_cold, big_rss = wall_rss([py, "-m", "clipsearch", "query", args.query, "--index", str(store),
+                                          "--paths"], args.runs)
         p50, p99, fast = warm(small, args.query)
         if args.vectors:
             big50, big99, _ = warm(store, args.query)

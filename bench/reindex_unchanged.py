@@ -35,7 +35,8 @@ def main() -> None:
             folder = root / f"{i // 1000:03d}"
             if i % 1000 == 0:
                 folder.mkdir(parents=True)
-            Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(folder / f"{i:06d}.png", compress_level=0)
+            Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(folder / f"{i:06d}.png",
+                                                                                    compress_level=0)
         print(f"generated {args.count} files in {time.perf_counter() - t:.1f} s")
         with clipsearch.open(Path(tmp) / "index", model=args.model) as store:
             t = time.perf_counter()

@@ -15,7 +15,8 @@ FAISS file (any list may be probed) plus the anonymous growth; the re-rank file 
 touches (50 x k). The baseline row is today's path for the same IVF-Flat file: the whole file read into memory,
 checked, then deserialised (two copies while loading).
 
-    python bench/scale.py                          # 100k and 1M, dim 512; HNSW only up to 200k (its build is slow on 2 cores)
+    python bench/scale.py                          # 100k and 1M, dim 512; HNSW only up to 200k
+                                                   # (its build is slow on 2 cores)
     python bench/scale.py --sizes 100000 --hnsw-max 100000
     python bench/scale.py --sizes 1000000 --types ivf   # IVF alone at 1M (truth by NumPy brute force)
     python bench/scale.py --sizes 1000000 --types ivf ivfpq --no-filters   # the issue-14 rows: IVF-Flat vs IVF-PQ
@@ -41,7 +42,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from clipsearch.vectors.index import VectorIndex, choose_type  # noqa: E402
+from clipsearch.vectors.index import VectorIndex  # noqa: E402
+from clipsearch.vectors.kinds import choose_type
 
 KINDS = ("flat", "ivf", "hnsw", "ivfpq")
 
@@ -249,14 +251,16 @@ def main() -> None:
         import faiss
 
         faiss.omp_set_num_threads(args.threads)
-    print(f"{'n':>9} {'type':>5} {'build s':>8} {'bytes/vec':>9} {'recall@10':>9} {'p50 ms':>7} {'p99 ms':>7}  speed-up vs flat")
+    print(f"{'n':>9} {'type':>5} {'build s':>8} {'bytes/vec':>9} {'recall@10':>9} {'p50 ms':>7} "
+          f"{'p99 ms':>7}  speed-up vs flat")
     print(f"{'':>9} {'':>5} {'filter':>14} {'allowed':>8} {'returned/expected':>17} {'recall@10':>9} {'p50 ms':>7} "
           f"{'p99 ms':>7}  p50 vs unfiltered")
     for n in args.sizes:
         vecs = clustered(n, args.dim, seed=0)
         ids = np.arange(n, dtype=np.int64)
         rng = np.random.default_rng(1)
-        queries = vecs[rng.integers(0, n, args.queries)] + 0.05 * rng.normal(size=(args.queries, args.dim)).astype(np.float32)
+        queries = (vecs[rng.integers(0, n, args.queries)]
+                   + 0.05 * rng.normal(size=(args.queries, args.dim)).astype(np.float32))
         queries /= np.linalg.norm(queries, axis=1, keepdims=True)
         vecs = vecs.astype(np.float16).astype(np.float32)  # the catalog's precision (IVF-PQ re-ranks with float16)
         truth = exact_top10(vecs, ids, queries)

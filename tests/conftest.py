@@ -63,8 +63,8 @@ def finetuned(tmp_path_factory: pytest.TempPathFactory):
 
     It is both the model most tests search with and the subject of the fine-tuning tests.
     """
+    from clipsearch.tune.config import TrainConfig
     from clipsearch.tune.finetune import finetune
-    from clipsearch.tune.training import TrainConfig
 
     root = tmp_path_factory.mktemp("tiny-model")
     synthetic.make_dataset(root / "train", per_class=TRAIN_PER_CLASS, seed=1, class_folders=True)

@@ -19,8 +19,7 @@ from playwright import sync_api  # the test extra; the browser is Debian's (scri
 
 import clipsearch
 from clipsearch.server import bind, create_app, url_of
-
-from .conftest import label_of
+from tests.conftest import label_of
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -107,7 +106,8 @@ def test_search_more_like_this_lightbox_and_keys(browser_page, live_server: str,
 
     first_id = page.locator("#grid .hit").first.get_attribute("data-id")
     page.locator("#grid .hit").first.locator("button.similar").click()
-    page.wait_for_function(f"() => {{ const f = document.querySelector('#grid .hit'); return f && f.dataset.id !== '{first_id}'; }}")
+    page.wait_for_function(f"() => {{ const f = document.querySelector('#grid .hit'); "
+                           f"return f && f.dataset.id !== '{first_id}'; }}")
     page.wait_for_function(THUMBS_LOADED, timeout=30_000)
     similar = _names(page)
     assert similar != names and f"like={first_id}" in page.url

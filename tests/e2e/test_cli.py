@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 import clipsearch
-
-from .conftest import cli, cli_json, label_of
+from tests.conftest import cli, cli_json, label_of
 
 
 def _no_traceback(result) -> None:
@@ -190,7 +189,8 @@ def test_default_store_location(monkeypatch, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw", "ivfpq"])
-def test_reindex_vectors_only_forces_a_type(runner, tmp_path: Path, photos: Path, trained_model: Path, kind: str) -> None:
+def test_reindex_vectors_only_forces_a_type(runner, tmp_path: Path, photos: Path, trained_model: Path,
+                                            kind: str) -> None:
     idx = tmp_path / "index"
     cli(runner, "index", photos, "--index", idx, "--model", trained_model)
     before = cli_json(runner, "query", "a blue circle", "-k", "5", "--index", idx)

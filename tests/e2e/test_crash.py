@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 import clipsearch
-
-from .conftest import INDEX_PER_CLASS, cli_json, count_rows
+from tests.conftest import INDEX_PER_CLASS, cli_json, count_rows
 
 TOTAL = INDEX_PER_CLASS * 12
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import clipsearch
-
-from .conftest import cli
+from tests.conftest import cli
 
 
 def test_demo_indexes_sample_photos_and_answers(runner, tmp_path: Path) -> None:
@@ -17,7 +16,8 @@ def test_demo_indexes_sample_photos_and_answers(runner, tmp_path: Path) -> None:
     files = sorted(p.name for p in photos.iterdir())
     assert len(files) >= 10 and "cat-chelsea.jpg" in files and "coffee-cup.jpg" in files
     out = result.stdout
-    for query, top in (("a cat", "cat-chelsea.jpg"), ("a cup of coffee", "coffee-cup.jpg"), ("a rocket", "rocket-launch.jpg")):
+    for query, top in (("a cat", "cat-chelsea.jpg"), ("a cup of coffee", "coffee-cup.jpg"),
+                       ("a rocket", "rocket-launch.jpg")):
         block = out.split(f"\n{query}\n", 1)[1]
         assert block.splitlines()[0].strip().endswith(top), block  # the right photo first
     assert f"{len(files)} added" in out and "clipsearch serve --index" in out

@@ -23,8 +23,7 @@ from clipsearch.errors import ClipsearchError
 from clipsearch.query.dupes import components, connected_groups, near_groups, split_by_keeper
 from clipsearch.vectors import index as vectors_mod
 from clipsearch.vectors.index import JoinStats, VectorIndex
-
-from .conftest import cli, cli_json
+from tests.conftest import cli, cli_json
 
 T0 = 1_600_000_000  # mtimes are set explicitly: the keeper rule's "oldest" must not depend on copy order
 ODD = os.fsdecode(b"copy-\xff.png")  # a file name that is not UTF-8
@@ -253,7 +252,8 @@ def test_split_by_keeper_regroups_the_rest():
 
 def test_union_find_components():
     nodes, labels = components(np.array([5, 7, 9, 100, 3]), np.array([7, 9, 11, 101, 5]))
-    assert dict(zip(nodes.tolist(), labels.tolist(), strict=False)) == {3: 3, 5: 3, 7: 3, 9: 3, 11: 3, 100: 100, 101: 100}
+    assert dict(zip(nodes.tolist(), labels.tolist(), strict=False)) == {3: 3, 5: 3, 7: 3, 9: 3, 11: 3,
+                                                                        100: 100, 101: 100}
     chain = np.arange(1000)
     nodes, labels = components(chain[1:][::-1], chain[:-1][::-1])  # a long path, edges in reverse order
     assert (labels == 0).all()

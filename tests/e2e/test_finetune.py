@@ -13,9 +13,8 @@ from clipsearch.encoders.torch_encoder import load_encoder
 from clipsearch.media import synthetic
 from clipsearch.tune import datasets
 from clipsearch.tune.evaluate import evaluate, retrieval_recall, zero_shot_accuracy
-from clipsearch.tune.finetune import blend_states
-
-from .conftest import cli, cli_json, label_of
+from clipsearch.tune.runs import blend_states
+from tests.conftest import cli, cli_json, label_of
 
 CHANCE = 1 / len(synthetic.classes())  # 12 classes: 0.083
 

@@ -15,17 +15,11 @@ import pytest
 from clipsearch.encoders.torch_encoder import load_encoder
 from clipsearch.media import synthetic
 from clipsearch.tune import datasets
-from clipsearch.tune.finetune import choose
-from clipsearch.tune.training import (
-    TrainConfig,
-    apply_locks,
-    epoch_batches,
-    resolve_config,
-    steps_per_epoch,
-    train_contrastive,
-)
-
-from .conftest import cli_json
+from clipsearch.tune.config import TrainConfig, epoch_batches, resolve_config, steps_per_epoch
+from clipsearch.tune.locks import apply_locks
+from clipsearch.tune.runs import choose
+from clipsearch.tune.training import train_contrastive
+from tests.conftest import cli_json
 
 
 def test_offline_mini_defaults_improve_real_digits(runner, tmp_path: Path) -> None:

@@ -15,11 +15,10 @@ import pytest
 from clipsearch.encoders.torch_encoder import FOLDER_WEIGHTS
 from clipsearch.media import synthetic
 from clipsearch.tune import datasets
+from clipsearch.tune.config import TrainConfig
 from clipsearch.tune.crossval import fold_indices
 from clipsearch.tune.finetune import finetune
-from clipsearch.tune.training import TrainConfig
-
-from .conftest import cli, cli_json
+from tests.conftest import cli, cli_json
 
 CONFIG = dict(epochs=4, batch_size=16, lr=2e-3, warmup_steps=2, seed=0)
 

@@ -19,8 +19,7 @@ import pytest
 import clipsearch
 import clipsearch.cli
 from clipsearch.errors import ClipsearchError
-
-from .conftest import cli, cli_json
+from tests.conftest import cli, cli_json
 
 ESC_NAME = "\x1b[2J\x1b]0;pwned\x07clear.png"  # clears the screen and retitles the terminal if printed raw
 MARKUP_NAME = "[bold red]alarm [blink][link=evil]y.png"
@@ -240,7 +239,8 @@ def test_wrong_dimension_is_refused_before_any_write(runner, tmp_path: Path, pho
 
 
 def test_overwritten_faiss_file_is_not_trusted(runner, tmp_path: Path, photos: Path, trained_model: Path) -> None:
-    from clipsearch.vectors.index import VectorIndex, import_faiss
+    from clipsearch.vectors.index import VectorIndex
+    from clipsearch.vectors.kinds import import_faiss
 
     idx = tmp_path / "index"
     cli(runner, "index", photos, "--index", idx, "--model", trained_model)

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 import clipsearch
-
-from .conftest import INDEX_PER_CLASS, cli_json, db_args
+from tests.conftest import INDEX_PER_CLASS, cli_json, db_args
 
 TOTAL = INDEX_PER_CLASS * 12
 

@@ -17,8 +17,7 @@ import pytest
 
 import clipsearch
 from clipsearch.catalog.records import Encoded
-
-from .conftest import cli, cli_json
+from tests.conftest import cli, cli_json
 
 N_SYNTH = 12_000
 

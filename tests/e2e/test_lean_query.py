@@ -62,7 +62,7 @@ def test_lean_reads_equal_the_full_catalog(tmp_path: Path, shapes_source: Path, 
     with clipsearch.open(idx, create=False) as lean:
         lean_answers = _filtered_queries(lean, root)
     with clipsearch.open(idx, create=False) as full:
-        full.catalog  # the full catalog is open: queries read through it
+        _ = full.catalog  # the full catalog is open: queries read through it
         full_answers = _filtered_queries(full, root)
     assert lean_answers == full_answers
     assert any(path == weird for path in (h[1] for answer in lean_answers for h in answer))

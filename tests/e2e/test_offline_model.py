@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .conftest import cli, cli_json
+from tests.conftest import cli, cli_json
 
 # skimage.data photos and the query that should find each one first. ("a clock" is left out: the
 # ImageNet classifier behind the offline model sees skimage's clock photo as a "bubble", so it misses.)
@@ -92,8 +92,8 @@ def test_models_lists_offline_and_open_clip(runner) -> None:
 def test_finetuning_the_offline_model_improves_heldout_accuracy(tmp_path: Path) -> None:
     """Same machinery as the CLIP fine-tune; image tower locked so the test stays within seconds on a CPU."""
     from clipsearch.media import synthetic
+    from clipsearch.tune.config import TrainConfig
     from clipsearch.tune.finetune import finetune
-    from clipsearch.tune.training import TrainConfig
 
     synthetic.make_dataset(tmp_path / "train", per_class=8, seed=1, class_folders=True)
     report = finetune(tmp_path / "train", tmp_path / "model", base_model="offline-mini", templates=["a {}"],

@@ -13,8 +13,7 @@ from PIL import Image
 from clipsearch.media.thumbnails import SheetLayout
 from clipsearch.query.engine import split_terms
 from clipsearch.terminal import image_protocol, inline_image
-
-from .conftest import cli, cli_json
+from tests.conftest import cli, cli_json
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +24,8 @@ def small_store(tmp_path_factory: pytest.TempPathFactory, shapes_source: Path, t
     root = tmp_path_factory.mktemp("pictures")
     col = root / "col"
     col.mkdir()
-    for p in sorted(shapes_source.glob("red_circle_00[0-3].png")) + sorted(shapes_source.glob("blue_square_00[0-2].png")):
+    for p in (sorted(shapes_source.glob("red_circle_00[0-3].png"))
+              + sorted(shapes_source.glob("blue_square_00[0-2].png"))):
         shutil.copyfile(p, col / p.name)
     idx = root / "index"
     summary = cli_json(CliRunner(), "index", col, "--index", idx, "--model", trained_model, "--thumbnails")

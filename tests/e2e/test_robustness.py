@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .conftest import cli, cli_json, db_args
+from tests.conftest import cli, cli_json, db_args
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -51,7 +51,8 @@ def make_odd_folder(root: Path, shapes: Path) -> dict[str, str]:
     bomb_png(root / "bomb.png")
     (root / "notes.txt").write_text("not an image, not an image name either")
     return {
-        "ok": "alpha.png palette.gif cmyk.jpg sixteen.png rotated.jpg plain.bmp scan.tiff web.webp no_extension whole.jpg",
+        "ok": "alpha.png palette.gif cmyk.jpg sixteen.png rotated.jpg plain.bmp scan.tiff web.webp "
+              "no_extension whole.jpg",
         "failed": "truncated.jpg empty.jpg text.png bomb.png",
     }
 
@@ -61,8 +62,8 @@ def test_bad_files_are_reported_and_good_ones_indexed(runner, tmp_path: Path, sh
     """Failures are recorded and not retried until they change, in SQLite and in PostgreSQL."""
     expected = make_odd_folder(tmp_path / "odd", shapes_source)
     idx = tmp_path / "index"
-    summary = cli_json(runner, "index", tmp_path / "odd", "--index", idx, "--model", trained_model, "--exclude", "skip_*",
-                       *db_args(catalog_db))
+    summary = cli_json(runner, "index", tmp_path / "odd", "--index", idx, "--model", trained_model,
+                       "--exclude", "skip_*", *db_args(catalog_db))
     ok_names, failed_names = expected["ok"].split(), expected["failed"].split()
     assert summary["added"] == len(ok_names)
     assert summary["not_images"] == 1  # notes.txt

@@ -7,8 +7,7 @@ from pathlib import Path
 from PIL import Image
 
 from clipsearch.media import synthetic
-
-from .conftest import INDEX_PER_CLASS, cli_json, label_of
+from tests.conftest import INDEX_PER_CLASS, cli_json, label_of
 
 N_CLASSES = len(synthetic.classes())
 CHANCE_P_AT_5 = INDEX_PER_CLASS / (INDEX_PER_CLASS * N_CLASSES)  # 1/12 ≈ 0.083: a random ranking

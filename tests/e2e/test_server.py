@@ -22,8 +22,7 @@ from PIL import Image
 import clipsearch
 from clipsearch.errors import ClipsearchError
 from clipsearch.server import check_token, create_app
-
-from .conftest import cli_json, label_of
+from tests.conftest import cli_json, label_of
 
 HIT_KEYS = {"rank", "score", "path", "size", "width", "height", "format", "modified", "id"}
 SCRIPT_NAME = "<script>window.__xss=1;<\\script>.png"  # (a file name cannot hold "/")
@@ -122,7 +121,8 @@ def test_health_info_and_docs(client: TestClient, served) -> None:
     assert "http" not in page.text.replace("http-equiv", "")  # nothing fetched from elsewhere
     assert client.get("/static/app.js").headers["content-type"].startswith("text/javascript")
     js = client.get("/static/app.js").text
-    assert ".innerHTML" not in js and "outerHTML" not in js and "insertAdjacentHTML" not in js and "document.write" not in js
+    assert (".innerHTML" not in js and "outerHTML" not in js and "insertAdjacentHTML" not in js
+            and "document.write" not in js)
 
 
 def test_search_matches_the_cli_json(client: TestClient, served, runner) -> None:
@@ -142,7 +142,8 @@ def test_search_box_syntax_is_the_cli_syntax(client: TestClient, served) -> None
     with clipsearch.open(idx, create=False) as store:
         expected = [h.id for h in store.search(["a blue square::2"], minus=["a red circle"], k=10)]
     assert _ids(mixed) == expected
-    assert _ids(client.get("/api/search", params={"q": "a blue square::2", "minus": "a red circle", "k": 10}).json()) == expected
+    assert _ids(client.get("/api/search",
+                           params={"q": "a blue square::2", "minus": "a red circle", "k": 10}).json()) == expected
 
 
 def test_filters(client: TestClient, served) -> None:
@@ -159,7 +160,8 @@ def test_filters(client: TestClient, served) -> None:
 
 @pytest.mark.parametrize("params, fragment", [
     ({"q": ""}, "empty query"), ({"q": "   "}, "empty query"), ({"q": "x", "k": 0}, "k must be"),
-    ({"q": "x", "k": 501}, "k must be"), ({"q": "x", "k": "ten"}, "k:"), ({"q": "x", "after": "last tuesday"}, "not a date"),
+    ({"q": "x", "k": 501}, "k must be"), ({"q": "x", "k": "ten"}, "k:"),
+    ({"q": "x", "after": "last tuesday"}, "not a date"),
     ({"q": "a::1 -a::1"}, "cancel out"),
 ])
 def test_bad_queries_are_400_with_a_message(client: TestClient, params: dict, fragment: str) -> None:
@@ -380,8 +382,8 @@ def test_concurrent_thumbnail_requests(mutable) -> None:
 def test_token_mode(served) -> None:
     _col, idx = served
     client = TestClient(create_app(idx, token=TOKEN))
-    for path in ("/", "/api/health", "/api/info", "/api/search?q=x", "/static/app.js", "/docs", "/api/images/1/thumbnail",
-                 "/api/images/1/file"):
+    for path in ("/", "/api/health", "/api/info", "/api/search?q=x", "/static/app.js", "/docs",
+                 "/api/images/1/thumbnail", "/api/images/1/file"):
         r = client.get(path)
         assert r.status_code == 401 and "token" in r.json()["error"], path
         assert client.get(path, headers={"Authorization": "Bearer wrong-token-0123456789"}).status_code == 401
@@ -400,7 +402,8 @@ def test_token_required_off_loopback(runner) -> None:
     check_token("127.0.0.1", None)
     check_token("::1", None)
     check_token("0.0.0.0", TOKEN)
-    for host, token in (("0.0.0.0", None), ("192.168.1.5", None), ("127.0.0.1", "short"), ("0.0.0.0", "bad token with spaces!")):
+    for host, token in (("0.0.0.0", None), ("192.168.1.5", None), ("127.0.0.1", "short"),
+                        ("0.0.0.0", "bad token with spaces!")):
         with pytest.raises(ClipsearchError):
             check_token(host, token)
     result = runner.invoke(clipsearch.cli.app, ["serve", "--host", "0.0.0.0", "--index", "/nonexistent"],
@@ -419,7 +422,8 @@ def test_host_check_and_no_cors(served) -> None:
     assert r.status_code == 200 and not any(h.startswith("access-control") for h in r.headers)
     foreign = ok.get("/api/search", params={"q": "x"}, headers={"Origin": "http://evil.example"})
     assert foreign.status_code == 403 and not any(h.startswith("access-control") for h in foreign.headers)
-    preflight = ok.options("/api/search", headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "GET"})
+    preflight = ok.options("/api/search",
+                           headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "GET"})
     assert preflight.status_code == 403 and "access-control-allow-origin" not in preflight.headers
     own_preflight = ok.options("/api/search", headers={"Origin": "http://127.0.0.1:8765"})
     assert own_preflight.status_code == 405 and "access-control-allow-origin" not in own_preflight.headers

@@ -16,8 +16,7 @@ import pytest
 import clipsearch
 from clipsearch import ClipsearchError, StoreLockedError
 from clipsearch.catalog.database import public_url
-
-from .conftest import INDEX_PER_CLASS, cli, cli_json, db_args, new_database
+from tests.conftest import INDEX_PER_CLASS, cli, cli_json, db_args, new_database
 
 TOTAL = INDEX_PER_CLASS * 12
 MODEL = "clipsearch-tiny"  # the shipped config, random init: these tests check counts, locks and paths, not relevance

@@ -10,7 +10,7 @@ import av
 import numpy as np
 from PIL import Image
 
-from .conftest import cli, cli_json
+from tests.conftest import cli, cli_json
 
 INTERVAL = 1.0  # seconds between sampled frames in these tests
 SCENE_SECONDS = 2

@@ -14,7 +14,8 @@ from clipsearch.vectors.index import VectorIndex
 
 K = 10
 DIM = 64
-SIZES = {"flat": 100_000, "ivf": 100_000, "hnsw": 20_000, "ivfpq": 100_000}  # HNSW builds slowly on 2 cores; 20k is still HNSW
+# HNSW builds slowly on 2 cores; 20k is still HNSW
+SIZES = {"flat": 100_000, "ivf": 100_000, "hnsw": 20_000, "ivfpq": 100_000}
 
 
 def clustered(n: int, dim: int, seed: int, n_centres: int) -> np.ndarray:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from clipsearch.encoders.torch_encoder import load_encoder
-from clipsearch.tune.training import TrainConfig, augment, resolve_config, train_contrastive
+from clipsearch.tune.augment import augment
+from clipsearch.tune.config import TrainConfig, resolve_config
+from clipsearch.tune.training import train_contrastive
 
 CAPTIONS = [f"a {c}" for c in "abcd" * 8]
 CLASS_IDS = [0, 1, 2, 3] * 8
@@ -40,7 +42,8 @@ def test_accumulated_micro_batches_train_like_one_large_batch() -> None:
     Micro-batch losses (4 negatives each) would move weights by about the learning rate, not by rounding."""
     large, h_large = _train(batch_size=16, freeze_bn=True)
     micro, h_micro = _train(batch_size=4, accumulate=4, freeze_bn=True)
-    base = {k: v.detach().clone().float() for k, v in load_encoder("clipsearch-tiny", device="cpu").model.state_dict().items()}
+    untrained = load_encoder("clipsearch-tiny", device="cpu").model.state_dict()
+    base = {k: v.detach().clone().float() for k, v in untrained.items()}
     assert h_large.steps == h_micro.steps == 4
     assert np.allclose(h_large.losses, h_micro.losses, atol=1e-5)  # the loss of the whole 16-image batch
     assert _mean_diff(large, base) > 1e-4  # it trained
@@ -57,8 +60,11 @@ def test_gradient_checkpointing_recomputes_blocks_and_changes_nothing_else() -> 
     calls = {"image": 0, "text": 0}
     # pre-hooks on the first layer inside a wrapped block: the recomputation runs it again (a post-hook may
     # not fire, since recomputation stops as soon as the tensors backward needs are back)
-    enc.model.visual.layer2[0].conv1.register_forward_pre_hook(lambda *a: calls.__setitem__("image", calls["image"] + 1))
-    enc.model.transformer.resblocks[0].ln_1.register_forward_pre_hook(lambda *a: calls.__setitem__("text", calls["text"] + 1))
+    def count(side: str):
+        return lambda *a: calls.__setitem__(side, calls[side] + 1)
+
+    enc.model.visual.layer2[0].conv1.register_forward_pre_hook(count("image"))
+    enc.model.transformer.resblocks[0].ln_1.register_forward_pre_hook(count("text"))
     cfg = resolve_config(TrainConfig(epochs=1, batch_size=16, hflip=False, freeze_bn=False, grad_checkpointing=True),
                          "random-init", 32)
     history = train_contrastive(enc, _images(), CAPTIONS, CLASS_IDS, cfg)
@@ -98,13 +104,12 @@ def test_augmentations_are_seeded_and_change_what_they_should() -> None:
 
 def test_cli_trains_with_crop_jitter_accumulation_and_checkpointing(runner, tmp_path) -> None:
     from clipsearch.media import synthetic
-
-    from .conftest import cli_json
+    from tests.conftest import cli_json
 
     synthetic.make_dataset(tmp_path / "shapes", per_class=4, seed=1, class_folders=True)
-    report = cli_json(runner, "finetune", tmp_path / "shapes", "--out", tmp_path / "model", "--model", "clipsearch-tiny",
-                      "--epochs", "2", "--batch-size", "8", "--accumulate", "2", "--random-crop", "0.6",
-                      "--color-jitter", "0.3", "--grad-checkpointing", "--folds", "1")
+    report = cli_json(runner, "finetune", tmp_path / "shapes", "--out", tmp_path / "model",
+                      "--model", "clipsearch-tiny", "--epochs", "2", "--batch-size", "8", "--accumulate", "2",
+                      "--random-crop", "0.6", "--color-jitter", "0.3", "--grad-checkpointing", "--folds", "1")
     s = report["settings"]
     assert (s["random_crop"], s["color_jitter"], s["accumulate"]) == (0.6, 0.3, 2)
     assert s["grad_checkpointing_towers"] == ["image", "text"] and s["epochs_run"] == 2
@@ -114,8 +119,7 @@ def test_cli_trains_with_crop_jitter_accumulation_and_checkpointing(runner, tmp_
 def test_offline_mini_with_augmentation_does_not_use_the_feature_cache(runner, tmp_path) -> None:
     """Crops and colour change the trunk's input, so the cached trunk features would be wrong: the cache is off."""
     from clipsearch.media import synthetic
-
-    from .conftest import cli_json
+    from tests.conftest import cli_json
 
     synthetic.make_dataset(tmp_path / "shapes", per_class=5, seed=1, class_folders=True)
     report = cli_json(runner, "finetune", tmp_path / "shapes", "--out", tmp_path / "model", "--model", "offline-mini",

@@ -23,8 +23,7 @@ from clipsearch import ClipsearchError
 from clipsearch.catalog import schema
 from clipsearch.catalog.database import public_url
 from clipsearch.store.manifest import CATALOG, MANIFEST
-
-from .conftest import new_database
+from tests.conftest import new_database
 
 COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255), (255, 0, 255)]
 N = len(COLOURS)

@@ -16,8 +16,7 @@ import clipsearch
 from clipsearch.encoders import onnx_encoder, onnx_export
 from clipsearch.errors import ClipsearchError, ModelMismatchError
 from clipsearch.media.images import decode_paths
-
-from .conftest import cli, cli_json
+from tests.conftest import cli, cli_json
 
 QUERIES = ["a red circle", "a blue square", "a green triangle", "a yellow star"]
 
@@ -94,7 +93,7 @@ print(json.dumps({"torch": "torch" in sys.modules, "open_clip": "open_clip" in s
 def _index_in_subprocess(tmp_path: Path, *args: str) -> dict:
     script = tmp_path / "wrap.py"
     script.write_text(WRAPPER)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     run = subprocess.run([sys.executable, str(script), "index", *args, "--json"], capture_output=True, text=True,
                          env=env, timeout=600)
     modules = json.loads(run.stderr.strip().splitlines()[-1])

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clipsearch.catalog.catalog import Catalog, Known
+from clipsearch.catalog.catalog import Catalog
+from clipsearch.catalog.records import Known
 from clipsearch.indexing.pipeline import Workbench, decode_stream, detect_moves, diff, run_index
 from clipsearch.indexing.scan import FileFacts, ScanResult, canonical, scan
 from clipsearch.indexing.writer import IndexOptions, RunSummary
@@ -149,7 +150,8 @@ class Pipeline:
 
     def new_vectors(self):
         """A fresh vector store object, as a new process would make."""
-        return VectorStore(self.folder, self.catalog, DIM) if self.kind == "faiss" else DictVectorStore(self.catalog, DIM)
+        return (VectorStore(self.folder, self.catalog, DIM) if self.kind == "faiss"
+                else DictVectorStore(self.catalog, DIM))
 
     def index(self, targets, encoder: FakeEncoder, options: IndexOptions | None = None,
               other_roots=()) -> RunSummary:
@@ -218,7 +220,8 @@ def test_diff_sorts_files_and_rows(tmp_path: Path) -> None:
     locked_row = png(tmp_path / "locked" / "kept.png", "orange")
     near_miss = png(tmp_path / "locked2" / "gone_too.png", "orange")  # "locked" is a prefix, not a parent
 
-    rows = {str(same): known(1, same), str(grown): known(2, grown), str(lost_vector): known(4, lost_vector, has_vector=False),
+    rows = {str(same): known(1, same), str(grown): known(2, grown),
+            str(lost_vector): known(4, lost_vector, has_vector=False),
             str(broken): known(5, broken, ok=False, digest=None), str(gone): known(6, gone),
             str(locked_row): known(7, locked_row), str(near_miss): known(8, near_miss)}
     rows[str(touched)] = Known(3, touched.stat().st_size, 12345, True, file_digest(str(touched)), True)
@@ -296,7 +299,7 @@ def test_decode_stream_keeps_order_bounds_prefetch_and_isolates_errors() -> None
         return path, None
 
     seen = []
-    for i, (f, k, fut) in enumerate(decode_stream(items, decode, workers=3, prefetch=4)):
+    for i, (f, _k, fut) in enumerate(decode_stream(items, decode, workers=3, prefetch=4)):
         assert started["n"] <= i + 4  # never more than `prefetch` ahead of the consumer
         if f.path == "/x/7.png":
             with pytest.raises(DecodeError):

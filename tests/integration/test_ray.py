@@ -19,8 +19,7 @@ import pytest
 
 import clipsearch
 from clipsearch.errors import ClipsearchError
-
-from .conftest import INDEX_PER_CLASS, cli_json
+from tests.conftest import INDEX_PER_CLASS, cli_json
 
 pytestmark = pytest.mark.ray
 TOTAL = INDEX_PER_CLASS * 12
@@ -116,7 +115,8 @@ def test_killed_ray_driver_resumes_with_only_what_is_missing(tmp_path: Path, pho
     cmd = [sys.executable, "-m", "clipsearch", "index", str(big), "--index", str(idx), "--model", MODEL,
            "--ray-address", ray_cluster, "--batch-size", "1", "--json"]
     log = open(tmp_path / "driver.log", "wb")
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, "CLIPSEARCH_COMMIT_EVERY": "4"})
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log,
+                            env={**os.environ, "CLIPSEARCH_COMMIT_EVERY": "4"})
     db, committed, deadline = idx / "catalog.sqlite", 0, time.time() + 300
     while time.time() < deadline and proc.poll() is None and not committed:
         if db.exists():
@@ -154,6 +154,7 @@ def test_a_local_ray_gets_socket_paths_that_fit_under_a_long_tmpdir(monkeypatch,
     monkeypatch.delenv("RAY_TMPDIR", raising=False)
     monkeypatch.setattr(tempfile, "tempdir", "/tmp/a/rather/long/path/for/temporary/files")
     short = short_temp_dir()
-    assert short is not None and len(short) + len("/session_2026-12-02_00-35-45_179511_97431/sockets/plasma_store") < 107
+    assert (short is not None
+            and len(short) + len("/session_2026-12-02_00-35-45_179511_97431/sockets/plasma_store") < 107)
     monkeypatch.setattr(tempfile, "tempdir", "/tmp")
     assert short_temp_dir() is None
