@@ -22,10 +22,11 @@ OpenOpt = typer.Option(False, "--open", help="Open the page in the default brows
 
 
 def _server_module() -> Any:
-    try:
-        import fastapi  # noqa: F401
-        import uvicorn  # noqa: F401
+    import importlib
 
+    try:
+        for needed in ("fastapi", "uvicorn"):  # the [serve] extra: say which one is missing
+            importlib.import_module(needed)
         from clipsearch import server
     except ImportError as exc:
         raise ClipsearchError(f"serving needs {exc.name}, which is not installed",

@@ -59,6 +59,14 @@ class Json(JSONResponse):
         return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
+class StoreApp(Guard):
+    """The guarded API of one store, with the holder of its open store (which `serve` warms before answering)."""
+
+    def __init__(self, api: FastAPI, holder: StoreHolder, **guard: Any) -> None:
+        super().__init__(api, **guard)
+        self.holder = holder
+
+
 class StoreHolder:
     """The server's open store, shared by its threads; reopened when the store appears (a first index run)
     or is replaced (a re-embed swaps the folder), so the server never needs a restart."""
@@ -114,7 +122,7 @@ class StoreHolder:
         if store is not None:
             with self.encoder_lock:
                 try:
-                    store.encoder  # noqa: B018 - loads it
+                    _ = store.encoder  # loads it
                 except ClipsearchError as exc:  # e.g. weights not cached offline: image queries will say so
                     import logging
 
@@ -194,7 +202,7 @@ def _content_disposition(path: str) -> str:
 
 
 def create_app(store_path: str | Path, *, token: str | None = None, allowed_hosts: list[str] | None = None,
-               upload_limit: int = UPLOAD_LIMIT, device: str | None = None) -> Any:
+               upload_limit: int = UPLOAD_LIMIT, device: str | None = None) -> StoreApp:
     """The ASGI app for one store: the FastAPI routes behind the `Guard` (token, Host check, body limit)."""
     holder = StoreHolder(Path(store_path), device)
     api = FastAPI(title="clipsearch", version=_version(), docs_url=None, redoc_url=None,
@@ -348,9 +356,7 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
                        {"Content-Disposition": _content_disposition(rec.path),
                         "Content-Security-Policy": "default-src 'none'; sandbox"})
 
-    guard = Guard(api, token=token, allowed_hosts=allowed_hosts, body_limit=upload_limit)
-    guard.holder = holder  # type: ignore[attr-defined]
-    return guard
+    return StoreApp(api, holder, token=token, allowed_hosts=allowed_hosts, body_limit=upload_limit)
 
 
 def _version() -> str:

@@ -69,7 +69,7 @@ def write_photos(folder: Path) -> tuple[list[Path], int]:
             continue
         try:
             pixels = getattr(samples, name)()
-        except Exception:  # noqa: BLE001 - a sample this scikit-image lacks or would download: skip it
+        except Exception:  # a sample this scikit-image lacks or would download: skip it
             paths.pop()
             continue
         im = Image.fromarray(pixels).convert("RGB")
