@@ -70,7 +70,7 @@ def index(
         help="Also make the thumbnails that serve and --grid show (256 px WebP, cached in the store)."),
     ray: bool = typer.Option(
         False, "--ray",
-        help='Encode on Ray actors (pip install "clipsearch[ray]"): Ray on this machine, or the cluster RAY_ADDRESS '
+        help='Encode on Ray actors (pip install "clipsearch\\[ray]"): Ray on this machine, or the cluster RAY_ADDRESS '
              "names. Files must be at the same paths on every worker (a shared filesystem)."),
     ray_address: str | None = typer.Option(
         None, "--ray-address",
