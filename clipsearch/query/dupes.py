@@ -30,6 +30,7 @@ from clipsearch.catalog.reads import CatalogReads
 from clipsearch.catalog.records import ImageRecord
 from clipsearch.errors import ClipsearchError
 from clipsearch.indexing.scan import canonical
+from clipsearch.query.engine import check_filters
 
 if TYPE_CHECKING:  # pragma: no cover
     from clipsearch.vectors.index import VectorIndex
@@ -225,6 +226,7 @@ def find_duplicates(catalog: CatalogReads, vectors: VectorStore | None, threshol
     exists (deleted or unmounted) are left out, as from query results.
     """
     threshold = check_threshold(threshold)
+    check_filters("under", under)
     under = [canonical(u) for u in under] if under else None
     notes = [f"no indexed images under {u}" for u in under or () if catalog.count_under(u) == 0]
     hidden = [r["path"] for r in catalog.roots() if not os.path.isdir(r["path"])]  # vanished roots

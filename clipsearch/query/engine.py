@@ -12,6 +12,7 @@ the server included, can make one query cost seconds of text-encoder passes or g
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -37,6 +38,7 @@ MAX_TERMS = 32
 MAX_TERM_CHARS = 1000
 MAX_QUERY_CHARS = 4000  # all text terms together; also the search box's whole text (split_terms)
 MAX_FILTERS = 64  # `under` folders and `ext` extensions, each
+MAX_WEIGHT = 1000.0  # a term's ::W; nan, inf and 1e308 would turn the query vector into NaN
 
 
 class PixelBudgetError(ClipsearchError):
@@ -68,9 +70,14 @@ def parse_term(term: str) -> tuple[str, float]:
     body, sep, weight = term.rpartition("::")
     if sep and body.strip():
         try:
-            return body.strip(), float(weight)
+            value = float(weight)
         except ValueError:
-            pass
+            return term.strip(), 1.0
+        if not (math.isfinite(value) and abs(value) <= MAX_WEIGHT):
+            raise ClipsearchError(f"the weight of {body.strip()!r} is {weight}; weights are numbers from "
+                                  f"-{MAX_WEIGHT:g} to {MAX_WEIGHT:g}", "use a weight such as ::2 or ::0.5",
+                                  param="text")
+        return body.strip(), value
     return term.strip(), 1.0
 
 
@@ -226,11 +233,17 @@ def check_bounds(texts: Sequence[str], images: Sequence[str], minus: Sequence[st
     if total > MAX_QUERY_CHARS:
         raise ClipsearchError(f"the query's text terms are {total} characters long together; at most "
                               f"{MAX_QUERY_CHARS}", "drop or shorten some terms", param="text")
-    for name, values in (("under", under), ("ext", exts)):
-        if values is not None and len(values) > MAX_FILTERS:
-            raise ClipsearchError(f"{len(values)} {name} filters; at most {MAX_FILTERS}", param=name)
-        if values is not None and any("\0" in str(v) for v in values):
-            raise ClipsearchError(f"an {name} filter holds a NUL byte, which no file name can", param=name)
+    check_filters("under", under)
+    check_filters("ext", exts)
+
+
+def check_filters(name: str, values: Sequence[str] | None) -> None:
+    """At most MAX_FILTERS values (each becomes a term of the catalog's filter), none with a NUL byte (no file
+    name holds one)."""
+    if values is not None and len(values) > MAX_FILTERS:
+        raise ClipsearchError(f"{len(values)} {name} filters; at most {MAX_FILTERS}", param=name)
+    if values is not None and any("\0" in str(v) for v in values):
+        raise ClipsearchError(f"an {name} filter holds a NUL byte, which no file name can", param=name)
 
 
 def check_pixel_budget(image_data: Sequence[bytes], draft_to: int, max_pixels: int) -> None:

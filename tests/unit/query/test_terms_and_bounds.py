@@ -45,3 +45,23 @@ def test_dates_out_of_range_and_nul_bytes_are_clear_errors() -> None:
         Query.parse(["a dog"], [], under=["/photos\0/x"])
     assert nul.value.param == "under"
     assert Query.parse(["a dog"], [], after="9999-12-31").after_ns == 2**63 - 1  # the end of time, not an error
+
+
+def test_weights_must_be_finite_and_bounded() -> None:
+    for bad in ("cat::nan", "cat::inf", "cat::1e308", "cat::-1e9"):
+        with pytest.raises(ClipsearchError, match="weights are numbers") as err:
+            Query.parse([bad], [])
+        assert err.value.param == "text"
+    assert parse_term("cat::-2") == ("cat", -2.0) and parse_term("cat::1000") == ("cat", 1000.0)
+
+
+def test_duplicates_take_no_more_folders_than_a_query() -> None:
+    from clipsearch.query.dupes import find_duplicates
+
+    class NoCatalog:  # refused before the catalog is asked anything
+        def __getattr__(self, name: str) -> None:
+            raise AssertionError(f"the catalog was asked for {name}")
+
+    with pytest.raises(ClipsearchError, match="under filters; at most") as err:
+        find_duplicates(NoCatalog(), None, exact=True, under=[f"/d{i}" for i in range(MAX_FILTERS + 1)])
+    assert err.value.param == "under"
