@@ -20,8 +20,17 @@ out = make_console()
 err = make_console(stderr=True)
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        from clipsearch import __version__
+
+        print(f"clipsearch {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _setup() -> None:
+def _setup(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                        help="Print the version and exit.")) -> None:
     """Consoles are made per invocation, so width and TTY detection follow the streams of this run."""
     global out, err
     out, err = make_console(), make_console(stderr=True)

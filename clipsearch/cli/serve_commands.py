@@ -70,6 +70,9 @@ def serve(
     from clipsearch.store.store import default_store_path
 
     store_path = Path(index_path).expanduser() if index_path else default_store_path()
+    if index_path is not None and not store_path.is_dir():  # a typo must not serve an empty page
+        raise ClipsearchError(f"no index at {store_path}",
+                              "build one first by indexing a folder into it (or point the index option at it)")
     if not (store_path / MANIFEST).is_file():
         ui.err.print(f"[yellow]note:[/] the store {safe(store_path)} is empty: index a folder into it "
                      "(clipsearch index FOLDER); the page picks the images up without a restart")

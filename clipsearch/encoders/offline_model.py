@@ -59,7 +59,7 @@ class MiniLMTokenizer:
         return enc["input_ids"]
 
 
-def _dual_encoder_class():
+def _dual_encoder_class() -> Any:
     import torch
     from torch import nn
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -108,11 +109,17 @@ def sample_frames(path: str, size: int, resize_mode: str = "shortest", interval:
     except DecodeError:
         raise
     except (av.FFmpegError, OSError, ValueError, IndexError, MemoryError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = _reason(exc)
         raise DecodeError(f"cannot decode video: {reason}") from exc
     if not out.frames:
         raise DecodeError("no decodable frames")
     return out
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of an error, without FFmpeg's "[Errno 1094995529] " (its error code means nothing to a user)."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return re.sub(r"^\[Errno -?\d+\] ", "", text)
 
 
 def _pixels(frame: Any, size: int, resize_mode: str) -> np.ndarray:

@@ -25,6 +25,17 @@ DEFAULT_PORT = 8765
 _TOKEN = re.compile(r"[A-Za-z0-9._~-]{16,256}")
 
 
+def loopback_hosts(host: str) -> list[str]:
+    """The Host names a loopback server answers: the usual loopback names and the address it listens on (say
+    127.0.0.2, whose printed URL must work), never a name another machine's DNS could point here."""
+    names = ["127.0.0.1", "localhost", "[::1]", "::1"]
+    bare = host.strip("[]")
+    for name in (bare, f"[{bare}]" if ":" in bare else bare):
+        if name not in names:
+            names.append(name)
+    return names
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -109,7 +120,7 @@ def serve(store_path: str | Path, host: str = DEFAULT_HOST, port: int = DEFAULT_
     check_token(host, token)
     loopback_only = is_loopback(host) and not token
     app = create_app(store_path, token=token, device=device,
-                     allowed_hosts=["127.0.0.1", "localhost", "[::1]", "::1"] if loopback_only else None)
+                     allowed_hosts=loopback_hosts(host) if loopback_only else None)
     app.holder.warm()
     limit_blas_threads()  # after warming: FAISS and the models bring BLAS libraries of their own
 

@@ -242,3 +242,11 @@ def test_int8_indexing(runner, tmp_path: Path, shapes_source: Path, trained_mode
                  "--backend", "torch", ok=False)
     assert result.exit_code == 1 and "--int8 runs on the onnx backend" in result.stderr
     assert not (tmp_path / "t" / "manifest.json").exists()
+
+
+def test_version_and_a_mistyped_store_for_serve(runner, tmp_path: Path) -> None:
+    import clipsearch
+
+    assert cli(runner, "--version").stdout.strip() == f"clipsearch {clipsearch.__version__}"
+    typo = cli(runner, "serve", "--index", tmp_path / "no-such-store", ok=False)
+    assert typo.exit_code == 1 and "no index at" in typo.stderr and "Traceback" not in typo.stderr
