@@ -70,6 +70,7 @@ def serve(
     from clipsearch.store.store import default_store_path
 
     store_path = Path(index_path).expanduser() if index_path else default_store_path()
+    _server_module().check_token(host, token)  # the options first: no token off loopback is refused as such
     if index_path is not None and not store_path.is_dir():  # a typo must not serve an empty page
         raise ClipsearchError(f"no index at {store_path}",
                               "build one first by indexing a folder into it (or point the index option at it)")
