@@ -92,14 +92,15 @@ def index(
     with open_store(index_path, None if reembed else model, create=True, device=device, backend=backend,
                     db=db) as store, \
             RichProgress(progress_console) as progress:
+        reembedded = None
         if reembed and model:
-            store.switch_model(model, batch_size=batch_size, workers=workers, progress=progress)
+            reembedded = store.switch_model(model, batch_size=batch_size, workers=workers, progress=progress)
         summary = store.add(paths, exclude=exclude, include_hidden=include_hidden, verify=verify,
                             frame_interval=frame_interval, batch_size=batch_size, workers=workers,
                             progress=progress, int8=int8, thumbnails=thumbnails,
                             ray_address=ray_address or ("local" if ray else None))
     if as_json:
-        emit_json(summary.to_dict())
+        emit_json({**summary.to_dict(), **({"reembedded": reembedded.encoded} if reembedded is not None else {})})
         return
     _print_problems(summary)
     if not summary.scanned:
@@ -108,6 +109,8 @@ def index(
     t = new_table(show_header=False, title=f"indexed into {safe(store.path)}")
     t.add_column()
     t.add_column(overflow="fold")
+    if reembedded is not None:  # the images the re-embed encoded; the run after it finds them unchanged
+        t.add_row("re-embedded", f"{reembedded.encoded} images with {safe(model or '')} in {reembedded.seconds:.1f} s")
     for key in ("scanned", "added", "updated", "moved", "removed", "unchanged", "failed", "not_images"):
         t.add_row(key.replace("_", " "), str(getattr(summary, key)))
     if summary.verified:

@@ -171,9 +171,18 @@ class Guard:
                 return
             receive = _replay(body, receive)
 
+        if scope.get("method") == "OPTIONS":  # no CORS: just what the resource allows
+            await _respond(send, 200, "allowed methods: GET, HEAD, POST", None, [(b"allow", b"GET, HEAD, POST")])
+            return
+        head = scope.get("method") == "HEAD"
+        if head:  # answered as the GET it asks about, without the body
+            scope = {**scope, "method": "GET"}
+
         async def send_with_headers(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS, *set_cookie]}
+            elif head and message["type"] == "http.response.body":
+                message = {**message, "body": b""}
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -101,6 +101,7 @@ def test_reembed_switches_the_store_to_the_new_model(runner, finetuned, photos: 
     assert before["model"]["key"] == "clipsearch-tiny:random"
     result = cli_json(runner, "index", photos, "--index", idx, "--model", folder, "--reembed")
     assert result["unchanged"] == 60  # the re-embed encoded everything; the follow-up run has nothing to do
+    assert result["reembedded"] == 60  # ... and the summary says so
     after = cli_json(runner, "info", "--index", idx)
     assert after["model"]["key"].startswith("folder:") and after["images"] == after["vectors"] == 60
     assert after["roots"] == [str(photos)]

@@ -291,3 +291,16 @@ def test_uploads_decode_one_at_a_time(client: TestClient, monkeypatch: pytest.Mo
     for t in threads:
         t.join()
     assert statuses == [200] * 4 and most[0] == 1
+
+
+def test_head_and_options_are_answered(client: TestClient, first_id: int) -> None:
+    """HEAD is the GET it asks about, without a body; OPTIONS says what is allowed (and sends no CORS header)."""
+    get = client.get(f"/api/images/{first_id}/thumbnail")
+    head = client.head(f"/api/images/{first_id}/thumbnail")
+    assert head.status_code == 200 and head.content == b"" and get.content
+    assert head.headers["etag"] == get.headers["etag"] and head.headers["content-type"] == "image/webp"
+    assert client.head("/api/info").status_code == 200
+    options = client.options("/api/search")
+    assert options.status_code == 200 and options.headers["allow"] == "GET, HEAD, POST"
+    assert "access-control-allow-origin" not in options.headers
+    assert client.head("/api/images/999999/thumbnail").status_code == 404
