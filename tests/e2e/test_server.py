@@ -426,7 +426,8 @@ def test_host_check_and_no_cors(served) -> None:
                            headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "GET"})
     assert preflight.status_code == 403 and "access-control-allow-origin" not in preflight.headers
     own_preflight = ok.options("/api/search", headers={"Origin": "http://127.0.0.1:8765"})
-    assert own_preflight.status_code == 405 and "access-control-allow-origin" not in own_preflight.headers
+    assert own_preflight.status_code == 200 and own_preflight.headers["allow"] == "GET, HEAD, POST"
+    assert "access-control-allow-origin" not in own_preflight.headers  # what is allowed, never CORS
 
 
 def test_server_errors_are_json_500(served, monkeypatch) -> None:
