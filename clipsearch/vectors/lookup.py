@@ -12,8 +12,8 @@ class IdLookup:
     """Maps external ids to a location (internal position or list number): a table when ids are dense enough."""
 
     def __init__(self, ids: np.ndarray, locs: np.ndarray, keep_ids: bool = False) -> None:
-        self.id_map = ids if keep_ids else None  # flat/HNSW: external id of each internal position
-        self.members = ids  # every id in the index (the allowed set of an unfiltered search's exact retry)
+        self.members = ids  # every id in the index; flat/HNSW (keep_ids): the id of each internal position
+        self.positional = keep_ids
         self.table: np.ndarray | None = None
         if len(ids) and ids.min() >= 0 and ids.max() < 4 * len(ids) + (1 << 20):
             self.table = np.full(int(ids.max()) + 1, -1, locs.dtype)
@@ -25,8 +25,8 @@ class IdLookup:
     @property
     def position_ids(self) -> np.ndarray:
         """Flat/HNSW: the external id of each internal position."""
-        assert self.id_map is not None, "a lookup of list numbers (IVF) has no positions"
-        return self.id_map
+        assert self.positional, "a lookup of list numbers (IVF) has no positions"
+        return self.members
 
     def locate(self, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(ids, locations) of the wanted ids that are in the index, in `wanted` order."""
