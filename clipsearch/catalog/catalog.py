@@ -27,11 +27,20 @@ from sqlalchemy import Connection, delete, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
-from clipsearch.catalog import database, schema
-from clipsearch.catalog.codec import HAS_VIDEO, STILL, escape_like
+from clipsearch.catalog import database, schema, text_rows
+from clipsearch.catalog.codec import HAS_VIDEO, STILL, TEXT_INDEX, escape_like
 from clipsearch.catalog.locks import WriterLocks, lock_schema
 from clipsearch.catalog.reads import CHUNK, STREAM_BATCH, Row, SqlReads
-from clipsearch.catalog.records import ChunkResult, Encoded, EncodedVideo, Failed, ImageRecord, Known
+from clipsearch.catalog.records import (
+    ChunkResult,
+    Encoded,
+    EncodedVideo,
+    Failed,
+    ImageRecord,
+    Known,
+    ReadText,
+    TextTask,
+)
 from clipsearch.catalog.schema import EmbeddingRow, ImageRow, MetaRow, RootRow, RunRow, utcnow
 from clipsearch.catalog.writes import ChunkCommit, bump_version, delete_rows, ext_of, get_meta
 from clipsearch.errors import ClipsearchError
@@ -68,6 +77,7 @@ class Catalog(SqlReads):
         else:
             self.where = str(location)
             self.engine = database.sqlite_engine(Path(location), readonly)
+        self.dialect = self.engine.dialect.name
         self._locks = WriterLocks(self.engine, self.owner, self.where)
         try:
             with self.engine.connect() as conn:
@@ -86,7 +96,7 @@ class Catalog(SqlReads):
     def _open(self, conn: Connection, folder: str, new: bool) -> None:
         """Check (read-only) or upgrade (writable) the schema, and the owner of a shared catalog."""
         if self.readonly:
-            if schema.needs_upgrade(conn):
+            if schema.needs_upgrade(conn, to_read=True):
                 raise ClipsearchError(f"the catalog {self.where} is from an older clipsearch and the store "
                                       "is read-only", "open it once where it is writable to upgrade it")
             if self.shared:
@@ -283,6 +293,40 @@ class Catalog(SqlReads):
             chunk.restat(touched)
             chunk.result.version = bump_version(s)
         return chunk.result
+
+    # --- the text read inside images (`text_rows`) -------------------------------------------------------
+    def lacking_text(self, roots: Sequence[str], files: Sequence[str]) -> list[TextTask]:
+        """Indexed images (and frames) under `roots` or among `files` whose text has not been read."""
+        tasks: list[TextTask] = []
+        with self._session() as s:
+            if roots:
+                tasks += text_rows.lacking_text(s, under_clause(roots))
+            for i in range(0, len(files), CHUNK):
+                tasks += text_rows.lacking_text(s, ImageRow.path.in_(files[i:i + CHUNK]))
+        return tasks
+
+    def save_texts(self, texts: Sequence[ReadText]) -> int:
+        """One transaction: the text read in these images (kept only where the content is still the one read)."""
+        with self._session() as s, s.begin():
+            return text_rows.save_texts(s, texts)
+
+    def mark_reads_text(self) -> None:
+        """From now on every index run of this store reads the text inside its images."""
+        with self._session() as s, s.begin():
+            text_rows.mark_reads_text(s)
+
+    def text_info(self) -> dict[str, Any] | None:
+        """What the store knows of the text inside its images (None when it does not read it): images read, those
+        with some text, and which full-text index serves the matches."""
+        if not self.reads_text():
+            return None
+        with self._session() as s:
+            read, found = text_rows.text_counts(s)
+            if self.dialect == "sqlite":
+                index = "FTS5 trigram"
+            else:
+                index = "pg_trgm" if get_meta(s, TEXT_INDEX) == "trigram" else "none (pg_trgm missing: ILIKE scans)"
+        return {"read": read, "with_text": found, "index": index}
 
     def record_moves(self, moves: Sequence[tuple[str, int, int, int]]) -> None:
         """(new path, id, size, mtime): a file moved inside the collection keeps its row and embedding."""

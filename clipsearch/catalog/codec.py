@@ -11,10 +11,15 @@ from collections.abc import Iterable
 
 import numpy as np
 
-SCHEMA_LATEST = 3  # the schema this release writes; `schema.MIGRATIONS` must end here
+SCHEMA_LATEST = 4  # the schema this release writes; `schema.MIGRATIONS` must end here
+# the oldest schema a read-only open answers from without upgrading: 4 only added the text read inside images
+# (`image_text`), which a store that never read text does not need (see `reads_text`)
+SCHEMA_READABLE = 3
 SCHEMA_VERSION = "schema_version"  # meta keys
 VECTORS_VERSION = "vectors_version"
 HAS_VIDEO = "has_video"
+READS_TEXT = "reads_text"  # the store reads the text inside its images (index --ocr), from then on
+TEXT_INDEX = "text_index"  # PostgreSQL: "trigram" (pg_trgm's GIN index) or "scan" (no pg_trgm: ILIKE scans)
 STILL = -1  # frame_ms of a still image; a video's frames carry their timestamp in milliseconds
 VECTOR_DTYPE = np.float16
 
@@ -85,3 +90,17 @@ def blobs_to_matrix(blobs: list[bytes], dim: int) -> np.ndarray:
     if not blobs:
         return np.zeros((0, dim), dtype=np.float32)
     return np.frombuffer(b"".join(blobs), dtype=VECTOR_DTYPE).reshape(len(blobs), dim).astype(np.float32)
+
+
+# --- the lines of text read in an image (image_text.lines) ----------------------------------------------
+def lines_to_json(lines: Iterable[tuple[str, tuple[float, float, float, float]]]) -> str:
+    """[(text, (x0, y0, x1, y1)), ...] → compact JSON: [[x0, y0, x1, y1, text], ...], boxes to 4 decimals."""
+    import json
+
+    return json.dumps([[*(round(v, 4) for v in box), text] for text, box in lines], ensure_ascii=False)
+
+
+def lines_from_json(value: str | None) -> list[tuple[str, tuple[float, float, float, float]]]:
+    import json
+
+    return [(row[4], (row[0], row[1], row[2], row[3])) for row in json.loads(value or "[]")]

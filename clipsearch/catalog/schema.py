@@ -39,7 +39,16 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.schema import DefaultClause
 from sqlalchemy.types import TypeDecorator
 
-from clipsearch.catalog.codec import SCHEMA_LATEST, SCHEMA_VERSION, STILL, VECTORS_VERSION, path_from_db, path_to_db
+from clipsearch.catalog import fulltext
+from clipsearch.catalog.codec import (
+    SCHEMA_LATEST,
+    SCHEMA_READABLE,
+    SCHEMA_VERSION,
+    STILL,
+    VECTORS_VERSION,
+    path_from_db,
+    path_to_db,
+)
 from clipsearch.errors import ClipsearchError
 
 
@@ -114,6 +123,17 @@ class RunRow(Base):
     seconds: Mapped[float] = mapped_column(Float, default=0.0)
 
 
+class ImageTextRow(Base):
+    """The text read in an image (schema 4): one row per image read, '' when it holds none (so it is not read
+    again). `digest` is the content it was read from; `lines` the lines with their boxes (JSON, see
+    `records.TextLine`). The full-text index over `text` is `fulltext.py`'s."""
+    __tablename__ = "image_text"
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(Text, default="")
+    lines: Mapped[str] = mapped_column(Text, default="[]")
+
+
 class MetaRow(Base):
     __tablename__ = "meta"
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -152,6 +172,7 @@ def _video_frames(conn: Connection) -> None:
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     2: _add_column("roots", "missing_since"),
     3: _video_frames,
+    4: fulltext.install,  # the image_text table (made by create_all) and its full-text index
 }
 LATEST = max(MIGRATIONS)
 assert LATEST == SCHEMA_LATEST, "codec.SCHEMA_LATEST must name the last migration"
@@ -183,6 +204,7 @@ def upgrade(conn: Connection) -> None:
     version = stored_version(conn)
     if version is None:
         Base.metadata.create_all(conn)
+        fulltext.install(conn)
         _set_version(conn, LATEST)
         conn.execute(insert(MetaRow).values(key=VECTORS_VERSION, value="0"))
         return
@@ -205,9 +227,10 @@ def _newer(version: int) -> ClipsearchError:
                            "upgrade clipsearch to read it")
 
 
-def needs_upgrade(conn: Connection) -> bool:
-    """Whether the catalog is missing or older than this release; one from a newer release is refused."""
+def needs_upgrade(conn: Connection, to_read: bool = False) -> bool:
+    """Whether the catalog is missing or older than this release (`to_read`: too old to be read as it is, see
+    `codec.SCHEMA_READABLE`); one from a newer release is refused."""
     version = stored_version(conn)
     if version is not None and version > LATEST:
         raise _newer(version)
-    return version is None or version < LATEST
+    return version is None or version < (SCHEMA_READABLE if to_read else LATEST)

@@ -44,4 +44,5 @@ def store_info(folder: StoreFolder, place: CatalogPlace, lock: WriterLock, disk:
         "roots": roots,
         "vanished_roots": [r for r in roots if not os.path.isdir(r)],
         "last_run": last,
+        "text": catalog.text_info() if catalog is not None else None,  # the text read inside images (OCR)
     }

@@ -52,8 +52,13 @@ class StoreMedia:
         from clipsearch.query.engine import modified_iso
 
         rec = self.record(image_id)
-        return {"path": rec.path, "size": rec.size, "width": rec.width, "height": rec.height, "format": rec.format,
-                "modified": modified_iso(rec.mtime_ns), "id": rec.id}
+        facts: dict[str, Any] = {"path": rec.path, "size": rec.size, "width": rec.width, "height": rec.height,
+                                 "format": rec.format, "modified": modified_iso(rec.mtime_ns), "id": rec.id}
+        reads = self._place.reads
+        if reads.reads_text():  # the text read inside it (index --ocr), with where each line is
+            lines = reads.texts([rec.id]).get(rec.id, ())
+            facts.update(text="\n".join(line.text for line in lines), text_lines=[line.to_dict() for line in lines])
+        return facts
 
     def image_bytes(self, image_id: int) -> tuple[bytes, str, str | None]:
         """(content, digest, format) of an indexed image: only the exact bytes that were indexed."""

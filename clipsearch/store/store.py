@@ -180,7 +180,7 @@ class Store:
             verify: bool = False, frame_interval: float | None = None, batch_size: int | None = None,
             workers: int | None = None, progress: Progress | None = None, commit_every: int | None = None,
             int8: bool | None = None, thumbnails: bool = False, ray_address: str | None = None,
-            encode_pool: EncodePool | None = None) -> RunSummary:
+            encode_pool: EncodePool | None = None, ocr: bool = False) -> RunSummary:
         """Index (or incrementally update) folders and files; `verify` re-hashes files whose stat is unchanged;
         `thumbnails` also makes the thumbnails the store lacks (what `serve` and contact sheets show), once per
         content.
@@ -194,12 +194,17 @@ class Store:
         "ray://HOST:PORT" that cluster; every worker must see the files at the same paths. Results are committed
         here, in chunks, exactly as in a local run. `encode_pool` takes any `EncodePool` instead (e.g. a
         `RayPool` with a set number of actors).
+
+        `ocr` reads the text inside every image and sampled video frame (the `ocr` extra), searchable with
+        `search(text_in_image=...)` and fused into text queries; the store remembers it, so later runs read the
+        text of what they add (and what is still unread) without being asked. On Ray the text is read here,
+        beside the actors, from the rows they commit.
         """
         from clipsearch.config import settings
         from clipsearch.indexing.pipeline import Workbench, run_index
         from clipsearch.indexing.scan import canonical, scan
         from clipsearch.indexing.writer import IndexOptions
-        from clipsearch.store.run_inputs import check_target, encode_pool_for
+        from clipsearch.store.run_inputs import check_target, encode_pool_for, text_reader_for
 
         targets = list(paths)
         self._folder.ensure_writable()
@@ -213,7 +218,7 @@ class Store:
             roots, scanned = scan(targets, covered=existing, exclude=tuple(exclude),
                                   include_hidden=include_hidden, skip_dirs=[canonical(self.path)])
             options = IndexOptions(verify=verify, batch_size=batch_size, workers=workers,
-                                   commit_every=commit_every or settings().commit_every)
+                                   commit_every=commit_every or settings().commit_every, ocr=ocr)
             if frame_interval is not None:
                 if frame_interval <= 0:
                     raise ClipsearchError(f"frame_interval must be positive, got {frame_interval}",
@@ -221,7 +226,8 @@ class Store:
                 options.frame_interval = frame_interval
             bench = Workbench(encoder=lambda: self._models.for_run(call, self._place.manifest_record()),
                               vectors=lambda: self._vector_store(call),
-                              pool=encode_pool_for(ray_address, encode_pool, self.device))
+                              pool=encode_pool_for(ray_address, encode_pool, self.device),
+                              text_reader=text_reader_for(ocr, self.catalog))
             summary = run_index(self.catalog, bench, roots, scanned, options, progress, other_roots=store_roots)
         if thumbnails and self.manifest is not None:
             summary.thumbnails, failed = self.make_thumbnails(workers=workers, progress=progress)
@@ -247,12 +253,15 @@ class Store:
                minus: Iterable[str] = (), minus_image: Iterable[str] = (), k: int = 10,
                under: Iterable[str] | None = None, ext: Iterable[str] | None = None,
                after: Any = None, before: Any = None, all_frames: bool = False,
-               like: Iterable[int] = ()) -> Hits:
+               like: Iterable[int] = (), text_in_image: str | None = None) -> Hits:
         """Text terms and query images (paths, or bytes such as an upload: decoded in memory, never written),
         minus either; `like` adds the stored embeddings of indexed images by id ("more like this"; those images
         are left out of the results). Filters: `under` folders, `ext` extensions, file modified in
-        [after, before) (dates or ISO strings). A video is one hit at its best moment (`timestamp`), unless
-        `all_frames`."""
+        [after, before) (dates or ISO strings), `text_in_image`: only images whose text (read with
+        `add(..., ocr=True)`) holds every word of it, as a substring (alone, it ranks by that text). On a store
+        that reads text, text terms are also matched against it and fused with the CLIP ranking, and each hit
+        carries `text` and `text_matches` (the lines where the words matched, with their boxes). A video is one
+        hit at its best moment (`timestamp`), unless `all_frames`."""
         from clipsearch.query.engine import Query, QueryEngine
 
         self._folder.require_manifest()
@@ -262,7 +271,8 @@ class Store:
                             minus=list(minus), minus_images=[str(i) for i in minus_image], k=k,
                             under=list(under) if under else None, exts=list(ext) if ext else None,
                             after=after, before=before, all_frames=all_frames,
-                            image_data=[i for i in images if isinstance(i, bytes)], like=list(like))
+                            image_data=[i for i in images if isinstance(i, bytes)], like=list(like),
+                            text_in_image=text_in_image)
         engine = QueryEngine(self.reads, self.vectors, self.text_encoder, lambda: self.encoder)
         return engine.search(query)
 
