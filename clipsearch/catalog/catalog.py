@@ -28,7 +28,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from clipsearch.catalog import database, schema, text_rows
-from clipsearch.catalog.codec import HAS_VIDEO, STILL, TEXT_INDEX, escape_like
+from clipsearch.catalog.codec import HAS_VIDEO, SCHEMA_READABLE, STILL, TEXT_INDEX, escape_like
 from clipsearch.catalog.locks import WriterLocks, lock_schema
 from clipsearch.catalog.reads import CHUNK, STREAM_BATCH, Row, SqlReads
 from clipsearch.catalog.records import (
@@ -96,7 +96,7 @@ class Catalog(SqlReads):
     def _open(self, conn: Connection, folder: str, new: bool) -> None:
         """Check (read-only) or upgrade (writable) the schema, and the owner of a shared catalog."""
         if self.readonly:
-            if schema.needs_upgrade(conn, to_read=True):
+            if schema.needs_upgrade(conn, oldest=SCHEMA_READABLE):
                 raise ClipsearchError(f"the catalog {self.where} is from an older clipsearch and the store "
                                       "is read-only", "open it once where it is writable to upgrade it")
             if self.shared:
@@ -164,18 +164,18 @@ class Catalog(SqlReads):
     # --- reading ------------------------------------------------------------------------------------------
     def known_rows(self, roots: Sequence[str], files: Sequence[str]) -> dict[str, Known]:
         q = (select(ImageRow.path, ImageRow.id, ImageRow.size, ImageRow.mtime_ns, ImageRow.ok, ImageRow.digest,
-                    EmbeddingRow.image_id, ImageRow.frame_ms)
+                    EmbeddingRow.image_id, ImageRow.frame_ms, ImageRow.phash.is_not(None))
              .outerjoin(EmbeddingRow, EmbeddingRow.image_id == ImageRow.id).order_by(ImageRow.id))
         stmts = [q.where(under_clause(roots))] if roots else []
         stmts += [q.where(ImageRow.path.in_(files[i:i + CHUNK])) for i in range(0, len(files), CHUNK)]
         known: dict[str, Known] = {}
         with self._session() as s:
             for stmt in stmts:
-                for path, id_, size, mtime, ok, digest, emb, frame_ms in s.execute(stmt):
+                for path, id_, size, mtime, ok, digest, emb, frame_ms, hashed in s.execute(stmt):
                     prev = known.get(path)
                     if frame_ms == STILL or prev is None:
                         known[path] = Known(id_, size, mtime, ok, digest, emb is not None,
-                                            (id_,) if frame_ms != STILL else ())
+                                            (id_,) if frame_ms != STILL else (), bool(hashed))
                     elif id_ not in prev.frame_ids:  # another frame of the same video
                         known[path] = Known(prev.id, prev.size, prev.mtime_ns, prev.ok, prev.digest,
                                             prev.has_vector and emb is not None, (*prev.frame_ids, id_))
@@ -281,16 +281,18 @@ class Catalog(SqlReads):
             s.add_all(RootRow(path=r) for r in roots)
 
     def commit_chunk(self, encoded: Sequence[Encoded], failed: Sequence[Failed],
-                     touched: Sequence[tuple[int, int, int]], videos: Sequence[EncodedVideo] = ()) -> ChunkResult:
-        """One transaction: new/changed rows with their embeddings, failures, (id, size, mtime) re-stats, and
-        videos (a changed video's frame rows are replaced whole). `vector_ids` follow `encoded`, then the
-        frames of `videos` in order."""
+                     touched: Sequence[tuple[int, int, int]], videos: Sequence[EncodedVideo] = (),
+                     hashed: Sequence[tuple[int, bytes]] = ()) -> ChunkResult:
+        """One transaction: new/changed rows with their embeddings, failures, (id, size, mtime) re-stats,
+        videos (a changed video's frame rows are replaced whole) and (id, perceptual hashes) of rows hashed
+        without re-encoding. `vector_ids` follow `encoded`, then the frames of `videos` in order."""
         with self._session() as s, s.begin():
             chunk = ChunkCommit(s)
             chunk.stills(encoded)
             chunk.failures(failed)
             chunk.videos(videos)
             chunk.restat(touched)
+            chunk.hashes(hashed)
             chunk.result.version = bump_version(s)
         return chunk.result
 
@@ -315,6 +317,17 @@ class Catalog(SqlReads):
         with self._session() as s, s.begin():
             text_rows.mark_reads_text(s)
 
+    def texts_by_file(self) -> list[tuple[str, int, str, str, str]]:
+        """Every text row by (path, frame_ms), with the digest it was read from (for `adopt_texts`)."""
+        with self._session() as s:
+            return text_rows.texts_by_file(s)
+
+    def adopt_texts(self, rows: list[tuple[str, int, str, str, str]]) -> int:
+        """Take over another catalog's text of the same files (a re-embed): kept where path, frame and content
+        match; this store then reads text. Returns how many were kept."""
+        with self._session() as s, s.begin():
+            return text_rows.adopt_texts(s, rows)
+
     def text_info(self) -> dict[str, Any] | None:
         """What the store knows of the text inside its images (None when it does not read it): images read, those
         with some text, and which full-text index serves the matches."""
@@ -327,6 +340,14 @@ class Catalog(SqlReads):
             else:
                 index = "pg_trgm" if get_meta(s, TEXT_INDEX) == "trigram" else "none (pg_trgm missing: ILIKE scans)"
         return {"read": read, "with_text": found, "index": index}
+
+    def set_hashes(self, hashed: Sequence[tuple[int, bytes]]) -> None:
+        """(id, perceptual hashes) of images indexed before hashes were kept; embeddings are untouched, so the
+        vectors version stays."""
+        if not hashed:
+            return
+        with self._session() as s, s.begin():
+            ChunkCommit(s).hashes(hashed)
 
     def record_moves(self, moves: Sequence[tuple[str, int, int, int]]) -> None:
         """(new path, id, size, mtime): a file moved inside the collection keeps its row and embedding."""

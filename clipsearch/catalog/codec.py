@@ -11,10 +11,12 @@ from collections.abc import Iterable
 
 import numpy as np
 
-SCHEMA_LATEST = 4  # the schema this release writes; `schema.MIGRATIONS` must end here
-# the oldest schema a read-only open answers from without upgrading: 4 only added the text read inside images
-# (`image_text`), which a store that never read text does not need (see `reads_text`)
+SCHEMA_LATEST = 5  # the schema this release writes; `schema.MIGRATIONS` must end here
+# The oldest schema a read-only open reads as it is: the steps since only add what a reader can do without
+# (schema 4: perceptual hashes, `SqlReads.hashes_kept` says whether they are there; schema 5: the text read inside
+# images, which a store only has once `meta.reads_text` says so). Older ones need a writable open to upgrade.
 SCHEMA_READABLE = 3
+SCHEMA_HASHES = 4  # images.phash
 SCHEMA_VERSION = "schema_version"  # meta keys
 VECTORS_VERSION = "vectors_version"
 HAS_VIDEO = "has_video"
@@ -104,3 +106,13 @@ def lines_from_json(value: str | None) -> list[tuple[str, tuple[float, float, fl
     import json
 
     return [(row[4], (row[0], row[1], row[2], row[3])) for row in json.loads(value or "[]")]
+
+
+HASH_WORDS = 3  # perceptual hashes a still image's `phash` blob holds (big-endian uint64; media/phash.py)
+
+
+def hash_blobs_to_matrix(blobs: list[bytes]) -> np.ndarray:
+    """(n, HASH_WORDS) uint64 from n `phash` blobs."""
+    if not blobs:
+        return np.zeros((0, HASH_WORDS), dtype=np.uint64)
+    return np.frombuffer(b"".join(blobs), dtype=">u8").astype(np.uint64).reshape(len(blobs), HASH_WORDS)

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from clipsearch.catalog.catalog import Catalog
 from clipsearch.catalog.codec import STILL
 from clipsearch.catalog.records import ReadText, TextLine, TextTask
+from clipsearch.errors import ClipsearchError
 from clipsearch.indexing.writer import RunSummary
 from clipsearch.media.images import DecodeError, digest_bytes, open_image
 from clipsearch.progress import Progress
@@ -135,7 +136,8 @@ class TextStage:
             batch.clear()
 
     def _read(self, group: list[TextTask]) -> list[ReadText]:
-        """One file's rows read; a file that changed or cannot be read is skipped (its next run handles it)."""
+        """One file's rows read. A file that changed or cannot be opened is skipped (its next run handles it); one
+        the text models fail on is recorded as holding no text, with the reason among the run's problems."""
         try:
             if group[0].frame_ms == STILL:
                 task = group[0]
@@ -144,10 +146,20 @@ class TextStage:
                 if digest_bytes(data) != task.digest:
                     return []
                 image = open_image(data, draft_to=self.draft_to)[0]
-                return [ReadText(task.id, task.digest, self.reader().read(image))]
+                return [ReadText(task.id, task.digest, self._lines(image, task.path))]
             return self._read_video(group)
         except (OSError, DecodeError):
             return []
+
+    def _lines(self, image: Any, path: str) -> tuple[TextLine, ...]:
+        reader = self.reader()  # a missing OCR extra fails the run (ClipsearchError), not one image
+        try:
+            return reader.read(image)
+        except ClipsearchError:
+            raise
+        except Exception as exc:  # ONNX Runtime or OpenCV (whose error is no RuntimeError) refusing one image
+            self.summary.problems.append((path, f"could not read its text: {str(exc).splitlines()[0][:200]}"))
+            return ()
 
     def _read_video(self, group: list[TextTask]) -> list[ReadText]:
         from clipsearch.media.video import fingerprint, frames_at
@@ -156,5 +168,4 @@ class TextStage:
         if fingerprint(path) != digest:
             return []
         frames = frames_at(path, [t.frame_ms for t in group], self.max_side)
-        reader = self.reader()
-        return [ReadText(t.id, digest, reader.read(frames[t.frame_ms])) for t in group if t.frame_ms in frames]
+        return [ReadText(t.id, digest, self._lines(frames[t.frame_ms], path)) for t in group if t.frame_ms in frames]

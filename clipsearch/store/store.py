@@ -322,6 +322,7 @@ class Store:
         tmp = reembed_folder(self.path)
         with self.writer_lock():
             paths = [p for p in self.catalog.indexed_paths() if os.path.exists(p)]
+            texts = self.catalog.texts_by_file() if self.catalog.reads_text() else None  # read once, kept
             roots = [r["path"] for r in self.catalog.roots()]
             remove_store_files(tmp)
             keep = stored_precision(manifest)
@@ -329,6 +330,8 @@ class Store:
                 new._models.adopt(self._models.loaded, keep)  # same model already loaded here: no second load
                 summary = new.add(paths, batch_size=batch_size, workers=workers, progress=progress,
                                   int8=keep == "int8")
+                if texts is not None:
+                    new.catalog.adopt_texts(texts)
                 new.catalog.add_roots(roots)
             self.close()
             swap_in(tmp, self.path)

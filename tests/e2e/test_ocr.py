@@ -1,9 +1,11 @@
 """The text inside images, end to end with the real RapidOCR models, on SQLite and PostgreSQL (`catalog_db`).
 
-A folder of generated shapes (what the tiny model knows by look) beside photos with English and Chinese text
-drawn at test time: an existing store learns to read text without encoding anything again, the text filter and
-fused text queries find the pictures only their words identify, the HTTP API carries the text, and later runs
-read only what is new or changed. OCR costs about a second an image here, so the images are few and small.
+A folder of generated shapes beside photos with English and Chinese text drawn at test time: an existing store
+learns to read text without encoding anything again, the text filter and fused text queries find the pictures
+only their words identify (the model is clipsearch-tiny at random init: it cannot find anything by look, so
+what is found is found by its words; bench/text_fusion.py measures look against words with a trained model),
+the HTTP API carries the text, and later runs read only what is new or changed. OCR costs about a second an
+image here, so the images are few and small.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from tests.conftest import cli_json, count_rows, db_args
 from tests.text_images import render
 
 SHAPES = ("red_circle", "blue_square", "green_triangle")
+MODEL = "clipsearch-tiny"  # random init, shipped config: nothing to train or download
 
 
 @pytest.fixture()
@@ -41,11 +44,10 @@ def folder(tmp_path: Path, shapes_source: Path) -> Path:
     return photos
 
 
-def test_text_in_images_end_to_end(tmp_path: Path, folder: Path, trained_model: Path, runner,
-                                   catalog_db: str | None) -> None:
+def test_text_in_images_end_to_end(tmp_path: Path, folder: Path, runner, catalog_db: str | None) -> None:
     idx = tmp_path / "index"
     total = 9
-    first = cli_json(runner, "index", folder, "--index", idx, "--model", trained_model, *db_args(catalog_db))
+    first = cli_json(runner, "index", folder, "--index", idx, "--model", MODEL, *db_args(catalog_db))
     assert first["added"] == total and first["text_read"] == 0
     with pytest.raises(Exception, match="has not read the text"):
         with clipsearch.open(idx) as store:
@@ -71,15 +73,13 @@ def test_text_in_images_end_to_end(tmp_path: Path, folder: Path, trained_model: 
     assert [Path(h["path"]).name for h in cli_json(runner, "query", "a red circle", "--text-in-image", "invoice",
                                                     "--index", idx)] == ["receipt.png"]  # a filter beside terms
 
-    # fused text queries: the receipt is found by its words although CLIP ranks other pictures above it ...
+    # fused text queries: the pictures are found by their words; the others follow in CLIP's order
     fused = cli_json(runner, "query", "invoice", "-k", str(total), "--index", idx)
     assert Path(fused[0]["path"]).name == "receipt.png" and fused[0]["text_matches"]
-    assert fused[0]["score"] < max(h["score"] for h in fused)  # not by its look
-    assert all(h["text_matches"] == [] for h in fused[1:])
+    assert all(h["text_matches"] == [] for h in fused[1:]) and len(fused) == total
+    rest = [h["score"] for h in fused[1:]]
+    assert rest == sorted(rest, reverse=True)
     assert Path(cli_json(runner, "query", "一只狗 草地上", "--index", idx)[0]["path"]).name == "sign.png"
-    # ... and a query by look is still answered by look
-    by_look = cli_json(runner, "query", "a red circle", "-k", "2", "--index", idx)
-    assert all(Path(h["path"]).name.startswith("red_circle") for h in by_look)
 
     # the HTTP API carries the text
     client = TestClient(create_app(idx))
@@ -106,8 +106,7 @@ def test_text_in_images_end_to_end(tmp_path: Path, folder: Path, trained_model: 
     assert count_rows(idx, catalog_db, "image_text") == total
 
 
-def test_killed_ocr_run_leaves_a_consistent_store_that_resumes(tmp_path: Path, trained_model: Path, runner,
-                                                               catalog_db: str | None) -> None:
+def test_killed_ocr_run_leaves_a_consistent_store_that_resumes(tmp_path: Path, runner, catalog_db: str | None) -> None:
     """SIGKILL a real `clipsearch index --ocr` once it has committed some text: what was committed is kept, and
     the next run (without --ocr: the store remembers) reads only the rest, encoding nothing."""
     photos = tmp_path / "photos"
@@ -116,7 +115,7 @@ def test_killed_ocr_run_leaves_a_consistent_store_that_resumes(tmp_path: Path, t
     for i in range(count):
         render(photos / f"note{i:02d}.png", [f"NOTE{i:02d} 笔记"], backgrounds[i % 4], size=(320, 200))
     idx = tmp_path / "index"
-    cli_json(runner, "index", photos, "--index", idx, "--model", trained_model, *db_args(catalog_db))
+    cli_json(runner, "index", photos, "--index", idx, "--model", MODEL, *db_args(catalog_db))
     cmd = [sys.executable, "-m", "clipsearch", "index", str(photos), "--index", str(idx), "--ocr", "--json"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ))
     deadline = time.time() + 180
