@@ -48,6 +48,7 @@ CONFUSERS = ["RED CIRCLE SALE", "BLUE SQUARE CAFE", "GREEN TRIANGLE", "YELLOW CI
              "BLUE TRIANGLE"]
 PHOTOS = ("coffee", "chelsea", "astronaut", "rocket")
 KS = (1, 3, 10)
+TEXT_WEIGHTS = (1.0, 0.75, 0.25)  # the query weighs text ranks 0.5 (text_match.TEXT_WEIGHT)
 
 
 def train(root: Path) -> Path:
@@ -83,8 +84,11 @@ def rankings(store: clipsearch.Store, query: str, depth: int) -> dict[str, list[
     clip = [int(i) for i in ids[0] if i >= 0]
     side = TextSide(store.reads, [], fusion_words([query]))
     text = side.text_ranking(None, set())
-    return {"CLIP only": clip, "text only": text.ids, "plain RRF": fuse(clip, text, weighted=False),
-            "weighted RRF (query)": fuse(clip, text)}
+    out = {"CLIP only": clip, "text only": text.ids, "plain RRF": fuse(clip, text, weighted=False),
+           "weighted RRF (query)": fuse(clip, text)}
+    for w in TEXT_WEIGHTS:
+        out[f"weighted RRF, text x{w}"] = fuse(clip, text, text_weight=w)
+    return out
 
 
 def recall(ranked: list[int], targets: set[int], k: int) -> float:
@@ -115,9 +119,9 @@ def main() -> None:
     print(f"set: {len(look)} look queries (3 targets each), {len(words)} word queries (1 target each), "
           f"{summary.scanned} images, {summary.text_found} with text read")
     header = " ".join(f"{kind} R@{k}" for kind in ("look", "words") for k in KS)
-    print(f"{'method':<22} {header}")
+    print(f"{'method':<26} {header}")
     for method, kinds in table.items():
-        print(f"{method:<22} " + " ".join(f"{kinds[kind][k]:>{len(kind) + 4}.2f}" for kind in ("look", "words")
+        print(f"{method:<26} " + " ".join(f"{kinds[kind][k]:>{len(kind) + 4}.2f}" for kind in ("look", "words")
                                           for k in KS))
     print(json.dumps({m: {kind: {str(k): round(v, 3) for k, v in c.items()} for kind, c in kinds.items()}
                       for m, kinds in table.items()}))

@@ -7,8 +7,10 @@ English function words ("a dog on grass" looks for "dog" and "grass") and words 
 Fusion (`fuse`): reciprocal rank fusion (Cormack et al., 2009) of the CLIP ranking and the text ranking, each
 rank r contributing 1/(RRF_K + r); a text rank's contribution is weighted by the share of the query's words
 (by characters) that the image's text holds, so one stray word matched in a sign does not count as much as
-the query read in full. Measured against plain RRF and CLIP alone in bench/text_fusion.py (README: "Text inside
-images").
+the query read in full, and by TEXT_WEIGHT (0.5): a picture whose text names the query's words ("RED CIRCLE
+SALE") must not push the pictures that look like it out of the first ranks, while one found only by its words
+still reaches them. Measured against CLIP alone, the text alone, plain RRF and other weights in
+bench/text_fusion.py (README: "Text inside images").
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from clipsearch.catalog.records import TextLine
 from clipsearch.errors import ClipsearchError
 
+TEXT_WEIGHT = 0.5  # a text rank counts half a CLIP rank (bench/text_fusion.py: the best balance of look and words)
 RRF_K = 60  # the constant of reciprocal rank fusion (the paper's; it damps the weight of the first ranks)
 CANDIDATES = 1000  # images a fused query takes from the text side at most
 MAX_WORDS = 16  # words a text filter holds at most (each is a term of the catalog's match)
@@ -87,13 +90,15 @@ def rank_by_text(candidates: dict[int, tuple[TextLine, ...]], words: Sequence[st
     return TextRanked(ids, share)
 
 
-def fuse(clip_ids: Sequence[int], text: TextRanked, weighted: bool = True) -> list[int]:
+def fuse(clip_ids: Sequence[int], text: TextRanked, weighted: bool = True,
+         text_weight: float = TEXT_WEIGHT) -> list[int]:
     """Reciprocal rank fusion of the CLIP ranking and the text ranking (best first). `weighted`: a text rank
-    counts in proportion to the share of the query its text holds (the default); False: plain RRF."""
+    counts in proportion to the share of the query its text holds (the default); False: plain RRF. The text
+    side's ranks count `text_weight` times CLIP's."""
     score: dict[int, float] = {}
     for rank, i in enumerate(clip_ids, 1):
         score[i] = 1.0 / (RRF_K + rank)
     for rank, i in enumerate(text.ids, 1):
-        score[i] = score.get(i, 0.0) + (text.share[i] if weighted else 1.0) / (RRF_K + rank)
+        score[i] = score.get(i, 0.0) + text_weight * (text.share[i] if weighted else 1.0) / (RRF_K + rank)
     first_seen = {i: n for n, i in enumerate([*clip_ids, *text.ids])}
     return sorted(score, key=lambda i: (-score[i], first_seen[i]))
