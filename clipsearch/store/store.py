@@ -160,7 +160,7 @@ class Store:
         if self._vectors is None:
             from clipsearch.vectors.store import VectorStore
 
-            self._vectors = VectorStore(self.path, self.reads, self._models.dim(call))
+            self._vectors = VectorStore(self.path, self.reads, self._models.dim(call), device=self.device)
         return self._vectors
 
     def vector_index(self) -> VectorIndex:
