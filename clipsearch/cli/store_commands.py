@@ -55,7 +55,10 @@ def index(
         help="Also re-hash files whose size and date are unchanged, and re-encode those whose content changed."),
     batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Images per encoder batch."),
     workers: int | None = typer.Option(None, "--workers", min=1, help="Decoding threads."),
-    device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: cuda when present)."),
+    device: str | None = typer.Option(
+        None, "--device",
+        help="cpu, cuda or cuda:N for the encoder; FAISS follows where faiss-gpu is installed (default: cuda when "
+             "present)."),
     reembed: bool = typer.Option(
         False, "--reembed",
         help="Re-encode the whole store with --model (queries keep working until it is done)."),
@@ -120,6 +123,8 @@ def index(
     if summary.aliases:
         t.add_row("aliases", f"{summary.aliases} links to files indexed under their real path (skipped)")
     t.add_row("time", f"{summary.seconds:.2f} s")
+    if summary.encoded and summary.backend:
+        t.add_row("encoder", f"{summary.backend}, {summary.precision} on {summary.device}")
     if summary.encoded:
         after_load = summary.encoded / max(summary.seconds - summary.model_seconds, 1e-9)
         t.add_row("speed", f"{summary.images_per_second:.1f} images/s overall, {after_load:.1f} images/s "
@@ -148,7 +153,8 @@ def query(
     paths0: bool = typer.Option(
         False, "--paths0", "-0",
         help="Paths separated by NUL bytes (for xargs -0): safe for any file name."),
-    device: str | None = typer.Option(None, "--device", help="cpu or cuda."),
+    device: str | None = typer.Option(
+        None, "--device", help="cpu, cuda or cuda:N for image queries and FAISS (default: cuda when present)."),
     grid: Path | None = typer.Option(
         None, "--grid",
         help="Also write a contact sheet of the results (.jpg, .png or .webp): thumbnails labelled rank, "
@@ -343,7 +349,10 @@ def reindex(
     index_type: str | None = typer.Option(
         None, "--type",
         help="flat, ivf, hnsw or ivfpq (default: chosen by collection size)."),
-    device: str | None = typer.Option(None, "--device"),
+    device: str | None = typer.Option(
+        None, "--device",
+        help="cpu, cuda or cuda:N: the encoder's device; an IVF/IVF-PQ build runs its k-means on that GPU where "
+             "faiss-gpu is installed (default: cuda when present)."),
     backend: str | None = BackendOpt,
     as_json: bool = JsonOpt,
 ) -> None:
@@ -362,7 +371,8 @@ def reindex(
         started = time.perf_counter()
         if vectors_only:
             vi = store.rebuild_vectors(index_type)
-            result = {"index_type": vi.kind, "vectors": vi.ntotal, "seconds": round(time.perf_counter() - started, 3)}
+            result = {"index_type": vi.kind, "vectors": vi.ntotal, "seconds": round(time.perf_counter() - started, 3),
+                      "faiss_device": vi.faiss_device}
             if index_type and vi.kind != index_type:
                 result["note"] = why_not(index_type, vi.ntotal)
         else:
