@@ -126,9 +126,9 @@ def usable_cpus() -> int:
 def default_decode_workers(cpus: int | None = None) -> int:
     """Decode threads for `cpus` usable CPUs (default: `usable_cpus()`): one per CPU, at least 2.
 
-    Why: decoding a camera-sized JPEG (12 MP, drafted to 1/8, resized to 224, hashed) costs ~23 ms of CPU
-    (bench/gpu_throughput.py --decode-only; ~44 images/s per core) and releases the GIL (Pillow, hashlib,
-    NumPy), so threads scale with cores until the cores run out. A GPU encodes thousands of images/s, far more
+    Why: decoding a camera-sized JPEG (12 MP, drafted to 1/8, resized to 224, digest and perceptual hashes)
+    costs ~27 ms of CPU (~36 images/s per core; README "GPU") and releases the GIL (Pillow, hashlib, NumPy),
+    so threads scale with cores until the cores run out. A GPU encodes thousands of images/s, far more
     than any core count decodes, so every core should decode; on a CPU the encoder shares the cores, and decode
     threads beyond what it consumes wait on the bounded queue (3 batches) instead of competing. At least 2 so a
     file read overlaps a decode on one core. os.cpu_count() is the host's count: in a container limited to
