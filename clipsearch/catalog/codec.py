@@ -11,7 +11,9 @@ from collections.abc import Iterable
 
 import numpy as np
 
-SCHEMA_LATEST = 3  # the schema this release writes; `schema.MIGRATIONS` must end here
+SCHEMA_LATEST = 4  # the schema this release writes; `schema.MIGRATIONS` must end here
+SCHEMA_PHOTO_META = 4  # the schema that added photo metadata columns
+SCHEMA_READABLE = 3  # the oldest schema a read-only open reads as it is (later steps only add nullable columns)
 SCHEMA_VERSION = "schema_version"  # meta keys
 VECTORS_VERSION = "vectors_version"
 HAS_VIDEO = "has_video"

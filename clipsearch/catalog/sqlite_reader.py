@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from clipsearch.catalog.codec import SCHEMA_LATEST, SCHEMA_VERSION
+from clipsearch.catalog.codec import SCHEMA_LATEST, SCHEMA_READABLE, SCHEMA_VERSION
 from clipsearch.catalog.reads import STREAM_BATCH, Row, SqlReads
 from clipsearch.catalog.sqlite_uri import file_uri, readonly_uri
 
@@ -30,7 +30,8 @@ class QuickCatalog(SqlReads):
 
     @classmethod
     def open(cls, db_path: Path, readonly: bool, full: Callable[[], object] | None = None) -> QuickCatalog | None:
-        """The reader, or None when the catalog is missing, unreadable or not at this release's schema."""
+        """The reader, or None when the catalog is missing, unreadable or not at this release's schema (read-only:
+        not at a schema it reads as it is)."""
         if not os.path.isfile(db_path):
             return None
         reader = cls(db_path, readonly)
@@ -38,7 +39,8 @@ class QuickCatalog(SqlReads):
             version = reader._value("SELECT value FROM meta WHERE key = :key", {"key": SCHEMA_VERSION})
         except sqlite3.Error:
             return None
-        return reader if version is not None and int(version) == SCHEMA_LATEST else None
+        oldest = SCHEMA_READABLE if readonly else SCHEMA_LATEST  # a writable store is upgraded first (by Catalog)
+        return reader if version is not None and oldest <= int(version) <= SCHEMA_LATEST else None
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from clipsearch.catalog.catalog import Catalog
-from clipsearch.catalog.records import Encoded, EncodedVideo, Failed, Known
+from clipsearch.catalog.records import NO_META, Encoded, EncodedVideo, Failed, Known, PhotoMeta
 from clipsearch.encoders.base import ImageEncoder
 from clipsearch.errors import ClipsearchError
 from clipsearch.indexing.scan import FileFacts
@@ -38,6 +38,7 @@ class RunSummary:
     failed: int = 0
     not_images: int = 0
     encoded: int = 0
+    metadata_read: int = 0  # files whose photo metadata was read from their headers alone (nothing encoded)
     verified: int = 0
     aliases: int = 0
     thumbnails: int = 0
@@ -71,9 +72,11 @@ class _Pending:
     failed: list[Failed] = field(default_factory=list)
     touched: list[tuple[int, int, int]] = field(default_factory=list)  # (id, size, mtime): new stat, same content
     videos: list[EncodedVideo] = field(default_factory=list)
+    metas: list[tuple[int, PhotoMeta]] = field(default_factory=list)  # rows kept whose metadata was unread
 
     def __len__(self) -> int:
-        return len(self.encoded) + len(self.failed) + len(self.touched) + sum(len(v.frames) for v in self.videos)
+        return len(self.encoded) + len(self.failed) + len(self.touched) + sum(len(v.frames) for v in self.videos) \
+            + len(self.metas)
 
     def vectors(self) -> list[np.ndarray]:
         """The embeddings in the order `Catalog.commit_chunk` assigns their ids."""
@@ -84,6 +87,7 @@ class _Pending:
         self.failed.clear()
         self.touched.clear()
         self.videos.clear()
+        self.metas.clear()
 
 
 @dataclass
@@ -108,22 +112,26 @@ class ChunkWriter:
         self.last_commit = time.perf_counter()
 
     def encoded(self, facts: FileFacts, known: Known | None, digest: str, width: int, height: int, fmt: str,
-                vector: np.ndarray) -> None:
+                vector: np.ndarray, meta: PhotoMeta = NO_META) -> None:
         if vector.shape[-1] != self.vectors.dim:
             raise ClipsearchError(f"the model makes {vector.shape[-1]}-d embeddings but the store holds "
                                   f"{self.vectors.dim}-d ones", "index into a new store, or re-embed this one")
         self.summary.encoded += 1
         self.pending.encoded.append(Encoded(facts.path, facts.size, facts.mtime_ns, digest, width, height, fmt,
-                                            vector, known))
+                                            vector, known, meta))
         self._done()
 
     def failed(self, facts: FileFacts, known: Known | None, error: str) -> None:
         self.pending.failed.append(Failed(facts.path, facts.size, facts.mtime_ns, error, known))
         self._done()
 
-    def unchanged(self, facts: FileFacts, known: Known) -> None:
-        """Same content under a new stat (see `same_content`)."""
+    def unchanged(self, facts: FileFacts, known: Known, meta: PhotoMeta | None = None) -> None:
+        """Same content under a new stat (see `same_content`); `meta`, read while decoding it, is kept when the
+        row has none yet (a row from before metadata was read)."""
         self.pending.touched.extend((i, facts.size, facts.mtime_ns) for i in known.all_ids)
+        if meta is not None and not known.has_meta:
+            self.pending.metas.extend((i, meta) for i in known.all_ids)
+            self.summary.metadata_read += 1
         self._done()
 
     def video(self, video: EncodedVideo) -> None:
@@ -141,7 +149,8 @@ class ChunkWriter:
     def commit(self) -> None:
         pending, summary = self.pending, self.summary
         if len(pending):
-            result = self.catalog.commit_chunk(pending.encoded, pending.failed, pending.touched, pending.videos)
+            result = self.catalog.commit_chunk(pending.encoded, pending.failed, pending.touched, pending.videos,
+                                               pending.metas)
             self.vectors.apply(result.removed_ids, result.vector_ids, pending.vectors(), result.version)
             summary.added += result.added
             summary.updated += result.updated
