@@ -23,12 +23,14 @@ import numpy as np
 from clipsearch.catalog import photo_filter
 from clipsearch.catalog.codec import (
     HAS_VIDEO,
+    SCHEMA_HASHES,
     SCHEMA_PHOTO_META,
     SCHEMA_VERSION,
     STILL,
     VECTOR_DTYPE,
     VECTORS_VERSION,
     blobs_to_matrix,
+    hash_blobs_to_matrix,
     path_from_db,
     path_to_db,
     under_patterns,
@@ -100,6 +102,19 @@ class CatalogReads(Protocol):
         both those counted and those listed lie in `under` and outside `hidden_under`."""
         ...
 
+    def hashes_kept(self) -> bool:
+        """Whether the catalog has the perceptual hashes column (schema 4; a read-only older store may not)."""
+        ...
+
+    def picture_hashes(self, under: Sequence[str] | None = None,
+                       hidden_under: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, (n, 3) uint64 perceptual hashes) of the readable still images that have them, by id."""
+        ...
+
+    def count_unhashed(self, under: Sequence[str] | None = None, hidden_under: Sequence[str] = ()) -> int:
+        """Readable still images without perceptual hashes yet (indexed before they were kept)."""
+        ...
+
 
 # --- building statements ---------------------------------------------------------------------------------
 class _Params:
@@ -148,7 +163,7 @@ def _filters(p: _Params, under: Sequence[str] | None, exts: Sequence[str] | None
 _BASE_COLUMNS = "id, path, size, mtime_ns, width, height, format, digest, frame_ms"
 _IMAGE_COLUMNS = (_BASE_COLUMNS + ", meta_read, taken_local, taken_offset, camera_make, camera_model, lens, gps_lat, "
                   "gps_lon")
-_IMAGE_COLUMNS_3 = _BASE_COLUMNS + ", NULL" * 8  # a schema-3 catalog read as it is (read-only): no metadata yet
+_IMAGE_COLUMNS_OLD = _BASE_COLUMNS + ", NULL" * 8  # a catalog before schema 5 read as it is (read-only)
 _META = "SELECT value FROM meta WHERE key = :key"
 
 
@@ -198,7 +213,7 @@ class SqlReads(CatalogReads):
         return known
 
     def _columns(self) -> str:
-        return _IMAGE_COLUMNS if self._photo_columns() else _IMAGE_COLUMNS_3
+        return _IMAGE_COLUMNS if self._photo_columns() else _IMAGE_COLUMNS_OLD
 
     def all_embeddings(self, dim: int) -> tuple[int, np.ndarray, np.ndarray]:
         version = self.version()  # first: the embeddings read after it are at least as new
@@ -295,3 +310,27 @@ class SqlReads(CatalogReads):
             record = record_of(row)
             groups.setdefault(row[7], []).append(record)
         return list(groups.values())
+
+    def hashes_kept(self) -> bool:
+        value = self._value(_META, {"key": SCHEMA_VERSION})
+        return value is not None and int(value) >= SCHEMA_HASHES
+
+    def picture_hashes(self, under: Sequence[str] | None = None,
+                       hidden_under: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray]:
+        if not self.hashes_kept():
+            return np.zeros(0, dtype=np.int64), hash_blobs_to_matrix([])
+        p = _Params()
+        where = _filters(p, under, None, None, None, hidden_under, stills_only=True) + " AND phash IS NOT NULL"
+        ids: list[int] = []
+        blobs: list[bytes] = []
+        for image_id, blob in self._stream(f"SELECT id, phash FROM images WHERE {where} ORDER BY id", p.values):
+            ids.append(image_id)
+            blobs.append(bytes(blob))
+        return np.asarray(ids, dtype=np.int64), hash_blobs_to_matrix(blobs)
+
+    def count_unhashed(self, under: Sequence[str] | None = None, hidden_under: Sequence[str] = ()) -> int:
+        p = _Params()
+        where = _filters(p, under, None, None, None, hidden_under, stills_only=True)
+        if self.hashes_kept():
+            where += " AND phash IS NULL"
+        return int(self._value(f"SELECT count(*) FROM images WHERE {where}", p.values) or 0)

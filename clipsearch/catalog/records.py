@@ -72,7 +72,13 @@ class Known:
     digest: str | None
     has_vector: bool
     frame_ids: tuple[int, ...] = ()  # a video: the rows of its sampled frames (`id` is the first)
-    has_meta: bool = True  # its photo metadata was read (rows from before schema 4 were not)
+    has_hash: bool = True  # a still image's perceptual hashes are stored (schema 4; older rows lack them)
+    has_meta: bool = True  # its photo metadata was read (rows from before schema 5 were not)
+
+    @property
+    def needs_hash(self) -> bool:
+        """A readable, embedded still image without perceptual hashes (indexed before they were kept)."""
+        return self.ok and self.has_vector and not self.frame_ids and not self.has_hash
 
     @property
     def all_ids(self) -> list[int]:
@@ -90,7 +96,7 @@ class ImageRecord:
     format: str | None
     digest: str | None
     frame_ms: int = STILL
-    meta: PhotoMeta | None = None  # None: not read yet (a row from before schema 4)
+    meta: PhotoMeta | None = None  # None: not read yet (a row from before schema 5)
 
 
 @dataclass(frozen=True)
@@ -110,6 +116,7 @@ class Encoded(EncodedFile):
     """One decoded and encoded file, ready to commit; `known` is its previous row, if any."""
     vector: np.ndarray
     known: Known | None
+    hashes: bytes | None = None  # perceptual hashes (media/phash.picture_hashes)
     meta: PhotoMeta = NO_META
 
 

@@ -83,7 +83,9 @@ class ImageRow(Base):
     ok: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     indexed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
-    # schema 4: photo metadata (`records.PhotoMeta`); meta_read is NULL on rows indexed before it was read
+    # schema 4: perceptual hashes of a still image (media/phash.picture_hashes: 3 x 64 bits), None until computed
+    phash: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # schema 5: photo metadata (`records.PhotoMeta`); meta_read is NULL on rows indexed before it was read
     meta_read: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     taken_local: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # local wall clock, µs
     taken_offset: Mapped[int | None] = mapped_column(Integer, nullable=True)  # minutes east of UTC
@@ -163,7 +165,7 @@ PHOTO_META_COLUMNS = ("meta_read", "taken_local", "taken_offset", "camera_make",
 
 
 def _photo_meta(conn: Connection) -> None:
-    """Schema 4: photo metadata columns, NULL on existing rows (an index run then reads their headers), and
+    """Schema 5: photo metadata columns, NULL on existing rows (an index run then reads their headers), and
     indexes for the capture-time range and the position's bounding box."""
     for name in PHOTO_META_COLUMNS:
         _add_column("images", name)(conn)
@@ -175,7 +177,8 @@ def _photo_meta(conn: Connection) -> None:
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     2: _add_column("roots", "missing_since"),
     3: _video_frames,
-    4: _photo_meta,
+    4: _add_column("images", "phash"),  # filled by the next index run, without re-encoding
+    5: _photo_meta,
 }
 LATEST = max(MIGRATIONS)
 assert LATEST == SCHEMA_LATEST, "codec.SCHEMA_LATEST must name the last migration"
@@ -229,10 +232,10 @@ def _newer(version: int) -> ClipsearchError:
                            "upgrade clipsearch to read it")
 
 
-def needs_upgrade(conn: Connection, readable_from: int = LATEST) -> bool:
-    """Whether the catalog is missing or older than `readable_from` (this release's schema for a writer; a
-    reader reads back to codec.SCHEMA_READABLE); one from a newer release is refused."""
+def needs_upgrade(conn: Connection, oldest: int = LATEST) -> bool:
+    """Whether the catalog is missing or older than `oldest` (a read-only open passes SCHEMA_READABLE: it reads
+    the catalog as it is from there on); one from a newer release is refused."""
     version = stored_version(conn)
     if version is not None and version > LATEST:
         raise _newer(version)
-    return version is None or version < readable_from
+    return version is None or version < oldest

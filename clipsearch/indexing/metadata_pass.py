@@ -1,6 +1,6 @@
 """The metadata-only pass: rows indexed before the catalog kept photo metadata get it from their files' headers.
 
-An index run over a store upgraded to schema 4 finds its unchanged (and moved) files without metadata; their
+An index run over a store upgraded to schema 5 finds its unchanged (and moved) files without metadata; their
 EXIF (stills) or container tags (videos) are read here, in threads, without decoding a pixel or encoding
 anything, and written onto the rows in chunks (one transaction each, embeddings and the vectors version
 untouched), so a run killed half-way keeps what it read and the next run reads only the rest.

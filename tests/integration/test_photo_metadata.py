@@ -1,6 +1,6 @@
 """Photo metadata beside the vectors, on SQLite and PostgreSQL: EXIF written with Pillow is read at decode time,
 stored as catalog columns, kept for unchanged and moved files and read again for changed ones; a store from
-before schema 4 gets it from a metadata-only pass (headers, nothing encoded); the filters (capture time with the
+before schema 5 gets it from a metadata-only pass (headers, nothing encoded); the filters (capture time with the
 file-time fallback, camera, distance) combine with every query kind and return min(k, matching) hits on flat,
 IVF and HNSW indexes.
 
@@ -209,22 +209,22 @@ def test_unchanged_moved_and_changed_files(tmp_path: Path, catalog_db: str | Non
             (facts[str(moved_from)].offset or "")
 
 
-def downgrade_to_schema_3(store: Path) -> None:
-    """Make the catalog look like one written before photo metadata (schema 3)."""
+def downgrade_to_schema_4(store: Path) -> None:
+    """Make the catalog look like one written before photo metadata (schema 4)."""
     with connect(store) as con:
         con.exec_driver_sql("DROP INDEX ix_images_taken_local")
         con.exec_driver_sql("DROP INDEX ix_images_gps_lat")
         for column in ("meta_read", "taken_local", "taken_offset", "camera_make", "camera_model", "lens",
                        "gps_lat", "gps_lon"):
             con.exec_driver_sql(f"ALTER TABLE images DROP COLUMN {column}")
-        con.exec_driver_sql("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+        con.exec_driver_sql("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
 
 
 def test_an_older_store_upgrades_and_reads_metadata_from_headers_only(built, fresh: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     photos, _store, facts = built
     original = state(fresh)
-    downgrade_to_schema_3(fresh)
+    downgrade_to_schema_4(fresh)
     assert "taken_local" not in state(fresh)["image_columns"]
     with clipsearch.open(fresh, create=False, readonly=True) as s:  # read-only: answers as it is, no metadata
         hits = s.search("a photo", k=5)
