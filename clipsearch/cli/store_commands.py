@@ -116,6 +116,8 @@ def index(
         t.add_row("re-embedded", f"{reembedded.encoded} images with {safe(model or '')} in {reembedded.seconds:.1f} s")
     for key in ("scanned", "added", "updated", "moved", "removed", "unchanged", "failed", "not_images"):
         t.add_row(key.replace("_", " "), str(getattr(summary, key)))
+    if summary.metadata_read:
+        t.add_row("metadata read", f"{summary.metadata_read} files' photo metadata from their headers (not re-encoded)")
     if summary.verified:
         t.add_row("verified", f"{summary.verified} digests re-checked")
     if summary.hashed:
@@ -146,6 +148,16 @@ def query(
     ext: list[str] = typer.Option([], "--ext", help="Only these extensions, e.g. --ext jpg (repeatable)."),
     after: str | None = typer.Option(None, "--after", help="Only files modified on/after this date (YYYY-MM-DD)."),
     before: str | None = typer.Option(None, "--before", help="Only files modified before this date (YYYY-MM-DD)."),
+    taken_after: str | None = typer.Option(
+        None, "--taken-after",
+        help="Only photos taken on/after this date (YYYY-MM-DD[THH:MM], the camera's local time; with an offset "
+             "such as +09:00, an instant). Files without a capture time are compared by their modification time."),
+    taken_before: str | None = typer.Option(
+        None, "--taken-before", help="Only photos taken before this date (as --taken-after)."),
+    camera: str | None = typer.Option(
+        None, "--camera", help="Only photos from a camera whose make or model contains this text (any case)."),
+    near: str | None = typer.Option(
+        None, "--near", help="Only photos taken within KM (default 10) of a place: LAT,LON[,KM] in decimal degrees."),
     index_path: Path | None = IndexOpt,
     as_json: bool = JsonOpt,
     paths_only: bool = typer.Option(False, "--paths", help="One path per line (for xargs)."),
@@ -181,12 +193,13 @@ def query(
         hits = store.search(text or [], image=[str(i) for i in image], minus=minus,
                             minus_image=[str(i) for i in minus_image], k=k,
                             under=[str(u) for u in under] or None, ext=ext or None, after=after, before=before,
-                            all_frames=all_frames)
+                            all_frames=all_frames, taken_after=taken_after, taken_before=taken_before,
+                            camera=camera, near=near)
         sheet = store.contact_sheet(hits, grid) if grid and hits else None
         if protocol:
             pictures = [store.thumbnail_png(h.id) for h in hits]
     for note in hits.notes:
-        ui.err.print(f"[yellow]note:[/] {safe(note)}")
+        ui.err.print(f"[yellow]note:[/] {safe(ui.cli_terms(note))}")
     if grid and not hits:
         ui.err.print("[yellow]note:[/] no results: no contact sheet written")
     if sheet is not None:
@@ -203,13 +216,13 @@ def query(
     elif not hits:
         ui.out.print("no results")
     else:
-        t = new_table("rank", "score", "path", "size", "pixels", right=("rank", "score", "size", "pixels"))
+        t = new_table("rank", "score", "path", "size", "pixels", "taken", right=("rank", "score", "size", "pixels"))
         for h in hits:
             cell = path_text(h.path, link=True)
             if h.timestamp is not None:
                 cell.append(f" @ {_clock(h.timestamp)}")
             t.add_row(str(h.rank), f"{h.score:.3f}", cell, human_size(h.size),
-                      f"{h.width}x{h.height}" if h.width else "-")
+                      f"{h.width}x{h.height}" if h.width else "-", safe(h.taken or "-"))
         ui.out.print(t)
 
 
@@ -303,6 +316,12 @@ def info(
     t = new_table("", "", show_header=False, title=f"store {safe(data['store'])}")
     t.add_row("images", str(data["images"]))
     t.add_row("failed", str(data["failed"]))
+    photo = data["photo_metadata"]
+    known = (f"{photo['with_capture_time']} with a capture time, {photo['with_camera']} with a camera, "
+             f"{photo['with_place']} with a place")
+    if photo["metadata_unread"]:
+        known += f"; {photo['metadata_unread']} not read yet (index their folders again: headers only)"
+    t.add_row("photo metadata", known)
     t.add_row("model", f"{safe(model.get('spec'))} ({model.get('embed_dim')}-d, {model.get('image_size')}px, "
                        f"{model.get('precision', 'fp32')})")
     t.add_row("vector index", f"{data['index_type']}, {data['vectors']} vectors")

@@ -25,6 +25,7 @@ import numpy as np
 from clipsearch.catalog.catalog import Catalog
 from clipsearch.catalog.records import EncodedVideo, Known
 from clipsearch.encoders.base import ImageEncoder, runs_on
+from clipsearch.indexing.metadata_pass import read_missing_metadata
 from clipsearch.indexing.scan import IMAGE_EXTENSIONS, FileFacts, ScanResult, is_inside, sniff_file
 from clipsearch.indexing.writer import COMMIT_SECONDS, ChunkWriter, EncodePool, IndexOptions, RunSummary
 from clipsearch.media.images import Decoded, DecodeError, file_digest, read_and_decode, read_and_hash
@@ -50,6 +51,7 @@ class Diff:
     todo: list[tuple[FileFacts, Known | None]] = field(default_factory=list)  # changed (or unverified) files
     new: list[FileFacts] = field(default_factory=list)
     missing: list[Known] = field(default_factory=list)
+    unread_meta: list[tuple[str, Known]] = field(default_factory=list)  # unchanged rows whose metadata is unread
     unhashed: list[tuple[FileFacts, Known]] = field(default_factory=list)  # unchanged, but without perceptual hashes
 
 
@@ -80,6 +82,8 @@ def diff(scanned: ScanResult, known: dict[str, Known], summary: RunSummary, veri
                     d.todo.append((facts, row))
                     continue
             summary.unchanged += 1
+            if row.ok and not row.has_meta:
+                d.unread_meta.append((facts.path, row))
             if row.needs_hash:
                 d.unhashed.append((facts, row))
         else:
@@ -189,6 +193,7 @@ def run_index(catalog: Catalog, bench: Workbench, roots: list[str], scanned: Sca
             if gone:
                 vectors.apply(gone, [], [], catalog.delete_images(gone))
                 summary.removed = len(gone)
+            d.unread_meta.extend((f.path, k) for f, k in moves if not k.has_meta)
             todo = d.todo + [(facts, None) for facts in new]
             if todo:
                 _encode_all(catalog, vectors, bench.encoder(), todo, summary, options, progress, bench.pool)
@@ -198,6 +203,8 @@ def run_index(catalog: Catalog, bench: Workbench, roots: list[str], scanned: Sca
             bench.vectors().sync_file()  # e.g. after a killed run: persist the rebuilt index once
         if d.unhashed:
             hash_unhashed(catalog, d.unhashed, summary, options, progress)
+        if d.unread_meta:  # rows from before metadata was read: their headers, no pixel, nothing encoded
+            read_missing_metadata(catalog, d.unread_meta, summary, options.workers, progress)
         status = "done"
     except KeyboardInterrupt:
         status = "interrupted"
@@ -281,7 +288,7 @@ def _encode_here(encoder: ImageEncoder, todo: list[tuple[FileFacts, Known | None
         vecs = encoder.encode_images(np.stack([d.pixels for _f, _k, _d, d in batch]))
         summary.encode_seconds += time.perf_counter() - t
         for (facts, known, digest, dec), vec in zip(batch, vecs, strict=False):
-            writer.encoded(facts, known, digest, dec.width, dec.height, dec.format, vec, dec.hashes)
+            writer.encoded(facts, known, digest, dec.width, dec.height, dec.format, vec, dec.hashes, dec.meta)
         batch.clear()
 
     def decode(path: str) -> tuple[str, Decoded] | VideoFrames:
@@ -291,7 +298,7 @@ def _encode_here(encoder: ImageEncoder, todo: list[tuple[FileFacts, Known | None
 
     def add_video(facts: FileFacts, known: Known | None, video: VideoFrames) -> None:
         if known is not None and same_content(known, video.digest):
-            writer.unchanged(facts, known)
+            writer.unchanged(facts, known, meta=video.meta)
             return
         t = time.perf_counter()
         pixels = np.stack([p for _ms, p in video.frames])
@@ -300,7 +307,7 @@ def _encode_here(encoder: ImageEncoder, todo: list[tuple[FileFacts, Known | None
         summary.encode_seconds += time.perf_counter() - t
         writer.video(EncodedVideo(facts.path, facts.size, facts.mtime_ns, video.digest, video.width, video.height,
                                   video.format, [(ms, v) for (ms, _p), v in zip(video.frames, vecs, strict=True)],
-                                  known))
+                                  known, meta=video.meta))
 
     for facts, known, fut in decode_stream(todo, decode, workers, prefetch=batch_size * 3):
         try:
@@ -311,7 +318,7 @@ def _encode_here(encoder: ImageEncoder, todo: list[tuple[FileFacts, Known | None
             if isinstance(result, VideoFrames):
                 add_video(facts, known, result)
             elif known is not None and same_content(known, result[0]):
-                writer.unchanged(facts, known, result[1].hashes)
+                writer.unchanged(facts, known, result[1].hashes, result[1].meta)
             else:
                 batch.append((facts, known, *result))
                 if len(batch) >= batch_size:
