@@ -49,11 +49,12 @@ class StoreMedia:
 
     def image(self, image_id: int) -> dict[str, Any]:
         """An indexed image's facts by id (the keys of a search hit, less rank and score)."""
-        from clipsearch.query.engine import modified_iso
+        from clipsearch.query.engine import modified_iso, photo_facts
 
         rec = self.record(image_id)
         facts: dict[str, Any] = {"path": rec.path, "size": rec.size, "width": rec.width, "height": rec.height,
-                                 "format": rec.format, "modified": modified_iso(rec.mtime_ns), "id": rec.id}
+                                 "format": rec.format, "modified": modified_iso(rec.mtime_ns), "id": rec.id,
+                                 **photo_facts(rec.meta)}
         reads = self._place.reads
         if reads.reads_text():  # the text read inside it (index --ocr), with where each line is
             lines = reads.texts([rec.id]).get(rec.id, ())

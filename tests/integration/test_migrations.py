@@ -96,8 +96,8 @@ def state(store: Path) -> dict:
         }
 
 
-def downgrade_to_schema_4(store: Path) -> None:
-    """Schema 4 had no text read inside images: no `image_text` table, no full-text index over it."""
+def downgrade_to_schema_5(store: Path) -> None:
+    """Schema 5 had no text read inside images: no `image_text` table, no full-text index over it."""
     with connect(store) as con:
         if con.dialect.name == "sqlite":
             for trigger in ("image_text_ai", "image_text_ad", "image_text_au"):
@@ -105,13 +105,17 @@ def downgrade_to_schema_4(store: Path) -> None:
             con.exec_driver_sql("DROP TABLE image_text_fts")
         con.exec_driver_sql("DROP TABLE image_text")
         con.exec_driver_sql("DELETE FROM meta WHERE key = 'text_index'")
-        con.execute(text("UPDATE meta SET value = '4' WHERE key = 'schema_version'"))
+        con.execute(text("UPDATE meta SET value = '5' WHERE key = 'schema_version'"))
 
 
 def downgrade_to_schema_1(store: Path) -> None:
     """Make the catalog look exactly like one the previous release wrote."""
-    downgrade_to_schema_4(store)
+    downgrade_to_schema_5(store)
     with connect(store) as con:
+        con.exec_driver_sql("DROP INDEX ix_images_taken_local")  # schema 5: photo metadata
+        con.exec_driver_sql("DROP INDEX ix_images_gps_lat")
+        for column in schema.PHOTO_META_COLUMNS:
+            con.exec_driver_sql(f"ALTER TABLE images DROP COLUMN {column}")
         con.exec_driver_sql("ALTER TABLE roots DROP COLUMN missing_since")
         con.exec_driver_sql("DROP INDEX uq_images_path_frame")  # schema 3: videos' frames share a path
         con.exec_driver_sql("DROP INDEX ix_images_path")
@@ -129,6 +133,7 @@ def set_schema_version(store: Path, version: int) -> None:
 def assert_latest(store: Path) -> dict:
     now = state(store)
     assert "missing_since" in now["root_columns"] and "frame_ms" in now["image_columns"]
+    assert set(schema.PHOTO_META_COLUMNS) <= set(now["image_columns"])
     assert "phash" in now["image_columns"]
     assert now["unique_indexes"] == ["uq_images_path_frame"]  # unique on (path, frame_ms), no longer on path
     assert now["meta"]["schema_version"] == str(schema.LATEST)
@@ -156,6 +161,7 @@ def test_previous_release_store_upgrades_in_place(built, store: Path) -> None:
     with clipsearch.open(store, create=False) as s:
         summary = s.add([photos])
         assert (summary.unchanged, summary.added, summary.updated, summary.removed, summary.encoded) == (N, 0, 0, 0, 0)
+        assert summary.metadata_read == N  # the metadata-only pass: headers read, nothing encoded
         assert summary.hashed == N  # the perceptual hashes, from a decode without the model
         assert s.catalog.last_run()["status"] == "done"
         assert [h.id for h in s.search(QUERY, k=N)] == ids_before
@@ -214,14 +220,14 @@ def test_read_only_open_of_a_previous_release_store_is_a_clear_error(built, stor
         assert [h.id for h in s.search(QUERY, k=N)] == ids_before
 
 
-def test_schema_4_store_gains_the_text_index(built, store: Path) -> None:
-    """Schema 5 adds the text read inside images with its full-text index (FTS5 trigram / pg_trgm or ILIKE). The
+def test_schema_5_store_gains_the_text_index(built, store: Path) -> None:
+    """Schema 6 adds the text read inside images with its full-text index (FTS5 trigram / pg_trgm or ILIKE). The
     upgrade itself reads no image; text arrives by `index --ocr` (tests/e2e/test_ocr.py reads real text); here
     the catalog's own verbs write it, and the search finds it by a substring, also in Chinese."""
     from clipsearch.catalog.records import ReadText, TextLine
 
     _photos, _pristine, ids_before = built
-    downgrade_to_schema_4(store)
+    downgrade_to_schema_5(store)
     assert "image_text" not in state(store)["tables"]
     with clipsearch.open(store, create=False, readonly=True) as s:  # read-only: answers as it is, no text
         assert [h.id for h in s.search(QUERY, k=N)] == ids_before and s.info()["text"] is None
