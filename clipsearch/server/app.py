@@ -50,6 +50,7 @@ PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 's
             "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 STATIC = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8",
           "icon.svg": "image/svg+xml"}
+STATIC.update({"dupes.js": "text/javascript; charset=utf-8", "dupes.css": "text/css; charset=utf-8"})  # /dupes
 
 
 class Json(JSONResponse):
@@ -242,6 +243,11 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
         return Response(_static("index.html"), media_type="text/html; charset=utf-8",
                         headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache"})
 
+    @api.get("/dupes", include_in_schema=False)
+    def dupes_page() -> Response:
+        return Response(_static("dupes.html"), media_type="text/html; charset=utf-8",
+                        headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache"})
+
     @api.get("/docs", include_in_schema=False)
     def docs() -> Response:
         return Response(_static("docs.html"), media_type="text/html; charset=utf-8",
@@ -322,6 +328,16 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
                 return run_search(**kwargs)
             finally:
                 release_memory()
+
+    @api.get("/api/dupes")
+    def dupes(level: str = "same", threshold: float | None = None, under: list[str] = Query([])) -> dict[str, Any]:
+        """Duplicate groups, biggest first, each with its suggested keeper and why; `level` exact (identical
+        bytes), same (the same picture resized, recompressed, converted or lightly cropped; the default) or
+        similar (near in the embedding space, cosine >= `threshold`). Nothing is ever deleted."""
+        store = holder.require()
+        groups = store.duplicates(level, threshold=threshold, under=[u for u in under if u] or None)
+        return {"level": level, "groups": [g.to_dict() for g in groups], "notes": groups.notes,
+                "reclaimable": sum(g.reclaimable for g in groups)}
 
     @api.get("/api/images/{image_id}")
     def image(image_id: str) -> dict[str, Any]:
