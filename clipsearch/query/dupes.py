@@ -263,7 +263,7 @@ def find_duplicates(catalog: CatalogReads, vectors: VectorStore | None, level: s
     notes = [f"no indexed images under {u}" for u in under or () if catalog.count_under(u) == 0]
     hidden = [r["path"] for r in catalog.roots() if not os.path.isdir(r["path"])]  # vanished roots
     if level == "exact":
-        groups = [_group(*_ranked(records), level) for records in catalog.duplicate_digests(under, hidden_under=hidden)]
+        groups = [_group(*rank(records), level) for records in catalog.duplicate_digests(under, hidden_under=hidden)]
         return Duplicates(_biggest_first(groups), notes)
     if level == "same":
         from clipsearch.query.same_picture import same_groups
@@ -302,10 +302,6 @@ def find_duplicates(catalog: CatalogReads, vectors: VectorStore | None, level: s
         members = [records[i] for i in ids]  # in the rule's order: the split keeps it
         groups.append(_group(members, why(members, original_format(members)), level, sims))
     return Duplicates(_biggest_first(groups), notes, stats)
-
-
-def _ranked(records: Sequence[ImageRecord]) -> tuple[list[ImageRecord], str]:
-    return rank(records)
 
 
 def _group(ordered: Sequence[ImageRecord], reason: str, level: str, sims: Sequence[float | None] | None = None,

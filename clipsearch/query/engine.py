@@ -343,36 +343,14 @@ class QueryEngine:
             raise ClipsearchError("the query terms cancel out", "change the weights or drop a negative term")
         return total / norm, digests, pictures
 
-    def in_store(self, pictures: list[tuple[str, bytes]], hidden: Sequence[str]) -> list[str]:
-        """A note per query image whose picture the store holds (byte copy, or the same picture resized,
-        recompressed, converted or lightly cropped: its perceptual hashes within the duplicates' `same` distance),
-        naming the nearest stored file."""
-        from clipsearch.query.dupes import SAME_DISTANCE
-        from clipsearch.query.same_picture import picture_distances
-
-        if not pictures:
-            return []
-        ids, words = self.catalog.picture_hashes(hidden_under=hidden)
-        if not len(ids):
-            return []
-        notes = []
-        for label, blob in pictures:
-            query = np.frombuffer(blob, dtype=">u8").astype(np.uint64)
-            both = np.concatenate([query[None, :], words])
-            dists = picture_distances(both, 0, np.arange(1, len(both)))
-            best = int(np.argmin(dists))
-            if dists[best] <= SAME_DISTANCE:
-                record = self.catalog.images([int(ids[best])]).get(int(ids[best]))
-                if record is not None:
-                    how = "the same picture" if dists[best] else "the same picture, hash for hash"
-                    notes.append(f"{label} is in the store: {record.path} ({how})")
-        return notes
-
     def search(self, q: Query) -> Hits:
         qvec, digests, pictures = self.query_vector(q)
         notes = [f"no indexed images under {u}" for u in q.under or () if self.catalog.count_under(u) == 0]
         hidden = [r["path"] for r in self.catalog.roots() if not os.path.isdir(r["path"])]  # vanished roots
-        notes += self.in_store(pictures, hidden)
+        if pictures:
+            from clipsearch.query.same_picture import in_store_notes
+
+            notes += in_store_notes(self.catalog, pictures, hidden)
         excluded = self.catalog.ids_of([p for p, _w in q.images], digests) | set(q.like)
         allowed = None
         if q.filtered or hidden:

@@ -103,3 +103,26 @@ def _cosine(embedded: dict[int, np.ndarray], a: int, b: int) -> float | None:
     if a not in embedded or b not in embedded:
         return None
     return float(min(float(embedded[a] @ embedded[b]), 1.0))
+
+
+def in_store_notes(catalog: CatalogReads, pictures: list[tuple[str, bytes]], hidden: Sequence[str]) -> list[str]:
+    """A note per query image (label, perceptual hashes) whose picture the store holds: a byte copy, or the same
+    picture resized, recompressed, converted or lightly cropped (within the `same` level's distance), naming the
+    nearest stored file. One read of the stored hashes per query that has images."""
+    from clipsearch.query.dupes import SAME_DISTANCE
+
+    ids, words = catalog.picture_hashes(hidden_under=hidden)
+    if not len(ids):
+        return []
+    notes = []
+    for label, blob in pictures:
+        query = np.frombuffer(blob, dtype=">u8").astype(np.uint64)
+        both = np.concatenate([query[None, :], words])
+        dists = picture_distances(both, 0, np.arange(1, len(both)))
+        best = int(np.argmin(dists))
+        if dists[best] <= SAME_DISTANCE:
+            record = catalog.images([int(ids[best])]).get(int(ids[best]))
+            if record is not None:
+                how = "the same picture" if dists[best] else "the same picture, hash for hash"
+                notes.append(f"{label} is in the store: {record.path} ({how})")
+    return notes

@@ -98,8 +98,10 @@ def pairs_within(queries: np.ndarray, targets: np.ndarray, radius: int,
             qi = at // len(masks[c])
             diff = q[qi] ^ targets[t]
             dist = popcount(diff)
-            keep = dist <= radius
+            near = np.flatnonzero(dist <= radius)  # few: the checks below run on these only
+            keep = np.ones(len(near), dtype=bool)
             for earlier in _BOUNDS[:c]:  # found by an earlier piece already: report it once
-                keep &= popcount(_piece(diff, earlier).astype(np.uint64)) > flips
-            if keep.any():
-                yield start + qi[keep], t[keep], dist[keep]
+                keep &= popcount(_piece(diff[near], earlier).astype(np.uint64)) > flips
+            near = near[keep]
+            if len(near):
+                yield start + qi[near], t[near], dist[near]

@@ -178,6 +178,12 @@ def test_http_api_returns_the_same_groups_and_the_page_is_served(offline_collect
     assert page.status_code == 200 and "script-src 'self'" in page.headers["content-security-policy"]
     assert 'src="static/dupes.js"' in page.text and 'href="./"' in page.text  # its own script, a link back
     assert client.get("/static/dupes.js").status_code == 200
+    token = "dupes-token-0123456789"
+    guarded = TestClient(create_app(store, token=token))
+    assert guarded.get("/api/dupes").status_code == 401
+    opened = guarded.get("/dupes", params={"token": token})  # the printed URL: the page keeps a cookie
+    assert opened.status_code == 200 and "set-cookie" in opened.headers
+    assert _groups(root, guarded.get("/api/dupes").json()["groups"]) == expected
 
 
 def test_a_query_by_a_copy_of_an_indexed_photo_says_the_photo_is_in_the_store(runner, offline_collection,
