@@ -73,6 +73,13 @@ class CatalogReads(Protocol):
         `stills_only`), for FAISS's id selector."""
         ...
 
+    def newest(self, limit: int, offset: int = 0, under: Sequence[str] | None = None,
+               exts: Sequence[str] | None = None, after_ns: int | None = None, before_ns: int | None = None,
+               hidden_under: Sequence[str] = ()) -> list[ImageRecord]:
+        """Indexed files newest first (by modification time; a video once, as its first moment), filtered like
+        `filter_ids`: a page of a listing without a query."""
+        ...
+
     def images(self, ids: Sequence[int]) -> dict[int, ImageRecord]:
         """The rows of these ids (unknown ids are absent)."""
         ...
@@ -212,6 +219,17 @@ class SqlReads(CatalogReads):
         where = _filters(p, under, exts, after_ns, before_ns, hidden_under, stills_only)
         return np.fromiter((r[0] for r in self._stream(f"SELECT id FROM images WHERE {where}", p.values)),
                            dtype=np.int64)
+
+    def newest(self, limit: int, offset: int = 0, under: Sequence[str] | None = None,
+               exts: Sequence[str] | None = None, after_ns: int | None = None, before_ns: int | None = None,
+               hidden_under: Sequence[str] = ()) -> list[ImageRecord]:
+        p = _Params()
+        where = _filters(p, under, exts, after_ns, before_ns, hidden_under, stills_only=False)
+        still = p(STILL)
+        first_moments = f"SELECT min(id) FROM images WHERE frame_ms <> {still} GROUP BY path"
+        return [_record(row) for row in self._rows(
+            f"SELECT {_IMAGE_COLUMNS} FROM images WHERE {where} AND (frame_ms = {still} OR id IN ({first_moments})) "
+            f"ORDER BY mtime_ns DESC, id DESC LIMIT {p(int(limit))} OFFSET {p(int(offset))}", p.values)]
 
     def images(self, ids: Sequence[int]) -> dict[int, ImageRecord]:
         out: dict[int, ImageRecord] = {}
