@@ -22,10 +22,13 @@ import numpy as np
 
 from clipsearch.catalog.codec import (
     HAS_VIDEO,
+    SCHEMA_HASHES,
+    SCHEMA_VERSION,
     STILL,
     VECTOR_DTYPE,
     VECTORS_VERSION,
     blobs_to_matrix,
+    hash_blobs_to_matrix,
     path_from_db,
     path_to_db,
     under_patterns,
@@ -96,6 +99,19 @@ class CatalogReads(Protocol):
                           hidden_under: Sequence[str] = ()) -> list[list[ImageRecord]]:
         """Still images whose content digest another shares (byte-identical files), one list per digest, by id;
         both those counted and those listed lie in `under` and outside `hidden_under`."""
+        ...
+
+    def hashes_kept(self) -> bool:
+        """Whether the catalog has the perceptual hashes column (schema 4; a read-only older store may not)."""
+        ...
+
+    def picture_hashes(self, under: Sequence[str] | None = None,
+                       hidden_under: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, (n, 3) uint64 perceptual hashes) of the readable still images that have them, by id."""
+        ...
+
+    def count_unhashed(self, under: Sequence[str] | None = None, hidden_under: Sequence[str] = ()) -> int:
+        """Readable still images without perceptual hashes yet (indexed before they were kept)."""
         ...
 
 
@@ -265,3 +281,27 @@ class SqlReads(CatalogReads):
             record = _record(row)
             groups.setdefault(row[7], []).append(record)
         return list(groups.values())
+
+    def hashes_kept(self) -> bool:
+        value = self._value(_META, {"key": SCHEMA_VERSION})
+        return value is not None and int(value) >= SCHEMA_HASHES
+
+    def picture_hashes(self, under: Sequence[str] | None = None,
+                       hidden_under: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray]:
+        if not self.hashes_kept():
+            return np.zeros(0, dtype=np.int64), hash_blobs_to_matrix([])
+        p = _Params()
+        where = _filters(p, under, None, None, None, hidden_under, stills_only=True) + " AND phash IS NOT NULL"
+        ids: list[int] = []
+        blobs: list[bytes] = []
+        for image_id, blob in self._stream(f"SELECT id, phash FROM images WHERE {where} ORDER BY id", p.values):
+            ids.append(image_id)
+            blobs.append(bytes(blob))
+        return np.asarray(ids, dtype=np.int64), hash_blobs_to_matrix(blobs)
+
+    def count_unhashed(self, under: Sequence[str] | None = None, hidden_under: Sequence[str] = ()) -> int:
+        p = _Params()
+        where = _filters(p, under, None, None, None, hidden_under, stills_only=True)
+        if self.hashes_kept():
+            where += " AND phash IS NULL"
+        return int(self._value(f"SELECT count(*) FROM images WHERE {where}", p.values) or 0)

@@ -19,6 +19,12 @@ class Known:
     digest: str | None
     has_vector: bool
     frame_ids: tuple[int, ...] = ()  # a video: the rows of its sampled frames (`id` is the first)
+    has_hash: bool = True  # a still image's perceptual hashes are stored (schema 4; older rows lack them)
+
+    @property
+    def needs_hash(self) -> bool:
+        """A readable, embedded still image without perceptual hashes (indexed before they were kept)."""
+        return self.ok and self.has_vector and not self.frame_ids and not self.has_hash
 
     @property
     def all_ids(self) -> list[int]:
@@ -55,6 +61,7 @@ class Encoded(EncodedFile):
     """One decoded and encoded file, ready to commit; `known` is its previous row, if any."""
     vector: np.ndarray
     known: Known | None
+    hashes: bytes | None = None  # perceptual hashes (media/phash.picture_hashes)
 
 
 @dataclass(frozen=True)

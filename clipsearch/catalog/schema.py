@@ -82,6 +82,8 @@ class ImageRow(Base):
     ok: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     indexed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # schema 4: perceptual hashes of a still image (media/phash.picture_hashes: 3 x 64 bits), None until computed
+    phash: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
 class EmbeddingRow(Base):
@@ -152,6 +154,7 @@ def _video_frames(conn: Connection) -> None:
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     2: _add_column("roots", "missing_since"),
     3: _video_frames,
+    4: _add_column("images", "phash"),  # filled by the next index run, without re-encoding
 }
 LATEST = max(MIGRATIONS)
 assert LATEST == SCHEMA_LATEST, "codec.SCHEMA_LATEST must name the last migration"
@@ -205,9 +208,10 @@ def _newer(version: int) -> ClipsearchError:
                            "upgrade clipsearch to read it")
 
 
-def needs_upgrade(conn: Connection) -> bool:
-    """Whether the catalog is missing or older than this release; one from a newer release is refused."""
+def needs_upgrade(conn: Connection, oldest: int = LATEST) -> bool:
+    """Whether the catalog is missing or older than `oldest` (a read-only open passes SCHEMA_READABLE: it reads
+    the catalog as it is from there on); one from a newer release is refused."""
     version = stored_version(conn)
     if version is not None and version > LATEST:
         raise _newer(version)
-    return version is None or version < LATEST
+    return version is None or version < oldest

@@ -39,6 +39,9 @@ class ChunkCommit:
                     width=f.width, height=f.height, format=f.format, ok=True, error=None, indexed_at=self.now,
                     **more)
 
+    def _still_row(self, e: Encoded) -> dict[str, Any]:
+        return self._row(e, phash=e.hashes)
+
     def stills(self, encoded: Sequence[Encoded]) -> None:
         """New and changed still images with their embeddings; `vector_ids` follow `encoded`."""
         new_ids = iter(self._insert_new([e for e in encoded if e.known is None]))
@@ -60,10 +63,10 @@ class ChunkCommit:
         if not fresh:
             return []
         stmt = insert(ImageRow).returning(ImageRow.id, sort_by_parameter_order=True)
-        return list(self.s.scalars(stmt, [self._row(e) for e in fresh]).all())
+        return list(self.s.scalars(stmt, [self._still_row(e) for e in fresh]).all())
 
     def _replace(self, e: Encoded, image_id: int) -> int:
-        self.s.execute(update(ImageRow).where(ImageRow.id == image_id).values(**self._row(e)))
+        self.s.execute(update(ImageRow).where(ImageRow.id == image_id).values(**self._still_row(e)))
         self.s.merge(EmbeddingRow(image_id=image_id, vector=vector_to_blob(e.vector)))
         self.result.removed_ids.append(image_id)
         self.result.updated += 1
@@ -73,7 +76,8 @@ class ChunkCommit:
         """Files that no longer (or never did) decode: a row without an embedding."""
         for f in failed:
             values = dict(path=f.path, ext=ext_of(f.path), size=f.size, mtime_ns=f.mtime_ns, digest=None,
-                          width=None, height=None, format=None, ok=False, error=f.error, indexed_at=self.now)
+                          width=None, height=None, format=None, ok=False, error=f.error, indexed_at=self.now,
+                          phash=None)
             if f.known is not None and f.known.frame_ids:  # a video that no longer decodes: one failure row
                 delete_rows(self.s, f.known.all_ids)
                 self.result.removed_ids.extend(f.known.all_ids)
@@ -102,6 +106,11 @@ class ChunkCommit:
                 self.result.vector_ids.append(row.id)
         if videos and not get_meta(self.s, HAS_VIDEO):
             set_flag(self.s, HAS_VIDEO)
+
+    def hashes(self, hashed: Sequence[tuple[int, bytes]]) -> None:
+        """(id, perceptual hashes) of rows whose image was hashed without being re-encoded."""
+        for image_id, blob in hashed:
+            self.s.execute(update(ImageRow).where(ImageRow.id == image_id).values(phash=blob))
 
     def restat(self, touched: Sequence[tuple[int, int, int]]) -> None:
         """(id, size, mtime): files whose bytes are unchanged but whose stat changed."""

@@ -116,6 +116,8 @@ def index(
         t.add_row(key.replace("_", " "), str(getattr(summary, key)))
     if summary.verified:
         t.add_row("verified", f"{summary.verified} digests re-checked")
+    if summary.hashed:
+        t.add_row("hashed", f"{summary.hashed} images given perceptual hashes (not re-encoded)")
     if thumbnails:
         t.add_row("thumbnails", f"{summary.thumbnails} made")
     if summary.aliases:

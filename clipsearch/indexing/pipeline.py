@@ -15,7 +15,7 @@ from __future__ import annotations
 import collections
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -26,8 +26,8 @@ from clipsearch.catalog.catalog import Catalog
 from clipsearch.catalog.records import EncodedVideo, Known
 from clipsearch.encoders.base import ImageEncoder
 from clipsearch.indexing.scan import IMAGE_EXTENSIONS, FileFacts, ScanResult, is_inside, sniff_file
-from clipsearch.indexing.writer import ChunkWriter, EncodePool, IndexOptions, RunSummary
-from clipsearch.media.images import Decoded, DecodeError, file_digest, read_and_decode
+from clipsearch.indexing.writer import COMMIT_SECONDS, ChunkWriter, EncodePool, IndexOptions, RunSummary
+from clipsearch.media.images import Decoded, DecodeError, file_digest, read_and_decode, read_and_hash
 from clipsearch.media.video import VideoFrames, is_video_name, sample_frames
 from clipsearch.progress import Progress
 
@@ -50,6 +50,7 @@ class Diff:
     todo: list[tuple[FileFacts, Known | None]] = field(default_factory=list)  # changed (or unverified) files
     new: list[FileFacts] = field(default_factory=list)
     missing: list[Known] = field(default_factory=list)
+    unhashed: list[tuple[FileFacts, Known]] = field(default_factory=list)  # unchanged, but without perceptual hashes
 
 
 def diff(scanned: ScanResult, known: dict[str, Known], summary: RunSummary, verify: bool = False) -> Diff:
@@ -79,6 +80,8 @@ def diff(scanned: ScanResult, known: dict[str, Known], summary: RunSummary, veri
                     d.todo.append((facts, row))
                     continue
             summary.unchanged += 1
+            if row.needs_hash:
+                d.unhashed.append((facts, row))
         else:
             d.todo.append((facts, row))
     d.missing = [row for path, row in known.items() if path not in seen and not is_inside(path, scanned.unreadable)]
@@ -112,7 +115,7 @@ def detect_moves(new: list[FileFacts], missing: list[Known]) -> tuple[list[tuple
     return moves, still_new
 
 
-def decode_stream(items: list[tuple[FileFacts, Known | None]], decode: Callable[[str], object],
+def decode_stream(items: Sequence[tuple[FileFacts, Known | None]], decode: Callable[[str], object],
                   workers: int, prefetch: int) -> Iterable[tuple[FileFacts, Known | None, Future]]:
     """Yield decode futures in order, keeping at most `prefetch` in flight (bounded memory)."""
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="clipsearch-decode") as pool:
@@ -168,6 +171,8 @@ def run_index(catalog: Catalog, bench: Workbench, roots: list[str], scanned: Sca
             vectors.save()
         else:
             bench.vectors().sync_file()  # e.g. after a killed run: persist the rebuilt index once
+        if d.unhashed:
+            hash_unhashed(catalog, d.unhashed, summary, options, progress)
         status = "done"
     except KeyboardInterrupt:
         status = "interrupted"
@@ -178,6 +183,33 @@ def run_index(catalog: Catalog, bench: Workbench, roots: list[str], scanned: Sca
         summary.seconds = time.perf_counter() - started
         catalog.finish_run(run_id, status, summary.counts(), roots, summary.vanished_roots)
     return summary
+
+
+def hash_unhashed(catalog: Catalog, items: list[tuple[FileFacts, Known]], summary: RunSummary,
+                  options: IndexOptions, progress: Progress | None = None) -> None:
+    """Give perceptual hashes to unchanged images indexed before hashes were kept: read and decode each (threads,
+    at the model's usual reduced size), never encode; committed in chunks, so a killed pass resumes. A file whose
+    bytes no longer match its row (a change the stat did not show) is left for a `verify` run."""
+    workers = options.workers or max(2, os.cpu_count() or 2)
+    if progress:
+        progress.start(len(items), "hashing")
+    done: list[tuple[int, bytes]] = []
+    last = time.perf_counter()
+    for _facts, known, fut in decode_stream(items, read_and_hash, workers, prefetch=4 * workers):
+        try:
+            digest, hashes = fut.result()
+        except DecodeError:
+            digest, hashes = None, b""
+        if known is not None and digest is not None and digest == known.digest:
+            done.append((known.id, hashes))
+        if progress:
+            progress.advance(1)
+        if len(done) >= options.commit_every or (done and time.perf_counter() - last > COMMIT_SECONDS):
+            catalog.set_hashes(done)
+            summary.hashed += len(done)
+            done, last = [], time.perf_counter()
+    catalog.set_hashes(done)
+    summary.hashed += len(done)
 
 
 def same_content(known: Known | None, digest: str) -> bool:
@@ -224,7 +256,7 @@ def _encode_here(encoder: ImageEncoder, todo: list[tuple[FileFacts, Known | None
         vecs = encoder.encode_images(np.stack([d.pixels for _f, _k, _d, d in batch]))
         summary.encode_seconds += time.perf_counter() - t
         for (facts, known, digest, dec), vec in zip(batch, vecs, strict=False):
-            writer.encoded(facts, known, digest, dec.width, dec.height, dec.format, vec)
+            writer.encoded(facts, known, digest, dec.width, dec.height, dec.format, vec, dec.hashes)
         batch.clear()
 
     def decode(path: str) -> tuple[str, Decoded] | VideoFrames:
@@ -254,7 +286,7 @@ def _encode_here(encoder: ImageEncoder, todo: list[tuple[FileFacts, Known | None
             if isinstance(result, VideoFrames):
                 add_video(facts, known, result)
             elif known is not None and same_content(known, result[0]):
-                writer.unchanged(facts, known)
+                writer.unchanged(facts, known, result[1].hashes)
             else:
                 batch.append((facts, known, *result))
                 if len(batch) >= batch_size:

@@ -45,6 +45,7 @@ class Decoded:
     width: int  # original width after EXIF orientation
     height: int
     format: str
+    hashes: bytes | None = None  # the picture's perceptual hashes (media/phash.picture_hashes), from these pixels
 
 
 def digest_bytes(data: bytes) -> str:
@@ -189,15 +190,19 @@ def _reason(exc: Exception) -> str:
 
 
 def decode(data: bytes, size: int, resize_mode: str = "shortest") -> Decoded:
-    """Decode bytes → Decoded (model-ready pixels); raises DecodeError with a short reason."""
+    """Decode bytes → Decoded (model-ready pixels, and the perceptual hashes of the same decoded image, taken
+    before the model's crop); raises DecodeError with a short reason."""
+    from clipsearch.media.phash import picture_hashes
+
     im, w, h, fmt = open_image(data, draft_to=size)
     try:
+        hashes = picture_hashes(im)
         pixels = np.array(fit(im, size, resize_mode), dtype=np.uint8)  # writable copy for torch
     except _DECODE_ERRORS as exc:
         raise DecodeError(f"cannot decode: {_reason(exc)}") from exc
     if pixels.shape != (size, size, 3):
         raise DecodeError(f"unexpected decoded shape {pixels.shape}")
-    return Decoded(pixels, w, h, fmt)
+    return Decoded(pixels, w, h, fmt, hashes)
 
 
 def read_and_decode(path: str, size: int, resize_mode: str = "shortest") -> tuple[str, Decoded]:
@@ -210,6 +215,25 @@ def read_and_decode(path: str, size: int, resize_mode: str = "shortest") -> tupl
     if not data:
         raise DecodeError("empty file")
     return digest_bytes(data), decode(data, size, resize_mode)
+
+
+def read_and_hash(path: str, draft_to: int = 224) -> tuple[str, bytes]:
+    """(content digest, perceptual hashes) of a file, without the model: the pass that gives hashes to images
+    indexed before hashes were kept (decoded at the same reduced size as for a 224-pixel model)."""
+    from clipsearch.media.phash import picture_hashes
+
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise DecodeError(f"cannot read: {exc.strerror or exc}") from exc
+    if not data:
+        raise DecodeError("empty file")
+    im = open_image(data, draft_to=draft_to)[0]
+    try:
+        return digest_bytes(data), picture_hashes(im)
+    except _DECODE_ERRORS as exc:
+        raise DecodeError(f"cannot decode: {_reason(exc)}") from exc
 
 
 def file_digest(path: str) -> str:
