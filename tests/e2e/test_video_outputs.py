@@ -128,8 +128,10 @@ def test_contact_sheet_preview_and_thumbnails_with_a_video_hit(runner, tmp_path:
     monkeypatch.setenv("TERM", "xterm-kitty")
     preview = cli(runner, "query", "a green triangle", "-k", "6", "--preview", "--index", store).stdout
     assert "\x1b_G" in preview and "walk.webm @ 00:00:0" in preview and "unavailable" not in preview
+    cached = len(list((store / "thumbnails").rglob("*.webp")))  # the hits drawn above (and earlier tests')
+    assert cached >= 6
     made = cli_json(runner, "index", mixed_store.parent / "mixed", "--index", store, "--thumbnails")
-    assert made["thumbnails"] >= 4 + 8 - 2  # the photos and every moment (two were made by the queries above)
-    assert not made.get("thumbnail_failures")
+    assert made["thumbnails"] == 4 + 8 - cached  # every photo and every moment of both videos
+    assert len(list((store / "thumbnails").rglob("*.webp"))) == 4 + 8
     again = cli_json(runner, "index", mixed_store.parent / "mixed", "--index", store, "--thumbnails")
     assert again["thumbnails"] == 0
