@@ -57,10 +57,10 @@ class StoreMedia:
     @staticmethod
     def facts(rec: ImageRecord) -> dict[str, Any]:
         """The keys of a search hit, less rank and score, of one catalog record."""
-        from clipsearch.query.engine import modified_iso
+        from clipsearch.query.engine import modified_iso, photo_facts
 
         facts = {"path": rec.path, "size": rec.size, "width": rec.width, "height": rec.height, "format": rec.format,
-                 "modified": modified_iso(rec.mtime_ns), "id": rec.id}
+                 "modified": modified_iso(rec.mtime_ns), "id": rec.id, **photo_facts(rec.meta)}
         if is_video(rec):
             facts["timestamp"] = rec.frame_ms / 1000  # a video's moment, as in a search hit
         return facts

@@ -7,10 +7,11 @@ import { t } from "./i18n.js";
 
 const STRIP = 12; // similar pictures under the facts
 
-// Facts other parts of the store add to an image (capture time, camera, place, the text read in it): each is
-// shown when the API's image or hit carries the field, under the label's word. Add a field here to show it.
+// Facts other parts of the store add to an image (capture time, camera, lens, place; the text read in it once
+// the store has it): each is shown when the API's image or hit carries the field, under the label's word. Add
+// a field here to show it.
 const PHOTO_FACTS = [
-  ["taken", "lb.taken"], ["camera", "lb.camera"], ["place", "lb.place"], ["text", "lb.text"],
+  ["taken", "lb.taken"], ["camera", "lb.camera"], ["lens", "lb.lens"], ["gps", "lb.place"], ["text", "lb.text"],
 ];
 
 // `actions.similar(hit)` opens a picture of the strip.

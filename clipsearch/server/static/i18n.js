@@ -23,7 +23,7 @@ const WORDS = {
     "lb.close": "Close (Esc)", "lb.prev": "Previous (←)", "lb.next": "Next (→)", "lb.copy": "Copy path",
     "lb.copied": "Copied", "lb.score": "Score", "lb.size": "Size", "lb.dims": "Dimensions", "lb.date": "Modified",
     "lb.moment": "Moment", "lb.similar": "More like this", "lb.open": "Open original", "lb.download": "Download",
-    "lb.strip": "Similar pictures", "lb.taken": "Taken", "lb.camera": "Camera", "lb.place": "Place",
+    "lb.strip": "Similar pictures", "lb.taken": "Taken", "lb.camera": "Camera", "lb.lens": "Lens", "lb.place": "Place",
     "lb.text": "Text in the picture",
     "lb.cannotShow": "The original cannot be shown here (a format the browser does not display, or the file " +
       "changed since it was indexed); this is its thumbnail.",
@@ -65,7 +65,7 @@ const WORDS = {
     "lb.close": "关闭 (Esc)", "lb.prev": "上一张 (←)", "lb.next": "下一张 (→)", "lb.copy": "复制路径",
     "lb.copied": "已复制", "lb.score": "得分", "lb.size": "大小", "lb.dims": "尺寸", "lb.date": "修改时间",
     "lb.moment": "时间点", "lb.similar": "相似图片", "lb.open": "打开原文件", "lb.download": "下载",
-    "lb.strip": "相似图片", "lb.taken": "拍摄时间", "lb.camera": "相机", "lb.place": "地点",
+    "lb.strip": "相似图片", "lb.taken": "拍摄时间", "lb.camera": "相机", "lb.lens": "镜头", "lb.place": "地点",
     "lb.text": "图中文字",
     "lb.cannotShow": "浏览器无法显示原文件（格式不受支持，或文件在索引后已更改）；这是它的缩略图。",
     "more": "加载更多", "drop": "拖放图片以搜索",
