@@ -30,10 +30,10 @@ from sqlalchemy.orm import Session
 from clipsearch.catalog import database, schema
 from clipsearch.catalog.codec import HAS_VIDEO, SCHEMA_READABLE, STILL, escape_like
 from clipsearch.catalog.locks import WriterLocks, lock_schema
-from clipsearch.catalog.reads import CHUNK, STREAM_BATCH, Row, SqlReads
-from clipsearch.catalog.records import ChunkResult, Encoded, EncodedVideo, Failed, ImageRecord, Known
+from clipsearch.catalog.reads import CHUNK, STREAM_BATCH, Row, SqlReads, record_of
+from clipsearch.catalog.records import ChunkResult, Encoded, EncodedVideo, Failed, ImageRecord, Known, PhotoMeta
 from clipsearch.catalog.schema import EmbeddingRow, ImageRow, MetaRow, RootRow, RunRow, utcnow
-from clipsearch.catalog.writes import ChunkCommit, bump_version, delete_rows, ext_of, get_meta
+from clipsearch.catalog.writes import ChunkCommit, bump_version, delete_rows, ext_of, get_meta, record_photo_meta
 from clipsearch.errors import ClipsearchError
 
 STORE_ID = "store_id"  # the store a shared catalog belongs to (its manifest holds the same id)
@@ -154,38 +154,39 @@ class Catalog(SqlReads):
     # --- reading ------------------------------------------------------------------------------------------
     def known_rows(self, roots: Sequence[str], files: Sequence[str]) -> dict[str, Known]:
         q = (select(ImageRow.path, ImageRow.id, ImageRow.size, ImageRow.mtime_ns, ImageRow.ok, ImageRow.digest,
-                    EmbeddingRow.image_id, ImageRow.frame_ms, ImageRow.phash.is_not(None))
+                    EmbeddingRow.image_id, ImageRow.frame_ms, ImageRow.phash.is_not(None), ImageRow.meta_read)
              .outerjoin(EmbeddingRow, EmbeddingRow.image_id == ImageRow.id).order_by(ImageRow.id))
         stmts = [q.where(under_clause(roots))] if roots else []
         stmts += [q.where(ImageRow.path.in_(files[i:i + CHUNK])) for i in range(0, len(files), CHUNK)]
         known: dict[str, Known] = {}
         with self._session() as s:
             for stmt in stmts:
-                for path, id_, size, mtime, ok, digest, emb, frame_ms, hashed in s.execute(stmt):
+                for path, id_, size, mtime, ok, digest, emb, frame_ms, hashed, meta_read in s.execute(stmt):
                     prev = known.get(path)
                     if frame_ms == STILL or prev is None:
                         known[path] = Known(id_, size, mtime, ok, digest, emb is not None,
-                                            (id_,) if frame_ms != STILL else (), bool(hashed))
+                                            (id_,) if frame_ms != STILL else (), bool(hashed),
+                                            has_meta=bool(meta_read))
                     elif id_ not in prev.frame_ids:  # another frame of the same video
                         known[path] = Known(prev.id, prev.size, prev.mtime_ns, prev.ok, prev.digest,
-                                            prev.has_vector and emb is not None, (*prev.frame_ids, id_))
+                                            prev.has_vector and emb is not None, (*prev.frame_ids, id_),
+                                            has_meta=prev.has_meta and bool(meta_read))
         return known
 
     def image(self, image_id: int) -> ImageRecord | None:
         """One indexed (readable, embedded) image by id; None for an unknown, deleted or failed one."""
         if not 0 < int(image_id) < 2**63:
             return None
-        with self._session() as s:
-            r = s.get(ImageRow, int(image_id))
-            if r is None or not r.ok or not r.digest:
-                return None
-            return ImageRecord(r.id, r.path, r.size, r.mtime_ns, r.width, r.height, r.format, r.digest, r.frame_ms)
+        rows = self._rows(f"SELECT {self._columns()} FROM images WHERE id = :id AND ok = :ok AND digest IS NOT NULL",
+                          {"id": int(image_id), "ok": True})
+        return record_of(rows[0]) if rows else None
 
     def extensions(self) -> dict[str, int]:
-        """Extension → number of indexed images, most common first."""
+        """Extension → number of indexed files (a video once, however many moments it has), most common first."""
+        files = func.count(ImageRow.path.distinct())
         with self._session() as s:
-            rows = s.execute(select(ImageRow.ext, func.count()).where(ImageRow.ok.is_(True))
-                             .group_by(ImageRow.ext).order_by(func.count().desc(), ImageRow.ext)).all()
+            rows = s.execute(select(ImageRow.ext, files).where(ImageRow.ok.is_(True))
+                             .group_by(ImageRow.ext).order_by(files.desc(), ImageRow.ext)).all()
         return {ext: n for ext, n in rows if ext}
 
     def digests(self) -> list[tuple[int, str, str]]:
@@ -200,12 +201,13 @@ class Catalog(SqlReads):
             return list(s.scalars(select(ImageRow.path).order_by(ImageRow.path)))
 
     def counts(self) -> dict[str, int]:
+        """images: still images (photos); videos: video files; frames: their sampled moments; failed; vectors."""
         with self._session() as s:
             ok = s.scalar(select(func.count()).select_from(ImageRow)
                           .where(ImageRow.ok.is_(True), ImageRow.frame_ms == STILL)) or 0
             failed = s.scalar(select(func.count()).select_from(ImageRow).where(ImageRow.ok.is_(False))) or 0
             vectors = s.scalar(select(func.count()).select_from(EmbeddingRow)) or 0
-            counts = {"images": ok, "failed": failed, "vectors": vectors}
+            counts = {"images": ok, "failed": failed, "vectors": vectors, "videos": 0, "frames": 0}
             if get_meta(s, HAS_VIDEO):
                 counts["videos"] = s.scalar(select(func.count(ImageRow.path.distinct()))
                                             .where(ImageRow.frame_ms != STILL)) or 0
@@ -272,10 +274,12 @@ class Catalog(SqlReads):
 
     def commit_chunk(self, encoded: Sequence[Encoded], failed: Sequence[Failed],
                      touched: Sequence[tuple[int, int, int]], videos: Sequence[EncodedVideo] = (),
-                     hashed: Sequence[tuple[int, bytes]] = ()) -> ChunkResult:
+                     hashed: Sequence[tuple[int, bytes]] = (),
+                     metas: Sequence[tuple[int, PhotoMeta]] = ()) -> ChunkResult:
         """One transaction: new/changed rows with their embeddings, failures, (id, size, mtime) re-stats,
-        videos (a changed video's frame rows are replaced whole) and (id, perceptual hashes) of rows hashed
-        without re-encoding. `vector_ids` follow `encoded`, then the frames of `videos` in order."""
+        videos (a changed video's frame rows are replaced whole), (id, perceptual hashes) of rows hashed and
+        (id, metadata) of rows whose metadata was read without re-encoding. `vector_ids` follow `encoded`, then
+        the frames of `videos` in order."""
         with self._session() as s, s.begin():
             chunk = ChunkCommit(s)
             chunk.stills(encoded)
@@ -283,8 +287,16 @@ class Catalog(SqlReads):
             chunk.videos(videos)
             chunk.restat(touched)
             chunk.hashes(hashed)
+            chunk.photo_meta(metas)
             chunk.result.version = bump_version(s)
         return chunk.result
+
+    def record_photo_meta(self, metas: Sequence[tuple[int, PhotoMeta]]) -> None:
+        """(id, metadata) read from files' headers (the metadata-only pass): rows and embeddings otherwise kept,
+        the vectors version untouched."""
+        with self._session() as s, s.begin():
+            for start in range(0, len(metas), CHUNK):
+                record_photo_meta(s, metas[start:start + CHUNK])
 
     def set_hashes(self, hashed: Sequence[tuple[int, bytes]]) -> None:
         """(id, perceptual hashes) of images indexed before hashes were kept; embeddings are untouched, so the

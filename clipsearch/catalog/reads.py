@@ -20,9 +20,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from clipsearch.catalog import photo_filter
 from clipsearch.catalog.codec import (
     HAS_VIDEO,
     SCHEMA_HASHES,
+    SCHEMA_PHOTO_META,
     SCHEMA_VERSION,
     STILL,
     VECTOR_DTYPE,
@@ -33,7 +35,8 @@ from clipsearch.catalog.codec import (
     path_to_db,
     under_patterns,
 )
-from clipsearch.catalog.records import ImageRecord
+from clipsearch.catalog.photo_filter import PhotoFilter
+from clipsearch.catalog.records import ImageRecord, PhotoMeta
 from clipsearch.errors import ClipsearchError
 
 CHUNK = 900  # values per IN (...) list: under SQLite's limit of bound variables
@@ -71,9 +74,21 @@ class CatalogReads(Protocol):
 
     def filter_ids(self, under: Sequence[str] | None = None, exts: Sequence[str] | None = None,
                    after_ns: int | None = None, before_ns: int | None = None,
-                   hidden_under: Sequence[str] = (), stills_only: bool = False) -> np.ndarray:
+                   hidden_under: Sequence[str] = (), stills_only: bool = False,
+                   photo: PhotoFilter | None = None) -> np.ndarray:
         """Ids of the indexed images the filters allow (none under `hidden_under`; no video frames with
-        `stills_only`), for FAISS's id selector."""
+        `stills_only`; `photo`: capture time, camera, place), for FAISS's id selector."""
+        ...
+
+    def photo_counts(self) -> dict[str, int]:
+        """How many indexed images have a capture time, a camera, a place; and how many were never read."""
+        ...
+
+    def newest(self, limit: int, offset: int = 0, under: Sequence[str] | None = None,
+               exts: Sequence[str] | None = None, after_ns: int | None = None, before_ns: int | None = None,
+               hidden_under: Sequence[str] = ()) -> list[ImageRecord]:
+        """Indexed files newest first (by modification time; a video once, as its first moment), filtered like
+        `filter_ids`: a page of a listing without a query."""
         ...
 
     def images(self, ids: Sequence[int]) -> dict[int, ImageRecord]:
@@ -132,7 +147,8 @@ def _under(p: _Params, paths: Sequence[str], negate: bool = False) -> str:
 
 
 def _filters(p: _Params, under: Sequence[str] | None, exts: Sequence[str] | None, after_ns: int | None,
-             before_ns: int | None, hidden_under: Sequence[str], stills_only: bool) -> str:
+             before_ns: int | None, hidden_under: Sequence[str], stills_only: bool,
+             photo: PhotoFilter | None = None) -> str:
     where = [f"ok = {p(True)}"]
     if stills_only:
         where.append(f"frame_ms = {p(STILL)}")
@@ -146,15 +162,22 @@ def _filters(p: _Params, under: Sequence[str] | None, exts: Sequence[str] | None
         where.append(f"mtime_ns < {p(before_ns)}")
     if hidden_under:
         where.append(_under(p, hidden_under, negate=True))
+    if photo:
+        where.extend(photo_filter.where(p, photo))
     return " AND ".join(where)
 
 
-_IMAGE_COLUMNS = "id, path, size, mtime_ns, width, height, format, digest, frame_ms"
+_BASE_COLUMNS = "id, path, size, mtime_ns, width, height, format, digest, frame_ms"
+_IMAGE_COLUMNS = (_BASE_COLUMNS + ", meta_read, taken_local, taken_offset, camera_make, camera_model, lens, gps_lat, "
+                  "gps_lon")
+_IMAGE_COLUMNS_OLD = _BASE_COLUMNS + ", NULL" * 8  # a catalog before schema 5 read as it is (read-only)
 _META = "SELECT value FROM meta WHERE key = :key"
 
 
-def _record(row: Row) -> ImageRecord:
-    return ImageRecord(row[0], path_from_db(row[1]), *row[2:])
+def record_of(row: Row) -> ImageRecord:
+    """An ImageRecord from a row of `_IMAGE_COLUMNS`."""
+    meta = PhotoMeta(*row[10:17]) if row[9] else None
+    return ImageRecord(row[0], path_from_db(row[1]), row[2], row[3], row[4], row[5], row[6], row[7], row[8], meta)
 
 
 def _datetime(value: str | dt.datetime | None) -> dt.datetime | None:
@@ -186,6 +209,18 @@ class SqlReads(CatalogReads):
     def version(self) -> int:
         value = self._value(_META, {"key": VECTORS_VERSION})
         return int(value) if value is not None else 0
+
+    def _photo_columns(self) -> bool:
+        """Whether the catalog has the photo metadata columns (a read-only store may be at schema 3)."""
+        known: bool | None = getattr(self, "_has_photo_columns", None)
+        if known is None:
+            value = self._value(_META, {"key": SCHEMA_VERSION})
+            known = value is not None and int(value) >= SCHEMA_PHOTO_META
+            self._has_photo_columns = known
+        return known
+
+    def _columns(self) -> str:
+        return _IMAGE_COLUMNS if self._photo_columns() else _IMAGE_COLUMNS_OLD
 
     def all_embeddings(self, dim: int) -> tuple[int, np.ndarray, np.ndarray]:
         version = self.version()  # first: the embeddings read after it are at least as new
@@ -223,18 +258,48 @@ class SqlReads(CatalogReads):
 
     def filter_ids(self, under: Sequence[str] | None = None, exts: Sequence[str] | None = None,
                    after_ns: int | None = None, before_ns: int | None = None,
-                   hidden_under: Sequence[str] = (), stills_only: bool = False) -> np.ndarray:
+                   hidden_under: Sequence[str] = (), stills_only: bool = False,
+                   photo: PhotoFilter | None = None) -> np.ndarray:
+        if photo and not self._photo_columns():
+            raise ClipsearchError("this store was indexed before photo metadata was kept, and it is read-only",
+                                  "open it once where it is writable and index its folders again (only the files' "
+                                  "headers are read)")
         p = _Params()
-        where = _filters(p, under, exts, after_ns, before_ns, hidden_under, stills_only)
+        where = _filters(p, under, exts, after_ns, before_ns, hidden_under, stills_only, photo)
+        if photo is not None and photo.near is not None:  # the SQL keeps a bounding box; the distance is exact
+            rows = self._stream(f"SELECT id, gps_lat, gps_lon FROM images WHERE {where}", p.values)
+            return photo_filter.within(rows, photo.near)
         return np.fromiter((r[0] for r in self._stream(f"SELECT id FROM images WHERE {where}", p.values)),
                            dtype=np.int64)
+
+    def photo_counts(self) -> dict[str, int]:
+        if not self._photo_columns():
+            unread = self._value("SELECT count(*) FROM images WHERE ok = :ok AND frame_ms = :still",
+                                 {"ok": True, "still": STILL})
+            return {"with_capture_time": 0, "with_camera": 0, "with_place": 0, "metadata_unread": int(unread or 0)}
+        row = self._rows("SELECT count(taken_local), count(COALESCE(camera_make, camera_model)), count(gps_lat), "
+                         "count(*) - count(meta_read) FROM images WHERE ok = :ok AND frame_ms = :still",
+                         {"ok": True, "still": STILL})
+        taken, camera, place, unread = (int(v or 0) for v in row[0]) if row else (0, 0, 0, 0)
+        return {"with_capture_time": taken, "with_camera": camera, "with_place": place, "metadata_unread": unread}
+
+    def newest(self, limit: int, offset: int = 0, under: Sequence[str] | None = None,
+               exts: Sequence[str] | None = None, after_ns: int | None = None, before_ns: int | None = None,
+               hidden_under: Sequence[str] = ()) -> list[ImageRecord]:
+        p = _Params()
+        where = _filters(p, under, exts, after_ns, before_ns, hidden_under, stills_only=False)
+        still = p(STILL)
+        first_moments = f"SELECT min(id) FROM images WHERE frame_ms <> {still} GROUP BY path"
+        return [record_of(row) for row in self._rows(
+            f"SELECT {self._columns()} FROM images WHERE {where} AND (frame_ms = {still} OR id IN ({first_moments})) "
+            f"ORDER BY mtime_ns DESC, id DESC LIMIT {p(int(limit))} OFFSET {p(int(offset))}", p.values)]
 
     def images(self, ids: Sequence[int]) -> dict[int, ImageRecord]:
         out: dict[int, ImageRecord] = {}
         for chunk in _chunks([int(x) for x in ids]):
             p = _Params()
-            for row in self._rows(f"SELECT {_IMAGE_COLUMNS} FROM images WHERE id IN ({p.many(chunk)})", p.values):
-                out[row[0]] = _record(row)
+            for row in self._rows(f"SELECT {self._columns()} FROM images WHERE id IN ({p.many(chunk)})", p.values):
+                out[row[0]] = record_of(row)
         return out
 
     def embeddings(self, ids: Sequence[int], dim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -258,9 +323,9 @@ class SqlReads(CatalogReads):
         where = _filters(p, under, None, None, None, hidden_under, stills_only=True) + " AND digest IS NOT NULL"
         shared = f"SELECT digest FROM images WHERE {where} GROUP BY digest HAVING count(*) > 1"
         groups: dict[str, list[ImageRecord]] = {}
-        for row in self._rows(f"SELECT {_IMAGE_COLUMNS} FROM images WHERE {where} AND digest IN ({shared}) "
+        for row in self._rows(f"SELECT {self._columns()} FROM images WHERE {where} AND digest IN ({shared}) "
                               "ORDER BY digest, id", p.values):
-            record = _record(row)
+            record = record_of(row)
             groups.setdefault(row[7], []).append(record)
         return list(groups.values())
 

@@ -31,7 +31,8 @@ class QuickCatalog(SqlReads):
 
     @classmethod
     def open(cls, db_path: Path, readonly: bool, full: Callable[[], object] | None = None) -> QuickCatalog | None:
-        """The reader, or None when the catalog is missing, unreadable or not at this release's schema."""
+        """The reader, or None when the catalog is missing, unreadable or not at this release's schema (read-only:
+        not at a schema it reads as it is)."""
         if not os.path.isfile(db_path):
             return None
         reader = cls(db_path, readonly)

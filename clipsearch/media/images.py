@@ -18,6 +18,9 @@ from typing import Protocol
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from clipsearch.catalog.records import NO_META, PhotoMeta
+from clipsearch.media import exif
+
 # Refuse anything above ~134 megapixels (e.g. 16k x 8k): a decompression bomb would eat the machine's memory.
 MAX_PIXELS = 1 << 27
 # fit() resizes an image whole, then crops, unless that resized image would exceed this many pixels (16 MB; at
@@ -46,6 +49,7 @@ class Decoded:
     height: int
     format: str
     hashes: bytes | None = None  # the picture's perceptual hashes (media/phash.picture_hashes), from these pixels
+    meta: PhotoMeta = NO_META  # capture time, camera, lens, place (from the EXIF read for the orientation)
 
 
 def digest_bytes(data: bytes) -> str:
@@ -162,6 +166,13 @@ def open_image(data: bytes, draft_to: int | None = None) -> tuple[Image.Image, i
     checked before any pixel is decoded, and a JPEG is decoded at the smallest DCT scale whose shorter side
     still covers `draft_to` pixels (10-30x less work for camera photos). `probe` tells the cost beforehand.
     """
+    im, w, h, fmt, _meta = _open_oriented(data, draft_to, with_meta=False)
+    return im, w, h, fmt
+
+
+def _open_oriented(data: bytes, draft_to: int | None,
+                   with_meta: bool) -> tuple[Image.Image, int, int, str, PhotoMeta]:
+    """`open_image`, plus the photo metadata of the EXIF block it reads for the orientation (`with_meta`)."""
     try:
         with warnings.catch_warnings():
             # Pillow warns above its own (lower) limit and errors above twice it; one limit applies: ours.
@@ -170,12 +181,15 @@ def open_image(data: bytes, draft_to: int | None = None) -> tuple[Image.Image, i
             fmt = im.format or "?"
             im.seek(0)
             im.load()
-            orientation = im.getexif().get(0x0112, 1)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # Pillow's "Corrupt EXIF data": the tag is absent
+                orientation = im.getexif().get(0x0112, 1)
+            meta = exif.of_image(im) if with_meta else NO_META  # the same EXIF block, already parsed
             if orientation in (5, 6, 7, 8):
                 w, h = h, w
             if orientation != 1:  # exif_transpose copies even an upright image: 4 bytes a pixel for nothing
                 im = ImageOps.exif_transpose(im) or im
-            return _to_rgb(im), w, h, fmt
+            return _to_rgb(im), w, h, fmt, meta
     except DecodeError:
         raise
     except (Image.DecompressionBombError, UnidentifiedImageError, *_DECODE_ERRORS) as exc:
@@ -190,11 +204,11 @@ def _reason(exc: Exception) -> str:
 
 
 def decode(data: bytes, size: int, resize_mode: str = "shortest") -> Decoded:
-    """Decode bytes → Decoded (model-ready pixels, and the perceptual hashes of the same decoded image, taken
-    before the model's crop); raises DecodeError with a short reason."""
+    """Decode bytes → Decoded (model-ready pixels, the perceptual hashes of the same decoded image, taken
+    before the model's crop, and the photo's metadata); raises DecodeError with a short reason."""
     from clipsearch.media.phash import picture_hashes
 
-    im, w, h, fmt = open_image(data, draft_to=size)
+    im, w, h, fmt, meta = _open_oriented(data, size, with_meta=True)
     try:
         hashes = picture_hashes(im)
         pixels = np.array(fit(im, size, resize_mode), dtype=np.uint8)  # writable copy for torch
@@ -202,7 +216,7 @@ def decode(data: bytes, size: int, resize_mode: str = "shortest") -> Decoded:
         raise DecodeError(f"cannot decode: {_reason(exc)}") from exc
     if pixels.shape != (size, size, 3):
         raise DecodeError(f"unexpected decoded shape {pixels.shape}")
-    return Decoded(pixels, w, h, fmt, hashes)
+    return Decoded(pixels, w, h, fmt, hashes, meta)
 
 
 def read_and_decode(path: str, size: int, resize_mode: str = "shortest") -> tuple[str, Decoded]:

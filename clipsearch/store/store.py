@@ -26,7 +26,7 @@ from clipsearch.errors import ClipsearchError
 from clipsearch.store.catalog_place import CatalogPlace, resolve_db
 from clipsearch.store.folder import StoreFolder, check_new_store_folder, reembed_folder, remove_store_files, swap_in
 from clipsearch.store.manifest import precision as stored_precision, read_manifest
-from clipsearch.store.media import StoreMedia
+from clipsearch.store.media import Original, StoreMedia
 from clipsearch.store.models import StoreModel, WriteCall
 from clipsearch.store.writer_lock import WriterLock
 
@@ -160,7 +160,7 @@ class Store:
         if self._vectors is None:
             from clipsearch.vectors.store import VectorStore
 
-            self._vectors = VectorStore(self.path, self.reads, self._models.dim(call))
+            self._vectors = VectorStore(self.path, self.reads, self._models.dim(call), device=self.device)
         return self._vectors
 
     def vector_index(self) -> VectorIndex:
@@ -247,13 +247,20 @@ class Store:
                minus: Iterable[str] = (), minus_image: Iterable[str] = (), k: int = 10,
                under: Iterable[str] | None = None, ext: Iterable[str] | None = None,
                after: Any = None, before: Any = None, all_frames: bool = False,
-               like: Iterable[int] = ()) -> Hits:
+               like: Iterable[int] = (), taken_after: Any = None, taken_before: Any = None,
+               camera: str | None = None, near: Any = None) -> Hits:
         """Text terms and query images (paths, or bytes such as an upload: decoded in memory, never written),
         minus either; `like` adds the stored embeddings of indexed images by id ("more like this"; those images
         are left out of the results). Filters: `under` folders, `ext` extensions, file modified in
         [after, before) (dates or ISO strings). A video is one hit at its best moment (`timestamp`), unless
-        `all_frames`."""
+        `all_frames`.
+
+        Photo metadata: captured in [`taken_after`, `taken_before`) (a date, a datetime, or ISO text; with an
+        offset it is an instant, without one the camera's wall clock; a file without a capture time is compared
+        by its modification time, and the hits' notes say so), `camera` (part of the make or model, any case),
+        `near` ("LAT,LON[,KM]" or (lat, lon[, km]); default 10 km). Every filter keeps min(k, matching) hits."""
         from clipsearch.query.engine import Query, QueryEngine
+        from clipsearch.query.photo_filters import photo_filter
 
         self._folder.require_manifest()
         texts = [text] if isinstance(text, str) else list(text or [])
@@ -262,7 +269,8 @@ class Store:
                             minus=list(minus), minus_images=[str(i) for i in minus_image], k=k,
                             under=list(under) if under else None, exts=list(ext) if ext else None,
                             after=after, before=before, all_frames=all_frames,
-                            image_data=[i for i in images if isinstance(i, bytes)], like=list(like))
+                            image_data=[i for i in images if isinstance(i, bytes)], like=list(like),
+                            photo=photo_filter(taken_after, taken_before, camera, near))
         engine = QueryEngine(self.reads, self.vectors, self.text_encoder, lambda: self.encoder)
         return engine.search(query)
 
@@ -341,13 +349,24 @@ class Store:
         """(content, digest, format) of an indexed image: only the exact bytes that were indexed come back."""
         return self._media.image_bytes(image_id)
 
+    def newest(self, k: int, offset: int = 0, **filters: Any) -> list[dict[str, Any]]:
+        """Indexed files newest first (a video once), filtered like a query (under, exts, after, before)."""
+        return self._media.newest(k, offset, **filters)
+
+    def original(self, image_id: int) -> Original:
+        """The indexed file of an image or video moment, open and verified (read a range of it, then close)."""
+        return self._media.original(image_id)
+
     @property
     def thumbnail_cache(self) -> ThumbnailCache:
         return self._media.thumbnail_cache
 
     def thumbnail(self, image_id: int) -> tuple[bytes, str]:
-        """(WebP thumbnail, content digest) of an indexed image, made on first use and cached in the store."""
+        """(WebP thumbnail, its key) of an image or video moment, made on first use and cached in the store."""
         return self._media.thumbnail(image_id)
+
+    def thumbnail_key(self, image_id: int) -> str:
+        return self._media.thumbnail_key(image_id)
 
     def thumbnail_png(self, image_id: int, size: int = 160) -> bytes | None:
         """A small PNG of an indexed image (for terminal image protocols), or None when its file is gone."""

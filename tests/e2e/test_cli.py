@@ -25,7 +25,8 @@ def test_table_paths_and_json_outputs(runner, indexed: Path) -> None:
     assert len(paths) == 3 and all(Path(p).is_file() for p in paths)
     hits = cli_json(runner, "query", "a blue square", "-k", "3", "--index", indexed)
     assert [h["path"] for h in hits] == paths
-    assert set(hits[0]) == {"rank", "score", "path", "size", "width", "height", "format", "modified", "id"}
+    assert set(hits[0]) == {"rank", "score", "path", "size", "width", "height", "format", "modified", "id", "taken",
+                            "camera", "lens", "gps"}
     assert [h["rank"] for h in hits] == [1, 2, 3]
     assert hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
 
@@ -36,7 +37,7 @@ def test_info(runner, indexed: Path) -> None:
     assert info["index_type"] == "flat" and info["disk_bytes"] > 0
     assert info["model"]["key"].startswith("folder:") and info["model"]["embed_dim"] == 64
     assert info["last_run"]["status"] == "done"
-    assert "images" in cli(runner, "info", "--index", indexed).stdout
+    assert "60 photos" in cli(runner, "info", "--index", indexed).stdout
 
 
 def test_filters_under_and_ext(runner, tmp_path: Path, photos: Path, trained_model: Path) -> None:

@@ -98,6 +98,10 @@ def state(store: Path) -> dict:
 def downgrade_to_schema_1(store: Path) -> None:
     """Make the catalog look exactly like one the previous release wrote."""
     with connect(store) as con:
+        con.exec_driver_sql("DROP INDEX ix_images_taken_local")  # schema 5: photo metadata
+        con.exec_driver_sql("DROP INDEX ix_images_gps_lat")
+        for column in schema.PHOTO_META_COLUMNS:
+            con.exec_driver_sql(f"ALTER TABLE images DROP COLUMN {column}")
         con.exec_driver_sql("ALTER TABLE roots DROP COLUMN missing_since")
         con.exec_driver_sql("DROP INDEX uq_images_path_frame")  # schema 3: videos' frames share a path
         con.exec_driver_sql("DROP INDEX ix_images_path")
@@ -115,6 +119,7 @@ def set_schema_version(store: Path, version: int) -> None:
 def assert_latest(store: Path) -> dict:
     now = state(store)
     assert "missing_since" in now["root_columns"] and "frame_ms" in now["image_columns"]
+    assert set(schema.PHOTO_META_COLUMNS) <= set(now["image_columns"])
     assert "phash" in now["image_columns"]
     assert now["unique_indexes"] == ["uq_images_path_frame"]  # unique on (path, frame_ms), no longer on path
     assert now["meta"]["schema_version"] == str(schema.LATEST)
@@ -141,6 +146,7 @@ def test_previous_release_store_upgrades_in_place(built, store: Path) -> None:
     with clipsearch.open(store, create=False) as s:
         summary = s.add([photos])
         assert (summary.unchanged, summary.added, summary.updated, summary.removed, summary.encoded) == (N, 0, 0, 0, 0)
+        assert summary.metadata_read == N  # the metadata-only pass: headers read, nothing encoded
         assert summary.hashed == N  # the perceptual hashes, from a decode without the model
         assert s.catalog.last_run()["status"] == "done"
         assert [h.id for h in s.search(QUERY, k=N)] == ids_before

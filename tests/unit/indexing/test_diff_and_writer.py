@@ -65,7 +65,8 @@ class FakeCatalog:
         self.chunks: list[tuple[int, int, int]] = []
         self.next_id = 1
 
-    def commit_chunk(self, encoded: list, failed: list, touched: list, videos: list, hashed: list = ()) -> ChunkResult:
+    def commit_chunk(self, encoded: list, failed: list, touched: list, videos: list, hashed: list = (),
+                     metas: list = ()) -> ChunkResult:
         ids = list(range(self.next_id, self.next_id + len(encoded)))
         self.next_id += len(encoded)
         self.chunks.append((len(encoded), len(failed), len(touched)))

@@ -58,12 +58,13 @@ def test_decode_hashes_the_pixels_it_decoded_for_the_model(monkeypatch: pytest.M
     _photo(5, (640, 480)).save(buf, "JPEG", quality=90)
     opened = []
     real_open = images.open_image
+    real_oriented = images._open_oriented  # what open_image and decode both open through
 
-    def counting_open(data: bytes, draft_to: int | None = None):
+    def counting_open(data: bytes, draft_to: int | None, with_meta: bool):
         opened.append(draft_to)
-        return real_open(data, draft_to)
+        return real_oriented(data, draft_to, with_meta)
 
-    monkeypatch.setattr(images, "open_image", counting_open)
+    monkeypatch.setattr(images, "_open_oriented", counting_open)
     decoded = images.decode(buf.getvalue(), 224)
     assert opened == [224]  # one decode, at the model's reduced size, for both the pixels and the hashes
     assert decoded.hashes is not None and len(decoded.hashes) == BLOB_BYTES
