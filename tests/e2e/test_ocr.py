@@ -90,7 +90,11 @@ def test_text_in_images_end_to_end(tmp_path: Path, folder: Path, runner, catalog
     detail = client.get(f"/api/images/{result['id']}").json()
     assert detail["text"] == result["text"] and detail["text_lines"][0]["box"] == result["text_matches"][0]["box"]
     assert client.get("/api/search", params={"q": "发票"}).json()["results"][0]["id"] == result["id"]
-    assert client.get("/api/info").json()["text"]["with_text"] == 2
+    assert client.get("/api/info").json()["text"]["with_text"] == 2  # the page shows its text filter then
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="text_in_image"' in page.text
+    by_text = client.get("/api/search", params={"text_in_image": "发票", "q": ""}).json()  # what the page sends
+    assert by_text["results"][0]["id"] == result["id"]
 
     # later runs remember to read text: unchanged and moved files are not read again, a changed one is
     again = cli_json(runner, "index", folder, "--index", idx)
