@@ -32,8 +32,9 @@ def _default_precision() -> str:
 
 def _clock(seconds: float) -> str:
     """83.4 → '00:01:23'."""
-    whole = int(seconds)
-    return f"{whole // 3600:02d}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+    from clipsearch.store.media import clock
+
+    return clock(seconds)
 
 
 @app.command()
@@ -298,6 +299,7 @@ def info(
     as_json: bool = JsonOpt,
 ) -> None:
     """What is in the store: images, model, vector index, size on disk, last run, failures."""
+    from clipsearch.store.info import count_line
     from clipsearch.store.store import open_store
 
     with open_store(index_path) as store:
@@ -314,7 +316,7 @@ def info(
         return
     model = data["model"] or {}
     t = new_table("", "", show_header=False, title=f"store {safe(data['store'])}")
-    t.add_row("images", str(data["images"]))
+    t.add_row("files", count_line(data))
     t.add_row("failed", str(data["failed"]))
     photo = data["photo_metadata"]
     known = (f"{photo['with_capture_time']} with a capture time, {photo['with_camera']} with a camera, "
@@ -419,5 +421,6 @@ def _print_previews(hits: list, pictures: list, protocol: str) -> None:
             out.write(inline_image(png, protocol) + "\n")
         else:
             out.write("[picture unavailable: the file is gone or changed]\n")
-        out.write(f"{h.rank:>3}  {h.score:.3f}  {visible(h.path)}\n\n")
+        moment = f" @ {_clock(h.timestamp)}" if h.timestamp is not None else ""
+        out.write(f"{h.rank:>3}  {h.score:.3f}  {visible(h.path)}{moment}\n\n")
     out.flush()

@@ -26,6 +26,7 @@ from clipsearch.catalog.records import PhotoMeta
 from clipsearch.errors import ClipsearchError, NotFoundError
 from clipsearch.indexing.scan import canonical
 from clipsearch.media.images import DecodeError, decode, digest_bytes, probe, read_and_decode
+from clipsearch.query.baseline import typical_scores
 from clipsearch.query.photo_filters import notes as photo_notes
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -174,12 +175,25 @@ def _date_ns(value: str | dt.date | None, name: str) -> int | None:
     return max(-(2**63), min(ns, 2**63 - 1))  # mtimes are int64 ns: dates past 2262 compare as "the end of time"
 
 
+def parse_filters(under: Sequence[str] | None = None, exts: Sequence[str] | None = None, after: Any = None,
+                  before: Any = None) -> dict[str, Any]:
+    """A query's filters without the query (a listing, newest first), parsed and bounded as `Query.parse` does:
+    the keyword arguments of `CatalogReads.newest`."""
+    check_bounds([], [], (), (), under, exts, 0, 0)
+    return {"under": [canonical(u) for u in under] if under else None,
+            "exts": sorted({alias for e in exts for alias in _ext_aliases(e)}) if exts else None,
+            "after_ns": _date_ns(after, "after"), "before_ns": _date_ns(before, "before")}
+
+
 class Hits(list):
-    """The hits, best first, plus `notes`: things the user should know about the query (e.g. an empty filter)."""
+    """The hits, best first, plus `notes`: things the user should know about the query (e.g. an empty filter),
+    and `typical`: the mean and spread of the query's scores over the store (query/baseline.py), to tell a hit
+    that stands out from one that does not."""
 
     def __init__(self, hits: Iterable[Hit] = (), notes: Iterable[str] = ()) -> None:
         super().__init__(hits)
         self.notes = list(notes)
+        self.typical: dict[str, float] | None = None
 
 
 class TextEncoder(Protocol):
@@ -377,6 +391,7 @@ class QueryEngine:
             hits = self._hits(pairs, rows, q.k, collapse, notes)
             if (not collapse or len(hits) >= q.k
                     or fetch >= (self.vectors.current().ntotal if allowed is None else len(allowed))):
+                hits.typical = typical_scores(self.catalog, qvec)
                 if q.photo:
                     unread = self.catalog.photo_counts()["metadata_unread"]
                     hits.notes.extend(photo_notes(q.photo, [rows[h.id] for h in hits], unread))

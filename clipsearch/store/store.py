@@ -26,7 +26,7 @@ from clipsearch.errors import ClipsearchError
 from clipsearch.store.catalog_place import CatalogPlace, resolve_db
 from clipsearch.store.folder import StoreFolder, check_new_store_folder, reembed_folder, remove_store_files, swap_in
 from clipsearch.store.manifest import precision as stored_precision, read_manifest
-from clipsearch.store.media import StoreMedia
+from clipsearch.store.media import Original, StoreMedia
 from clipsearch.store.models import StoreModel, WriteCall
 from clipsearch.store.writer_lock import WriterLock
 
@@ -346,13 +346,24 @@ class Store:
         """(content, digest, format) of an indexed image: only the exact bytes that were indexed come back."""
         return self._media.image_bytes(image_id)
 
+    def newest(self, k: int, offset: int = 0, **filters: Any) -> list[dict[str, Any]]:
+        """Indexed files newest first (a video once), filtered like a query (under, exts, after, before)."""
+        return self._media.newest(k, offset, **filters)
+
+    def original(self, image_id: int) -> Original:
+        """The indexed file of an image or video moment, open and verified (read a range of it, then close)."""
+        return self._media.original(image_id)
+
     @property
     def thumbnail_cache(self) -> ThumbnailCache:
         return self._media.thumbnail_cache
 
     def thumbnail(self, image_id: int) -> tuple[bytes, str]:
-        """(WebP thumbnail, content digest) of an indexed image, made on first use and cached in the store."""
+        """(WebP thumbnail, its key) of an image or video moment, made on first use and cached in the store."""
         return self._media.thumbnail(image_id)
+
+    def thumbnail_key(self, image_id: int) -> str:
+        return self._media.thumbnail_key(image_id)
 
     def thumbnail_png(self, image_id: int, size: int = 160) -> bytes | None:
         """A small PNG of an indexed image (for terminal image protocols), or None when its file is gone."""
