@@ -239,6 +239,13 @@ def dupes(
         False, "--exact",
         help="Byte-identical files only, by content digest (no vectors needed)."),
     under: list[Path] = typer.Option([], "--under", help="Only images inside this folder (repeatable)."),
+    taken_after: str | None = typer.Option(
+        None, "--taken-after", help="Only photos taken on/after this date (as in query; file time where none)."),
+    taken_before: str | None = typer.Option(None, "--taken-before", help="Only photos taken before this date."),
+    camera: str | None = typer.Option(None, "--camera", help="Only photos from a camera whose make or model "
+                                      "contains this text."),
+    near: str | None = typer.Option(None, "--near", help="Only photos taken within KM (default 10) of "
+                                    "LAT,LON[,KM]."),
     index_path: Path | None = IndexOpt,
     as_json: bool = JsonOpt,
     paths_only: bool = typer.Option(
@@ -258,7 +265,8 @@ def dupes(
         raise ClipsearchError("--threshold goes with near duplicates, not --exact")
     with open_store(index_path) as store:
         groups = store.duplicates(0.99 if threshold is None else threshold, exact=exact,
-                                  under=[str(u) for u in under] or None)
+                                  under=[str(u) for u in under] or None, taken_after=taken_after,
+                                  taken_before=taken_before, camera=camera, near=near)
     for note in groups.notes:
         ui.err.print(f"[yellow]note:[/] {safe(note)}")
     if as_json:

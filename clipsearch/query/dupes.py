@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from clipsearch.catalog.photo_filter import PhotoFilter
 from clipsearch.catalog.reads import CatalogReads
 from clipsearch.catalog.records import ImageRecord
 from clipsearch.errors import ClipsearchError
@@ -219,11 +220,12 @@ def near_groups(index: VectorIndex, threshold: float, vectors_of: Callable[[np.n
 # --- the verb ----------------------------------------------------------------------------------------------
 
 def find_duplicates(catalog: CatalogReads, vectors: VectorStore | None, threshold: float = DEFAULT_THRESHOLD,
-                    exact: bool = False, under: Sequence[str] | None = None) -> Duplicates:
+                    exact: bool = False, under: Sequence[str] | None = None,
+                    photo: PhotoFilter | None = None) -> Duplicates:
     """Duplicate groups, biggest first: byte-identical files (`exact`, no vectors needed) or near duplicates.
 
-    `under` restricts both members of every pair to those folders; images under a root that no longer
-    exists (deleted or unmounted) are left out, as from query results.
+    `under` (and `photo`: capture time, camera, place) restricts both members of every pair; images under a
+    root that no longer exists (deleted or unmounted) are left out, as from query results.
     """
     threshold = check_threshold(threshold)
     check_filters("under", under)
@@ -231,16 +233,21 @@ def find_duplicates(catalog: CatalogReads, vectors: VectorStore | None, threshol
     notes = [f"no indexed images under {u}" for u in under or () if catalog.count_under(u) == 0]
     hidden = [r["path"] for r in catalog.roots() if not os.path.isdir(r["path"])]  # vanished roots
     if exact:
-        groups = [_group([(r, 1.0) for r in sorted(records, key=keeper_key)])
-                  for records in catalog.duplicate_digests(under, hidden_under=hidden)]
+        digest_groups = catalog.duplicate_digests(under, hidden_under=hidden)
+        if photo:
+            kept = set(catalog.filter_ids(under, hidden_under=hidden, stills_only=True, photo=photo).tolist())
+            digest_groups = [g for g in ([r for r in records if r.id in kept] for records in digest_groups)
+                             if len(g) > 1]
+        groups = [_group([(r, 1.0) for r in sorted(records, key=keeper_key)]) for records in digest_groups]
         return Duplicates(_biggest_first(groups), notes)
     if vectors is None:
         raise ClipsearchError("near duplicates need the store's vectors", "ask for exact duplicates instead")
     from clipsearch.vectors.join import JoinStats
 
     stills_only = catalog.has_videos()  # a video's frames are moments of one file, not duplicates
-    filtered = bool(under or hidden or stills_only)
-    allowed = catalog.filter_ids(under, hidden_under=hidden, stills_only=stills_only) if filtered else None
+    filtered = bool(under or hidden or stills_only or photo)
+    allowed = catalog.filter_ids(under, hidden_under=hidden, stills_only=stills_only, photo=photo or None) \
+        if filtered else None
     stats = JoinStats()
     records: dict[int, ImageRecord] = {}
 

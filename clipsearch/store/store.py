@@ -275,21 +275,25 @@ class Store:
         return engine.search(query)
 
     def duplicates(self, threshold: float = 0.99, exact: bool = False,
-                   under: Iterable[str] | None = None) -> Duplicates:
+                   under: Iterable[str] | None = None, *, taken_after: Any = None, taken_before: Any = None,
+                   camera: str | None = None, near: Any = None) -> Duplicates:
         """Groups of duplicate images, biggest first, each with a suggested keeper (nothing is deleted).
 
         Near duplicates: embeddings with cosine >= `threshold` (0.99 finds re-encoded and resized copies;
         lower values also find edits, crops, then other shots of one scene). `exact`: byte-identical files
-        only, by content digest (no vectors). `under`: only images inside these folders.
+        only, by content digest (no vectors). `under`: only images inside these folders; `taken_after`,
+        `taken_before`, `camera`, `near`: only photos those metadata filters allow (as in `search`).
         """
         from clipsearch.query.dupes import check_threshold, find_duplicates
+        from clipsearch.query.photo_filters import photo_filter
 
         check_threshold(threshold)
+        photo = photo_filter(taken_after, taken_before, camera, near)
         self._folder.require_manifest()
         if self.catalog.counts()["images"] == 0:
             raise ClipsearchError(f"store {self.path} holds no images", "index a folder into it first")
         return find_duplicates(self.catalog, None if exact else self.vectors, threshold, exact,
-                               [str(u) for u in under] if under else None)
+                               [str(u) for u in under] if under else None, photo)
 
     def extensions(self) -> dict[str, int]:
         """File extension → number of indexed images, most common first (e.g. for a page's type filter)."""
