@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -23,6 +24,9 @@ from clipsearch.cli.common import (
 from clipsearch.errors import ClipsearchError
 from clipsearch.terminal import path_text, safe, table as new_table, visible
 
+if TYPE_CHECKING:  # pragma: no cover
+    from clipsearch.query.dupes import DuplicateImage
+
 
 def _default_precision() -> str:
     from clipsearch.encoders.base import CPU_DEFAULT_PRECISION
@@ -32,8 +36,9 @@ def _default_precision() -> str:
 
 def _clock(seconds: float) -> str:
     """83.4 → '00:01:23'."""
-    whole = int(seconds)
-    return f"{whole // 3600:02d}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+    from clipsearch.store.media import clock
+
+    return clock(seconds)
 
 
 @app.command()
@@ -55,7 +60,10 @@ def index(
         help="Also re-hash files whose size and date are unchanged, and re-encode those whose content changed."),
     batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Images per encoder batch."),
     workers: int | None = typer.Option(None, "--workers", min=1, help="Decoding threads."),
-    device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: cuda when present)."),
+    device: str | None = typer.Option(
+        None, "--device",
+        help="cpu, cuda or cuda:N for the encoder; FAISS follows where faiss-gpu is installed (default: cuda when "
+             "present)."),
     reembed: bool = typer.Option(
         False, "--reembed",
         help="Re-encode the whole store with --model (queries keep working until it is done)."),
@@ -124,6 +132,8 @@ def index(
     if summary.aliases:
         t.add_row("aliases", f"{summary.aliases} links to files indexed under their real path (skipped)")
     t.add_row("time", f"{summary.seconds:.2f} s")
+    if summary.encoded and summary.backend:
+        t.add_row("encoder", f"{summary.backend}, {summary.precision} on {summary.device}")
     if summary.encoded:
         after_load = summary.encoded / max(summary.seconds - summary.model_seconds, 1e-9)
         t.add_row("speed", f"{summary.images_per_second:.1f} images/s overall, {after_load:.1f} images/s "
@@ -162,7 +172,8 @@ def query(
     paths0: bool = typer.Option(
         False, "--paths0", "-0",
         help="Paths separated by NUL bytes (for xargs -0): safe for any file name."),
-    device: str | None = typer.Option(None, "--device", help="cpu or cuda."),
+    device: str | None = typer.Option(
+        None, "--device", help="cpu, cuda or cuda:N for image queries and FAISS (default: cuda when present)."),
     grid: Path | None = typer.Option(
         None, "--grid",
         help="Also write a contact sheet of the results (.jpg, .png or .webp): thumbnails labelled rank, "
@@ -231,21 +242,19 @@ def _write_paths(paths: list[str], nul: bool) -> None:
 @app.command()
 @friendly_errors
 def dupes(
+    level: str = typer.Option(
+        "same", "--level", "-l",
+        help="exact: identical bytes. same (default): the same picture resized, recompressed, converted or lightly "
+             "cropped, by perceptual hash (any model). similar: near in the model's embedding space (bursts, "
+             "edits), with --threshold."),
     threshold: float | None = typer.Option(
         None, "--threshold", "-t",
-        help="Cosine similarity in (0, 1] above which two images count as one picture (default 0.99: re-encoded, "
-             "resized and re-saved copies; lower values also find edits and crops, then other shots of one scene)."),
+        help="--level similar: cosine similarity in (0, 1] above which two images count as alike (default 0.99; "
+             "lower values also find edits and crops, then other shots of one scene)."),
     exact: bool = typer.Option(
         False, "--exact",
-        help="Byte-identical files only, by content digest (no vectors needed)."),
+        help="Byte-identical files only: the same as --level exact."),
     under: list[Path] = typer.Option([], "--under", help="Only images inside this folder (repeatable)."),
-    taken_after: str | None = typer.Option(
-        None, "--taken-after", help="Only photos taken on/after this date (as in query; file time where none)."),
-    taken_before: str | None = typer.Option(None, "--taken-before", help="Only photos taken before this date."),
-    camera: str | None = typer.Option(None, "--camera", help="Only photos from a camera whose make or model "
-                                      "contains this text."),
-    near: str | None = typer.Option(None, "--near", help="Only photos taken within KM (default 10) of "
-                                    "LAT,LON[,KM]."),
     index_path: Path | None = IndexOpt,
     as_json: bool = JsonOpt,
     paths_only: bool = typer.Option(
@@ -255,18 +264,22 @@ def dupes(
         False, "--paths0", "-0",
         help="The non-keepers separated by NUL bytes (for xargs -0): safe for any file name."),
 ) -> None:
-    """Groups of duplicate images, biggest first, each with a suggested keeper. Never deletes anything.
+    """Groups of duplicate images, biggest first, each with a suggested keeper and why. Never deletes anything.
 
-    The keeper is the image with the most pixels, then the oldest file.
+    The keeper is the image with the most pixels, then the least compressed (bytes per pixel), then the
+    original format over a conversion, then the oldest file.
     """
+    from rich.text import Text
+
     from clipsearch.store.store import open_store
 
-    if exact and threshold is not None:
-        raise ClipsearchError("--threshold goes with near duplicates, not --exact")
+    if exact and level not in ("same", "exact"):
+        raise ClipsearchError(f"--exact is --level exact, not --level {level}")
+    level = "exact" if exact else level
+    if threshold is not None and level != "similar":
+        raise ClipsearchError(f"--threshold goes with --level similar, not --level {level}")
     with open_store(index_path) as store:
-        groups = store.duplicates(0.99 if threshold is None else threshold, exact=exact,
-                                  under=[str(u) for u in under] or None, taken_after=taken_after,
-                                  taken_before=taken_before, camera=camera, near=near)
+        groups = store.duplicates(level, threshold=threshold, under=[str(u) for u in under] or None)
     for note in groups.notes:
         ui.err.print(f"[yellow]note:[/] {safe(note)}")
     if as_json:
@@ -277,8 +290,9 @@ def dupes(
         ui.out.print("no duplicates found")
     else:
         extra = sum(len(g.extra) for g in groups)
-        t = new_table("group", "keep", "similarity", "path", "size", "pixels", "modified",
-                      right=("group", "similarity", "size", "pixels"),
+        alike = "distance" if level == "same" else "similarity"
+        t = new_table("group", "keep", alike, "path", "size", "pixels", "format", "modified",
+                      right=("group", alike, "size", "pixels"),
                       title=f"{len(groups)} {'group' if len(groups) == 1 else 'groups'} of duplicates: {extra} "
                             f"{'file' if extra == 1 else 'files'} beside the keepers, "
                             f"{human_size(sum(g.reclaimable for g in groups))}",
@@ -286,10 +300,18 @@ def dupes(
         for number, g in enumerate(groups, 1):
             for im in g.images:
                 t.add_row(str(number) if im.keeper else "", "keep" if im.keeper else "",
-                          "" if im.keeper else f"{im.similarity:.4f}", path_text(im.path, link=True),
-                          human_size(im.size), f"{im.width}x{im.height}" if im.width else "-", im.modified,
-                          end_section=im is g.images[-1])
+                          "" if im.keeper else _alike(im, level), path_text(im.path, link=True),
+                          human_size(im.size), f"{im.width}x{im.height}" if im.width else "-",
+                          visible(im.format or "-"), im.modified)
+            t.add_row("", "", "", Text(f"kept: {visible(g.reason)}", style="dim"), "", "", "", "", end_section=True)
         ui.out.print(t)
+
+
+def _alike(im: DuplicateImage, level: str) -> str:
+    """How close a member is to its keeper: hash bits apart (same), else cosine similarity."""
+    if level == "same":
+        return f"{im.distance} bits" + (f", {im.similarity:.3f}" if im.similarity is not None else "")
+    return f"{im.similarity:.4f}" if im.similarity is not None else "-"
 
 
 @app.command()
@@ -300,6 +322,7 @@ def info(
     as_json: bool = JsonOpt,
 ) -> None:
     """What is in the store: images, model, vector index, size on disk, last run, failures."""
+    from clipsearch.store.info import count_line
     from clipsearch.store.store import open_store
 
     with open_store(index_path) as store:
@@ -316,7 +339,7 @@ def info(
         return
     model = data["model"] or {}
     t = new_table("", "", show_header=False, title=f"store {safe(data['store'])}")
-    t.add_row("images", str(data["images"]))
+    t.add_row("files", count_line(data))
     t.add_row("failed", str(data["failed"]))
     photo = data["photo_metadata"]
     known = (f"{photo['with_capture_time']} with a capture time, {photo['with_camera']} with a camera, "
@@ -372,7 +395,10 @@ def reindex(
     index_type: str | None = typer.Option(
         None, "--type",
         help="flat, ivf, hnsw or ivfpq (default: chosen by collection size)."),
-    device: str | None = typer.Option(None, "--device"),
+    device: str | None = typer.Option(
+        None, "--device",
+        help="cpu, cuda or cuda:N: the encoder's device; an IVF/IVF-PQ build runs its k-means on that GPU where "
+             "faiss-gpu is installed (default: cuda when present)."),
     backend: str | None = BackendOpt,
     as_json: bool = JsonOpt,
 ) -> None:
@@ -391,7 +417,8 @@ def reindex(
         started = time.perf_counter()
         if vectors_only:
             vi = store.rebuild_vectors(index_type)
-            result = {"index_type": vi.kind, "vectors": vi.ntotal, "seconds": round(time.perf_counter() - started, 3)}
+            result = {"index_type": vi.kind, "vectors": vi.ntotal, "seconds": round(time.perf_counter() - started, 3),
+                      "faiss_device": vi.faiss_device}
             if index_type and vi.kind != index_type:
                 result["note"] = why_not(index_type, vi.ntotal)
         else:
@@ -417,5 +444,6 @@ def _print_previews(hits: list, pictures: list, protocol: str) -> None:
             out.write(inline_image(png, protocol) + "\n")
         else:
             out.write("[picture unavailable: the file is gone or changed]\n")
-        out.write(f"{h.rank:>3}  {h.score:.3f}  {visible(h.path)}\n\n")
+        moment = f" @ {_clock(h.timestamp)}" if h.timestamp is not None else ""
+        out.write(f"{h.rank:>3}  {h.score:.3f}  {visible(h.path)}{moment}\n\n")
     out.flush()

@@ -24,7 +24,7 @@ import numpy as np
 
 from clipsearch.catalog.catalog import Catalog
 from clipsearch.catalog.records import EncodedVideo, Known
-from clipsearch.encoders.base import ImageEncoder
+from clipsearch.encoders.base import ImageEncoder, runs_on
 from clipsearch.indexing.metadata_pass import read_missing_metadata
 from clipsearch.indexing.scan import IMAGE_EXTENSIONS, FileFacts, ScanResult, is_inside, sniff_file
 from clipsearch.indexing.writer import COMMIT_SECONDS, ChunkWriter, EncodePool, IndexOptions, RunSummary
@@ -119,6 +119,27 @@ def detect_moves(new: list[FileFacts], missing: list[Known]) -> tuple[list[tuple
     return moves, still_new
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity: a container's or taskset's share, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def default_decode_workers(cpus: int | None = None) -> int:
+    """Decode threads for `cpus` usable CPUs (default: `usable_cpus()`): one per CPU, at least 2.
+
+    Why: decoding a camera-sized JPEG (12 MP, drafted to 1/8, resized to 224, digest and perceptual hashes)
+    costs ~27 ms of CPU (~36 images/s per core; README "GPU") and releases the GIL (Pillow, hashlib, NumPy),
+    so threads scale with cores until the cores run out. A GPU encodes thousands of images/s, far more
+    than any core count decodes, so every core should decode; on a CPU the encoder shares the cores, and decode
+    threads beyond what it consumes wait on the bounded queue (3 batches) instead of competing. At least 2 so a
+    file read overlaps a decode on one core. os.cpu_count() is the host's count: in a container limited to
+    16 of 192 CPUs it started 192 threads."""
+    return max(2, cpus if cpus is not None else usable_cpus())
+
+
 def decode_stream(items: Sequence[tuple[FileFacts, Known | None]], decode: Callable[[str], object],
                   workers: int, prefetch: int) -> Iterable[tuple[FileFacts, Known | None, Future]]:
     """Yield decode futures in order, keeping at most `prefetch` in flight (bounded memory)."""
@@ -156,8 +177,12 @@ def run_index(catalog: Catalog, bench: Workbench, roots: list[str], scanned: Sca
         if d.todo or d.new or d.missing:
             if d.todo or d.new:
                 t_model = time.perf_counter()
-                bench.encoder()  # loads the model: only when there is work for it
+                where = runs_on(bench.encoder())  # loads the model: only when there is work for it
                 summary.model_seconds = time.perf_counter() - t_model
+                if bench.pool is not None:  # the pool's workers encode the images (Ray: each on its own device)
+                    where["device"] = "ray"
+                summary.backend, summary.device, summary.precision = (where["backend"], where["device"],
+                                                                      where["precision"])
             vectors = bench.vectors()
             vectors.current()  # in step with the catalog before this run's first commit
             moves, new = detect_moves(d.new, d.missing)
@@ -197,7 +222,7 @@ def hash_unhashed(catalog: Catalog, items: list[tuple[FileFacts, Known]], summar
     """Give perceptual hashes to unchanged images indexed before hashes were kept: read and decode each (threads,
     at the model's usual reduced size), never encode; committed in chunks, so a killed pass resumes. A file whose
     bytes no longer match its row (a change the stat did not show) is left for a `verify` run."""
-    workers = options.workers or max(2, os.cpu_count() or 2)
+    workers = options.workers or default_decode_workers()
     if progress:
         progress.start(len(items), "hashing")
     done: list[tuple[int, bytes]] = []
@@ -253,7 +278,7 @@ def _encode_here(encoder: ImageEncoder, todo: list[tuple[FileFacts, Known | None
                  options: IndexOptions, writer: ChunkWriter, batch_size: int) -> None:
     """Decode in threads ahead of the encoder, encode in batches, in this process."""
     size, mode = encoder.image_size, encoder.resize_mode
-    workers = options.workers or max(2, os.cpu_count() or 2)
+    workers = options.workers or default_decode_workers()
     batch: list[tuple[FileFacts, Known | None, str, Decoded]] = []
 
     def flush_batch() -> None:

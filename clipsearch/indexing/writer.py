@@ -46,6 +46,9 @@ class RunSummary:
     seconds: float = 0.0
     encode_seconds: float = 0.0
     model_seconds: float = 0.0
+    backend: str = ""  # where the run's embeddings were made (`encoders.base.runs_on`); "" without encoding
+    device: str = ""
+    precision: str = ""
     failures: list[tuple[str, str]] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)
     vanished_roots: list[str] = field(default_factory=list)

@@ -102,24 +102,3 @@ def test_http_filters_fields_and_errors(store) -> None:
     assert bad.status_code == 400 and bad.json()["param"] == "near" and "latitude 200" in bad.json()["error"]
     assert client.get(f"/api/images/{results[0]['id']}").json()["taken"] == results[0]["taken"]
     assert client.get("/api/info").json()["photo_metadata"]["with_place"] == 9
-
-
-def test_dupes_take_the_same_filters(runner, tmp_path: Path) -> None:
-    photos = tmp_path / "photos"
-    facts = {str(p): f for p, f in make_exif_photos(photos, 6, size=96)}
-    canon = sorted(p for p, f in facts.items() if f.make == "Canon")
-    nikon = sorted(p for p, f in facts.items() if f.make.startswith("NIKON"))
-    for source in (canon[0], nikon[0]):  # a byte-identical copy of one Canon and one Nikon photo
-        Path(source).with_name("copy_" + Path(source).name).write_bytes(Path(source).read_bytes())
-    index = tmp_path / "index"
-    cli(runner, "index", photos, "--index", index, "--model", "clipsearch-tiny")
-    both = cli_json(runner, "dupes", "--exact", "--index", index)
-    assert len(both) == 2
-    only = cli_json(runner, "dupes", "--exact", "--camera", "canon", "--index", index)
-    assert [sorted(Path(im["path"]).name for im in g["images"]) for g in only] == \
-        [sorted([Path(canon[0]).name, "copy_" + Path(canon[0]).name])]
-    near = cli_json(runner, "dupes", "--threshold", "0.5", "--camera", "nikon", "--index", index)
-    assert near and all(Path(im["path"]).name.removeprefix("copy_") in {Path(p).name for p in nikon}
-                        for g in near for im in g["images"])
-    bad = cli(runner, "dupes", "--near", "0,500", "--index", index, ok=False)
-    assert bad.exit_code != 0 and "--near longitude 500 is out of range" in bad.stderr
