@@ -213,4 +213,5 @@ def test_photo_metadata_filters_travel_through_the_page(browser_page, live_serve
     page.locator("#near").dispatch_event("change")
     page.wait_for_function("() => document.getElementById('message').textContent.includes('latitude 200')")
     assert "near=200%2C0" in page.url or "near=200,0" in page.url
-    assert not page.errors  # type: ignore[attr-defined]
+    # no script error; the one console line is Chromium's own for the 400 this test asked for
+    assert not [e for e in page.errors if "status of 400" not in e]  # type: ignore[attr-defined]
