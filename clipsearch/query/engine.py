@@ -318,8 +318,8 @@ class QueryEngine:
         self.text_encoder = text_encoder
         self.image_encoder = image_encoder
 
-    def _image_vectors(self, paths: list[str]) -> tuple[list[np.ndarray], list[str]]:
-        vecs, digests = [], []
+    def _image_vectors(self, paths: list[str]) -> tuple[list[np.ndarray], list[str], list[bytes | None]]:
+        vecs, digests, hashes = [], [], []
         for path in paths:
             if os.path.isdir(path):
                 raise ClipsearchError(f"query image {path} is a folder", "pass an image file")
@@ -332,10 +332,12 @@ class QueryEngine:
                 raise ClipsearchError(f"cannot use query image {path}: {exc}", "pass a readable image file") from exc
             vecs.append(enc.encode_images(dec.pixels[None])[0])
             digests.append(digest)
-        return vecs, digests
+            hashes.append(dec.hashes)
+        return vecs, digests, hashes
 
-    def query_vector(self, q: Query) -> tuple[np.ndarray, list[str]]:
-        """Σ w·e(positives) − Σ w·e(negatives), normalised; also returns the query images' digests."""
+    def query_vector(self, q: Query) -> tuple[np.ndarray, list[str], list[tuple[str, bytes]]]:
+        """Σ w·e(positives) − Σ w·e(negatives), normalised; also returns the query images' digests, and
+        (label, perceptual hashes) of the positive query images."""
         total = np.zeros(self.vectors.dim, dtype=np.float32)
         for terms, sign in ((q.texts, 1.0), (q.minus, -1.0)):
             if terms:
@@ -343,6 +345,7 @@ class QueryEngine:
                 for (_t, w), e in zip(terms, embs, strict=False):
                     total += sign * w * e
         digests: list[str] = []
+        pictures: list[tuple[str, bytes]] = []
         if q.like:
             stored = self.catalog.embeddings_by_id(q.like, self.vectors.dim)
             for image_id in q.like:
@@ -358,21 +361,29 @@ class QueryEngine:
                 raise _unusable(exc) from exc
             total += enc.encode_images(dec.pixels[None])[0]
             digests.append(digest_bytes(data))
+            if dec.hashes:
+                pictures.append(("the uploaded image" if len(q.image_data) == 1 else "an uploaded image", dec.hashes))
         for terms, sign in ((q.images, 1.0), (q.minus_images, -1.0)):
             if terms:
-                image_embs, ds = self._image_vectors([p for p, _w in terms])
+                image_embs, ds, hs = self._image_vectors([p for p, _w in terms])
                 digests.extend(ds if sign > 0 else [])
+                if sign > 0:
+                    pictures.extend((p, h) for (p, _w), h in zip(terms, hs, strict=True) if h)
                 for (_p, w), e in zip(terms, image_embs, strict=False):
                     total += sign * w * e
         norm = float(np.linalg.norm(total))
         if norm < 1e-6:
             raise ClipsearchError("the query terms cancel out", "change the weights or drop a negative term")
-        return total / norm, digests
+        return total / norm, digests, pictures
 
     def search(self, q: Query) -> Hits:
-        qvec, digests = self.query_vector(q)
+        qvec, digests, pictures = self.query_vector(q)
         notes = [f"no indexed images under {u}" for u in q.under or () if self.catalog.count_under(u) == 0]
         hidden = [r["path"] for r in self.catalog.roots() if not os.path.isdir(r["path"])]  # vanished roots
+        if pictures:
+            from clipsearch.query.same_picture import in_store_notes
+
+            notes += in_store_notes(self.catalog, pictures, hidden)
         excluded = self.catalog.ids_of([p for p, _w in q.images], digests) | set(q.like)
         allowed = None
         if q.filtered or hidden:

@@ -54,7 +54,8 @@ PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 's
 JS = "text/javascript; charset=utf-8"
 PAGE_MODULES = ("app.js", "api.js", "dom.js", "i18n.js", "grid.js", "layout.js", "relevance.js", "detail.js",
                 "chips.js")  # the page's ES modules
-STATIC = {**dict.fromkeys(PAGE_MODULES, JS), "style.css": "text/css; charset=utf-8", "icon.svg": "image/svg+xml"}
+STATIC = {**dict.fromkeys(PAGE_MODULES, JS), "style.css": "text/css; charset=utf-8", "icon.svg": "image/svg+xml",
+          "dupes.js": JS, "dupes.css": "text/css; charset=utf-8"}  # the duplicates view (/dupes) has its own
 
 
 class Json(JSONResponse):
@@ -249,6 +250,11 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
         return Response(_static("index.html"), media_type="text/html; charset=utf-8",
                         headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache"})
 
+    @api.get("/dupes", include_in_schema=False)
+    def dupes_page() -> Response:
+        return Response(_static("dupes.html"), media_type="text/html; charset=utf-8",
+                        headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache"})
+
     @api.get("/docs", include_in_schema=False)
     def docs() -> Response:
         return Response(_static("docs.html"), media_type="text/html; charset=utf-8",
@@ -355,6 +361,16 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
                 return with_terms(run_search(**kwargs), plus, subtract)
             finally:
                 release_memory()
+
+    @api.get("/api/dupes")
+    def dupes(level: str = "same", threshold: float | None = None, under: list[str] = Query([])) -> dict[str, Any]:
+        """Duplicate groups, biggest first, each with its suggested keeper and why; `level` exact (identical
+        bytes), same (the same picture resized, recompressed, converted or lightly cropped; the default) or
+        similar (near in the embedding space, cosine >= `threshold`). Nothing is ever deleted."""
+        store = holder.require()
+        groups = store.duplicates(level, threshold=threshold, under=[u for u in under if u] or None)
+        return {"level": level, "groups": [g.to_dict() for g in groups], "notes": groups.notes,
+                "reclaimable": sum(g.reclaimable for g in groups)}
 
     @api.get("/api/browse")
     def browse(k: int = 20, offset: int = 0, under: list[str] = Query([]), ext: list[str] = Query([]),

@@ -274,21 +274,24 @@ class Store:
         engine = QueryEngine(self.reads, self.vectors, self.text_encoder, lambda: self.encoder)
         return engine.search(query)
 
-    def duplicates(self, threshold: float = 0.99, exact: bool = False,
+    def duplicates(self, level: str = "same", *, threshold: float | None = None,
                    under: Iterable[str] | None = None) -> Duplicates:
-        """Groups of duplicate images, biggest first, each with a suggested keeper (nothing is deleted).
+        """Groups of duplicate images, biggest first, each with a suggested keeper and why (nothing is deleted).
 
-        Near duplicates: embeddings with cosine >= `threshold` (0.99 finds re-encoded and resized copies;
-        lower values also find edits, crops, then other shots of one scene). `exact`: byte-identical files
-        only, by content digest (no vectors). `under`: only images inside these folders.
+        `level`: "exact" (byte-identical files, by content digest), "same" (the default: the same picture
+        resized, recompressed, converted or lightly cropped, by perceptual hash, confirmed by the embedding;
+        works with any model) or "similar" (embeddings with cosine >= `threshold`, default 0.99; lower values
+        also find edits, crops, then other shots of one scene). `under`: only images inside these folders.
         """
-        from clipsearch.query.dupes import check_threshold, find_duplicates
+        from clipsearch.query.dupes import check_level, check_threshold, find_duplicates
 
-        check_threshold(threshold)
+        check_level(level)
+        if threshold is not None:
+            check_threshold(threshold)
         self._folder.require_manifest()
         if self.catalog.counts()["images"] == 0:
             raise ClipsearchError(f"store {self.path} holds no images", "index a folder into it first")
-        return find_duplicates(self.catalog, None if exact else self.vectors, threshold, exact,
+        return find_duplicates(self.catalog, None if level == "exact" else self.vectors, level, threshold,
                                [str(u) for u in under] if under else None)
 
     def extensions(self) -> dict[str, int]:
