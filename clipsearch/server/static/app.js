@@ -53,7 +53,7 @@ function storeLine() {
   const model = info.model ? `model ${info.model}` : "";
   const counts = [t("count.photos", Number(info.images))];
   if (info.videos) counts.push(t("count.videos", Number(info.videos), Number(info.moments)));
-  return [model, counts.join(", ")].filter(Boolean).join(" · ");
+  return [model, counts.join(t("count.join"))].filter(Boolean).join(" · ");
 }
 
 function setStatus(extra) {
