@@ -11,7 +11,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-SCHEMA_LATEST = 3  # the schema this release writes; `schema.MIGRATIONS` must end here
+SCHEMA_LATEST = 4  # the schema this release writes; `schema.MIGRATIONS` must end here
+SCHEMA_READABLE = 3  # the oldest schema this release reads as it is (4 changed how SQLite hands out ids, no read)
 SCHEMA_VERSION = "schema_version"  # meta keys
 VECTORS_VERSION = "vectors_version"
 HAS_VIDEO = "has_video"

@@ -56,6 +56,7 @@ class Hit:
     format: str | None
     modified: str
     id: int
+    digest: str  # the content digest: what a cache keys the picture by (ids and times can name other bytes)
     timestamp: float | None = None  # seconds into the video, for a video frame
 
     def to_dict(self) -> dict:
@@ -371,7 +372,8 @@ class QueryEngine:
                 continue
             seen.add(row.path)
             hits.append(Hit(len(hits) + 1, round(score, 6), row.path, row.size, row.width, row.height, row.format,
-                            modified_iso(row.mtime_ns), image_id, None if row.frame_ms < 0 else row.frame_ms / 1000))
+                            modified_iso(row.mtime_ns), image_id, row.digest or "",
+                            None if row.frame_ms < 0 else row.frame_ms / 1000))
             if len(hits) == k:
                 break
         return hits

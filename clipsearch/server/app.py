@@ -69,14 +69,19 @@ class StoreApp(Guard):
 
 class StoreHolder:
     """The server's open store, shared by its threads; reopened when the store appears (a first index run)
-    or is replaced (a re-embed swaps the folder), so the server never needs a restart."""
+    or is replaced (a re-embed swaps the folder), so the server never needs a restart.
 
-    def __init__(self, path: Path, device: str | None = None) -> None:
+    A replaced store is closed `grace` seconds later (requests in flight may still be using it), so a
+    long-running server holds no handles to the deleted files of the stores its re-embeds replaced."""
+
+    def __init__(self, path: Path, device: str | None = None, grace: float = 60.0) -> None:
         self.path = Path(path)
         self.device = device
+        self.grace = grace
         self._lock = threading.Lock()
         self._store: Store | None = None
         self._stamp: tuple[int, int] | None = None
+        self._retired: list[tuple[float, Store]] = []
         self.encoder_lock = threading.Lock()  # one load of the image model, however many image queries wait
 
     def _manifest_stamp(self) -> tuple[int, int] | None:
@@ -90,18 +95,29 @@ class StoreHolder:
         """The store, or None while it is empty (nothing indexed yet)."""
         stamp = self._manifest_stamp()
         store = self._store
-        if store is not None and stamp == self._stamp:
+        if store is not None and stamp == self._stamp and not self._retired:
             return store
         with self._lock:
+            self._close_retired()
             if self._store is not None and stamp == self._stamp:
                 return self._store
-            # a replaced store is left to the garbage collector: requests in flight may still be using it
+            if self._store is not None:
+                self._retired.append((time.monotonic(), self._store))
+                self._close_retired()
             self._store, self._stamp = None, None
             if stamp is not None:
                 store = open_store(self.path, create=False, device=self.device)
                 store.coalesce_text_queries()  # concurrent requests share text-encoder passes
                 self._store, self._stamp = store, stamp
             return self._store
+
+    def _close_retired(self) -> None:
+        """Close the replaced stores whose grace is over (the holder's lock is held)."""
+        now = time.monotonic()
+        due = [s for at, s in self._retired if now - at >= self.grace]
+        self._retired = [(at, s) for at, s in self._retired if now - at < self.grace]
+        for store in due:
+            store.close()
 
     def require(self) -> Store:
         store = self.get()
@@ -177,8 +193,9 @@ def _etag_matches(header: str | None, etag: str) -> bool:
 
 def _cached(data: bytes, media_type: str, digest: str, request: Request, versioned: bool,
             extra: dict[str, str] | None = None) -> Response:
-    """A response validated by the content digest (304 on If-None-Match); a URL that carries a version
-    (?v=, as the page's do) is cached for a year, a bare one is revalidated each time."""
+    """A response validated by the content digest (304 on If-None-Match); a URL that carries the content's
+    digest (?v=DIGEST, as the page's do) is cached for a year, any other is revalidated each time (a version
+    made of size and time, or an id alone, can name other bytes later)."""
     etag = f'"{digest}"'
     cache = f"private, max-age={YEAR}, immutable" if versioned else "private, no-cache"
     headers = {"ETag": etag, "Cache-Control": cache, **(extra or {})}
@@ -339,20 +356,20 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
         """256 px WebP, made on first request and cached in the store by content digest; ETag = digest."""
         store = holder.require()
         rec = store.record(_parse_id(image_id))
-        if rec.digest and (unchanged := _not_modified(request, rec.digest, bool(v))) is not None:
+        if rec.digest and (unchanged := _not_modified(request, rec.digest, v == rec.digest)) is not None:
             return unchanged
         data, digest = store.thumbnail(rec.id)
-        return _cached(data, "image/webp", digest, request, bool(v))
+        return _cached(data, "image/webp", digest, request, v == digest)
 
     @api.get("/api/images/{image_id}/file")
     def file(image_id: str, request: Request, v: str | None = None) -> Response:
         """The original file, exactly as indexed (a file changed or replaced since is refused: index again)."""
         store = holder.require()
         rec = store.record(_parse_id(image_id))
-        if rec.digest and (unchanged := _not_modified(request, rec.digest, bool(v))) is not None:
+        if rec.digest and (unchanged := _not_modified(request, rec.digest, v == rec.digest)) is not None:
             return unchanged
         data, digest, fmt = store.image_bytes(rec.id)
-        return _cached(data, CONTENT_TYPES.get(fmt or "", "application/octet-stream"), digest, request, bool(v),
+        return _cached(data, CONTENT_TYPES.get(fmt or "", "application/octet-stream"), digest, request, v == digest,
                        {"Content-Disposition": _content_disposition(rec.path),
                         "Content-Security-Policy": "default-src 'none'; sandbox"})
 

@@ -53,7 +53,7 @@ class StoreMedia:
 
         rec = self.record(image_id)
         return {"path": rec.path, "size": rec.size, "width": rec.width, "height": rec.height, "format": rec.format,
-                "modified": modified_iso(rec.mtime_ns), "id": rec.id}
+                "modified": modified_iso(rec.mtime_ns), "id": rec.id, "digest": rec.digest or ""}
 
     def image_bytes(self, image_id: int) -> tuple[bytes, str, str | None]:
         """(content, digest, format) of an indexed image: only the exact bytes that were indexed."""

@@ -18,12 +18,22 @@ from clipsearch.media import synthetic
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "store-0.1.0"
 PHOTOS = Path("/tmp/clipsearch-fixture-0.1.0/photos")
+# what a row says of its file's content (its stat changes when the photos are regenerated here)
+IMAGE_FACTS = "SELECT id, path, frame_ms, ext, size, digest, width, height, format, ok FROM images ORDER BY id"
 
 
 def _embeddings(store: Path) -> list[tuple[int, bytes]]:
     conn = sqlite3.connect(store / "catalog.sqlite")
     try:
         return conn.execute("SELECT image_id, vector FROM embeddings ORDER BY image_id").fetchall()
+    finally:
+        conn.close()
+
+
+def _sql(store: Path, query: str) -> list[tuple]:
+    conn = sqlite3.connect(store / "catalog.sqlite")
+    try:
+        return conn.execute(query).fetchall()
     finally:
         conn.close()
 
@@ -39,7 +49,8 @@ def old_store(tmp_path: Path) -> Path:
 
 def test_a_previous_release_store_opens_answers_and_reindexes_without_reencoding(old_store: Path) -> None:
     before = _embeddings(old_store)
-    assert len(before) == 12
+    images = _sql(old_store, IMAGE_FACTS)
+    assert len(before) == 12 and len(images) == 12
     with clipsearch.open(old_store, create=False) as store:
         info = store.info()
         assert (info["images"], info["vectors"], info["index_type"]) == (12, 12, "flat")
@@ -52,6 +63,11 @@ def test_a_previous_release_store_opens_answers_and_reindexes_without_reencoding
         summary = store.add([PHOTOS])
         assert summary.encoded == 0 and summary.added == 0 and summary.unchanged == 12
     assert _embeddings(old_store) == before  # the stored embeddings are the old release's, byte for byte
+    # its images table was rebuilt so that ids are never reused (schema 4), every row as it was
+    assert _sql(old_store, IMAGE_FACTS) == images
+    assert "AUTOINCREMENT" in _sql(old_store, "SELECT sql FROM sqlite_master WHERE name = 'images'")[0][0]
+    assert _sql(old_store, "PRAGMA foreign_key_check") == []
+    assert _sql(old_store, "PRAGMA integrity_check") == [("ok",)]
 
 
 def test_a_previous_release_store_rebuilds_its_index_from_stored_embeddings(old_store: Path) -> None:

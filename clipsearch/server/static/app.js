@@ -39,11 +39,11 @@ async function api(path, options = {}) {
 }
 
 function thumbURL(hit) {
-  return withToken(`api/images/${hit.id}/thumbnail?v=${encodeURIComponent(hit.size + "-" + hit.modified)}`);
+  return withToken(`api/images/${hit.id}/thumbnail?v=${encodeURIComponent(hit.digest)}`);
 }
 
 function fileURL(hit) {
-  return withToken(`api/images/${hit.id}/file?v=${encodeURIComponent(hit.size + "-" + hit.modified)}`);
+  return withToken(`api/images/${hit.id}/file?v=${encodeURIComponent(hit.digest)}`);
 }
 
 // --- small helpers ------------------------------------------------------------------------------------
