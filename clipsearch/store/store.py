@@ -176,7 +176,7 @@ class Store:
         if self._vectors is None:
             from clipsearch.vectors.store import VectorStore
 
-            self._vectors = VectorStore(self.path, self.reads, self._models.dim(call))
+            self._vectors = VectorStore(self.path, self.reads, self._models.dim(call), device=self.device)
         return self._vectors
 
     def vector_index(self) -> VectorIndex:
@@ -264,13 +264,20 @@ class Store:
                minus: Iterable[str] = (), minus_image: Iterable[str] = (), k: int = 10,
                under: Iterable[str] | None = None, ext: Iterable[str] | None = None,
                after: Any = None, before: Any = None, all_frames: bool = False,
-               like: Iterable[int] = ()) -> Hits:
+               like: Iterable[int] = (), taken_after: Any = None, taken_before: Any = None,
+               camera: str | None = None, near: Any = None) -> Hits:
         """Text terms and query images (paths, or bytes such as an upload: decoded in memory, never written),
         minus either; `like` adds the stored embeddings of indexed images by id ("more like this"; those images
         are left out of the results). Filters: `under` folders, `ext` extensions, file modified in
         [after, before) (dates or ISO strings). A video is one hit at its best moment (`timestamp`), unless
-        `all_frames`."""
+        `all_frames`.
+
+        Photo metadata: captured in [`taken_after`, `taken_before`) (a date, a datetime, or ISO text; with an
+        offset it is an instant, without one the camera's wall clock; a file without a capture time is compared
+        by its modification time, and the hits' notes say so), `camera` (part of the make or model, any case),
+        `near` ("LAT,LON[,KM]" or (lat, lon[, km]); default 10 km). Every filter keeps min(k, matching) hits."""
         from clipsearch.query.engine import Query, QueryEngine
+        from clipsearch.query.photo_filters import photo_filter
 
         self._folder.require_manifest()
         texts = [text] if isinstance(text, str) else list(text or [])
@@ -279,7 +286,8 @@ class Store:
                             minus=list(minus), minus_images=[str(i) for i in minus_image], k=k,
                             under=list(under) if under else None, exts=list(ext) if ext else None,
                             after=after, before=before, all_frames=all_frames,
-                            image_data=[i for i in images if isinstance(i, bytes)], like=list(like))
+                            image_data=[i for i in images if isinstance(i, bytes)], like=list(like),
+                            photo=photo_filter(taken_after, taken_before, camera, near))
         engine = QueryEngine(self.reads, self.vectors, self.text_encoder, lambda: self.encoder)
         return engine.search(query)
 
