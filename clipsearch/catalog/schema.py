@@ -39,15 +39,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.schema import DefaultClause
 from sqlalchemy.types import TypeDecorator
 
-from clipsearch.catalog.codec import (
-    SCHEMA_LATEST,
-    SCHEMA_READABLE,
-    SCHEMA_VERSION,
-    STILL,
-    VECTORS_VERSION,
-    path_from_db,
-    path_to_db,
-)
+from clipsearch.catalog.codec import SCHEMA_LATEST, SCHEMA_VERSION, STILL, VECTORS_VERSION, path_from_db, path_to_db
 from clipsearch.errors import ClipsearchError
 
 
