@@ -32,9 +32,10 @@ def models(as_json: bool = JsonOpt) -> None:
     if as_json:
         emit_json(rows)
         return
-    t = new_table("spec", "kind", "on disk")
+    t = new_table("spec", "kind", "works offline", title="models (--model); * new stores' default")
     for r in rows:
-        t.add_row(safe(r["spec"]), r["kind"], "untrained" if r.get("untrained") else "yes" if r["cached"] else "")
+        offline = "untrained" if r.get("untrained") else "yes (on disk)" if r["cached"] else ""
+        t.add_row(safe(r["spec"]) + (" *" if r["default"] else ""), r["kind"], offline)
     ui.out.print(t)
 
 
