@@ -73,7 +73,9 @@ def finetune(
     patience: int | None = typer.Option(
         None, "--patience", help="Early stopping after N epochs without a better validation loss (-1: off)."),
     accumulate: int | None = typer.Option(
-        None, "--accumulate", min=1, help="Sum gradients of N batches per step (adds no negatives)."),
+        None, "--accumulate", min=1,
+        help="Make N batches one contrastive batch: every pair among the N x batch images is a negative "
+             "(GradCache), for one more forward pass."),
     lock_image: bool | None = typer.Option(
         None, "--lock-image/--no-lock-image", help="Freeze the image tower (default by family)."),
     lock_text: bool | None = typer.Option(
