@@ -60,7 +60,8 @@ class StoreMedia:
         from clipsearch.query.engine import modified_iso, photo_facts
 
         facts = {"path": rec.path, "size": rec.size, "width": rec.width, "height": rec.height, "format": rec.format,
-                 "modified": modified_iso(rec.mtime_ns), "id": rec.id, **photo_facts(rec.meta)}
+                 "modified": modified_iso(rec.mtime_ns), "id": rec.id, "digest": rec.digest or "",
+                 **photo_facts(rec.meta)}
         if is_video(rec):
             facts["timestamp"] = rec.frame_ms / 1000  # a video's moment, as in a search hit
         return facts
