@@ -44,7 +44,7 @@ from clipsearch.catalog.records import (
 )
 from clipsearch.catalog.schema import EmbeddingRow, ImageRow, MetaRow, RootRow, RunRow, utcnow
 from clipsearch.catalog.writes import ChunkCommit, bump_version, delete_rows, ext_of, get_meta, record_photo_meta
-from clipsearch.errors import ClipsearchError
+from clipsearch.errors import ClipsearchError, disk_full, is_disk_full
 
 STORE_ID = "store_id"  # the store a shared catalog belongs to (its manifest holds the same id)
 STORE_FOLDER = "store_folder"  # where that store's folder was when it claimed the catalog (for messages)
@@ -87,6 +87,8 @@ class Catalog(SqlReads):
             self.engine.dispose()
             if self.shared and isinstance(exc, OperationalError):
                 raise database.unreachable(url, exc) from exc
+            if not self.shared and is_disk_full(exc, Path(location).parent):
+                raise disk_full(Path(location).parent, "opening the catalog") from exc
             raise ClipsearchError(f"cannot open the catalog {self.where}: {exc.orig}",
                                   "check that the store folder is readable (and writable for indexing)"
                                   if not self.shared else "check the database user's rights") from exc
@@ -380,6 +382,41 @@ class Catalog(SqlReads):
         with self._session() as s, s.begin():
             delete_rows(s, ids)
             return bump_version(s)
+
+    # --- re-embedding: the same rows, new embeddings ------------------------------------------------------
+    def copy_to(self, target: Path) -> None:
+        """A consistent copy of this SQLite catalog, its WAL included, as the file `target` (SQLite's online
+        backup: readers and the caller's writer lock make it a snapshot)."""
+        import sqlite3
+
+        if self.shared:
+            raise ClipsearchError("a catalog in a database server is not copied to a file",
+                                  "re-embed into a new store instead")
+        source = sqlite3.connect(self.where)
+        try:
+            copy = sqlite3.connect(target)
+            try:
+                source.backup(copy)
+            finally:
+                copy.close()
+        finally:
+            source.close()
+
+    def drop_embeddings(self) -> int:
+        """Remove every embedding, keeping every row and its id (a re-embed writes new ones by id; rows left
+        without one are re-encoded by the next run that finds their file); returns the new vectors version."""
+        with self._session() as s, s.begin():
+            s.execute(delete(EmbeddingRow))
+            return bump_version(s)
+
+    def meta(self, key: str) -> str | None:
+        with self._session() as s:
+            return get_meta(s, key)
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._session() as s, s.begin():
+            s.execute(delete(MetaRow).where(MetaRow.key == key))
+            s.execute(insert(MetaRow).values(key=key, value=value))
 
     def forget(self, path: str) -> tuple[list[int], int, int]:
         """Drop every row under `path` and the roots at or below it: (image ids, roots dropped, new version)."""

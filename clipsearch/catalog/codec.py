@@ -11,11 +11,11 @@ from collections.abc import Iterable
 
 import numpy as np
 
-SCHEMA_LATEST = 6  # the schema this release writes; `schema.MIGRATIONS` must end here
+SCHEMA_LATEST = 7  # the schema this release writes; `schema.MIGRATIONS` must end here
 # The oldest schema a read-only open reads as it is: the steps since only add what a reader can do without
 # (schema 4: perceptual hashes, `SqlReads.hashes_kept` says whether they are there; schema 5: photo metadata,
-# `SqlReads._photo_columns`; schema 6: the text read inside images, which a store only has once `meta.reads_text`
-# says so). Older ones need a writable open to upgrade.
+# `SqlReads._photo_columns`; schema 6 changed how SQLite hands out ids, no read; schema 7: the text read inside
+# images, which a store only has once `meta.reads_text` says so). Older ones need a writable open to upgrade.
 SCHEMA_READABLE = 3
 SCHEMA_HASHES = 4  # images.phash
 SCHEMA_PHOTO_META = 5  # images' photo metadata columns (`SqlReads._photo_columns` says whether they are there)

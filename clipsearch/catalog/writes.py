@@ -13,7 +13,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Integer, Text, cast, delete, insert, update
+from sqlalchemy import Integer, Text, cast, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from clipsearch.catalog.codec import HAS_VIDEO, VECTORS_VERSION, vector_to_blob
@@ -92,20 +92,32 @@ class ChunkCommit:
                 self.result.removed_ids.append(f.known.id)
 
     def videos(self, videos: Sequence[EncodedVideo]) -> None:
-        """Each video's frames as rows with embeddings; a changed video's old frames go first."""
+        """Each video's frames as rows with embeddings. A changed (or re-embedded) video keeps the id of every
+        frame at a moment it had before (ids are forever); its other old frames go, new moments get new rows."""
         for v in videos:
+            kept: dict[int, int] = {}
             if v.known is not None:
-                delete_rows(self.s, v.known.all_ids)
+                kept = {ms: i for i, ms in self.s.execute(select(ImageRow.id, ImageRow.frame_ms)
+                                                          .where(ImageRow.id.in_(v.known.all_ids)))}
                 self.result.removed_ids.extend(v.known.all_ids)
                 self.result.updated += 1
             else:
                 self.result.added += 1
+            stale = [i for ms, i in kept.items() if ms not in {m for m, _v in v.frames}]
+            delete_rows(self.s, stale)
             for frame_ms, vec in v.frames:
-                row = ImageRow(**self._row(v, frame_ms=frame_ms))
-                self.s.add(row)
-                self.s.flush()
-                self.s.add(EmbeddingRow(image_id=row.id, vector=vector_to_blob(vec)))
-                self.result.vector_ids.append(row.id)
+                image_id = kept.get(frame_ms)
+                if image_id is None:
+                    row = ImageRow(**self._row(v, frame_ms=frame_ms))
+                    self.s.add(row)
+                    self.s.flush()
+                    image_id = row.id
+                    self.s.add(EmbeddingRow(image_id=image_id, vector=vector_to_blob(vec)))
+                else:
+                    self.s.execute(update(ImageRow).where(ImageRow.id == image_id)
+                                   .values(**self._row(v, frame_ms=frame_ms)))
+                    self.s.merge(EmbeddingRow(image_id=image_id, vector=vector_to_blob(vec)))
+                self.result.vector_ids.append(image_id)
         if videos and not get_meta(self.s, HAS_VIDEO):
             set_flag(self.s, HAS_VIDEO)
 

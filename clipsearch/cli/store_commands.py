@@ -113,7 +113,8 @@ def index(
                             progress=progress, int8=int8, thumbnails=thumbnails,
                             ray_address=ray_address or ("local" if ray else None), ocr=ocr)
     if as_json:
-        emit_json({**summary.to_dict(), **({"reembedded": reembedded.encoded} if reembedded is not None else {})})
+        emit_json({**summary.to_dict(), **({"reembedded": reembedded.encoded, "reembed_waiting": reembedded.waiting}
+                                           if reembedded is not None else {})})
         return
     _print_problems(summary)
     if not summary.scanned:
@@ -123,7 +124,8 @@ def index(
     t.add_column()
     t.add_column(overflow="fold")
     if reembedded is not None:  # the images the re-embed encoded; the run after it finds them unchanged
-        t.add_row("re-embedded", f"{reembedded.encoded} images with {safe(model or '')} in {reembedded.seconds:.1f} s")
+        t.add_row("re-embedded", f"{reembedded.encoded} images with {safe(model or '')} in {reembedded.seconds:.1f} s"
+                  + _waiting(reembedded.to_dict()))
     for key in ("scanned", "added", "updated", "moved", "removed", "unchanged", "failed", "not_images"):
         t.add_row(key.replace("_", " "), str(getattr(summary, key)))
     if summary.metadata_read:
@@ -383,7 +385,19 @@ def info(
             t.add_row("last run", f"{last['started_at']} interrupted (committed work is kept; index again to resume)")
         else:
             t.add_row("last run", f"{last['started_at']} {last['status']} in {last['seconds']} s: {counts}")
+    redo = data.get("last_reembed")
+    if redo:
+        t.add_row("last re-embed", f"{redo['at']} from {safe(redo['from'])} to {safe(redo['to'])}: "
+                                   f"{redo['encoded']} images re-encoded in {redo['seconds']} s" + _waiting(redo))
     ui.out.print(t)
+
+
+def _waiting(reembed: dict) -> str:
+    """The images of vanished roots a re-embed kept for later, as a sentence (empty when there are none)."""
+    if not reembed.get("waiting"):
+        return ""
+    return (f"; {reembed['waiting']} images of vanished folders kept, re-encoded when their folder is back "
+            f"(index it again then)")
 
 
 @app.command()
@@ -450,7 +464,7 @@ def reindex(
             ui.err.print(f"[yellow]note:[/] {safe(result['note'])}")
         ui.out.print(f"rebuilt a {result['index_type']} index of {result['vectors']} vectors in {result['seconds']} s")
     else:
-        ui.out.print(f"re-encoded {result['encoded']} images in {result['seconds']:.1f} s")
+        ui.out.print(f"re-encoded {result['encoded']} images in {result['seconds']:.1f} s" + _waiting(result))
 
 
 def _print_previews(hits: list, pictures: list, protocol: str) -> None:

@@ -45,6 +45,7 @@ class RunSummary:
     verified: int = 0
     aliases: int = 0
     thumbnails: int = 0
+    waiting: int = 0  # a re-embed: images of vanished roots kept, re-encoded when their folder is back
     seconds: float = 0.0
     encode_seconds: float = 0.0
     model_seconds: float = 0.0

@@ -62,6 +62,7 @@ class Hit:
     format: str | None
     modified: str
     id: int
+    digest: str  # the content digest: what a cache keys the picture by (ids and times can name other bytes)
     timestamp: float | None = None  # seconds into the video, for a video frame
     taken: str | None = None  # capture time, ISO 8601 local time with its UTC offset when known
     camera: str | None = None  # make and model
@@ -450,8 +451,8 @@ class QueryEngine:
                 continue
             seen.add(row.path)
             hits.append(Hit(len(hits) + 1, round(score, 6), row.path, row.size, row.width, row.height, row.format,
-                            modified_iso(row.mtime_ns), image_id, None if row.frame_ms < 0 else row.frame_ms / 1000,
-                            **photo_facts(row.meta)))
+                            modified_iso(row.mtime_ns), image_id, row.digest or "",
+                            None if row.frame_ms < 0 else row.frame_ms / 1000, **photo_facts(row.meta)))
             if len(hits) == k:
                 break
         return hits

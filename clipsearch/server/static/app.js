@@ -13,15 +13,19 @@ import { showDetail, hideDetail, copyPath, swipes } from "./detail.js";
 import { renderChips, queryText } from "./chips.js";
 import { t, pickLanguage, language, setLanguage } from "./i18n.js";
 
+// The filters, each a control of the same id and a parameter of the same name in the URL and the API: folder,
+// type, file date, the photo metadata ones (capture time, camera, place), and the text read in the picture (shown
+// only on a store that reads it: index --ocr).
+const FILTERS = ["under", "ext", "after", "before", "taken_after", "taken_before", "camera", "near", "text_in_image"];
+const TYPED_FILTERS = ["after", "before", "taken_after", "taken_before", "camera", "near", "text_in_image"]; // inputs
+
 const state = {
-  q: "", k: 20, step: 20, under: "", ext: "", after: "", before: "", text_in_image: "", like: "",
+  q: "", k: 20, step: 20, under: "", ext: "", after: "", before: "", like: "",
+  taken_after: "", taken_before: "", camera: "", near: "", text_in_image: "",
   image: null, imageURL: null, results: [], info: null, lb: -1, seq: 0, lastStatus: "", loading: false,
   terms: [], minus: [], open: "", detail: null, openPushed: false,
 };
 
-// The filters a query carries (URL, API, the header's inputs); `text_in_image` is shown only on a store that reads
-// the text inside its images (index --ocr).
-const FILTERS = ["under", "ext", "after", "before", "text_in_image"];
 const SCROLL_AHEAD = 800; // px below the screen at which the next page of results is asked for
 const tileActions = { open: (i) => openLightbox(i), similar: (id) => moreLike(id) };
 
@@ -50,7 +54,7 @@ function storeLine() {
   const model = info.model ? `model ${info.model}` : "";
   const counts = [t("count.photos", Number(info.images))];
   if (info.videos) counts.push(t("count.videos", Number(info.videos), Number(info.moments)));
-  return [model, counts.join(", ")].filter(Boolean).join(" · ");
+  return [model, counts.join(t("count.join"))].filter(Boolean).join(" · ");
 }
 
 function setStatus(extra) {
@@ -69,7 +73,7 @@ function readURL() {
   state.open = /^\d+$/.test(p.get("open") || "") ? p.get("open") : "";
   $("q").value = state.q;
   $("k").value = String(state.step);
-  for (const key of ["after", "before", "text_in_image"]) $(key).value = state[key];
+  for (const key of TYPED_FILTERS) $(key).value = state[key];
   setSelect("under", state.under);
   setSelect("ext", state.ext);
   showFilterCount();
@@ -166,7 +170,7 @@ function render(data, roundTrip, keepScroll) {
   showChips();
   renderTiles($("grid"), data.results, tileActions, weakFrom(data.results, data.typical));
   if (!data.results.length) {
-    const filtered = state.under || state.ext || state.after || state.before || state.text_in_image;
+    const filtered = FILTERS.some((key) => state[key]);
     showMessage(t("msg.noResults"), filtered ? t("msg.widen") :
       (state.info && state.info.empty ? t("msg.emptyStore") : t("msg.tryOther")));
   } else if (data.notes && data.notes.length) {
@@ -497,7 +501,7 @@ async function init() {
   $("file").addEventListener("change", () => imageQuery($("file").files[0]));
   for (const key of FILTERS) {
     $(key).addEventListener("change", () => {
-      state[key] = $(key).value;
+      state[key] = $(key).value.trim();
       state.k = state.step;
       showFilterCount();
       run();
@@ -540,8 +544,7 @@ async function init() {
 
 // Back and Forward: a change of the query searches again; a change of ?open= only opens or closes the view.
 function onHistory() {
-  const key = () => JSON.stringify([state.q, state.like, state.k, state.step, state.under, state.ext, state.after,
-                                    state.before, state.text_in_image]);
+  const key = () => JSON.stringify([state.q, state.like, state.k, state.step, ...FILTERS.map((f) => state[f])]);
   const before = key();
   readURL();
   state.openPushed = false;
