@@ -325,17 +325,6 @@ class Catalog(SqlReads):
         with self._session() as s, s.begin():
             text_rows.mark_reads_text(s)
 
-    def texts_by_file(self) -> list[tuple[str, int, str, str, str]]:
-        """Every text row by (path, frame_ms), with the digest it was read from (for `adopt_texts`)."""
-        with self._session() as s:
-            return text_rows.texts_by_file(s)
-
-    def adopt_texts(self, rows: list[tuple[str, int, str, str, str]]) -> int:
-        """Take over another catalog's text of the same files (a re-embed): kept where path, frame and content
-        match; this store then reads text. Returns how many were kept."""
-        with self._session() as s, s.begin():
-            return text_rows.adopt_texts(s, rows)
-
     def text_info(self) -> dict[str, Any] | None:
         """What the store knows of the text inside its images (None when it does not read it): images read, those
         with some text, and which full-text index serves the matches."""

@@ -56,24 +56,3 @@ def text_counts(session: Session) -> tuple[int, int]:
 
 
 
-
-def texts_by_file(session: Session) -> list[tuple[str, int, str, str, str]]:
-    """(path, frame_ms, digest, text, lines JSON) of every text row: what a re-embedded store takes over."""
-    stmt = (select(ImageRow.path, ImageRow.frame_ms, ImageTextRow.digest, ImageTextRow.text, ImageTextRow.lines)
-            .join(ImageTextRow, ImageTextRow.image_id == ImageRow.id))
-    return [(path, ms, digest, text, lines) for path, ms, digest, text, lines in session.execute(stmt)]
-
-
-def adopt_texts(session: Session, rows: list[tuple[str, int, str, str, str]]) -> int:
-    """Text rows of another catalog of the same files, kept where this catalog holds the same path, frame and
-    content; marks this store as one that reads text. Returns how many were kept."""
-    mark_reads_text(session)
-    by_file = {(p, ms): (d, t, lines) for p, ms, d, t, lines in rows}
-    kept = 0
-    for image_id, path, frame_ms, digest in session.execute(
-            select(ImageRow.id, ImageRow.path, ImageRow.frame_ms, ImageRow.digest).where(ImageRow.ok.is_(True))):
-        old = by_file.get((path, frame_ms))
-        if old is not None and old[0] == digest:
-            session.add(ImageTextRow(image_id=image_id, digest=digest, text=old[1], lines=old[2]))
-            kept += 1
-    return kept

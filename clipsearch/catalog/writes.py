@@ -68,7 +68,8 @@ class ChunkCommit:
     def _replace(self, e: Encoded, image_id: int) -> int:
         self.s.execute(update(ImageRow).where(ImageRow.id == image_id).values(**self._still_row(e)))
         self.s.merge(EmbeddingRow(image_id=image_id, vector=vector_to_blob(e.vector)))
-        forget_text(self.s, [image_id])  # read again from the new content
+        if e.known is None or e.known.digest != e.digest:  # new content: its text is read again; the same content
+            forget_text(self.s, [image_id])  # re-encoded (a re-embed with another model) keeps the text read
         self.result.removed_ids.append(image_id)
         self.result.updated += 1
         return image_id

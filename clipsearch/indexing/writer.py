@@ -183,10 +183,11 @@ class ChunkWriter:
 
 
 def _written(pending: _Pending, ids: list[int]) -> list[TextTask]:
-    """The rows a chunk wrote, as work for the text stage (`vector_ids` follow stills, then videos' frames)."""
-    files = [(e.path, STILL, e.digest) for e in pending.encoded] + \
-        [(v.path, ms, v.digest) for v in pending.videos for ms, _vec in v.frames]
-    return [TextTask(i, path, ms, digest) for i, (path, ms, digest) in zip(ids, files, strict=True)]
+    """The rows a chunk wrote whose text is to be read (`vector_ids` follow stills, then videos' frames); a still
+    re-encoded over the same content (a re-embed) keeps the text it has."""
+    files = [(e.path, STILL, e.digest, e.known is not None and e.known.digest == e.digest) for e in pending.encoded]
+    files += [(v.path, ms, v.digest, False) for v in pending.videos for ms, _vec in v.frames]
+    return [TextTask(i, path, ms, digest) for i, (path, ms, digest, kept) in zip(ids, files, strict=True) if not kept]
 
 
 class EncodePool(Protocol):

@@ -75,21 +75,18 @@ def test_a_missing_ocr_extra_fails_the_run_and_one_bad_image_is_a_problem(tmp_pa
     catalog.close()
 
 
-def test_a_reembedded_catalog_adopts_the_text_of_unchanged_files(tmp_path: Path) -> None:
-    """What `Store.reembed` does with the text: the new catalog takes it over where path and content match."""
-    (tmp_path / "old").mkdir()
-    old, tasks = _catalog(tmp_path / "old", [40, 50])
-    stage = TextStage(old, FakeReader, RunSummary())
+def test_a_reencoded_row_keeps_its_text_while_its_content_is_the_same(tmp_path: Path) -> None:
+    """A re-embed re-encodes every row in place over the same content: the text read stays (it does not depend on
+    the model). A changed file's row loses its text, to be read again from the new content."""
+    catalog, tasks = _catalog(tmp_path, [40, 50])
+    stage = TextStage(catalog, FakeReader, RunSummary())
     stage.put(tasks)
     stage.finish()
-    rows = old.texts_by_file()
-    old.close()
-    Image.new("RGB", (77, 16)).save(tasks[1].path)  # changed since: its text is not taken over
-    new = Catalog(tmp_path / "new.sqlite")
-    p0, p1 = Path(tasks[0].path), Path(tasks[1].path)
-    new.commit_chunk([Encoded(str(p), p.stat().st_size, p.stat().st_mtime_ns, file_digest(str(p)), 9, 9, "PNG",
-                              np.zeros(4, dtype=np.float32), None) for p in (p0, p1)], [], [])
-    assert new.adopt_texts(rows) == 1 and new.reads_text()
-    assert new.texts([1]) == {1: (TextLine("W40", (0.0, 0.0, 1.0, 0.5)),)}
-    assert [t.path for t in new.lacking_text([], [str(p0), str(p1)])] == [str(p1)]
-    new.close()
+    known = catalog.known_rows([str(tmp_path)], [])
+    Image.new("RGB", (77, 16)).save(tasks[1].path)  # changed since
+    again = [Encoded(t.path, Path(t.path).stat().st_size, Path(t.path).stat().st_mtime_ns, file_digest(t.path), 9, 9,
+                     "PNG", np.ones(4, dtype=np.float32), known[t.path]) for t in tasks]
+    catalog.commit_chunk(again, [], [])
+    assert catalog.texts([t.id for t in tasks]) == {tasks[0].id: (TextLine("W40", (0.0, 0.0, 1.0, 0.5)),)}
+    assert [t.id for t in catalog.lacking_text([str(tmp_path)], [])] == [tasks[1].id]
+    catalog.close()
