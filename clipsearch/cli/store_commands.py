@@ -257,6 +257,13 @@ def dupes(
         False, "--exact",
         help="Byte-identical files only: the same as --level exact."),
     under: list[Path] = typer.Option([], "--under", help="Only images inside this folder (repeatable)."),
+    taken_after: str | None = typer.Option(
+        None, "--taken-after", help="Only photos taken on/after this date (as in query; file time where none)."),
+    taken_before: str | None = typer.Option(None, "--taken-before", help="Only photos taken before this date."),
+    camera: str | None = typer.Option(None, "--camera", help="Only photos from a camera whose make or model "
+                                      "contains this text."),
+    near: str | None = typer.Option(None, "--near", help="Only photos taken within KM (default 10) of "
+                                    "LAT,LON[,KM]."),
     index_path: Path | None = IndexOpt,
     as_json: bool = JsonOpt,
     paths_only: bool = typer.Option(
@@ -281,7 +288,8 @@ def dupes(
     if threshold is not None and level != "similar":
         raise ClipsearchError(f"--threshold goes with --level similar, not --level {level}")
     with open_store(index_path) as store:
-        groups = store.duplicates(level, threshold=threshold, under=[str(u) for u in under] or None)
+        groups = store.duplicates(level, threshold=threshold, under=[str(u) for u in under] or None,
+                                  taken_after=taken_after, taken_before=taken_before, camera=camera, near=near)
     for note in groups.notes:
         ui.err.print(f"[yellow]note:[/] {safe(note)}")
     if as_json:

@@ -292,24 +292,28 @@ class Store:
         return engine.search(query)
 
     def duplicates(self, level: str = "same", *, threshold: float | None = None,
-                   under: Iterable[str] | None = None) -> Duplicates:
+                   under: Iterable[str] | None = None, taken_after: Any = None, taken_before: Any = None,
+                   camera: str | None = None, near: Any = None) -> Duplicates:
         """Groups of duplicate images, biggest first, each with a suggested keeper and why (nothing is deleted).
 
         `level`: "exact" (byte-identical files, by content digest), "same" (the default: the same picture
         resized, recompressed, converted or lightly cropped, by perceptual hash, confirmed by the embedding;
         works with any model) or "similar" (embeddings with cosine >= `threshold`, default 0.99; lower values
-        also find edits, crops, then other shots of one scene). `under`: only images inside these folders.
+        also find edits, crops, then other shots of one scene). `under`: only images inside these folders;
+        `taken_after`, `taken_before`, `camera`, `near`: only photos those metadata filters allow (as `search`).
         """
         from clipsearch.query.dupes import check_level, check_threshold, find_duplicates
+        from clipsearch.query.photo_filters import photo_filter
 
         check_level(level)
         if threshold is not None:
             check_threshold(threshold)
+        photo = photo_filter(taken_after, taken_before, camera, near)
         self._folder.require_manifest()
         if self.catalog.counts()["images"] == 0:
             raise ClipsearchError(f"store {self.path} holds no images", "index a folder into it first")
         return find_duplicates(self.catalog, None if level == "exact" else self.vectors, level, threshold,
-                               [str(u) for u in under] if under else None)
+                               [str(u) for u in under] if under else None, photo)
 
     def extensions(self) -> dict[str, int]:
         """File extension → number of indexed images, most common first (e.g. for a page's type filter)."""
