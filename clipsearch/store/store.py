@@ -361,7 +361,7 @@ class Store:
                 new._models.adopt(self._models.loaded, keep)  # same model already loaded here: no second load
                 call = WriteCall(int8=keep == "int8", progress=progress)
                 summary = new.add(plan.targets, batch_size=batch_size, workers=workers, progress=progress,
-                                  int8=keep == "int8")
+                                  int8=keep == "int8", frame_interval=plan.frame_interval)
                 if new.manifest is None:  # nothing to encode now (every root vanished): record the model anyway
                     new._models.for_run(call, None)
                 if forced:
