@@ -391,14 +391,16 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
 
     @api.get("/api/browse")
     def browse(k: int = 20, offset: int = 0, under: list[str] = Query([]), ext: list[str] = Query([]),
-               after: str | None = None, before: str | None = None) -> dict[str, Any]:
+               after: str | None = None, before: str | None = None,
+               photo: dict[str, str | None] = Depends(photo_query)) -> dict[str, Any]:
         """The newest indexed files first (by modification time; a video once), with the usual filters: what
         the page shows before any query. Items have a hit's keys without rank and score."""
         if offset < 0:
             raise ClipsearchError(f"offset must be at least 0, got {offset}", param="offset")
-        f = filters(under, ext, after, before, {})
+        f = filters(under, ext, after, before, photo)
         results = holder.require().newest(_k(k), offset, under=f["under"], exts=f["ext"], after=f["after"],
-                                          before=f["before"])
+                                          before=f["before"], taken_after=f["taken_after"],
+                                          taken_before=f["taken_before"], camera=f["camera"], near=f["near"])
         return {"results": results, "k": k, "offset": offset}
 
     @api.get("/api/images/{image_id}")
