@@ -39,6 +39,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.schema import DefaultClause
 from sqlalchemy.types import TypeDecorator
 
+from clipsearch.catalog import fulltext
 from clipsearch.catalog.codec import SCHEMA_LATEST, SCHEMA_VERSION, STILL, VECTORS_VERSION, path_from_db, path_to_db
 from clipsearch.errors import ClipsearchError
 
@@ -127,6 +128,17 @@ class RunRow(Base):
     unchanged: Mapped[int] = mapped_column(Integer, default=0)
     failed: Mapped[int] = mapped_column(Integer, default=0)
     seconds: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class ImageTextRow(Base):
+    """The text read in an image (schema 4): one row per image read, '' when it holds none (so it is not read
+    again). `digest` is the content it was read from; `lines` the lines with their boxes (JSON, see
+    `records.TextLine`). The full-text index over `text` is `fulltext.py`'s."""
+    __tablename__ = "image_text"
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(Text, default="")
+    lines: Mapped[str] = mapped_column(Text, default="[]")
 
 
 class MetaRow(Base):
@@ -231,6 +243,7 @@ MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     4: _add_column("images", "phash"),  # filled by the next index run, without re-encoding
     5: _photo_meta,
     6: _ids_never_reused,
+    7: fulltext.install,  # the image_text table (made by create_all) and its full-text index
 }
 LATEST = max(MIGRATIONS)
 assert LATEST == SCHEMA_LATEST, "codec.SCHEMA_LATEST must name the last migration"
@@ -262,6 +275,7 @@ def upgrade(conn: Connection) -> None:
     version = stored_version(conn)
     if version is None:
         Base.metadata.create_all(conn)
+        fulltext.install(conn)
         _set_version(conn, LATEST)
         conn.execute(insert(MetaRow).values(key=VECTORS_VERSION, value="0"))
         return

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from clipsearch.catalog.codec import HAS_VIDEO, VECTORS_VERSION, vector_to_blob
 from clipsearch.catalog.reads import CHUNK
 from clipsearch.catalog.records import ChunkResult, Encoded, EncodedVideo, Failed, PhotoMeta
-from clipsearch.catalog.schema import PHOTO_META_COLUMNS, EmbeddingRow, ImageRow, MetaRow, utcnow
+from clipsearch.catalog.schema import PHOTO_META_COLUMNS, EmbeddingRow, ImageRow, ImageTextRow, MetaRow, utcnow
 
 
 def ext_of(path: str) -> str:
@@ -68,6 +68,7 @@ class ChunkCommit:
     def _replace(self, e: Encoded, image_id: int) -> int:
         self.s.execute(update(ImageRow).where(ImageRow.id == image_id).values(**self._still_row(e)))
         self.s.merge(EmbeddingRow(image_id=image_id, vector=vector_to_blob(e.vector)))
+        forget_text(self.s, [image_id])  # read again from the new content
         self.result.removed_ids.append(image_id)
         self.result.updated += 1
         return image_id
@@ -87,6 +88,7 @@ class ChunkCommit:
             else:
                 self.s.execute(update(ImageRow).where(ImageRow.id == f.known.id).values(**values))
                 self.s.execute(delete(EmbeddingRow).where(EmbeddingRow.image_id == f.known.id))
+                forget_text(self.s, [f.known.id])
                 self.result.removed_ids.append(f.known.id)
 
     def videos(self, videos: Sequence[EncodedVideo]) -> None:
@@ -149,8 +151,15 @@ def delete_rows(session: Session, ids: Sequence[int]) -> None:
     """Rows and their embeddings."""
     for start in range(0, len(ids), CHUNK):
         chunk = list(ids[start:start + CHUNK])
+        forget_text(session, chunk)
         session.execute(delete(EmbeddingRow).where(EmbeddingRow.image_id.in_(chunk)))
         session.execute(delete(ImageRow).where(ImageRow.id.in_(chunk)))
+
+
+def forget_text(session: Session, ids: Sequence[int]) -> None:
+    """The text read in these images (their content changed or they are gone); explicit, not left to the foreign
+    key's cascade, so SQLite's full-text triggers see every delete."""
+    session.execute(delete(ImageTextRow).where(ImageTextRow.image_id.in_(list(ids))))
 
 
 def get_meta(session: Session, key: str) -> str | None:

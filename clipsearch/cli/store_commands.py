@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -84,6 +84,11 @@ def index(
         None, "--ray-address",
         help="Encode on this Ray cluster (implies --ray): auto (the one started here with ray start), "
              "HOST:PORT or ray://HOST:PORT."),
+    ocr: bool = typer.Option(
+        False, "--ocr",
+        help='Also read the text inside images and video frames (pip install "clipsearch\\[ocr]"), for '
+             "query --text-in-image and text queries; the store remembers it. On a store indexed without it, "
+             "reads only the text (nothing is encoded again)."),
     db: str | None = typer.Option(
         None, "--db",
         help="New stores: keep the catalog in this database (postgresql+psycopg://USER@HOST/DB; password from "
@@ -106,7 +111,7 @@ def index(
         summary = store.add(paths, exclude=exclude, include_hidden=include_hidden, verify=verify,
                             frame_interval=frame_interval, batch_size=batch_size, workers=workers,
                             progress=progress, int8=int8, thumbnails=thumbnails,
-                            ray_address=ray_address or ("local" if ray else None))
+                            ray_address=ray_address or ("local" if ray else None), ocr=ocr)
     if as_json:
         emit_json({**summary.to_dict(), **({"reembedded": reembedded.encoded, "reembed_waiting": reembedded.waiting}
                                            if reembedded is not None else {})})
@@ -133,6 +138,9 @@ def index(
         t.add_row("thumbnails", f"{summary.thumbnails} made")
     if summary.aliases:
         t.add_row("aliases", f"{summary.aliases} links to files indexed under their real path (skipped)")
+    if summary.text_read:
+        t.add_row("text read", f"{summary.text_read} images, {summary.text_found} with text "
+                               f"({summary.text_seconds:.1f} s of reading, beside encoding)")
     t.add_row("time", f"{summary.seconds:.2f} s")
     if summary.encoded and summary.backend:
         t.add_row("encoder", f"{summary.backend}, {summary.precision} on {summary.device}")
@@ -155,6 +163,9 @@ def query(
     ext: list[str] = typer.Option([], "--ext", help="Only these extensions, e.g. --ext jpg (repeatable)."),
     after: str | None = typer.Option(None, "--after", help="Only files modified on/after this date (YYYY-MM-DD)."),
     before: str | None = typer.Option(None, "--before", help="Only files modified before this date (YYYY-MM-DD)."),
+    text_in_image: str | None = typer.Option(
+        None, "--text-in-image", help="Only images whose text (read by index --ocr) holds every word of this, "
+        "e.g. 'invoice 2024'; alone, ranks them by that text."),
     taken_after: str | None = typer.Option(
         None, "--taken-after",
         help="Only photos taken on/after this date (YYYY-MM-DD[THH:MM], the camera's local time; with an offset "
@@ -186,7 +197,7 @@ def query(
     backend: str | None = BackendOpt,
 ) -> None:
     """Find images by text, by example image, or both."""
-    if not any(t.strip() for t in (text or [])) and not image:
+    if not any(t.strip() for t in (text or [])) and not image and not (text_in_image or "").strip():
         raise ClipsearchError("empty query", 'give some text, e.g. clipsearch query "a dog on grass", or --image PATH')
     # One query's matrix products are tiny (a few tokens): OpenBLAS's threads only spin, costing ~1 s of CPU
     # on 2 cores. Set before NumPy loads (nothing has imported it yet in a CLI process); a user's value wins.
@@ -201,7 +212,7 @@ def query(
                             minus_image=[str(i) for i in minus_image], k=k,
                             under=[str(u) for u in under] or None, ext=ext or None, after=after, before=before,
                             all_frames=all_frames, taken_after=taken_after, taken_before=taken_before,
-                            camera=camera, near=near)
+                            camera=camera, near=near, text_in_image=text_in_image)
         sheet = store.contact_sheet(hits, grid) if grid and hits else None
         if protocol:
             pictures = [store.thumbnail_png(h.id) for h in hits]
@@ -223,13 +234,18 @@ def query(
     elif not hits:
         ui.out.print("no results")
     else:
-        t = new_table("rank", "score", "path", "size", "pixels", "taken", right=("rank", "score", "size", "pixels"))
+        reads_text = any(h.text is not None for h in hits)
+        columns = ("rank", "score", "path", "size", "pixels", "taken") + (("text matched",) if reads_text else ())
+        t = new_table(*columns, right=("rank", "score", "size", "pixels"))
         for h in hits:
             cell = path_text(h.path, link=True)
             if h.timestamp is not None:
                 cell.append(f" @ {_clock(h.timestamp)}")
-            t.add_row(str(h.rank), f"{h.score:.3f}", cell, human_size(h.size),
-                      f"{h.width}x{h.height}" if h.width else "-", safe(h.taken or "-"))
+            row: list[Any] = [str(h.rank), f"{h.score:.3f}", cell, human_size(h.size),
+                              f"{h.width}x{h.height}" if h.width else "-", safe(h.taken or "-")]
+            if reads_text:
+                row.append(safe(" | ".join(str(m["text"]) for m in h.text_matches or ())) or "-")
+            t.add_row(*row)
         ui.out.print(t)
 
 
@@ -361,6 +377,9 @@ def info(
                        f"{model.get('precision', 'fp32')})")
     t.add_row("vector index", f"{data['index_type']}, {data['vectors']} vectors")
     t.add_row("size on disk", human_size(data["disk_bytes"]))
+    if data["text"]:
+        text = data["text"]
+        t.add_row("text in images", f"{text['read']} read, {text['with_text']} with text ({text['index']} index)")
     vanished = set(data["vanished_roots"])
     t.add_row("roots", "\n".join(safe(r) + (" [yellow](vanished: hidden from results)[/]" if r in vanished else "")
                                   for r in data["roots"]) or "-")

@@ -305,7 +305,7 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
                 "failed": data["failed"], "vectors": data["vectors"], "index_type": data["index_type"],
                 "model": model.get("spec"), "embed_dim": model.get("embed_dim"), "roots": data["roots"],
                 "vanished_roots": data["vanished_roots"], "extensions": store.extensions(),
-                "photo_metadata": data["photo_metadata"],
+                "photo_metadata": data["photo_metadata"], "text": data["text"],
                 "last_run": data["last_run"], "version": _version()}
 
     def run_search(**kwargs: Any) -> dict[str, Any]:
@@ -317,9 +317,10 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
                 "query_ms": round(took, 1), "typical": hits.typical}
 
     def filters(under: list[str], ext: list[str], after: str | None, before: str | None,
-                photo: dict[str, str | None]) -> dict[str, Any]:
+                photo: dict[str, str | None], text_in_image: str | None = None) -> dict[str, Any]:
         return {"under": [u for u in under if u] or None, "ext": [e for e in ext if e] or None,
-                "after": after or None, "before": before or None, **{k: v or None for k, v in photo.items()}}
+                "after": after or None, "before": before or None, **{k: v or None for k, v in photo.items()},
+                "text_in_image": text_in_image or None}
 
     def photo_query(taken_after: str | None = None, taken_before: str | None = None, camera: str | None = None,
                     near: str | None = None) -> dict[str, str | None]:
@@ -340,20 +341,23 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
     @api.get("/api/search")
     def search(q: str = "", k: int = 20, minus: list[str] = Query([]), under: list[str] = Query([]),
                ext: list[str] = Query([]), after: str | None = None, before: str | None = None,
-               like: list[str] = Query([]), photo: dict[str, str | None] = Depends(photo_query)) -> dict[str, Any]:
-        """Text query with the CLI's syntax (`beach::2 -people`); filters as in `clipsearch query`;
-        `like` adds indexed images by id ("more like this"). The answer's `terms` and `minus` are the parts the
-        syntax read; `typical` is the median and spread of the query's scores over the store."""
+               like: list[str] = Query([]), photo: dict[str, str | None] = Depends(photo_query),
+               text_in_image: str | None = None) -> dict[str, Any]:
+        """Text query with the CLI's syntax (`beach::2 -people`); filters as in `clipsearch query`
+        (`text_in_image`: words the image's text must hold; alone, it ranks by them); `like` adds indexed images
+        by id ("more like this"). The answer's `terms` and `minus` are the parts the syntax read; `typical` is
+        the median and spread of the query's scores over the store. On a store that reads text, each result
+        carries `text` and `text_matches`."""
         plus, subtract = split_terms(q)
         subtract += list(minus)
         return with_terms(run_search(text=plus, minus=subtract, k=_k(k), like=[_parse_id(i) for i in like],
-                                     **filters(under, ext, after, before, photo)), plus, subtract)
+                                     **filters(under, ext, after, before, photo, text_in_image)), plus, subtract)
 
     @api.post("/api/search")
     def search_upload(image: list[UploadFile] = File([]), q: str = Form(""), k: int = Form(20),
                       minus: list[str] = Form([]), under: list[str] = Form([]), ext: list[str] = Form([]),
                       after: str | None = Form(None), before: str | None = Form(None),
-                      like: list[str] = Form([]),
+                      like: list[str] = Form([]), text_in_image: str | None = Form(None),
                       photo: dict[str, str | None] = Depends(photo_form)) -> dict[str, Any]:
         """Query by uploaded image(s) (multipart field `image`, 20 MB and MAX_UPLOAD_PIXELS decoded in all), with
         or without text terms. Uploads are decoded in memory with the indexer's safe decoder, at reduced size
@@ -367,7 +371,7 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
         subtract += list(minus)
         kwargs: dict[str, Any] = dict(text=plus, image=datas, minus=subtract, k=_k(k),
                                       like=[_parse_id(i) for i in like],
-                                      **filters(under, ext, after, before, photo))
+                                      **filters(under, ext, after, before, photo, text_in_image))
         if not datas:
             return with_terms(run_search(**kwargs), plus, subtract)
         with holder.encoder_lock:  # waits for a load in progress rather than starting a second one
@@ -405,15 +409,18 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
 
     @api.get("/api/images/{image_id}")
     def image(image_id: str) -> dict[str, Any]:
-        """An indexed image's facts: path, size, width, height, format, modified, id."""
+        """An indexed image's facts: path, size, width, height, format, modified, id (and, on a store that reads
+        text, `text` and its `text_lines` with their boxes)."""
         return holder.require().image(_parse_id(image_id))
 
     @api.get("/api/images/{image_id}/similar")
     def similar(image_id: str, k: int = 20, under: list[str] = Query([]), ext: list[str] = Query([]),
                 after: str | None = None, before: str | None = None,
-                photo: dict[str, str | None] = Depends(photo_query)) -> dict[str, Any]:
+                photo: dict[str, str | None] = Depends(photo_query),
+                text_in_image: str | None = None) -> dict[str, Any]:
         """More like this: the nearest images to an indexed one (itself left out), with the usual filters."""
-        return run_search(like=[_parse_id(image_id)], k=_k(k), **filters(under, ext, after, before, photo))
+        return run_search(like=[_parse_id(image_id)], k=_k(k),
+                          **filters(under, ext, after, before, photo, text_in_image))
 
     @api.get("/api/images/{image_id}/thumbnail")
     def thumbnail(image_id: str, request: Request, v: str | None = None) -> Response:

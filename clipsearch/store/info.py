@@ -50,6 +50,7 @@ def store_info(folder: StoreFolder, place: CatalogPlace, lock: WriterLock, disk:
         "vanished_roots": [r for r in roots if not os.path.isdir(r)],
         "last_run": last,
         "last_reembed": last_reembed(catalog) if catalog is not None else None,
+        "text": catalog.text_info() if catalog is not None else None,  # the text read inside images (OCR)
     }
 
 

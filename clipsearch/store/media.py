@@ -51,8 +51,14 @@ class StoreMedia:
         return rec, rec.digest
 
     def image(self, image_id: int) -> dict[str, Any]:
-        """An indexed image's facts by id (the keys of a search hit, less rank and score)."""
-        return self.facts(self.record(image_id))
+        """An indexed image's facts by id (the keys of a search hit, less rank and score; on a store that reads
+        text, `text` and `text_lines`, each line with its box)."""
+        facts = self.facts(self.record(image_id))
+        reads = self._place.reads
+        if reads.reads_text():  # the text read inside it (index --ocr), with where each line is
+            lines = reads.texts([image_id]).get(image_id, ())
+            facts.update(text="\n".join(line.text for line in lines), text_lines=[line.to_dict() for line in lines])
+        return facts
 
     @staticmethod
     def facts(rec: ImageRecord) -> dict[str, Any]:

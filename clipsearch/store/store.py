@@ -196,7 +196,7 @@ class Store:
             verify: bool = False, frame_interval: float | None = None, batch_size: int | None = None,
             workers: int | None = None, progress: Progress | None = None, commit_every: int | None = None,
             int8: bool | None = None, thumbnails: bool = False, ray_address: str | None = None,
-            encode_pool: EncodePool | None = None) -> RunSummary:
+            encode_pool: EncodePool | None = None, ocr: bool = False) -> RunSummary:
         """Index (or incrementally update) folders and files; `verify` re-hashes files whose stat is unchanged;
         `thumbnails` also makes the thumbnails the store lacks (what `serve` and contact sheets show), once per
         content.
@@ -210,12 +210,17 @@ class Store:
         "ray://HOST:PORT" that cluster; every worker must see the files at the same paths. Results are committed
         here, in chunks, exactly as in a local run. `encode_pool` takes any `EncodePool` instead (e.g. a
         `RayPool` with a set number of actors).
+
+        `ocr` reads the text inside every image and sampled video frame (the `ocr` extra), searchable with
+        `search(text_in_image=...)` and fused into text queries; the store remembers it, so later runs read the
+        text of what they add (and what is still unread) without being asked. On Ray the text is read here,
+        beside the actors, from the rows they commit.
         """
         from clipsearch.config import settings
         from clipsearch.indexing.pipeline import Workbench, run_index
         from clipsearch.indexing.scan import canonical, scan
         from clipsearch.indexing.writer import IndexOptions
-        from clipsearch.store.run_inputs import check_target, encode_pool_for
+        from clipsearch.store.run_inputs import check_target, encode_pool_for, text_reader_for
 
         targets = list(paths)
         with self._space("creating the store" if self.manifest is None else "indexing"):
@@ -230,7 +235,7 @@ class Store:
                 roots, scanned = scan(targets, covered=existing, exclude=tuple(exclude),
                                       include_hidden=include_hidden, skip_dirs=[canonical(self.path)])
                 options = IndexOptions(verify=verify, batch_size=batch_size, workers=workers,
-                                       commit_every=commit_every or settings().commit_every)
+                                       commit_every=commit_every or settings().commit_every, ocr=ocr)
                 if frame_interval is not None:
                     if frame_interval <= 0:
                         raise ClipsearchError(f"frame_interval must be positive, got {frame_interval}",
@@ -238,7 +243,8 @@ class Store:
                     options.frame_interval = frame_interval
                 bench = Workbench(encoder=lambda: self._models.for_run(call, self._place.manifest_record()),
                                   vectors=lambda: self._vector_store(call),
-                                  pool=encode_pool_for(ray_address, encode_pool, self.device))
+                                  pool=encode_pool_for(ray_address, encode_pool, self.device),
+                                  text_reader=text_reader_for(ocr, self.catalog))
                 summary = run_index(self.catalog, bench, roots, scanned, options, progress, other_roots=store_roots)
             if thumbnails and self.manifest is not None:
                 summary.thumbnails, failed = self.make_thumbnails(workers=workers, progress=progress)
@@ -265,7 +271,7 @@ class Store:
                under: Iterable[str] | None = None, ext: Iterable[str] | None = None,
                after: Any = None, before: Any = None, all_frames: bool = False,
                like: Iterable[int] = (), taken_after: Any = None, taken_before: Any = None,
-               camera: str | None = None, near: Any = None) -> Hits:
+               camera: str | None = None, near: Any = None, text_in_image: str | None = None) -> Hits:
         """Text terms and query images (paths, or bytes such as an upload: decoded in memory, never written),
         minus either; `like` adds the stored embeddings of indexed images by id ("more like this"; those images
         are left out of the results). Filters: `under` folders, `ext` extensions, file modified in
@@ -275,7 +281,12 @@ class Store:
         Photo metadata: captured in [`taken_after`, `taken_before`) (a date, a datetime, or ISO text; with an
         offset it is an instant, without one the camera's wall clock; a file without a capture time is compared
         by its modification time, and the hits' notes say so), `camera` (part of the make or model, any case),
-        `near` ("LAT,LON[,KM]" or (lat, lon[, km]); default 10 km). Every filter keeps min(k, matching) hits."""
+        `near` ("LAT,LON[,KM]" or (lat, lon[, km]); default 10 km). Every filter keeps min(k, matching) hits.
+
+        Text inside images: `text_in_image` keeps only images whose text (read with `add(..., ocr=True)`) holds
+        every word of it, as a substring (alone, it ranks by that text). On a store that reads text, text terms
+        are also matched against it and fused with the CLIP ranking, and each hit carries `text` and
+        `text_matches` (the lines where the words matched, with their boxes)."""
         from clipsearch.query.engine import Query, QueryEngine
         from clipsearch.query.photo_filters import photo_filter
 
@@ -287,7 +298,8 @@ class Store:
                             under=list(under) if under else None, exts=list(ext) if ext else None,
                             after=after, before=before, all_frames=all_frames,
                             image_data=[i for i in images if isinstance(i, bytes)], like=list(like),
-                            photo=photo_filter(taken_after, taken_before, camera, near))
+                            photo=photo_filter(taken_after, taken_before, camera, near),
+                            text_in_image=text_in_image)
         engine = QueryEngine(self.reads, self.vectors, self.text_encoder, lambda: self.encoder)
         return engine.search(query)
 
@@ -365,7 +377,7 @@ class Store:
                 new._models.adopt(self._models.loaded, keep)  # same model already loaded here: no second load
                 call = WriteCall(int8=keep == "int8", progress=progress)
                 summary = new.add(plan.targets, batch_size=batch_size, workers=workers, progress=progress,
-                                  int8=keep == "int8")
+                                  int8=keep == "int8", frame_interval=plan.frame_interval)
                 if new.manifest is None:  # nothing to encode now (every root vanished): record the model anyway
                     new._models.for_run(call, None)
                 if forced:

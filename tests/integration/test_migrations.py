@@ -85,6 +85,7 @@ def state(store: Path) -> dict:
     with connect(store) as con:
         schema_of = inspect(con)
         return {
+            "tables": sorted(schema_of.get_table_names()),
             "root_columns": [c["name"] for c in schema_of.get_columns("roots")],
             "image_columns": [c["name"] for c in schema_of.get_columns("images")],
             "unique_indexes": sorted(i["name"] for i in schema_of.get_indexes("images") if i["unique"]),
@@ -96,8 +97,21 @@ def state(store: Path) -> dict:
         }
 
 
+def downgrade_to_schema_6(store: Path) -> None:
+    """Schema 6 had no text read inside images: no `image_text` table, no full-text index over it."""
+    with connect(store) as con:
+        if con.dialect.name == "sqlite":
+            for trigger in ("image_text_ai", "image_text_ad", "image_text_au"):
+                con.exec_driver_sql(f"DROP TRIGGER {trigger}")
+            con.exec_driver_sql("DROP TABLE image_text_fts")
+        con.exec_driver_sql("DROP TABLE image_text")
+        con.exec_driver_sql("DELETE FROM meta WHERE key = 'text_index'")
+        con.execute(text("UPDATE meta SET value = '6' WHERE key = 'schema_version'"))
+
+
 def downgrade_to_schema_1(store: Path) -> None:
     """Make the catalog look exactly like one the previous release wrote."""
+    downgrade_to_schema_6(store)
     with connect(store) as con:
         con.exec_driver_sql("DROP INDEX ix_images_taken_local")  # schema 5: photo metadata
         con.exec_driver_sql("DROP INDEX ix_images_gps_lat")
@@ -156,6 +170,7 @@ def assert_latest(store: Path) -> dict:
     assert "phash" in now["image_columns"]
     assert now["unique_indexes"] == ["uq_images_path_frame"]  # unique on (path, frame_ms), no longer on path
     assert now["meta"]["schema_version"] == str(schema.LATEST)
+    assert "image_text" in now["tables"]
     return now
 
 
@@ -243,6 +258,7 @@ def test_schema_6_keeps_every_row_and_never_reuses_an_id(built, store: Path) -> 
     row survives it unchanged (a DROP with foreign keys on would cascade into `embeddings`), the foreign keys
     hold, and from then on the id of a deleted newest image is never handed out again (SQLite reused it)."""
     photos, _pristine, ids_before = built
+    downgrade_to_schema_6(store)
     downgrade_to_schema_5(store)
     before = rows_of(store)
     assert before["meta"]["schema_version"] == "5" and len(before["embeddings"]) == N
@@ -273,3 +289,35 @@ def test_schema_6_keeps_every_row_and_never_reuses_an_id(built, store: Path) -> 
         assert s.add([photos]).added == 1
         back = {h.id for h in s.search(QUERY, k=N)}
     assert newest not in back and max(back) > newest  # a new id, never the deleted one
+
+
+def test_schema_6_store_gains_the_text_index(built, store: Path) -> None:
+    """Schema 7 adds the text read inside images with its full-text index (FTS5 trigram / pg_trgm or ILIKE). The
+    upgrade itself reads no image; text arrives by `index --ocr` (tests/e2e/test_ocr.py reads real text); here
+    the catalog's own verbs write it, and the search finds it by a substring, also in Chinese."""
+    from clipsearch.catalog.records import ReadText, TextLine
+
+    _photos, _pristine, ids_before = built
+    downgrade_to_schema_6(store)
+    assert "image_text" not in state(store)["tables"]
+    with clipsearch.open(store, create=False, readonly=True) as s:  # read-only: answers as it is, no text
+        assert [h.id for h in s.search(QUERY, k=N)] == ids_before and s.info()["text"] is None
+    assert "image_text" not in state(store)["tables"]
+    with clipsearch.open(store, create=False) as s:
+        assert [h.id for h in s.search(QUERY, k=N)] == ids_before  # answers at once, upgraded
+        assert s.info()["text"] is None  # the store does not read text until asked to
+        first = s.catalog.image(ids_before[0])
+        assert first is not None and first.digest
+        tasks = s.catalog.lacking_text([str(Path(first.path).parent)], [])
+        assert sorted(t.id for t in tasks) == sorted(ids_before)  # every image is still to be read
+        s.catalog.mark_reads_text()
+        line = TextLine("发票INVOICE2024", (0.1, 0.2, 0.6, 0.3))
+        assert s.catalog.save_texts([ReadText(first.id, first.digest, (line,)),
+                                     ReadText(ids_before[1], "another content", (line,))]) == 1
+    with clipsearch.open(store, create=False) as s:
+        for words in ("invoice", "INVOICE2024", "发票", "票"):
+            hits = s.search(text_in_image=words)
+            assert [h.id for h in hits] == [first.id], words
+            assert hits[0].text_matches and hits[0].text_matches[0]["box"] == [0.1, 0.2, 0.6, 0.3]
+        assert s.info()["text"]["read"] == 1
+    assert_latest(store)

@@ -14,13 +14,14 @@ import { renderChips, queryText } from "./chips.js";
 import { t, pickLanguage, language, setLanguage } from "./i18n.js";
 
 // The filters, each a control of the same id and a parameter of the same name in the URL and the API: folder,
-// type, file date, and the photo metadata ones (capture time, camera, place).
-const FILTERS = ["under", "ext", "after", "before", "taken_after", "taken_before", "camera", "near"];
-const TYPED_FILTERS = ["after", "before", "taken_after", "taken_before", "camera", "near"]; // inputs, not selects
+// type, file date, the photo metadata ones (capture time, camera, place), and the text read in the picture (shown
+// only on a store that reads it: index --ocr).
+const FILTERS = ["under", "ext", "after", "before", "taken_after", "taken_before", "camera", "near", "text_in_image"];
+const TYPED_FILTERS = ["after", "before", "taken_after", "taken_before", "camera", "near", "text_in_image"]; // inputs
 
 const state = {
   q: "", k: 20, step: 20, under: "", ext: "", after: "", before: "", like: "",
-  taken_after: "", taken_before: "", camera: "", near: "",
+  taken_after: "", taken_before: "", camera: "", near: "", text_in_image: "",
   image: null, imageURL: null, results: [], info: null, lb: -1, seq: 0, lastStatus: "", loading: false,
   terms: [], minus: [], open: "", detail: null, openPushed: false,
 };
@@ -109,7 +110,7 @@ function filterParams() {
 
 // --- searching ----------------------------------------------------------------------------------------
 async function run({ push = true, keepScroll = false } = {}) {
-  const browsing = !state.q.trim() && !state.like && !state.image;
+  const browsing = !state.q.trim() && !state.like && !state.image && !state.text_in_image;
   if (browsing && state.info && state.info.empty) {
     state.results = [];
     state.terms = state.minus = [];
@@ -485,6 +486,7 @@ function fillFilters(info) {
   }
   setSelect("under", state.under);
   setSelect("ext", state.ext);
+  $("text-filter").hidden = !info.text && !state.text_in_image;
 }
 
 async function init() {
