@@ -39,6 +39,29 @@ def models(as_json: bool = JsonOpt) -> None:
     ui.out.print(t)
 
 
+class TrainingBar:
+    """The fine-tune's bar: one training's steps. When a stage begins (a training stopped early, evaluation, the
+    next fold) the last training's bar is completed, so it never sits at 24/80 with a frozen ETA; the next
+    training starts its own count and ETA."""
+
+    def __init__(self, progress: Any) -> None:
+        self.progress = progress
+        self.task = progress.add_task("train", total=None, info="")
+
+    def step(self, step: int, total: int, loss: float, lr_now: float, ips: float) -> None:
+        info = f"loss {loss:.3f} lr {lr_now:.2e} {ips:.0f} img/s"
+        if step <= 1:  # a new training: its own count and its own ETA, not the last one's
+            self.progress.reset(self.task, total=total, completed=step, info=info)
+        else:
+            self.progress.update(self.task, total=total, completed=step, info=info)
+
+    def stage(self) -> None:
+        """A new stage began: the training before it is over, whatever step it stopped at."""
+        total = next((t.total for t in self.progress.tasks if t.id == self.task), None)
+        if total is not None:
+            self.progress.update(self.task, completed=total)
+
+
 def _print_metrics(rows: list[tuple[str, dict]], title: str) -> None:
     keys = [k for k in rows[0][1] if k != "images"]
     names = [k.replace("_", " ") for k in keys]
@@ -128,18 +151,18 @@ def finetune(
     console = ui.err if as_json else ui.out
     with Progress(TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                   TimeRemainingColumn(), console=console) as progress:
-        task = progress.add_task("train", total=None, info="")
+        bar = TrainingBar(progress)
+        on_step = bar.step
 
-        def on_step(step: int, total: int, loss: float, lr_now: float, ips: float) -> None:
-            progress.update(task, total=total, completed=step,
-                            info=f"loss {loss:.3f} lr {lr_now:.2e} {ips:.0f} img/s")
+        def on_stage(msg: str) -> None:
+            bar.stage()
+            progress.console.print(f"[dim]{safe(msg)}")
 
         try:
             report = run_finetune(data, out_dir, base_model=_model_or_default(model), val_path=val, test_path=test,
                                   val_fraction=val_fraction, test_fraction=test_fraction, templates=template or None,
                                   config=config, alpha=alpha, device=device, folds=folds, resume=resume,
-                                  restart=restart, on_step=on_step,
-                                  on_stage=lambda msg: progress.console.print(f"[dim]{safe(msg)}"))
+                                  restart=restart, on_step=on_step, on_stage=on_stage)
         except KeyboardInterrupt:
             from clipsearch.tune.checkpoint import CHECKPOINT_NAME
 
