@@ -30,6 +30,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from clipsearch.encoders.languages import LanguageNote
 from clipsearch.errors import ClipsearchError, NotFoundError
 from clipsearch.query.engine import PixelBudgetError, check_pixel_budget, split_terms
 from clipsearch.server.guard import Guard
@@ -279,7 +280,8 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
         started = time.perf_counter()
         hits = store.search(**kwargs)
         took = (time.perf_counter() - started) * 1e3
-        return {"results": [h.to_dict() for h in hits], "notes": hits.notes, "k": kwargs["k"],
+        return {"results": [h.to_dict() for h in hits], "notes": [str(n) for n in hits.notes],
+                "languages": [n.to_dict() for n in hits.notes if isinstance(n, LanguageNote)], "k": kwargs["k"],
                 "query_ms": round(took, 1)}
 
     def filters(under: list[str], ext: list[str], after: str | None, before: str | None) -> dict[str, Any]:
@@ -289,12 +291,12 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
     @api.get("/api/search")
     def search(q: str = "", k: int = 20, minus: list[str] = Query([]), under: list[str] = Query([]),
                ext: list[str] = Query([]), after: str | None = None, before: str | None = None,
-               like: list[str] = Query([])) -> dict[str, Any]:
+               like: list[str] = Query([]), lang: str | None = None) -> dict[str, Any]:
         """Text query with the CLI's syntax (`beach::2 -people`); filters as in `clipsearch query`;
-        `like` adds indexed images by id ("more like this")."""
+        `like` adds indexed images by id ("more like this"); `lang` the text's language code (NLLB-CLIP)."""
         plus, subtract = split_terms(q)
         return run_search(text=plus, minus=subtract + list(minus), k=_k(k), like=[_parse_id(i) for i in like],
-                          **filters(under, ext, after, before))
+                          language=lang or None, **filters(under, ext, after, before))
 
     @api.post("/api/search")
     def search_upload(image: list[UploadFile] = File([]), q: str = Form(""), k: int = Form(20),

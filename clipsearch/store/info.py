@@ -33,9 +33,12 @@ def store_info(folder: StoreFolder, place: CatalogPlace, lock: WriterLock, disk:
             last["status"] = "in progress" if lock.active(run_id) else "interrupted"
         last.update(seconds=round(last["seconds"], 2), started_at=parse_datetime(last["started_at"]),
                     finished_at=parse_datetime(last["finished_at"]))
+    model = (folder.manifest or {}).get("model")
+    if model is not None and "languages" not in model:  # recorded since the model description has them
+        model = {**model, "languages": list(_languages(model["spec"]))}
     return {
         "store": str(path.resolve()),
-        "model": (folder.manifest or {}).get("model"),
+        "model": model,
         "catalog": place.where(),
         **counts,
         "index_type": (saved_meta(path / FAISS_FILE) or {}).get("kind", "flat (not built yet)"),
@@ -45,3 +48,15 @@ def store_info(folder: StoreFolder, place: CatalogPlace, lock: WriterLock, disk:
         "vanished_roots": [r for r in roots if not os.path.isdir(r)],
         "last_run": last,
     }
+
+
+def _languages(spec_text: str) -> tuple[str, ...]:
+    """The languages of a recorded model spec (by its name when its model folder is gone)."""
+    from clipsearch.encoders.languages import languages_of_name, model_languages
+    from clipsearch.encoders.spec import parse_spec
+    from clipsearch.errors import ClipsearchError
+
+    try:
+        return model_languages(parse_spec(spec_text))
+    except ClipsearchError:
+        return languages_of_name(spec_text)

@@ -247,24 +247,34 @@ class Store:
                minus: Iterable[str] = (), minus_image: Iterable[str] = (), k: int = 10,
                under: Iterable[str] | None = None, ext: Iterable[str] | None = None,
                after: Any = None, before: Any = None, all_frames: bool = False,
-               like: Iterable[int] = ()) -> Hits:
+               like: Iterable[int] = (), language: str | None = None) -> Hits:
         """Text terms and query images (paths, or bytes such as an upload: decoded in memory, never written),
         minus either; `like` adds the stored embeddings of indexed images by id ("more like this"; those images
         are left out of the results). Filters: `under` folders, `ext` extensions, file modified in
         [after, before) (dates or ISO strings). A video is one hit at its best moment (`timestamp`), unless
-        `all_frames`."""
+        `all_frames`. `language`: the text's FLORES-200 code (e.g. fra_Latn) for a model told each query's
+        language (NLLB-CLIP); by default it is detected from the text's script."""
+        from clipsearch.encoders.languages import check_language_code, language_notes, takes_language_code
         from clipsearch.query.engine import Query, QueryEngine
 
         self._folder.require_manifest()
+        if language:
+            check_language_code(language)
+        if language and not takes_language_code(self.model_spec):
+            raise ClipsearchError(f"model {self.model_spec.text} is not told the query's language",
+                                  "a language code is for NLLB-CLIP models; leave it out", param="language")
         texts = [text] if isinstance(text, str) else list(text or [])
         images = [image] if isinstance(image, (str, Path, bytes)) else list(image or [])
         query = Query.parse(texts=texts, images=[str(i) for i in images if not isinstance(i, bytes)],
                             minus=list(minus), minus_images=[str(i) for i in minus_image], k=k,
                             under=list(under) if under else None, exts=list(ext) if ext else None,
                             after=after, before=before, all_frames=all_frames,
-                            image_data=[i for i in images if isinstance(i, bytes)], like=list(like))
+                            image_data=[i for i in images if isinstance(i, bytes)], like=list(like),
+                            language=language)
         engine = QueryEngine(self.reads, self.vectors, self.text_encoder, lambda: self.encoder)
-        return engine.search(query)
+        hits = engine.search(query)
+        hits.notes.extend(language_notes([t for t, _w in query.texts + query.minus], self.model_spec))
+        return hits
 
     def duplicates(self, threshold: float = 0.99, exact: bool = False,
                    under: Iterable[str] | None = None) -> Duplicates:
