@@ -28,12 +28,12 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from clipsearch.catalog import database, schema
-from clipsearch.catalog.codec import HAS_VIDEO, STILL, escape_like
+from clipsearch.catalog.codec import HAS_VIDEO, SCHEMA_READABLE, STILL, escape_like
 from clipsearch.catalog.locks import WriterLocks, lock_schema
-from clipsearch.catalog.reads import CHUNK, STREAM_BATCH, Row, SqlReads
-from clipsearch.catalog.records import ChunkResult, Encoded, EncodedVideo, Failed, ImageRecord, Known
+from clipsearch.catalog.reads import CHUNK, STREAM_BATCH, Row, SqlReads, record_of
+from clipsearch.catalog.records import ChunkResult, Encoded, EncodedVideo, Failed, ImageRecord, Known, PhotoMeta
 from clipsearch.catalog.schema import EmbeddingRow, ImageRow, MetaRow, RootRow, RunRow, utcnow
-from clipsearch.catalog.writes import ChunkCommit, bump_version, delete_rows, ext_of, get_meta
+from clipsearch.catalog.writes import ChunkCommit, bump_version, delete_rows, ext_of, get_meta, record_photo_meta
 from clipsearch.errors import ClipsearchError
 
 STORE_ID = "store_id"  # the store a shared catalog belongs to (its manifest holds the same id)
@@ -86,7 +86,7 @@ class Catalog(SqlReads):
     def _open(self, conn: Connection, folder: str, new: bool) -> None:
         """Check (read-only) or upgrade (writable) the schema, and the owner of a shared catalog."""
         if self.readonly:
-            if schema.needs_upgrade(conn):
+            if schema.needs_upgrade(conn, oldest=SCHEMA_READABLE):
                 raise ClipsearchError(f"the catalog {self.where} is from an older clipsearch and the store "
                                       "is read-only", "open it once where it is writable to upgrade it")
             if self.shared:
@@ -154,32 +154,32 @@ class Catalog(SqlReads):
     # --- reading ------------------------------------------------------------------------------------------
     def known_rows(self, roots: Sequence[str], files: Sequence[str]) -> dict[str, Known]:
         q = (select(ImageRow.path, ImageRow.id, ImageRow.size, ImageRow.mtime_ns, ImageRow.ok, ImageRow.digest,
-                    EmbeddingRow.image_id, ImageRow.frame_ms)
+                    EmbeddingRow.image_id, ImageRow.frame_ms, ImageRow.phash.is_not(None), ImageRow.meta_read)
              .outerjoin(EmbeddingRow, EmbeddingRow.image_id == ImageRow.id).order_by(ImageRow.id))
         stmts = [q.where(under_clause(roots))] if roots else []
         stmts += [q.where(ImageRow.path.in_(files[i:i + CHUNK])) for i in range(0, len(files), CHUNK)]
         known: dict[str, Known] = {}
         with self._session() as s:
             for stmt in stmts:
-                for path, id_, size, mtime, ok, digest, emb, frame_ms in s.execute(stmt):
+                for path, id_, size, mtime, ok, digest, emb, frame_ms, hashed, meta_read in s.execute(stmt):
                     prev = known.get(path)
                     if frame_ms == STILL or prev is None:
                         known[path] = Known(id_, size, mtime, ok, digest, emb is not None,
-                                            (id_,) if frame_ms != STILL else ())
+                                            (id_,) if frame_ms != STILL else (), bool(hashed),
+                                            has_meta=bool(meta_read))
                     elif id_ not in prev.frame_ids:  # another frame of the same video
                         known[path] = Known(prev.id, prev.size, prev.mtime_ns, prev.ok, prev.digest,
-                                            prev.has_vector and emb is not None, (*prev.frame_ids, id_))
+                                            prev.has_vector and emb is not None, (*prev.frame_ids, id_),
+                                            has_meta=prev.has_meta and bool(meta_read))
         return known
 
     def image(self, image_id: int) -> ImageRecord | None:
         """One indexed (readable, embedded) image by id; None for an unknown, deleted or failed one."""
         if not 0 < int(image_id) < 2**63:
             return None
-        with self._session() as s:
-            r = s.get(ImageRow, int(image_id))
-            if r is None or not r.ok or not r.digest:
-                return None
-            return ImageRecord(r.id, r.path, r.size, r.mtime_ns, r.width, r.height, r.format, r.digest, r.frame_ms)
+        rows = self._rows(f"SELECT {self._columns()} FROM images WHERE id = :id AND ok = :ok AND digest IS NOT NULL",
+                          {"id": int(image_id), "ok": True})
+        return record_of(rows[0]) if rows else None
 
     def extensions(self) -> dict[str, int]:
         """Extension → number of indexed images, most common first."""
@@ -271,18 +271,38 @@ class Catalog(SqlReads):
             s.add_all(RootRow(path=r) for r in roots)
 
     def commit_chunk(self, encoded: Sequence[Encoded], failed: Sequence[Failed],
-                     touched: Sequence[tuple[int, int, int]], videos: Sequence[EncodedVideo] = ()) -> ChunkResult:
-        """One transaction: new/changed rows with their embeddings, failures, (id, size, mtime) re-stats, and
-        videos (a changed video's frame rows are replaced whole). `vector_ids` follow `encoded`, then the
-        frames of `videos` in order."""
+                     touched: Sequence[tuple[int, int, int]], videos: Sequence[EncodedVideo] = (),
+                     hashed: Sequence[tuple[int, bytes]] = (),
+                     metas: Sequence[tuple[int, PhotoMeta]] = ()) -> ChunkResult:
+        """One transaction: new/changed rows with their embeddings, failures, (id, size, mtime) re-stats,
+        videos (a changed video's frame rows are replaced whole), (id, perceptual hashes) of rows hashed and
+        (id, metadata) of rows whose metadata was read without re-encoding. `vector_ids` follow `encoded`, then
+        the frames of `videos` in order."""
         with self._session() as s, s.begin():
             chunk = ChunkCommit(s)
             chunk.stills(encoded)
             chunk.failures(failed)
             chunk.videos(videos)
             chunk.restat(touched)
+            chunk.hashes(hashed)
+            chunk.photo_meta(metas)
             chunk.result.version = bump_version(s)
         return chunk.result
+
+    def record_photo_meta(self, metas: Sequence[tuple[int, PhotoMeta]]) -> None:
+        """(id, metadata) read from files' headers (the metadata-only pass): rows and embeddings otherwise kept,
+        the vectors version untouched."""
+        with self._session() as s, s.begin():
+            for start in range(0, len(metas), CHUNK):
+                record_photo_meta(s, metas[start:start + CHUNK])
+
+    def set_hashes(self, hashed: Sequence[tuple[int, bytes]]) -> None:
+        """(id, perceptual hashes) of images indexed before hashes were kept; embeddings are untouched, so the
+        vectors version stays."""
+        if not hashed:
+            return
+        with self._session() as s, s.begin():
+            ChunkCommit(s).hashes(hashed)
 
     def record_moves(self, moves: Sequence[tuple[str, int, int, int]]) -> None:
         """(new path, id, size, mtime): a file moved inside the collection keeps its row and embedding."""

@@ -11,7 +11,13 @@ from collections.abc import Iterable
 
 import numpy as np
 
-SCHEMA_LATEST = 3  # the schema this release writes; `schema.MIGRATIONS` must end here
+SCHEMA_LATEST = 5  # the schema this release writes; `schema.MIGRATIONS` must end here
+# The oldest schema a read-only open reads as it is: the steps since only add what a reader can do without
+# (schema 4: perceptual hashes, `SqlReads.hashes_kept` says whether they are there; schema 5: photo metadata,
+# `SqlReads._photo_columns`). Older ones need a writable open to upgrade.
+SCHEMA_READABLE = 3
+SCHEMA_HASHES = 4  # images.phash
+SCHEMA_PHOTO_META = 5  # images' photo metadata columns (`SqlReads._photo_columns` says whether they are there)
 SCHEMA_VERSION = "schema_version"  # meta keys
 VECTORS_VERSION = "vectors_version"
 HAS_VIDEO = "has_video"
@@ -85,3 +91,13 @@ def blobs_to_matrix(blobs: list[bytes], dim: int) -> np.ndarray:
     if not blobs:
         return np.zeros((0, dim), dtype=np.float32)
     return np.frombuffer(b"".join(blobs), dtype=VECTOR_DTYPE).reshape(len(blobs), dim).astype(np.float32)
+
+
+HASH_WORDS = 3  # perceptual hashes a still image's `phash` blob holds (big-endian uint64; media/phash.py)
+
+
+def hash_blobs_to_matrix(blobs: list[bytes]) -> np.ndarray:
+    """(n, HASH_WORDS) uint64 from n `phash` blobs."""
+    if not blobs:
+        return np.zeros((0, HASH_WORDS), dtype=np.uint64)
+    return np.frombuffer(b"".join(blobs), dtype=">u8").astype(np.uint64).reshape(len(blobs), HASH_WORDS)

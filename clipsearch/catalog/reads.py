@@ -20,17 +20,23 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from clipsearch.catalog import photo_filter
 from clipsearch.catalog.codec import (
     HAS_VIDEO,
+    SCHEMA_HASHES,
+    SCHEMA_PHOTO_META,
+    SCHEMA_VERSION,
     STILL,
     VECTOR_DTYPE,
     VECTORS_VERSION,
     blobs_to_matrix,
+    hash_blobs_to_matrix,
     path_from_db,
     path_to_db,
     under_patterns,
 )
-from clipsearch.catalog.records import ImageRecord
+from clipsearch.catalog.photo_filter import PhotoFilter
+from clipsearch.catalog.records import ImageRecord, PhotoMeta
 from clipsearch.errors import ClipsearchError
 
 CHUNK = 900  # values per IN (...) list: under SQLite's limit of bound variables
@@ -68,9 +74,14 @@ class CatalogReads(Protocol):
 
     def filter_ids(self, under: Sequence[str] | None = None, exts: Sequence[str] | None = None,
                    after_ns: int | None = None, before_ns: int | None = None,
-                   hidden_under: Sequence[str] = (), stills_only: bool = False) -> np.ndarray:
+                   hidden_under: Sequence[str] = (), stills_only: bool = False,
+                   photo: PhotoFilter | None = None) -> np.ndarray:
         """Ids of the indexed images the filters allow (none under `hidden_under`; no video frames with
-        `stills_only`), for FAISS's id selector."""
+        `stills_only`; `photo`: capture time, camera, place), for FAISS's id selector."""
+        ...
+
+    def photo_counts(self) -> dict[str, int]:
+        """How many indexed images have a capture time, a camera, a place; and how many were never read."""
         ...
 
     def images(self, ids: Sequence[int]) -> dict[int, ImageRecord]:
@@ -89,6 +100,19 @@ class CatalogReads(Protocol):
                           hidden_under: Sequence[str] = ()) -> list[list[ImageRecord]]:
         """Still images whose content digest another shares (byte-identical files), one list per digest, by id;
         both those counted and those listed lie in `under` and outside `hidden_under`."""
+        ...
+
+    def hashes_kept(self) -> bool:
+        """Whether the catalog has the perceptual hashes column (schema 4; a read-only older store may not)."""
+        ...
+
+    def picture_hashes(self, under: Sequence[str] | None = None,
+                       hidden_under: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, (n, 3) uint64 perceptual hashes) of the readable still images that have them, by id."""
+        ...
+
+    def count_unhashed(self, under: Sequence[str] | None = None, hidden_under: Sequence[str] = ()) -> int:
+        """Readable still images without perceptual hashes yet (indexed before they were kept)."""
         ...
 
 
@@ -116,7 +140,8 @@ def _under(p: _Params, paths: Sequence[str], negate: bool = False) -> str:
 
 
 def _filters(p: _Params, under: Sequence[str] | None, exts: Sequence[str] | None, after_ns: int | None,
-             before_ns: int | None, hidden_under: Sequence[str], stills_only: bool) -> str:
+             before_ns: int | None, hidden_under: Sequence[str], stills_only: bool,
+             photo: PhotoFilter | None = None) -> str:
     where = [f"ok = {p(True)}"]
     if stills_only:
         where.append(f"frame_ms = {p(STILL)}")
@@ -130,15 +155,22 @@ def _filters(p: _Params, under: Sequence[str] | None, exts: Sequence[str] | None
         where.append(f"mtime_ns < {p(before_ns)}")
     if hidden_under:
         where.append(_under(p, hidden_under, negate=True))
+    if photo:
+        where.extend(photo_filter.where(p, photo))
     return " AND ".join(where)
 
 
-_IMAGE_COLUMNS = "id, path, size, mtime_ns, width, height, format, digest, frame_ms"
+_BASE_COLUMNS = "id, path, size, mtime_ns, width, height, format, digest, frame_ms"
+_IMAGE_COLUMNS = (_BASE_COLUMNS + ", meta_read, taken_local, taken_offset, camera_make, camera_model, lens, gps_lat, "
+                  "gps_lon")
+_IMAGE_COLUMNS_OLD = _BASE_COLUMNS + ", NULL" * 8  # a catalog before schema 5 read as it is (read-only)
 _META = "SELECT value FROM meta WHERE key = :key"
 
 
-def _record(row: Row) -> ImageRecord:
-    return ImageRecord(row[0], path_from_db(row[1]), *row[2:])
+def record_of(row: Row) -> ImageRecord:
+    """An ImageRecord from a row of `_IMAGE_COLUMNS`."""
+    meta = PhotoMeta(*row[10:17]) if row[9] else None
+    return ImageRecord(row[0], path_from_db(row[1]), row[2], row[3], row[4], row[5], row[6], row[7], row[8], meta)
 
 
 def _datetime(value: str | dt.datetime | None) -> dt.datetime | None:
@@ -170,6 +202,18 @@ class SqlReads(CatalogReads):
     def version(self) -> int:
         value = self._value(_META, {"key": VECTORS_VERSION})
         return int(value) if value is not None else 0
+
+    def _photo_columns(self) -> bool:
+        """Whether the catalog has the photo metadata columns (a read-only store may be at schema 3)."""
+        known: bool | None = getattr(self, "_has_photo_columns", None)
+        if known is None:
+            value = self._value(_META, {"key": SCHEMA_VERSION})
+            known = value is not None and int(value) >= SCHEMA_PHOTO_META
+            self._has_photo_columns = known
+        return known
+
+    def _columns(self) -> str:
+        return _IMAGE_COLUMNS if self._photo_columns() else _IMAGE_COLUMNS_OLD
 
     def all_embeddings(self, dim: int) -> tuple[int, np.ndarray, np.ndarray]:
         version = self.version()  # first: the embeddings read after it are at least as new
@@ -207,18 +251,37 @@ class SqlReads(CatalogReads):
 
     def filter_ids(self, under: Sequence[str] | None = None, exts: Sequence[str] | None = None,
                    after_ns: int | None = None, before_ns: int | None = None,
-                   hidden_under: Sequence[str] = (), stills_only: bool = False) -> np.ndarray:
+                   hidden_under: Sequence[str] = (), stills_only: bool = False,
+                   photo: PhotoFilter | None = None) -> np.ndarray:
+        if photo and not self._photo_columns():
+            raise ClipsearchError("this store was indexed before photo metadata was kept, and it is read-only",
+                                  "open it once where it is writable and index its folders again (only the files' "
+                                  "headers are read)")
         p = _Params()
-        where = _filters(p, under, exts, after_ns, before_ns, hidden_under, stills_only)
+        where = _filters(p, under, exts, after_ns, before_ns, hidden_under, stills_only, photo)
+        if photo is not None and photo.near is not None:  # the SQL keeps a bounding box; the distance is exact
+            rows = self._stream(f"SELECT id, gps_lat, gps_lon FROM images WHERE {where}", p.values)
+            return photo_filter.within(rows, photo.near)
         return np.fromiter((r[0] for r in self._stream(f"SELECT id FROM images WHERE {where}", p.values)),
                            dtype=np.int64)
+
+    def photo_counts(self) -> dict[str, int]:
+        if not self._photo_columns():
+            unread = self._value("SELECT count(*) FROM images WHERE ok = :ok AND frame_ms = :still",
+                                 {"ok": True, "still": STILL})
+            return {"with_capture_time": 0, "with_camera": 0, "with_place": 0, "metadata_unread": int(unread or 0)}
+        row = self._rows("SELECT count(taken_local), count(COALESCE(camera_make, camera_model)), count(gps_lat), "
+                         "count(*) - count(meta_read) FROM images WHERE ok = :ok AND frame_ms = :still",
+                         {"ok": True, "still": STILL})
+        taken, camera, place, unread = (int(v or 0) for v in row[0]) if row else (0, 0, 0, 0)
+        return {"with_capture_time": taken, "with_camera": camera, "with_place": place, "metadata_unread": unread}
 
     def images(self, ids: Sequence[int]) -> dict[int, ImageRecord]:
         out: dict[int, ImageRecord] = {}
         for chunk in _chunks([int(x) for x in ids]):
             p = _Params()
-            for row in self._rows(f"SELECT {_IMAGE_COLUMNS} FROM images WHERE id IN ({p.many(chunk)})", p.values):
-                out[row[0]] = _record(row)
+            for row in self._rows(f"SELECT {self._columns()} FROM images WHERE id IN ({p.many(chunk)})", p.values):
+                out[row[0]] = record_of(row)
         return out
 
     def embeddings(self, ids: Sequence[int], dim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -242,8 +305,32 @@ class SqlReads(CatalogReads):
         where = _filters(p, under, None, None, None, hidden_under, stills_only=True) + " AND digest IS NOT NULL"
         shared = f"SELECT digest FROM images WHERE {where} GROUP BY digest HAVING count(*) > 1"
         groups: dict[str, list[ImageRecord]] = {}
-        for row in self._rows(f"SELECT {_IMAGE_COLUMNS} FROM images WHERE {where} AND digest IN ({shared}) "
+        for row in self._rows(f"SELECT {self._columns()} FROM images WHERE {where} AND digest IN ({shared}) "
                               "ORDER BY digest, id", p.values):
-            record = _record(row)
+            record = record_of(row)
             groups.setdefault(row[7], []).append(record)
         return list(groups.values())
+
+    def hashes_kept(self) -> bool:
+        value = self._value(_META, {"key": SCHEMA_VERSION})
+        return value is not None and int(value) >= SCHEMA_HASHES
+
+    def picture_hashes(self, under: Sequence[str] | None = None,
+                       hidden_under: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray]:
+        if not self.hashes_kept():
+            return np.zeros(0, dtype=np.int64), hash_blobs_to_matrix([])
+        p = _Params()
+        where = _filters(p, under, None, None, None, hidden_under, stills_only=True) + " AND phash IS NOT NULL"
+        ids: list[int] = []
+        blobs: list[bytes] = []
+        for image_id, blob in self._stream(f"SELECT id, phash FROM images WHERE {where} ORDER BY id", p.values):
+            ids.append(image_id)
+            blobs.append(bytes(blob))
+        return np.asarray(ids, dtype=np.int64), hash_blobs_to_matrix(blobs)
+
+    def count_unhashed(self, under: Sequence[str] | None = None, hidden_under: Sequence[str] = ()) -> int:
+        p = _Params()
+        where = _filters(p, under, None, None, None, hidden_under, stills_only=True)
+        if self.hashes_kept():
+            where += " AND phash IS NULL"
+        return int(self._value(f"SELECT count(*) FROM images WHERE {where}", p.values) or 0)

@@ -68,7 +68,8 @@ class Base(DeclarativeBase):
 class ImageRow(Base):
     """A searchable item: a still image, or one sampled frame of a video (same path, its own frame_ms)."""
     __tablename__ = "images"
-    __table_args__ = (Index("uq_images_path_frame", "path", "frame_ms", unique=True),)  # schema 3
+    __table_args__ = (Index("uq_images_path_frame", "path", "frame_ms", unique=True),  # schema 3
+                      Index("ix_images_taken_local", "taken_local"), Index("ix_images_gps_lat", "gps_lat"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     path: Mapped[str] = mapped_column(FsPath, index=True)
     frame_ms: Mapped[int] = mapped_column(BigInteger, default=STILL, server_default=str(STILL))  # schema 3
@@ -82,6 +83,17 @@ class ImageRow(Base):
     ok: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     indexed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # schema 4: perceptual hashes of a still image (media/phash.picture_hashes: 3 x 64 bits), None until computed
+    phash: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # schema 5: photo metadata (`records.PhotoMeta`); meta_read is NULL on rows indexed before it was read
+    meta_read: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    taken_local: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # local wall clock, µs
+    taken_offset: Mapped[int | None] = mapped_column(Integer, nullable=True)  # minutes east of UTC
+    camera_make: Mapped[str | None] = mapped_column(Text, nullable=True)
+    camera_model: Mapped[str | None] = mapped_column(Text, nullable=True)
+    lens: Mapped[str | None] = mapped_column(Text, nullable=True)
+    gps_lat: Mapped[float | None] = mapped_column(Float, nullable=True)
+    gps_lon: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class EmbeddingRow(Base):
@@ -148,10 +160,25 @@ def _video_frames(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE UNIQUE INDEX IF NOT EXISTS uq_images_path_frame ON images (path, frame_ms)")
 
 
+PHOTO_META_COLUMNS = ("meta_read", "taken_local", "taken_offset", "camera_make", "camera_model", "lens", "gps_lat",
+                      "gps_lon")
+
+
+def _photo_meta(conn: Connection) -> None:
+    """Schema 5: photo metadata columns, NULL on existing rows (an index run then reads their headers), and
+    indexes for the capture-time range and the position's bounding box."""
+    for name in PHOTO_META_COLUMNS:
+        _add_column("images", name)(conn)
+    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_images_taken_local ON images (taken_local)")
+    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_images_gps_lat ON images (gps_lat)")
+
+
 # step n turns schema n-1 into schema n
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     2: _add_column("roots", "missing_since"),
     3: _video_frames,
+    4: _add_column("images", "phash"),  # filled by the next index run, without re-encoding
+    5: _photo_meta,
 }
 LATEST = max(MIGRATIONS)
 assert LATEST == SCHEMA_LATEST, "codec.SCHEMA_LATEST must name the last migration"
@@ -205,9 +232,10 @@ def _newer(version: int) -> ClipsearchError:
                            "upgrade clipsearch to read it")
 
 
-def needs_upgrade(conn: Connection) -> bool:
-    """Whether the catalog is missing or older than this release; one from a newer release is refused."""
+def needs_upgrade(conn: Connection, oldest: int = LATEST) -> bool:
+    """Whether the catalog is missing or older than `oldest` (a read-only open passes SCHEMA_READABLE: it reads
+    the catalog as it is from there on); one from a newer release is refused."""
     version = stored_version(conn)
     if version is not None and version > LATEST:
         raise _newer(version)
-    return version is None or version < LATEST
+    return version is None or version < oldest

@@ -3,7 +3,8 @@
 Importing SQLAlchemy and mapping the tables costs ~0.4 s, nearly half of a cold CLI query, and a query only
 reads. `QuickCatalog` runs the statements of `reads.SqlReads` (the same SQL text `Catalog` runs) through
 sqlite3, one connection per thread; it has no other verbs. The store uses it only for a SQLite catalog already
-at this release's schema; otherwise, and for anything but these reads, it opens `Catalog`.
+at this release's schema (or, read-only, one it reads as it is: `codec.SCHEMA_READABLE`);
+otherwise, and for anything but these reads, it opens `Catalog`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from clipsearch.catalog.codec import SCHEMA_LATEST, SCHEMA_VERSION
+from clipsearch.catalog.codec import SCHEMA_LATEST, SCHEMA_READABLE, SCHEMA_VERSION
 from clipsearch.catalog.reads import STREAM_BATCH, Row, SqlReads
 from clipsearch.catalog.sqlite_uri import file_uri, readonly_uri
 
@@ -30,7 +31,8 @@ class QuickCatalog(SqlReads):
 
     @classmethod
     def open(cls, db_path: Path, readonly: bool, full: Callable[[], object] | None = None) -> QuickCatalog | None:
-        """The reader, or None when the catalog is missing, unreadable or not at this release's schema."""
+        """The reader, or None when the catalog is missing, unreadable or not at this release's schema (read-only:
+        not at a schema it reads as it is)."""
         if not os.path.isfile(db_path):
             return None
         reader = cls(db_path, readonly)
@@ -38,7 +40,11 @@ class QuickCatalog(SqlReads):
             version = reader._value("SELECT value FROM meta WHERE key = :key", {"key": SCHEMA_VERSION})
         except sqlite3.Error:
             return None
-        return reader if version is not None and int(version) == SCHEMA_LATEST else None
+        if version is None or not SCHEMA_READABLE <= int(version) <= SCHEMA_LATEST:
+            return None
+        if int(version) < SCHEMA_LATEST and not readonly:
+            return None  # a writable open upgrades it first (through Catalog)
+        return reader
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)

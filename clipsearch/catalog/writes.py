@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 
 from clipsearch.catalog.codec import HAS_VIDEO, VECTORS_VERSION, vector_to_blob
 from clipsearch.catalog.reads import CHUNK
-from clipsearch.catalog.records import ChunkResult, Encoded, EncodedFile, EncodedVideo, Failed
-from clipsearch.catalog.schema import EmbeddingRow, ImageRow, MetaRow, utcnow
+from clipsearch.catalog.records import ChunkResult, Encoded, EncodedVideo, Failed, PhotoMeta
+from clipsearch.catalog.schema import PHOTO_META_COLUMNS, EmbeddingRow, ImageRow, MetaRow, utcnow
 
 
 def ext_of(path: str) -> str:
@@ -34,10 +34,13 @@ class ChunkCommit:
         self.now = utcnow()
         self.result = ChunkResult(0, 0, 0, [], [])
 
-    def _row(self, f: EncodedFile, **more: Any) -> dict[str, Any]:
+    def _row(self, f: Encoded | EncodedVideo, **more: Any) -> dict[str, Any]:
         return dict(path=f.path, ext=ext_of(f.path), size=f.size, mtime_ns=f.mtime_ns, digest=f.digest,
                     width=f.width, height=f.height, format=f.format, ok=True, error=None, indexed_at=self.now,
-                    **more)
+                    **f.meta.columns(), **more)
+
+    def _still_row(self, e: Encoded) -> dict[str, Any]:
+        return self._row(e, phash=e.hashes)
 
     def stills(self, encoded: Sequence[Encoded]) -> None:
         """New and changed still images with their embeddings; `vector_ids` follow `encoded`."""
@@ -60,10 +63,10 @@ class ChunkCommit:
         if not fresh:
             return []
         stmt = insert(ImageRow).returning(ImageRow.id, sort_by_parameter_order=True)
-        return list(self.s.scalars(stmt, [self._row(e) for e in fresh]).all())
+        return list(self.s.scalars(stmt, [self._still_row(e) for e in fresh]).all())
 
     def _replace(self, e: Encoded, image_id: int) -> int:
-        self.s.execute(update(ImageRow).where(ImageRow.id == image_id).values(**self._row(e)))
+        self.s.execute(update(ImageRow).where(ImageRow.id == image_id).values(**self._still_row(e)))
         self.s.merge(EmbeddingRow(image_id=image_id, vector=vector_to_blob(e.vector)))
         self.result.removed_ids.append(image_id)
         self.result.updated += 1
@@ -73,7 +76,8 @@ class ChunkCommit:
         """Files that no longer (or never did) decode: a row without an embedding."""
         for f in failed:
             values = dict(path=f.path, ext=ext_of(f.path), size=f.size, mtime_ns=f.mtime_ns, digest=None,
-                          width=None, height=None, format=None, ok=False, error=f.error, indexed_at=self.now)
+                          width=None, height=None, format=None, ok=False, error=f.error, indexed_at=self.now,
+                          phash=None, **NO_PHOTO_META)
             if f.known is not None and f.known.frame_ids:  # a video that no longer decodes: one failure row
                 delete_rows(self.s, f.known.all_ids)
                 self.result.removed_ids.extend(f.known.all_ids)
@@ -103,6 +107,15 @@ class ChunkCommit:
         if videos and not get_meta(self.s, HAS_VIDEO):
             set_flag(self.s, HAS_VIDEO)
 
+    def photo_meta(self, metas: Sequence[tuple[int, PhotoMeta]]) -> None:
+        """(id, metadata): rows whose metadata was read without re-encoding (unchanged content)."""
+        record_photo_meta(self.s, metas)
+
+    def hashes(self, hashed: Sequence[tuple[int, bytes]]) -> None:
+        """(id, perceptual hashes) of rows whose image was hashed without being re-encoded."""
+        for image_id, blob in hashed:
+            self.s.execute(update(ImageRow).where(ImageRow.id == image_id).values(phash=blob))
+
     def restat(self, touched: Sequence[tuple[int, int, int]]) -> None:
         """(id, size, mtime): files whose bytes are unchanged but whose stat changed."""
         for image_id, size, mtime_ns in touched:
@@ -111,6 +124,15 @@ class ChunkCommit:
 
 
 # --- shared by the verbs ----------------------------------------------------------------------------------
+NO_PHOTO_META = {name: None for name in PHOTO_META_COLUMNS}  # a row that is no (readable) image
+
+
+def record_photo_meta(session: Session, metas: Sequence[tuple[int, PhotoMeta]]) -> None:
+    """Write photo metadata onto existing rows by id (one executemany UPDATE)."""
+    if metas:
+        session.execute(update(ImageRow), [{"id": image_id, **meta.columns()} for image_id, meta in metas])
+
+
 def delete_rows(session: Session, ids: Sequence[int]) -> None:
     """Rows and their embeddings."""
     for start in range(0, len(ids), CHUNK):

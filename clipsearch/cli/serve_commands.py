@@ -63,7 +63,8 @@ def serve(
     port: int = PortOpt,
     token: str | None = TokenOpt,
     open_browser: bool = OpenOpt,
-    device: str | None = typer.Option(None, "--device", help="cpu or cuda, for image queries."),
+    device: str | None = typer.Option(None, "--device",
+                                      help="cpu, cuda or cuda:N for image queries and FAISS searches."),
 ) -> None:
     """Search the store in a web page (thumbnails, filters, more like this) with a JSON API (see /docs)."""
     from clipsearch.store.manifest import MANIFEST

@@ -55,7 +55,10 @@ def index(
         help="Also re-hash files whose size and date are unchanged, and re-encode those whose content changed."),
     batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Images per encoder batch."),
     workers: int | None = typer.Option(None, "--workers", min=1, help="Decoding threads."),
-    device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: cuda when present)."),
+    device: str | None = typer.Option(
+        None, "--device",
+        help="cpu, cuda or cuda:N for the encoder; FAISS follows where faiss-gpu is installed (default: cuda when "
+             "present)."),
     reembed: bool = typer.Option(
         False, "--reembed",
         help="Re-encode the whole store with --model (queries keep working until it is done)."),
@@ -113,13 +116,19 @@ def index(
         t.add_row("re-embedded", f"{reembedded.encoded} images with {safe(model or '')} in {reembedded.seconds:.1f} s")
     for key in ("scanned", "added", "updated", "moved", "removed", "unchanged", "failed", "not_images"):
         t.add_row(key.replace("_", " "), str(getattr(summary, key)))
+    if summary.metadata_read:
+        t.add_row("metadata read", f"{summary.metadata_read} files' photo metadata from their headers (not re-encoded)")
     if summary.verified:
         t.add_row("verified", f"{summary.verified} digests re-checked")
+    if summary.hashed:
+        t.add_row("hashed", f"{summary.hashed} images given perceptual hashes (not re-encoded)")
     if thumbnails:
         t.add_row("thumbnails", f"{summary.thumbnails} made")
     if summary.aliases:
         t.add_row("aliases", f"{summary.aliases} links to files indexed under their real path (skipped)")
     t.add_row("time", f"{summary.seconds:.2f} s")
+    if summary.encoded and summary.backend:
+        t.add_row("encoder", f"{summary.backend}, {summary.precision} on {summary.device}")
     if summary.encoded:
         after_load = summary.encoded / max(summary.seconds - summary.model_seconds, 1e-9)
         t.add_row("speed", f"{summary.images_per_second:.1f} images/s overall, {after_load:.1f} images/s "
@@ -139,6 +148,16 @@ def query(
     ext: list[str] = typer.Option([], "--ext", help="Only these extensions, e.g. --ext jpg (repeatable)."),
     after: str | None = typer.Option(None, "--after", help="Only files modified on/after this date (YYYY-MM-DD)."),
     before: str | None = typer.Option(None, "--before", help="Only files modified before this date (YYYY-MM-DD)."),
+    taken_after: str | None = typer.Option(
+        None, "--taken-after",
+        help="Only photos taken on/after this date (YYYY-MM-DD[THH:MM], the camera's local time; with an offset "
+             "such as +09:00, an instant). Files without a capture time are compared by their modification time."),
+    taken_before: str | None = typer.Option(
+        None, "--taken-before", help="Only photos taken before this date (as --taken-after)."),
+    camera: str | None = typer.Option(
+        None, "--camera", help="Only photos from a camera whose make or model contains this text (any case)."),
+    near: str | None = typer.Option(
+        None, "--near", help="Only photos taken within KM (default 10) of a place: LAT,LON[,KM] in decimal degrees."),
     index_path: Path | None = IndexOpt,
     as_json: bool = JsonOpt,
     paths_only: bool = typer.Option(False, "--paths", help="One path per line (for xargs)."),
@@ -148,7 +167,8 @@ def query(
     paths0: bool = typer.Option(
         False, "--paths0", "-0",
         help="Paths separated by NUL bytes (for xargs -0): safe for any file name."),
-    device: str | None = typer.Option(None, "--device", help="cpu or cuda."),
+    device: str | None = typer.Option(
+        None, "--device", help="cpu, cuda or cuda:N for image queries and FAISS (default: cuda when present)."),
     grid: Path | None = typer.Option(
         None, "--grid",
         help="Also write a contact sheet of the results (.jpg, .png or .webp): thumbnails labelled rank, "
@@ -176,12 +196,13 @@ def query(
         hits = store.search(text or [], image=[str(i) for i in image], minus=minus,
                             minus_image=[str(i) for i in minus_image], k=k,
                             under=[str(u) for u in under] or None, ext=ext or None, after=after, before=before,
-                            all_frames=all_frames, language=lang)
+                            all_frames=all_frames, taken_after=taken_after, taken_before=taken_before,
+                            camera=camera, near=near, language=lang)
         sheet = store.contact_sheet(hits, grid) if grid and hits else None
         if protocol:
             pictures = [store.thumbnail_png(h.id) for h in hits]
     for note in hits.notes:
-        ui.err.print(f"[yellow]note:[/] {safe(_with_switch(note))}")
+        ui.err.print(f"[yellow]note:[/] {safe(ui.cli_terms(_with_switch(note)))}")
     if grid and not hits:
         ui.err.print("[yellow]note:[/] no results: no contact sheet written")
     if sheet is not None:
@@ -198,13 +219,13 @@ def query(
     elif not hits:
         ui.out.print("no results")
     else:
-        t = new_table("rank", "score", "path", "size", "pixels", right=("rank", "score", "size", "pixels"))
+        t = new_table("rank", "score", "path", "size", "pixels", "taken", right=("rank", "score", "size", "pixels"))
         for h in hits:
             cell = path_text(h.path, link=True)
             if h.timestamp is not None:
                 cell.append(f" @ {_clock(h.timestamp)}")
             t.add_row(str(h.rank), f"{h.score:.3f}", cell, human_size(h.size),
-                      f"{h.width}x{h.height}" if h.width else "-")
+                      f"{h.width}x{h.height}" if h.width else "-", safe(h.taken or "-"))
         ui.out.print(t)
 
 
@@ -298,6 +319,12 @@ def info(
     t = new_table("", "", show_header=False, title=f"store {safe(data['store'])}")
     t.add_row("images", str(data["images"]))
     t.add_row("failed", str(data["failed"]))
+    photo = data["photo_metadata"]
+    known = (f"{photo['with_capture_time']} with a capture time, {photo['with_camera']} with a camera, "
+             f"{photo['with_place']} with a place")
+    if photo["metadata_unread"]:
+        known += f"; {photo['metadata_unread']} not read yet (index their folders again: headers only)"
+    t.add_row("photo metadata", known)
     t.add_row("model", f"{safe(model.get('spec'))} ({model.get('embed_dim')}-d, {model.get('image_size')}px, "
                        f"{model.get('precision', 'fp32')})")
     t.add_row("vector index", f"{data['index_type']}, {data['vectors']} vectors")
@@ -349,7 +376,10 @@ def reindex(
     index_type: str | None = typer.Option(
         None, "--type",
         help="flat, ivf, hnsw or ivfpq (default: chosen by collection size)."),
-    device: str | None = typer.Option(None, "--device"),
+    device: str | None = typer.Option(
+        None, "--device",
+        help="cpu, cuda or cuda:N: the encoder's device; an IVF/IVF-PQ build runs its k-means on that GPU where "
+             "faiss-gpu is installed (default: cuda when present)."),
     backend: str | None = BackendOpt,
     as_json: bool = JsonOpt,
 ) -> None:
@@ -371,7 +401,8 @@ def reindex(
         started = time.perf_counter()
         if vectors_only:
             vi = store.rebuild_vectors(index_type)
-            result = {"index_type": vi.kind, "vectors": vi.ntotal, "seconds": round(time.perf_counter() - started, 3)}
+            result = {"index_type": vi.kind, "vectors": vi.ntotal, "seconds": round(time.perf_counter() - started, 3),
+                      "faiss_device": vi.faiss_device}
             if index_type and vi.kind != index_type:
                 result["note"] = why_not(index_type, vi.ntotal)
         else:

@@ -23,3 +23,10 @@ class ImageEncoder(Protocol):
     def default_batch_size(self) -> int: ...
 
     def encode_images(self, batch_uint8: np.ndarray) -> np.ndarray: ...
+
+
+def runs_on(encoder: object) -> dict[str, str]:
+    """Where an encoder makes embeddings — backend, device ("cpu", "cuda:0") and precision — as a run's summary
+    and a new store's manifest record them (a test's fake without these attributes reports "")."""
+    return {"backend": str(getattr(encoder, "backend", "")), "device": str(getattr(encoder, "device_name", "")),
+            "precision": str(getattr(encoder, "precision", ""))}

@@ -227,6 +227,13 @@ class OnnxImageEncoder:
     def default_batch_size(self) -> int:
         return 128 if self.on_gpu else 32
 
+    @property
+    def device_name(self) -> str:
+        """"cuda:N" when the session runs on CUDAExecutionProvider, else "cpu"."""
+        if not self.on_gpu:
+            return "cpu"
+        return f"cuda:{int(self._device.partition(':')[2] or 0) if self._device else 0}"
+
     def describe(self) -> dict[str, Any]:
         return {**self.export.model, "precision": self.precision}
 

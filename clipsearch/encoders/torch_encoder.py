@@ -55,6 +55,11 @@ class Encoder:
     def default_batch_size(self) -> int:
         return 128 if self.device.type == "cuda" else 32
 
+    @property
+    def device_name(self) -> str:
+        """"cpu" or "cuda:N" (the GPU torch placed the model on)."""
+        return "cpu" if self.device.type == "cpu" else f"{self.device.type}:{self.device.index or 0}"
+
     def quantize_int8(self) -> None:
         """Torch's dynamic int8 quantisation of a ViT image tower's Linear layers (CPU only). Stores use ONNX
         Runtime's int8 (`onnx_encoder`), which is faster; this stays as the torch row of

@@ -15,7 +15,7 @@ from __future__ import annotations
 import collections
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -24,10 +24,11 @@ import numpy as np
 
 from clipsearch.catalog.catalog import Catalog
 from clipsearch.catalog.records import EncodedVideo, Known
-from clipsearch.encoders.base import ImageEncoder
+from clipsearch.encoders.base import ImageEncoder, runs_on
+from clipsearch.indexing.metadata_pass import read_missing_metadata
 from clipsearch.indexing.scan import IMAGE_EXTENSIONS, FileFacts, ScanResult, is_inside, sniff_file
-from clipsearch.indexing.writer import ChunkWriter, EncodePool, IndexOptions, RunSummary
-from clipsearch.media.images import Decoded, DecodeError, file_digest, read_and_decode
+from clipsearch.indexing.writer import COMMIT_SECONDS, ChunkWriter, EncodePool, IndexOptions, RunSummary
+from clipsearch.media.images import Decoded, DecodeError, file_digest, read_and_decode, read_and_hash
 from clipsearch.media.video import VideoFrames, is_video_name, sample_frames
 from clipsearch.progress import Progress
 
@@ -50,6 +51,8 @@ class Diff:
     todo: list[tuple[FileFacts, Known | None]] = field(default_factory=list)  # changed (or unverified) files
     new: list[FileFacts] = field(default_factory=list)
     missing: list[Known] = field(default_factory=list)
+    unread_meta: list[tuple[str, Known]] = field(default_factory=list)  # unchanged rows whose metadata is unread
+    unhashed: list[tuple[FileFacts, Known]] = field(default_factory=list)  # unchanged, but without perceptual hashes
 
 
 def diff(scanned: ScanResult, known: dict[str, Known], summary: RunSummary, verify: bool = False) -> Diff:
@@ -79,6 +82,10 @@ def diff(scanned: ScanResult, known: dict[str, Known], summary: RunSummary, veri
                     d.todo.append((facts, row))
                     continue
             summary.unchanged += 1
+            if row.ok and not row.has_meta:
+                d.unread_meta.append((facts.path, row))
+            if row.needs_hash:
+                d.unhashed.append((facts, row))
         else:
             d.todo.append((facts, row))
     d.missing = [row for path, row in known.items() if path not in seen and not is_inside(path, scanned.unreadable)]
@@ -112,7 +119,28 @@ def detect_moves(new: list[FileFacts], missing: list[Known]) -> tuple[list[tuple
     return moves, still_new
 
 
-def decode_stream(items: list[tuple[FileFacts, Known | None]], decode: Callable[[str], object],
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity: a container's or taskset's share, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def default_decode_workers(cpus: int | None = None) -> int:
+    """Decode threads for `cpus` usable CPUs (default: `usable_cpus()`): one per CPU, at least 2.
+
+    Why: decoding a camera-sized JPEG (12 MP, drafted to 1/8, resized to 224, digest and perceptual hashes)
+    costs ~27 ms of CPU (~36 images/s per core; README "GPU") and releases the GIL (Pillow, hashlib, NumPy),
+    so threads scale with cores until the cores run out. A GPU encodes thousands of images/s, far more
+    than any core count decodes, so every core should decode; on a CPU the encoder shares the cores, and decode
+    threads beyond what it consumes wait on the bounded queue (3 batches) instead of competing. At least 2 so a
+    file read overlaps a decode on one core. os.cpu_count() is the host's count: in a container limited to
+    16 of 192 CPUs it started 192 threads."""
+    return max(2, cpus if cpus is not None else usable_cpus())
+
+
+def decode_stream(items: Sequence[tuple[FileFacts, Known | None]], decode: Callable[[str], object],
                   workers: int, prefetch: int) -> Iterable[tuple[FileFacts, Known | None, Future]]:
     """Yield decode futures in order, keeping at most `prefetch` in flight (bounded memory)."""
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="clipsearch-decode") as pool:
@@ -149,8 +177,12 @@ def run_index(catalog: Catalog, bench: Workbench, roots: list[str], scanned: Sca
         if d.todo or d.new or d.missing:
             if d.todo or d.new:
                 t_model = time.perf_counter()
-                bench.encoder()  # loads the model: only when there is work for it
+                where = runs_on(bench.encoder())  # loads the model: only when there is work for it
                 summary.model_seconds = time.perf_counter() - t_model
+                if bench.pool is not None:  # the pool's workers encode the images (Ray: each on its own device)
+                    where["device"] = "ray"
+                summary.backend, summary.device, summary.precision = (where["backend"], where["device"],
+                                                                      where["precision"])
             vectors = bench.vectors()
             vectors.current()  # in step with the catalog before this run's first commit
             moves, new = detect_moves(d.new, d.missing)
@@ -161,6 +193,7 @@ def run_index(catalog: Catalog, bench: Workbench, roots: list[str], scanned: Sca
             if gone:
                 vectors.apply(gone, [], [], catalog.delete_images(gone))
                 summary.removed = len(gone)
+            d.unread_meta.extend((f.path, k) for f, k in moves if not k.has_meta)
             todo = d.todo + [(facts, None) for facts in new]
             if todo:
                 _encode_all(catalog, vectors, bench.encoder(), todo, summary, options, progress, bench.pool)
@@ -168,6 +201,10 @@ def run_index(catalog: Catalog, bench: Workbench, roots: list[str], scanned: Sca
             vectors.save()
         else:
             bench.vectors().sync_file()  # e.g. after a killed run: persist the rebuilt index once
+        if d.unhashed:
+            hash_unhashed(catalog, d.unhashed, summary, options, progress)
+        if d.unread_meta:  # rows from before metadata was read: their headers, no pixel, nothing encoded
+            read_missing_metadata(catalog, d.unread_meta, summary, options.workers, progress)
         status = "done"
     except KeyboardInterrupt:
         status = "interrupted"
@@ -178,6 +215,33 @@ def run_index(catalog: Catalog, bench: Workbench, roots: list[str], scanned: Sca
         summary.seconds = time.perf_counter() - started
         catalog.finish_run(run_id, status, summary.counts(), roots, summary.vanished_roots)
     return summary
+
+
+def hash_unhashed(catalog: Catalog, items: list[tuple[FileFacts, Known]], summary: RunSummary,
+                  options: IndexOptions, progress: Progress | None = None) -> None:
+    """Give perceptual hashes to unchanged images indexed before hashes were kept: read and decode each (threads,
+    at the model's usual reduced size), never encode; committed in chunks, so a killed pass resumes. A file whose
+    bytes no longer match its row (a change the stat did not show) is left for a `verify` run."""
+    workers = options.workers or default_decode_workers()
+    if progress:
+        progress.start(len(items), "hashing")
+    done: list[tuple[int, bytes]] = []
+    last = time.perf_counter()
+    for _facts, known, fut in decode_stream(items, read_and_hash, workers, prefetch=4 * workers):
+        try:
+            digest, hashes = fut.result()
+        except DecodeError:
+            digest, hashes = None, b""
+        if known is not None and digest is not None and digest == known.digest:
+            done.append((known.id, hashes))
+        if progress:
+            progress.advance(1)
+        if len(done) >= options.commit_every or (done and time.perf_counter() - last > COMMIT_SECONDS):
+            catalog.set_hashes(done)
+            summary.hashed += len(done)
+            done, last = [], time.perf_counter()
+    catalog.set_hashes(done)
+    summary.hashed += len(done)
 
 
 def same_content(known: Known | None, digest: str) -> bool:
@@ -214,7 +278,7 @@ def _encode_here(encoder: ImageEncoder, todo: list[tuple[FileFacts, Known | None
                  options: IndexOptions, writer: ChunkWriter, batch_size: int) -> None:
     """Decode in threads ahead of the encoder, encode in batches, in this process."""
     size, mode = encoder.image_size, encoder.resize_mode
-    workers = options.workers or max(2, os.cpu_count() or 2)
+    workers = options.workers or default_decode_workers()
     batch: list[tuple[FileFacts, Known | None, str, Decoded]] = []
 
     def flush_batch() -> None:
@@ -224,7 +288,7 @@ def _encode_here(encoder: ImageEncoder, todo: list[tuple[FileFacts, Known | None
         vecs = encoder.encode_images(np.stack([d.pixels for _f, _k, _d, d in batch]))
         summary.encode_seconds += time.perf_counter() - t
         for (facts, known, digest, dec), vec in zip(batch, vecs, strict=False):
-            writer.encoded(facts, known, digest, dec.width, dec.height, dec.format, vec)
+            writer.encoded(facts, known, digest, dec.width, dec.height, dec.format, vec, dec.hashes, dec.meta)
         batch.clear()
 
     def decode(path: str) -> tuple[str, Decoded] | VideoFrames:
@@ -234,7 +298,7 @@ def _encode_here(encoder: ImageEncoder, todo: list[tuple[FileFacts, Known | None
 
     def add_video(facts: FileFacts, known: Known | None, video: VideoFrames) -> None:
         if known is not None and same_content(known, video.digest):
-            writer.unchanged(facts, known)
+            writer.unchanged(facts, known, meta=video.meta)
             return
         t = time.perf_counter()
         pixels = np.stack([p for _ms, p in video.frames])
@@ -243,7 +307,7 @@ def _encode_here(encoder: ImageEncoder, todo: list[tuple[FileFacts, Known | None
         summary.encode_seconds += time.perf_counter() - t
         writer.video(EncodedVideo(facts.path, facts.size, facts.mtime_ns, video.digest, video.width, video.height,
                                   video.format, [(ms, v) for (ms, _p), v in zip(video.frames, vecs, strict=True)],
-                                  known))
+                                  known, meta=video.meta))
 
     for facts, known, fut in decode_stream(todo, decode, workers, prefetch=batch_size * 3):
         try:
@@ -254,7 +318,7 @@ def _encode_here(encoder: ImageEncoder, todo: list[tuple[FileFacts, Known | None
             if isinstance(result, VideoFrames):
                 add_video(facts, known, result)
             elif known is not None and same_content(known, result[0]):
-                writer.unchanged(facts, known)
+                writer.unchanged(facts, known, result[1].hashes, result[1].meta)
             else:
                 batch.append((facts, known, *result))
                 if len(batch) >= batch_size:

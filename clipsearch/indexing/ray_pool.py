@@ -12,6 +12,8 @@ filesystem mounted at the same place. Ray is imported only here, only when a poo
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from clipsearch.catalog.records import PhotoMeta
 from clipsearch.errors import ClipsearchError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -98,8 +101,8 @@ class _EncodeActor:
         index: list[int] = []
         encode_at: list[int] = []
         pixels: list[np.ndarray] = []
-        columns: tuple[list[Any], ...] = ([], [], [], [], [], [])  # what became of each file
-        status, digest, width, height, fmt, error = columns
+        columns: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [])  # what became of each file
+        status, digest, width, height, fmt, error, hashes, meta = columns
 
         def one(path: str) -> Any:
             try:
@@ -112,11 +115,13 @@ class _EncodeActor:
             for i, result in enumerate(self.decoders.map(one, list(paths))):
                 index.append(int(first) + i)
                 if isinstance(result, DecodeError):
-                    facts: tuple[int, str, int, int, str, str] = (FAILED, "", 0, 0, "", str(result))
+                    facts: tuple[int, str, int, int, str, str, bytes, str] = (FAILED, "", 0, 0, "", str(result), b"",
+                                                                              "")
                 else:
                     dig, dec = result
                     same = dig == known[i]
-                    facts = (SAME if same else OK, dig, dec.width, dec.height, dec.format or "", "")
+                    facts = (SAME if same else OK, dig, dec.width, dec.height, dec.format or "", "", dec.hashes or b"",
+                             json.dumps(dataclasses.astuple(dec.meta)))
                     if not same:
                         encode_at.append(len(index) - 1)
                         pixels.append(dec.pixels)
@@ -128,7 +133,8 @@ class _EncodeActor:
         return {"index": np.asarray(index, dtype=np.int64), "status": np.asarray(status, dtype=np.int8),
                 "digest": np.asarray(digest, dtype=object), "width": np.asarray(width, dtype=np.int64),
                 "height": np.asarray(height, dtype=np.int64), "format": np.asarray(fmt, dtype=object),
-                "error": np.asarray(error, dtype=object), "vector": vectors}
+                "error": np.asarray(error, dtype=object), "hashes": np.asarray(hashes, dtype=object),
+                "meta": np.asarray(meta, dtype=object), "vector": vectors}
 
 
 class RayPool:
@@ -239,10 +245,16 @@ class RayPool:
             if status == FAILED:
                 writer.failed(facts, known, str(out["error"][j]))
             elif status == SAME and known is not None:
-                writer.unchanged(facts, known)
+                writer.unchanged(facts, known, bytes(out["hashes"][j]) or None, _meta(out["meta"][j]))
             else:
                 writer.encoded(facts, known, str(out["digest"][j]), int(out["width"][j]), int(out["height"][j]),
-                               str(out["format"][j]), np.asarray(out["vector"][j], dtype=np.float32))
+                               str(out["format"][j]), np.asarray(out["vector"][j], dtype=np.float32),
+                               bytes(out["hashes"][j]) or None, _meta(out["meta"][j]))
+
+
+def _meta(column: Any) -> PhotoMeta:
+    """An actor's photo metadata (JSON of the record's fields, in order) back into the record."""
+    return PhotoMeta(*json.loads(str(column)))
 
 
 def _unreachable(address: str | None) -> str | None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from clipsearch.catalog.catalog import Catalog
-from clipsearch.catalog.records import Encoded, EncodedVideo, Failed, Known
+from clipsearch.catalog.records import NO_META, Encoded, EncodedVideo, Failed, Known, PhotoMeta
 from clipsearch.encoders.base import ImageEncoder
 from clipsearch.errors import ClipsearchError
 from clipsearch.indexing.scan import FileFacts
@@ -38,12 +38,17 @@ class RunSummary:
     failed: int = 0
     not_images: int = 0
     encoded: int = 0
+    hashed: int = 0  # images given perceptual hashes without being re-encoded (indexed before hashes were kept)
+    metadata_read: int = 0  # files whose photo metadata was read from their headers alone (nothing encoded)
     verified: int = 0
     aliases: int = 0
     thumbnails: int = 0
     seconds: float = 0.0
     encode_seconds: float = 0.0
     model_seconds: float = 0.0
+    backend: str = ""  # where the run's embeddings were made (`encoders.base.runs_on`); "" without encoding
+    device: str = ""
+    precision: str = ""
     failures: list[tuple[str, str]] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)
     vanished_roots: list[str] = field(default_factory=list)
@@ -71,9 +76,12 @@ class _Pending:
     failed: list[Failed] = field(default_factory=list)
     touched: list[tuple[int, int, int]] = field(default_factory=list)  # (id, size, mtime): new stat, same content
     videos: list[EncodedVideo] = field(default_factory=list)
+    hashed: list[tuple[int, bytes]] = field(default_factory=list)  # (id, hashes) of unchanged rows that lacked them
+    metas: list[tuple[int, PhotoMeta]] = field(default_factory=list)  # rows kept whose metadata was unread
 
     def __len__(self) -> int:
-        return len(self.encoded) + len(self.failed) + len(self.touched) + sum(len(v.frames) for v in self.videos)
+        return len(self.encoded) + len(self.failed) + len(self.touched) + sum(len(v.frames) for v in self.videos) \
+            + len(self.metas)
 
     def vectors(self) -> list[np.ndarray]:
         """The embeddings in the order `Catalog.commit_chunk` assigns their ids."""
@@ -84,6 +92,8 @@ class _Pending:
         self.failed.clear()
         self.touched.clear()
         self.videos.clear()
+        self.hashed.clear()
+        self.metas.clear()
 
 
 @dataclass
@@ -108,22 +118,30 @@ class ChunkWriter:
         self.last_commit = time.perf_counter()
 
     def encoded(self, facts: FileFacts, known: Known | None, digest: str, width: int, height: int, fmt: str,
-                vector: np.ndarray) -> None:
+                vector: np.ndarray, hashes: bytes | None = None, meta: PhotoMeta = NO_META) -> None:
         if vector.shape[-1] != self.vectors.dim:
             raise ClipsearchError(f"the model makes {vector.shape[-1]}-d embeddings but the store holds "
                                   f"{self.vectors.dim}-d ones", "index into a new store, or re-embed this one")
         self.summary.encoded += 1
         self.pending.encoded.append(Encoded(facts.path, facts.size, facts.mtime_ns, digest, width, height, fmt,
-                                            vector, known))
+                                            vector, known, hashes, meta))
         self._done()
 
     def failed(self, facts: FileFacts, known: Known | None, error: str) -> None:
         self.pending.failed.append(Failed(facts.path, facts.size, facts.mtime_ns, error, known))
         self._done()
 
-    def unchanged(self, facts: FileFacts, known: Known) -> None:
-        """Same content under a new stat (see `same_content`)."""
+    def unchanged(self, facts: FileFacts, known: Known, hashes: bytes | None = None,
+                  meta: PhotoMeta | None = None) -> None:
+        """Same content under a new stat (see `same_content`); `hashes` fill a row that lacks them, and `meta`,
+        read while decoding it, one whose metadata was never read."""
         self.pending.touched.extend((i, facts.size, facts.mtime_ns) for i in known.all_ids)
+        if hashes is not None and known.needs_hash:
+            self.pending.hashed.append((known.id, hashes))
+            self.summary.hashed += 1
+        if meta is not None and not known.has_meta:
+            self.pending.metas.extend((i, meta) for i in known.all_ids)
+            self.summary.metadata_read += 1
         self._done()
 
     def video(self, video: EncodedVideo) -> None:
@@ -141,7 +159,8 @@ class ChunkWriter:
     def commit(self) -> None:
         pending, summary = self.pending, self.summary
         if len(pending):
-            result = self.catalog.commit_chunk(pending.encoded, pending.failed, pending.touched, pending.videos)
+            result = self.catalog.commit_chunk(pending.encoded, pending.failed, pending.touched, pending.videos,
+                                               pending.hashed, pending.metas)
             self.vectors.apply(result.removed_ids, result.vector_ids, pending.vectors(), result.version)
             summary.added += result.added
             summary.updated += result.updated

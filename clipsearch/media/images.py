@@ -18,6 +18,9 @@ from typing import Protocol
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from clipsearch.catalog.records import NO_META, PhotoMeta
+from clipsearch.media import exif
+
 # Refuse anything above ~134 megapixels (e.g. 16k x 8k): a decompression bomb would eat the machine's memory.
 MAX_PIXELS = 1 << 27
 # fit() resizes an image whole, then crops, unless that resized image would exceed this many pixels (16 MB; at
@@ -45,6 +48,8 @@ class Decoded:
     width: int  # original width after EXIF orientation
     height: int
     format: str
+    hashes: bytes | None = None  # the picture's perceptual hashes (media/phash.picture_hashes), from these pixels
+    meta: PhotoMeta = NO_META  # capture time, camera, lens, place (from the EXIF read for the orientation)
 
 
 def digest_bytes(data: bytes) -> str:
@@ -161,6 +166,13 @@ def open_image(data: bytes, draft_to: int | None = None) -> tuple[Image.Image, i
     checked before any pixel is decoded, and a JPEG is decoded at the smallest DCT scale whose shorter side
     still covers `draft_to` pixels (10-30x less work for camera photos). `probe` tells the cost beforehand.
     """
+    im, w, h, fmt, _meta = _open_oriented(data, draft_to, with_meta=False)
+    return im, w, h, fmt
+
+
+def _open_oriented(data: bytes, draft_to: int | None,
+                   with_meta: bool) -> tuple[Image.Image, int, int, str, PhotoMeta]:
+    """`open_image`, plus the photo metadata of the EXIF block it reads for the orientation (`with_meta`)."""
     try:
         with warnings.catch_warnings():
             # Pillow warns above its own (lower) limit and errors above twice it; one limit applies: ours.
@@ -169,12 +181,15 @@ def open_image(data: bytes, draft_to: int | None = None) -> tuple[Image.Image, i
             fmt = im.format or "?"
             im.seek(0)
             im.load()
-            orientation = im.getexif().get(0x0112, 1)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # Pillow's "Corrupt EXIF data": the tag is absent
+                orientation = im.getexif().get(0x0112, 1)
+            meta = exif.of_image(im) if with_meta else NO_META  # the same EXIF block, already parsed
             if orientation in (5, 6, 7, 8):
                 w, h = h, w
             if orientation != 1:  # exif_transpose copies even an upright image: 4 bytes a pixel for nothing
                 im = ImageOps.exif_transpose(im) or im
-            return _to_rgb(im), w, h, fmt
+            return _to_rgb(im), w, h, fmt, meta
     except DecodeError:
         raise
     except (Image.DecompressionBombError, UnidentifiedImageError, *_DECODE_ERRORS) as exc:
@@ -189,15 +204,19 @@ def _reason(exc: Exception) -> str:
 
 
 def decode(data: bytes, size: int, resize_mode: str = "shortest") -> Decoded:
-    """Decode bytes → Decoded (model-ready pixels); raises DecodeError with a short reason."""
-    im, w, h, fmt = open_image(data, draft_to=size)
+    """Decode bytes → Decoded (model-ready pixels, the perceptual hashes of the same decoded image, taken
+    before the model's crop, and the photo's metadata); raises DecodeError with a short reason."""
+    from clipsearch.media.phash import picture_hashes
+
+    im, w, h, fmt, meta = _open_oriented(data, size, with_meta=True)
     try:
+        hashes = picture_hashes(im)
         pixels = np.array(fit(im, size, resize_mode), dtype=np.uint8)  # writable copy for torch
     except _DECODE_ERRORS as exc:
         raise DecodeError(f"cannot decode: {_reason(exc)}") from exc
     if pixels.shape != (size, size, 3):
         raise DecodeError(f"unexpected decoded shape {pixels.shape}")
-    return Decoded(pixels, w, h, fmt)
+    return Decoded(pixels, w, h, fmt, hashes, meta)
 
 
 def read_and_decode(path: str, size: int, resize_mode: str = "shortest") -> tuple[str, Decoded]:
@@ -210,6 +229,25 @@ def read_and_decode(path: str, size: int, resize_mode: str = "shortest") -> tupl
     if not data:
         raise DecodeError("empty file")
     return digest_bytes(data), decode(data, size, resize_mode)
+
+
+def read_and_hash(path: str, draft_to: int = 224) -> tuple[str, bytes]:
+    """(content digest, perceptual hashes) of a file, without the model: the pass that gives hashes to images
+    indexed before hashes were kept (decoded at the same reduced size as for a 224-pixel model)."""
+    from clipsearch.media.phash import picture_hashes
+
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise DecodeError(f"cannot read: {exc.strerror or exc}") from exc
+    if not data:
+        raise DecodeError("empty file")
+    im = open_image(data, draft_to=draft_to)[0]
+    try:
+        return digest_bytes(data), picture_hashes(im)
+    except _DECODE_ERRORS as exc:
+        raise DecodeError(f"cannot decode: {_reason(exc)}") from exc
 
 
 def file_digest(path: str) -> str:

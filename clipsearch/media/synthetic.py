@@ -113,3 +113,70 @@ def make_digits(root: Path, per_class: int, seed: int = 0) -> Path:
             a = (255 - d.images[i] * 255 / 16).astype(np.uint8)
             Image.fromarray(a).resize((64, 64), Image.Resampling.BILINEAR).convert("RGB").save(folder / f"{i}.png")
     return Path(root)
+
+
+@dataclass(frozen=True)
+class ExifFacts:
+    """What `exif_block` writes: a capture time (EXIF's 'YYYY:MM:DD HH:MM:SS'), its offset ('+09:00'), a camera,
+    a lens and a position in decimal degrees; None leaves the tag out."""
+    taken: str | None = None
+    offset: str | None = None
+    make: str | None = None
+    model: str | None = None
+    lens: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+
+
+def _dms(value: float) -> tuple[float, float, float]:
+    value = abs(value)
+    degrees = int(value)
+    minutes = int((value - degrees) * 60)
+    return float(degrees), float(minutes), round((value - degrees - minutes / 60) * 3600, 4)
+
+
+def exif_block(facts: ExifFacts) -> Image.Exif:
+    """An EXIF block as cameras write it (IFD0 make/model, the Exif IFD's times and lens, the GPS IFD)."""
+    exif = Image.Exif()
+    if facts.make:
+        exif[0x010F] = facts.make
+    if facts.model:
+        exif[0x0110] = facts.model
+    sub = exif.get_ifd(0x8769)
+    if facts.taken:
+        sub[0x9003] = facts.taken
+    if facts.offset:
+        sub[0x9011] = facts.offset
+    if facts.lens:
+        sub[0xA434] = facts.lens
+    if facts.lat is not None and facts.lon is not None:
+        gps = exif.get_ifd(0x8825)
+        gps[1], gps[2] = ("N" if facts.lat >= 0 else "S"), _dms(facts.lat)
+        gps[3], gps[4] = ("E" if facts.lon >= 0 else "W"), _dms(facts.lon)
+    return exif
+
+
+CAMERAS = (("Canon", "Canon EOS R5", "RF24-105mm F4 L IS USM"), ("NIKON CORPORATION", "NIKON Z 6", None),
+           ("Apple", "iPhone 13", "iPhone 13 back camera 5.1mm f/1.6"))
+PLACES = ((48.8584, 2.2945), (35.6586, 139.7454), (-33.8568, 151.2153), (40.6892, -74.0445))
+
+
+def make_exif_photos(folder: Path, count: int, seed: int = 0, size: int = 640) -> list[tuple[Path, ExifFacts]]:
+    """`count` JPEG photos (`size` px wide) with EXIF: capture times a day apart from 2020-01-01 with an offset
+    on every other one, cameras and places in turn, and every fourth photo without a position."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(count):
+        make, model, lens = CAMERAS[i % len(CAMERAS)]
+        lat, lon = PLACES[i % len(PLACES)] if i % 4 != 3 else (None, None)
+        day = np.datetime64("2020-01-01") + np.timedelta64(i, "D")
+        taken = str(day).replace("-", ":") + f" {8 + i % 12:02d}:{i % 60:02d}:00"
+        facts = ExifFacts(taken, "+01:00" if i % 2 == 0 else None, make, model, lens, lat, lon)
+        color, shape = classes()[i % len(classes())]
+        im = draw(color, shape, rng, 96).resize((size, size * 3 // 4), Image.Resampling.BICUBIC)
+        path = folder / f"photo_{i:04d}.jpg"
+        im.save(path, quality=88, exif=exif_block(facts))
+        out.append((path, facts))
+    return out

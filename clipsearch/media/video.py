@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from clipsearch.catalog.records import NO_META, PhotoMeta
+from clipsearch.media import exif
 from clipsearch.media.images import DecodeError, fit
 
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"}
@@ -33,6 +35,7 @@ class VideoFrames:
     height: int
     format: str
     frames: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (timestamp in ms, HWC uint8)
+    meta: PhotoMeta = NO_META  # creation time, camera, place from the container's tags
 
 
 _HEIF_BRANDS = (b"heic", b"heix", b"mif1", b"msf1", b"heim", b"heis", b"avif", b"avis")
@@ -91,7 +94,7 @@ def sample_frames(path: str, size: int, resize_mode: str = "shortest", interval:
             stream.thread_type = "AUTO"
             width, height = stream.codec_context.width, stream.codec_context.height
             fmt = (container.format.name or "video").split(",")[0].upper()[:16]
-            out = VideoFrames(digest, width, height, fmt)
+            out = VideoFrames(digest, width, height, fmt, meta=exif.of_container(container))
             last = None
             for frame in container.decode(stream):
                 if time.monotonic() - started > time_limit:

@@ -21,9 +21,12 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
+from clipsearch.catalog.photo_filter import PhotoFilter
+from clipsearch.catalog.records import PhotoMeta
 from clipsearch.errors import ClipsearchError, NotFoundError
 from clipsearch.indexing.scan import canonical
 from clipsearch.media.images import DecodeError, decode, digest_bytes, probe, read_and_decode
+from clipsearch.query.photo_filters import notes as photo_notes
 
 if TYPE_CHECKING:  # pragma: no cover
     from clipsearch.catalog.reads import CatalogReads
@@ -57,12 +60,26 @@ class Hit:
     modified: str
     id: int
     timestamp: float | None = None  # seconds into the video, for a video frame
+    taken: str | None = None  # capture time, ISO 8601 local time with its UTC offset when known
+    camera: str | None = None  # make and model
+    lens: str | None = None
+    gps: dict[str, float] | None = None  # {"lat": …, "lon": …} in decimal degrees
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)  # the fields in order; not asdict(), which deep-copies every value (~0.1 ms a hit)
         if self.timestamp is None:
             del d["timestamp"]
         return d
+
+
+def photo_facts(meta: PhotoMeta | None) -> dict[str, Any]:
+    """A record's metadata as a hit's fields (taken, camera, lens, gps)."""
+    if meta is None:
+        return {"taken": None, "camera": None, "lens": None, "gps": None}
+    make, model = meta.make or "", meta.model or ""
+    camera = model if make and model.lower().startswith(make.lower().split()[0]) else f"{make} {model}".strip()
+    gps = {"lat": meta.lat, "lon": meta.lon} if meta.lat is not None and meta.lon is not None else None
+    return {"taken": meta.taken_text(), "camera": camera or None, "lens": meta.lens, "gps": gps}
 
 
 def parse_term(term: str) -> tuple[str, float]:
@@ -190,13 +207,14 @@ class Query:
     image_data: list[bytes] = field(default_factory=list)  # query images given as bytes (uploads), weight 1
     like: list[int] = field(default_factory=list)  # indexed images whose stored embeddings join the query
     language: str | None = None  # the text's language code for a model told it (NLLB-CLIP); None: detected
+    photo: PhotoFilter = field(default_factory=PhotoFilter)  # capture time, camera, place
 
     @classmethod
     def parse(cls, texts: Sequence[str], images: Sequence[str], minus: Sequence[str] = (),
               minus_images: Sequence[str] = (), k: int = 10, under: Sequence[str] | None = None,
               exts: Sequence[str] | None = None, after: Any = None, before: Any = None,
               all_frames: bool = False, *, image_data: Sequence[bytes] = (), like: Sequence[int] = (),
-              language: str | None = None) -> Query:
+              language: str | None = None, photo: PhotoFilter | None = None) -> Query:
         check_bounds(texts, images, minus, minus_images, under, exts, len(image_data), len(like))
         pos_texts = [parse_term(t) for t in texts if t and t.strip()]
         pos_images = [(canonical(p), w) for p, w in (parse_term(i) for i in images if i and i.strip())]
@@ -209,11 +227,11 @@ class Query:
                    [canonical(u) for u in under] if under else None,
                    sorted({alias for e in exts for alias in _ext_aliases(e)}) if exts else None,
                    _date_ns(after, "after"), _date_ns(before, "before"), all_frames, list(image_data),
-                   [int(i) for i in like], language or None)
+                   [int(i) for i in like], language or None, photo or PhotoFilter())
 
     @property
     def filtered(self) -> bool:
-        return bool(self.under or self.exts) or self.after_ns is not None or self.before_ns is not None
+        return bool(self.under or self.exts or self.photo) or self.after_ns is not None or self.before_ns is not None
 
 
 def check_bounds(texts: Sequence[str], images: Sequence[str], minus: Sequence[str] = (),
@@ -353,7 +371,8 @@ class QueryEngine:
         excluded = self.catalog.ids_of([p for p, _w in q.images], digests) | set(q.like)
         allowed = None
         if q.filtered or hidden:
-            allowed = self.catalog.filter_ids(q.under, q.exts, q.after_ns, q.before_ns, hidden_under=hidden)
+            allowed = self.catalog.filter_ids(q.under, q.exts, q.after_ns, q.before_ns, hidden_under=hidden,
+                                              photo=q.photo or None)
         if allowed is not None and excluded:
             allowed = allowed[~np.isin(allowed, list(excluded))]
             excluded = set()
@@ -365,9 +384,11 @@ class QueryEngine:
                      if i >= 0 and int(i) not in excluded]
             rows = self.catalog.images([i for _s, i in pairs])
             hits = self._hits(pairs, rows, q.k, collapse, notes)
-            if not collapse or len(hits) >= q.k:
-                return hits
-            if fetch >= (self.vectors.current().ntotal if allowed is None else len(allowed)):
+            if (not collapse or len(hits) >= q.k
+                    or fetch >= (self.vectors.current().ntotal if allowed is None else len(allowed))):
+                if q.photo:
+                    unread = self.catalog.photo_counts()["metadata_unread"]
+                    hits.notes.extend(photo_notes(q.photo, [rows[h.id] for h in hits], unread))
                 return hits
             fetch *= 4
 
@@ -381,7 +402,8 @@ class QueryEngine:
                 continue
             seen.add(row.path)
             hits.append(Hit(len(hits) + 1, round(score, 6), row.path, row.size, row.width, row.height, row.format,
-                            modified_iso(row.mtime_ns), image_id, None if row.frame_ms < 0 else row.frame_ms / 1000))
+                            modified_iso(row.mtime_ns), image_id, None if row.frame_ms < 0 else row.frame_ms / 1000,
+                            **photo_facts(row.meta)))
             if len(hits) == k:
                 break
         return hits

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -273,6 +273,7 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
                 "failed": data["failed"], "vectors": data["vectors"], "index_type": data["index_type"],
                 "model": model.get("spec"), "embed_dim": model.get("embed_dim"), "roots": data["roots"],
                 "vanished_roots": data["vanished_roots"], "extensions": store.extensions(),
+                "photo_metadata": data["photo_metadata"],
                 "last_run": data["last_run"], "version": _version()}
 
     def run_search(**kwargs: Any) -> dict[str, Any]:
@@ -284,25 +285,38 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
                 "languages": [n.to_dict() for n in hits.notes if isinstance(n, LanguageNote)], "k": kwargs["k"],
                 "query_ms": round(took, 1)}
 
-    def filters(under: list[str], ext: list[str], after: str | None, before: str | None) -> dict[str, Any]:
+    def filters(under: list[str], ext: list[str], after: str | None, before: str | None,
+                photo: dict[str, str | None]) -> dict[str, Any]:
         return {"under": [u for u in under if u] or None, "ext": [e for e in ext if e] or None,
-                "after": after or None, "before": before or None}
+                "after": after or None, "before": before or None, **{k: v or None for k, v in photo.items()}}
+
+    def photo_query(taken_after: str | None = None, taken_before: str | None = None, camera: str | None = None,
+                    near: str | None = None) -> dict[str, str | None]:
+        """The photo-metadata filters of a GET query string (as `clipsearch query`'s options)."""
+        return {"taken_after": taken_after, "taken_before": taken_before, "camera": camera, "near": near}
+
+    def photo_form(taken_after: str | None = Form(None), taken_before: str | None = Form(None),
+                   camera: str | None = Form(None), near: str | None = Form(None)) -> dict[str, str | None]:
+        """The same filters in a multipart form."""
+        return {"taken_after": taken_after, "taken_before": taken_before, "camera": camera, "near": near}
 
     @api.get("/api/search")
     def search(q: str = "", k: int = 20, minus: list[str] = Query([]), under: list[str] = Query([]),
                ext: list[str] = Query([]), after: str | None = None, before: str | None = None,
-               like: list[str] = Query([]), lang: str | None = None) -> dict[str, Any]:
+               like: list[str] = Query([]), photo: dict[str, str | None] = Depends(photo_query),
+               lang: str | None = None) -> dict[str, Any]:
         """Text query with the CLI's syntax (`beach::2 -people`); filters as in `clipsearch query`;
         `like` adds indexed images by id ("more like this"); `lang` the text's language code (NLLB-CLIP)."""
         plus, subtract = split_terms(q)
         return run_search(text=plus, minus=subtract + list(minus), k=_k(k), like=[_parse_id(i) for i in like],
-                          language=lang or None, **filters(under, ext, after, before))
+                          language=lang or None, **filters(under, ext, after, before, photo))
 
     @api.post("/api/search")
     def search_upload(image: list[UploadFile] = File([]), q: str = Form(""), k: int = Form(20),
                       minus: list[str] = Form([]), under: list[str] = Form([]), ext: list[str] = Form([]),
                       after: str | None = Form(None), before: str | None = Form(None),
-                      like: list[str] = Form([])) -> dict[str, Any]:
+                      like: list[str] = Form([]),
+                      photo: dict[str, str | None] = Depends(photo_form)) -> dict[str, Any]:
         """Query by uploaded image(s) (multipart field `image`, 20 MB and MAX_UPLOAD_PIXELS decoded in all), with
         or without text terms. Uploads are decoded in memory with the indexer's safe decoder, at reduced size
         where the format allows (JPEG), one request at a time, and never written anywhere."""
@@ -313,7 +327,8 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
             raise ClipsearchError("an uploaded image is empty", param="image")
         plus, subtract = split_terms(q)
         kwargs: dict[str, Any] = dict(text=plus, image=datas, minus=subtract + list(minus), k=_k(k),
-                                      like=[_parse_id(i) for i in like], **filters(under, ext, after, before))
+                                      like=[_parse_id(i) for i in like],
+                                      **filters(under, ext, after, before, photo))
         if not datas:
             return run_search(**kwargs)
         with holder.encoder_lock:  # waits for a load in progress rather than starting a second one
@@ -332,9 +347,10 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
 
     @api.get("/api/images/{image_id}/similar")
     def similar(image_id: str, k: int = 20, under: list[str] = Query([]), ext: list[str] = Query([]),
-                after: str | None = None, before: str | None = None) -> dict[str, Any]:
+                after: str | None = None, before: str | None = None,
+                photo: dict[str, str | None] = Depends(photo_query)) -> dict[str, Any]:
         """More like this: the nearest images to an indexed one (itself left out), with the usual filters."""
-        return run_search(like=[_parse_id(image_id)], k=_k(k), **filters(under, ext, after, before))
+        return run_search(like=[_parse_id(image_id)], k=_k(k), **filters(under, ext, after, before, photo))
 
     @api.get("/api/images/{image_id}/thumbnail")
     def thumbnail(image_id: str, request: Request, v: str | None = None) -> Response:

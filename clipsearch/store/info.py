@@ -41,6 +41,8 @@ def store_info(folder: StoreFolder, place: CatalogPlace, lock: WriterLock, disk:
         "model": model,
         "catalog": place.where(),
         **counts,
+        "photo_metadata": catalog.photo_counts() if catalog is not None else
+        {"with_capture_time": 0, "with_camera": 0, "with_place": 0, "metadata_unread": 0},
         "index_type": (saved_meta(path / FAISS_FILE) or {}).get("kind", "flat (not built yet)"),
         "disk_bytes": (sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if exists else 0)
         if disk else None,

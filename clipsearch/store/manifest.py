@@ -78,10 +78,16 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
         raise _damaged(Path(path), f"not valid JSON ({exc})") from exc
 
 
-def new_manifest(model: dict[str, Any], catalog: dict[str, str] | None = None) -> dict[str, Any]:
-    """`catalog`: {"url" (no password), "store_id"} of a catalog kept in a database; None: SQLite in the folder."""
-    manifest = {"format_version": FORMAT_VERSION,
-                "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "model": model}
+def new_manifest(model: dict[str, Any], catalog: dict[str, str] | None = None,
+                 created_with: dict[str, str] | None = None) -> dict[str, Any]:
+    """`catalog`: {"url" (no password), "store_id"} of a catalog kept in a database; None: SQLite in the folder.
+    `created_with`: the backend, device and precision of the first run's encoder (`encoders.base.runs_on`);
+    informative only (each run's summary says where that run encoded)."""
+    manifest: dict[str, Any] = {"format_version": FORMAT_VERSION,
+                                "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                                "model": model}
+    if created_with:
+        manifest["created_with"] = created_with
     if catalog:
         manifest["catalog"] = catalog
     return manifest

@@ -49,11 +49,11 @@ class StoreMedia:
 
     def image(self, image_id: int) -> dict[str, Any]:
         """An indexed image's facts by id (the keys of a search hit, less rank and score)."""
-        from clipsearch.query.engine import modified_iso
+        from clipsearch.query.engine import modified_iso, photo_facts
 
         rec = self.record(image_id)
         return {"path": rec.path, "size": rec.size, "width": rec.width, "height": rec.height, "format": rec.format,
-                "modified": modified_iso(rec.mtime_ns), "id": rec.id}
+                "modified": modified_iso(rec.mtime_ns), "id": rec.id, **photo_facts(rec.meta)}
 
     def image_bytes(self, image_id: int) -> tuple[bytes, str, str | None]:
         """(content, digest, format) of an indexed image: only the exact bytes that were indexed."""

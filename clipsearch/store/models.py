@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from clipsearch.encoders.base import runs_on
 from clipsearch.encoders.spec import ModelSpec, parse_spec
 from clipsearch.errors import ModelMismatchError
 from clipsearch.store.manifest import TEXT_ENCODER_DIR, new_manifest, precision as stored_precision
@@ -153,7 +154,7 @@ class StoreModel:
 
         encoder = self.encoder(call)
         if self._folder.manifest is None:
-            self._folder.record(new_manifest(encoder.describe(), catalog_record))
+            self._folder.record(new_manifest(encoder.describe(), catalog_record, runs_on(encoder)))
         folder = self._folder.path / TEXT_ENCODER_DIR
         if stored_key(folder) != encoder.spec.key:
             if isinstance(encoder, OnnxImageEncoder):

@@ -160,7 +160,7 @@ class Store:
         if self._vectors is None:
             from clipsearch.vectors.store import VectorStore
 
-            self._vectors = VectorStore(self.path, self.reads, self._models.dim(call))
+            self._vectors = VectorStore(self.path, self.reads, self._models.dim(call), device=self.device)
         return self._vectors
 
     def vector_index(self) -> VectorIndex:
@@ -247,15 +247,24 @@ class Store:
                minus: Iterable[str] = (), minus_image: Iterable[str] = (), k: int = 10,
                under: Iterable[str] | None = None, ext: Iterable[str] | None = None,
                after: Any = None, before: Any = None, all_frames: bool = False,
-               like: Iterable[int] = (), language: str | None = None) -> Hits:
+               like: Iterable[int] = (), taken_after: Any = None, taken_before: Any = None,
+               camera: str | None = None, near: Any = None, language: str | None = None) -> Hits:
         """Text terms and query images (paths, or bytes such as an upload: decoded in memory, never written),
         minus either; `like` adds the stored embeddings of indexed images by id ("more like this"; those images
         are left out of the results). Filters: `under` folders, `ext` extensions, file modified in
         [after, before) (dates or ISO strings). A video is one hit at its best moment (`timestamp`), unless
-        `all_frames`. `language`: the text's FLORES-200 code (e.g. fra_Latn) for a model told each query's
-        language (NLLB-CLIP); by default it is detected from the text's script."""
+        `all_frames`.
+
+        Photo metadata: captured in [`taken_after`, `taken_before`) (a date, a datetime, or ISO text; with an
+        offset it is an instant, without one the camera's wall clock; a file without a capture time is compared
+        by its modification time, and the hits' notes say so), `camera` (part of the make or model, any case),
+        `near` ("LAT,LON[,KM]" or (lat, lon[, km]); default 10 km). Every filter keeps min(k, matching) hits.
+
+        `language`: the text's FLORES-200 code (e.g. fra_Latn) for a model told each query's language
+        (NLLB-CLIP); by default it is detected from the text's script."""
         from clipsearch.encoders.languages import check_language_code, language_notes, takes_language_code
         from clipsearch.query.engine import Query, QueryEngine
+        from clipsearch.query.photo_filters import photo_filter
 
         self._folder.require_manifest()
         if language:
@@ -270,7 +279,7 @@ class Store:
                             under=list(under) if under else None, exts=list(ext) if ext else None,
                             after=after, before=before, all_frames=all_frames,
                             image_data=[i for i in images if isinstance(i, bytes)], like=list(like),
-                            language=language)
+                            photo=photo_filter(taken_after, taken_before, camera, near), language=language)
         engine = QueryEngine(self.reads, self.vectors, self.text_encoder, lambda: self.encoder)
         hits = engine.search(query)
         hits.notes.extend(language_notes([t for t, _w in query.texts + query.minus], self.model_spec))

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from clipsearch.errors import ClipsearchError
+from clipsearch.vectors import gpu
 from clipsearch.vectors.exact import ExactVectors
 from clipsearch.vectors.join import EXACT_JOIN_MAX, JoinStats, join_cells, member_test
 from clipsearch.vectors.kinds import (
@@ -59,13 +60,14 @@ IVF_FILTER_MIN = 16_384
 
 class VectorIndex:
     def __init__(self, dim: int, kind: str, index: Any, forced: bool = False, mapped: bool = False,
-                 exact: ExactVectors | None = None) -> None:
+                 exact: ExactVectors | None = None, device: str | None = None) -> None:
         self.dim = dim
         self.kind = kind
         self.index = index
         self.forced = forced  # chosen by the user: size thresholds no longer switch the type
         self.mapped = mapped  # FAISS arrays are views of a mapped file: read-only (FAISS aborts on a change)
         self.exact = exact  # IVF-PQ: the float16 vectors candidates are re-ranked with
+        self.device = device  # where FAISS may search: `gpu.gpu_number`'s rules
 
     @property
     def ntotal(self) -> int:
@@ -89,9 +91,11 @@ class VectorIndex:
 
     @classmethod
     def build(cls, ids: np.ndarray, vecs: np.ndarray, dim: int, kind: str | None = None,
-              forced: bool = False) -> VectorIndex:
-        """Build the index type that fits the collection (or `kind`) from stored embeddings."""
+              forced: bool = False, device: str | None = None) -> VectorIndex:
+        """Build the index type that fits the collection (or `kind`) from stored embeddings. Where `device`
+        gives FAISS a GPU (`gpu.gpu_number`), an IVF build's k-means and list assignment run there."""
         faiss = import_faiss()
+        gpu.check_device(device)
         kind = kind or choose_type(len(ids))
         vecs = np.ascontiguousarray(vecs, dtype=np.float32)
         ids = np.ascontiguousarray(ids, dtype=np.int64)
@@ -104,26 +108,37 @@ class VectorIndex:
                 index = faiss.IndexIVFPQ(quantizer, dim, nlist, pq_m(dim), 8, faiss.METRIC_INNER_PRODUCT)
             if len(ids) < nlist * 8 or (kind == "ivfpq" and len(ids) < PQ_TRAIN_MIN):
                 # too few to train the quantizers: exact search is better anyway
-                return cls.build(ids, vecs, dim, "flat", forced)
+                return cls.build(ids, vecs, dim, "flat", forced, device)
             rng = np.random.default_rng(0)
             sample = vecs[rng.choice(len(vecs), size=min(len(vecs), max(nlist * 64, PQ_TRAIN_MIN)), replace=False)]
-            if kind == "ivfpq":
-                index.pq.cp.niter = 10  # recall after re-ranking is the same as with 25 (bench/scale.py)
-                with one_thread(faiss):
+            # on a GPU: the coarse k-means assigns with this index, which ends holding the centroids
+            assigner = gpu.assignment_index(dim, device, faiss)
+            index.clustering_index = assigner
+            try:
+                if kind == "ivfpq":
+                    index.pq.cp.niter = 10  # recall after re-ranking is the same as with 25 (bench/scale.py)
+                    with one_thread(faiss):
+                        index.train(sample)
+                else:
                     index.train(sample)
-            else:
-                index.train(sample)
+            finally:
+                index.clustering_index = None
             # codes are 32x cheaper to scan than IVF-Flat's vectors: probe twice the lists, and at least 32 (a
             # small store's few lists: a tightly clustered library missed neighbours in the 16 it probed)
             index.nprobe = max(32, 2 * ivf_nprobe(nlist)) if kind == "ivfpq" else ivf_nprobe(nlist)
             vi = cls(dim, kind, index)
             if kind == "ivfpq":
                 vi.exact = ExactVectors.from_arrays(ids, vecs, dim)
+            if assigner is not None and len(ids):  # each vector's list found on the GPU, then added to it
+                lists = np.ascontiguousarray(assigner.search(vecs, 1)[1].ravel(), dtype=np.int64)
+                index.add_core(len(ids), faiss.swig_ptr(vecs), faiss.swig_ptr(ids), faiss.swig_ptr(lists))
+                ids = ids[:0]
         else:
             vi = cls.empty(dim, kind)
         if len(ids):
             vi.index.add_with_ids(vecs, ids)
         vi.forced = forced
+        vi.device = device
         return vi
 
     def add(self, ids: np.ndarray, vecs: np.ndarray) -> None:
@@ -149,17 +164,26 @@ class VectorIndex:
             raise RuntimeError("a memory-mapped index is read-only: load it owned before changing it")
 
     def _gpu(self) -> Any:
-        """A GPU copy for unfiltered searches when the faiss GPU build and a GPU are present (else None)."""
+        """A GPU copy for unfiltered flat/IVF searches where `device` gives FAISS a GPU (else None)."""
         if not hasattr(self, "_gpu_index"):
             self._gpu_index = None
-            faiss = import_faiss()
-            if self.kind in ("flat", "ivf") and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
-                try:
-                    self._gpu_res = faiss.StandardGpuResources()
-                    self._gpu_index = faiss.index_cpu_to_gpu(self._gpu_res, 0, self.index)
-                except (RuntimeError, AttributeError):  # an index type the GPU build lacks: stay on CPU
-                    self._gpu_index = None
+            if self.kind in ("flat", "ivf"):
+                faiss = import_faiss()
+                number = gpu.gpu_number(self.device, faiss)
+                if number is not None:
+                    self._gpu_index = gpu.search_copy(self.index, number, faiss)
         return self._gpu_index
+
+    @property
+    def faiss_device(self) -> str:
+        """Where FAISS works for this index's `device`: "cuda:N" (GPU builds and unfiltered searches) or "cpu"."""
+        number = gpu.gpu_number(self.device, import_faiss())
+        return "cpu" if number is None else f"cuda:{number}"
+
+    @property
+    def searches_on_gpu(self) -> bool:
+        """Whether unfiltered searches run on a GPU copy of this index."""
+        return self._gpu() is not None
 
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, ids) per query; `allowed` restricts the search to those ids.

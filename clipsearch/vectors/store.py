@@ -66,10 +66,11 @@ def _crc(f: io.BufferedReader) -> tuple[int, int]:
         size += got
 
 
-def load_index(path: Path, dim: int, mapped: bool = True) -> tuple[VectorIndex, int] | None:
+def load_index(path: Path, dim: int, mapped: bool = True, device: str | None = None) -> tuple[VectorIndex, int] | None:
     """The saved index and the catalog version it reflects; None if missing, damaged or not this store's.
 
-    `mapped`: FAISS arrays are views of the file (read-only); else owned copies (a writer's)."""
+    `mapped`: FAISS arrays are views of the file (read-only); else owned copies (a writer's). `device`: where
+    FAISS may search it (`gpu.gpu_number`)."""
     meta = saved_meta(path)
     if not meta or meta.get("dim") != dim or meta.get("kind") not in INDEX_TYPES:
         return None
@@ -95,8 +96,8 @@ def load_index(path: Path, dim: int, mapped: bool = True) -> tuple[VectorIndex, 
         exact = ExactVectors.open(path.with_name(EXACT_FILE), dim, meta.get("exact") or {})
         if exact is None:
             return None
-    return (VectorIndex(dim, str(meta["kind"]), index, bool(meta.get("forced")), mapped=mapped, exact=exact),
-            int(meta["version"]))
+    return (VectorIndex(dim, str(meta["kind"]), index, bool(meta.get("forced")), mapped=mapped, exact=exact,
+                        device=device), int(meta["version"]))
 
 
 def save_index(vi: VectorIndex, path: Path, version: int) -> None:
@@ -138,12 +139,15 @@ class VectorStore:
     """The FAISS index of one store, mirrored from the catalog and saved beside it.
 
     `pq_min`: above this many vectors the store builds IVF-PQ with re-ranking (default: CLIPSEARCH_PQ_MIN, else
-    `vectors.PQ_MIN`)."""
+    `vectors.PQ_MIN`). `device`: the store's device, which FAISS follows where it can (`gpu.gpu_number`: a GPU
+    copy for searches, IVF builds on the GPU)."""
 
-    def __init__(self, folder: Path, catalog: CatalogReads, dim: int, pq_min: int | None = None) -> None:
+    def __init__(self, folder: Path, catalog: CatalogReads, dim: int, pq_min: int | None = None,
+                 device: str | None = None) -> None:
         self.path = Path(folder) / FAISS_FILE
         self.catalog = catalog
         self.dim = dim
+        self.device = device
         self.pq_min = pq_min if pq_min is not None else settings().pq_min
         self._index: VectorIndex | None = None
         self._version = -1
@@ -166,7 +170,7 @@ class VectorStore:
 
     def _reload(self) -> VectorIndex:
         version = self.catalog.version()
-        loaded = load_index(self.path, self.dim)
+        loaded = load_index(self.path, self.dim, device=self.device)
         if loaded and loaded[1] == version:
             self._index, self._version = loaded
             return self._index
@@ -182,12 +186,13 @@ class VectorStore:
         """Build from the stored embeddings (no image decoded) and make it current; a forced kind is kept."""
         version, ids, vecs = self.catalog.all_embeddings(self.dim)
         kind = kind or choose_type(len(ids), self.pq_min)
-        self._index, self._version = VectorIndex.build(ids, vecs, self.dim, kind, forced), version
+        self._index, self._version = VectorIndex.build(ids, vecs, self.dim, kind, forced,
+                                                                self.device), version
         return self._index
 
     def _owned(self, vi: VectorIndex) -> VectorIndex:
         """A changeable copy of a mapped index: the verified file read again without mapping, else a rebuild."""
-        loaded = load_index(self.path, self.dim, mapped=False)
+        loaded = load_index(self.path, self.dim, mapped=False, device=self.device)
         if loaded and loaded[1] == self._version:
             self._index = loaded[0]
             return self._index

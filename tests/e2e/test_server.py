@@ -24,7 +24,8 @@ from clipsearch.errors import ClipsearchError
 from clipsearch.server import check_token, create_app
 from tests.conftest import cli_json, label_of
 
-HIT_KEYS = {"rank", "score", "path", "size", "width", "height", "format", "modified", "id"}
+HIT_KEYS = {"rank", "score", "path", "size", "width", "height", "format", "modified", "id", "taken", "camera",
+            "lens", "gps"}
 SCRIPT_NAME = "<script>window.__xss=1;<\\script>.png"  # (a file name cannot hold "/")
 ONERROR_NAME = "<img src=x onerror=\"window.__xss=2\">.png"
 QUOTES_NAME = "it's \"quoted\" & <svg onload=window.__xss=3>.png"

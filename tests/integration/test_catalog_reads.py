@@ -27,8 +27,17 @@ def _vector(i: int) -> np.ndarray:
     return (v / np.linalg.norm(v)).astype(np.float16).astype(np.float32)
 
 
+REHASHED = bytes(range(24))
+
+
+def _hashes(i: int) -> bytes:
+    """Three 64-bit words, the first with its top bit set (unsigned values above a signed BIGINT's range)."""
+    return b"".join(((1 << 63) + 1000 * i + k).to_bytes(8, "big") for k in range(3))
+
+
 def _fill(catalog: Catalog) -> None:
-    encoded = [Encoded(p, 100 + i, 1_000 * i, "same" if i < 2 else f"d{i}", 4, 3, "PNG", _vector(i), None)
+    encoded = [Encoded(p, 100 + i, 1_000 * i, "same" if i < 2 else f"d{i}", 4, 3, "PNG", _vector(i), None,
+                       _hashes(i) if i != 3 else None)  # one row from before hashes were kept
                for i, p in enumerate(STILLS)]
     video = EncodedVideo("/photos/v.mp4", 5, 7, "vid", 4, 3, "mp4", [(0, _vector(10)), (500, _vector(11))], None)
     failed = [Failed("/photos/broken.png", 3, 9, "cannot decode", None)]
@@ -36,6 +45,7 @@ def _fill(catalog: Catalog) -> None:
     run = catalog.begin_run()
     catalog.finish_run(run, "done", {}, ["/photos"], missing_roots=[])
     catalog.finish_run(run, "done", {}, ["/gone"], missing_roots=["/gone"])
+    catalog.set_hashes([(2, REHASHED)])  # as the hash pass does: the row's hashes only
 
 
 def _answers(reads: CatalogReads) -> dict:
@@ -58,6 +68,10 @@ def _answers(reads: CatalogReads) -> dict:
         "by_id": {i: v.tolist() for i, v in reads.embeddings_by_id(ids[:2], DIM).items()},
         "dupes": reads.duplicate_digests(),
         "dupes_under": reads.duplicate_digests(["/photos"], hidden_under=["/photos/b.jpg"]),
+        "hashes_kept": reads.hashes_kept(),
+        "hashes": [x.tolist() for x in reads.picture_hashes()],
+        "hashes_under": reads.picture_hashes(["/photos/sub"])[0].tolist(),
+        "unhashed": [reads.count_unhashed(), reads.count_unhashed(hidden_under=["/photos/100%_x"])],
     }
 
 
@@ -82,6 +96,13 @@ def test_reads_agree_on_every_backend(catalog_db: str | None, tmp_path: Path) ->
     assert answers["dupes_under"] == []
     assert len(answers["all"][1]) == 8 and answers["all"][2][0] == _vector(0).tolist()
     assert answers["by_id"] == {by_path[STILLS[0]]: _vector(0).tolist(), by_path[STILLS[1]]: _vector(1).tolist()}
+    assert answers["hashes_kept"] and answers["unhashed"] == [1, 0]  # d.png has none; no video frame counts
+    hashed_ids, words = answers["hashes"]
+    assert hashed_ids == sorted(by_path[p] for i, p in enumerate(STILLS) if i != 3)
+    expected = [[int.from_bytes((REHASHED if by_path[p] == 2 else _hashes(i))[8 * k:8 * k + 8], "big")
+                 for k in range(3)] for i, p in enumerate(STILLS) if i != 3]
+    assert words == expected and words[0][0] >= 1 << 63
+    assert answers["hashes_under"] == [by_path["/photos/sub/c.png"]]
     roots = {r["path"]: r for r in answers["roots"]}
     assert list(roots) == ["/gone", "/photos"] and roots["/photos"]["missing_since"] is None
     assert isinstance(roots["/gone"]["missing_since"], dt.datetime)

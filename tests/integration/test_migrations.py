@@ -2,7 +2,8 @@
 
 The store is built once with the current code (the shipped tiny model, random init: only counts and ids are
 compared, never relevance), then its catalog is turned back into the previous release's format with plain SQL:
-schema 1 has no `roots.missing_since` column and no `schema_version` key in `meta`. Every test runs on an SQLite
+schema 1 has no `roots.missing_since` column, no `images.frame_ms` or `images.phash` (schema 4: perceptual hashes)
+and no `schema_version` key in `meta`. Every test runs on an SQLite
 catalog and on a PostgreSQL one (each test's copy of the store gets its own copy of the database).
 """
 
@@ -89,16 +90,23 @@ def state(store: Path) -> dict:
             "meta": dict(con.execute(text("SELECT key, value FROM meta")).all()),
             "roots": [r[0] for r in con.execute(text("SELECT path FROM roots ORDER BY path"))],
             "embeddings": {i: bytes(v) for i, v in con.execute(text("SELECT image_id, vector FROM embeddings"))},
+            "hashed": (con.execute(text("SELECT count(*) FROM images WHERE phash IS NOT NULL")).scalar()
+                       if "phash" in [c["name"] for c in schema_of.get_columns("images")] else None),
         }
 
 
 def downgrade_to_schema_1(store: Path) -> None:
     """Make the catalog look exactly like one the previous release wrote."""
     with connect(store) as con:
+        con.exec_driver_sql("DROP INDEX ix_images_taken_local")  # schema 5: photo metadata
+        con.exec_driver_sql("DROP INDEX ix_images_gps_lat")
+        for column in schema.PHOTO_META_COLUMNS:
+            con.exec_driver_sql(f"ALTER TABLE images DROP COLUMN {column}")
         con.exec_driver_sql("ALTER TABLE roots DROP COLUMN missing_since")
         con.exec_driver_sql("DROP INDEX uq_images_path_frame")  # schema 3: videos' frames share a path
         con.exec_driver_sql("DROP INDEX ix_images_path")
         con.exec_driver_sql("ALTER TABLE images DROP COLUMN frame_ms")
+        con.exec_driver_sql("ALTER TABLE images DROP COLUMN phash")
         con.exec_driver_sql("CREATE UNIQUE INDEX ix_images_path ON images (path)")  # as the first release made it
         con.exec_driver_sql("DELETE FROM meta WHERE key = 'schema_version'")
 
@@ -111,6 +119,8 @@ def set_schema_version(store: Path, version: int) -> None:
 def assert_latest(store: Path) -> dict:
     now = state(store)
     assert "missing_since" in now["root_columns"] and "frame_ms" in now["image_columns"]
+    assert set(schema.PHOTO_META_COLUMNS) <= set(now["image_columns"])
+    assert "phash" in now["image_columns"]
     assert now["unique_indexes"] == ["uq_images_path_frame"]  # unique on (path, frame_ms), no longer on path
     assert now["meta"]["schema_version"] == str(schema.LATEST)
     return now
@@ -131,13 +141,18 @@ def test_previous_release_store_upgrades_in_place(built, store: Path) -> None:
     upgraded = assert_latest(store)
     assert upgraded["embeddings"] == original["embeddings"]  # every embedding kept, byte for byte
     assert upgraded["roots"] == original["roots"]
+    assert original["hashed"] == N and upgraded["hashed"] == 0  # the upgrade adds the column; the next run fills it
 
     with clipsearch.open(store, create=False) as s:
         summary = s.add([photos])
         assert (summary.unchanged, summary.added, summary.updated, summary.removed, summary.encoded) == (N, 0, 0, 0, 0)
+        assert summary.metadata_read == N  # the metadata-only pass: headers read, nothing encoded
+        assert summary.hashed == N  # the perceptual hashes, from a decode without the model
         assert s.catalog.last_run()["status"] == "done"
         assert [h.id for h in s.search(QUERY, k=N)] == ids_before
-    assert state(store)["embeddings"] == original["embeddings"]
+        assert s.add([photos]).hashed == 0  # once
+    final = state(store)
+    assert final["embeddings"] == original["embeddings"] and final["hashed"] == N
 
 
 def test_upgrade_cut_short_before_its_version_was_recorded_completes(built, store: Path) -> None:

@@ -20,6 +20,14 @@ FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "store-0.1.0"
 PHOTOS = Path("/tmp/clipsearch-fixture-0.1.0/photos")
 
 
+def _hashes(store: Path) -> list[bytes | None]:
+    conn = sqlite3.connect(store / "catalog.sqlite")
+    try:
+        return [r[0] for r in conn.execute("SELECT phash FROM images ORDER BY id")]
+    finally:
+        conn.close()
+
+
 def _embeddings(store: Path) -> list[tuple[int, bytes]]:
     conn = sqlite3.connect(store / "catalog.sqlite")
     try:
@@ -49,9 +57,16 @@ def test_a_previous_release_store_opens_answers_and_reindexes_without_reencoding
         assert len(hits) == 12 and {h.id for h in hits} == {i for i, _v in before}
         like = store.search(like=[hits[0].id], k=3)
         assert len(like) == 3 and hits[0].id not in {h.id for h in like}
+        assert info["photo_metadata"]["metadata_unread"] == 12
         summary = store.add([PHOTOS])
         assert summary.encoded == 0 and summary.added == 0 and summary.unchanged == 12
+        assert summary.hashed == 12  # perceptual hashes, computed without the model
+        assert summary.metadata_read == 12  # the metadata-only pass (these photos carry no EXIF)
+        assert store.info()["photo_metadata"]["metadata_unread"] == 0
+        assert store.add([PHOTOS]).metadata_read == 0
     assert _embeddings(old_store) == before  # the stored embeddings are the old release's, byte for byte
+    hashes = _hashes(old_store)
+    assert len(hashes) == 12 and all(h is not None and len(h) == 24 for h in hashes)
 
 
 def test_a_previous_release_store_rebuilds_its_index_from_stored_embeddings(old_store: Path) -> None:

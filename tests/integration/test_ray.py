@@ -93,6 +93,12 @@ def test_ray_store_equals_local_store(tmp_path: Path, photos: Path, ray_cluster)
         ray_id, ray_record, ray_vector = b[path]
         assert ray_id == local_id and ray_record == local_record  # same ids, sizes, dates, digests, pixels
         np.testing.assert_allclose(ray_vector, local_vector, atol=1e-6, rtol=0)
+    hashes = []
+    for name in ("local", "ray"):  # the actors send the perceptual hashes of what they decoded
+        with clipsearch.open(tmp_path / name, create=False) as store:
+            ids, words = store.catalog.picture_hashes()
+            hashes.append((ids.tolist(), words.tolist()))
+    assert hashes[0] == hashes[1] and len(hashes[0][0]) == TOTAL  # same ids (checked above), same hashes
 
     with clipsearch.open(tmp_path / "ray") as store:  # an unchanged collection: nothing goes to Ray
         again = store.add([photos], ray_address="local")

@@ -65,7 +65,8 @@ class FakeCatalog:
         self.chunks: list[tuple[int, int, int]] = []
         self.next_id = 1
 
-    def commit_chunk(self, encoded: list, failed: list, touched: list, videos: list) -> ChunkResult:
+    def commit_chunk(self, encoded: list, failed: list, touched: list, videos: list, hashed: list = (),
+                     metas: list = ()) -> ChunkResult:
         ids = list(range(self.next_id, self.next_id + len(encoded)))
         self.next_id += len(encoded)
         self.chunks.append((len(encoded), len(failed), len(touched)))
@@ -100,3 +101,38 @@ def test_the_writer_refuses_embeddings_of_another_size() -> None:
     writer = ChunkWriter(FakeCatalog(), FakeVectors(), RunSummary(), IndexOptions(), None)
     with pytest.raises(ClipsearchError, match="8-d embeddings but the store holds 4-d"):
         writer.encoded(FileFacts("/p/a.png", 1, 1), None, "d", 8, 8, "PNG", np.ones(8, np.float32))
+
+
+def test_unchanged_rows_without_hashes_are_listed_for_the_hash_pass(tmp_path: Path) -> None:
+    hashed, old = _png(tmp_path / "hashed.png", 10), _png(tmp_path / "old.png", 20)
+    known = {hashed.path: Known(1, hashed.size, hashed.mtime_ns, True, "d1", True),
+             old.path: Known(2, old.size, old.mtime_ns, True, "d2", True, has_hash=False)}
+    d = diff(ScanResult(files=[hashed, old]), known, RunSummary())
+    assert [(f.path, k.id) for f, k in d.unhashed] == [(old.path, 2)] and not d.todo
+
+
+def test_the_hash_pass_fills_hashes_without_encoding(tmp_path: Path) -> None:
+    from clipsearch.indexing.pipeline import hash_unhashed
+    from clipsearch.media.phash import picture_hashes
+
+    files = [_png(tmp_path / f"{i}.png", 30 * i) for i in range(3)]
+    rows = [Known(10 + i, f.size, f.mtime_ns, True, file_digest(f.path), True, has_hash=False)
+            for i, f in enumerate(files)]
+    rows[2] = Known(12, files[2].size, files[2].mtime_ns, True, "changed since", True, has_hash=False)
+
+    class Hashes:
+        def __init__(self) -> None:
+            self.calls: list[list[tuple[int, bytes]]] = []
+
+        def set_hashes(self, hashed: list[tuple[int, bytes]]) -> None:
+            self.calls.append(list(hashed))
+
+    catalog: Any = Hashes()
+    summary = RunSummary()
+    hash_unhashed(catalog, list(zip(files, rows, strict=True)), summary, IndexOptions(commit_every=1, workers=2))
+    from PIL import Image
+
+    done = [pair for call in catalog.calls for pair in call]
+    assert [i for i, _h in done] == [10, 11]  # the file whose bytes changed is left for a verify run
+    assert done[0][1] == picture_hashes(Image.open(files[0].path).convert("RGB"))
+    assert summary.hashed == 2 and summary.encoded == 0
