@@ -331,8 +331,11 @@ def list_models() -> list[dict[str, Any]]:
                                    "cached": _offline_installed()}]
     rows += [{"spec": name, "kind": "shipped config: untrained (random init), for tests and fine-tuning",
               "cached": True, "untrained": True} for name in shipped_configs()]
-    from clipsearch.encoders.weights import weights_cached
+    from clipsearch.encoders import chinese_clip
+    from clipsearch.encoders.weights import repo_cached, weights_cached
 
+    rows += [{"spec": f"{chinese_clip.FAMILY}:{arch}", "kind": f"Chinese-CLIP (Hugging Face {repo})",
+              "cached": repo_cached(repo)} for arch, repo in chinese_clip.REPOS.items()]
     for arch, tag in open_clip.list_pretrained():
         rows.append({"spec": f"{arch}:{tag}", "kind": "open_clip pretrained",
                      "cached": weights_cached(open_clip.get_pretrained_cfg(arch, tag) or {})})

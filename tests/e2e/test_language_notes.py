@@ -53,6 +53,7 @@ def test_models_lists_languages(runner) -> None:
     assert rows["ViT-B-32:laion2b_s34b_b79k"] == ["en"]
     assert rows["xlm-roberta-base-ViT-B-32:laion5b_s13b_b90k"] == ["multilingual"]
     assert rows["offline-mini"] == ["en"]
+    assert rows["chinese-clip:ViT-B-16"] == ["zh"] and rows["chinese-clip:ViT-H-14"] == ["zh"]
 
 
 def test_reindex_with_another_model_switches_the_store(runner, tmp_path: Path, photos: Path,

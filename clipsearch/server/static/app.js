@@ -196,7 +196,9 @@ function render(data, roundTrip, keepScroll) {
     showMessage("No results.", filtered ? "Nothing matches the filters: widen or clear them." :
       (state.info && state.info.empty ? "The store is empty: index a folder into it first." : "Try other words."));
   } else if (data.notes && data.notes.length) {
-    showMessage("Note:", data.notes.join("; "));
+    // a query in a script the store's model does not read: the note names a model that does, and how to switch
+    const switches = (data.languages || []).map(l => `Switch: clipsearch reindex --model ${l.switch_to}`);
+    showMessage("Note:", data.notes.concat([...new Set(switches)]).join("; "));
   } else {
     hideMessage();
   }
