@@ -33,7 +33,7 @@ if [ -n "$gpu" ]; then
     t=$SECONDS
     # a venv of its own: a CPU build of faiss or onnxruntime installed elsewhere never shadows the GPU build
     if "$py" -m venv "$venv" && . "$venv/bin/activate" && py=python \
-        && pip install -q --disable-pip-version-check -e ".[gpu,ray]" "pytest>=8"; then
+        && pip install -q --disable-pip-version-check -e ".[gpu,ray,torch]" "pytest>=8"; then
         summary+=("install: ok in $((SECONDS - t)) s; $(python - <<'PY'
 import faiss, onnxruntime, torch
 print(f"torch {torch.__version__} (CUDA {torch.version.cuda}, sees {torch.cuda.device_count()} GPU), "

@@ -182,10 +182,11 @@ class Catalog(SqlReads):
         return record_of(rows[0]) if rows else None
 
     def extensions(self) -> dict[str, int]:
-        """Extension → number of indexed images, most common first."""
+        """Extension → number of indexed files (a video once, however many moments it has), most common first."""
+        files = func.count(ImageRow.path.distinct())
         with self._session() as s:
-            rows = s.execute(select(ImageRow.ext, func.count()).where(ImageRow.ok.is_(True))
-                             .group_by(ImageRow.ext).order_by(func.count().desc(), ImageRow.ext)).all()
+            rows = s.execute(select(ImageRow.ext, files).where(ImageRow.ok.is_(True))
+                             .group_by(ImageRow.ext).order_by(files.desc(), ImageRow.ext)).all()
         return {ext: n for ext, n in rows if ext}
 
     def digests(self) -> list[tuple[int, str, str]]:
@@ -200,12 +201,13 @@ class Catalog(SqlReads):
             return list(s.scalars(select(ImageRow.path).order_by(ImageRow.path)))
 
     def counts(self) -> dict[str, int]:
+        """images: still images (photos); videos: video files; frames: their sampled moments; failed; vectors."""
         with self._session() as s:
             ok = s.scalar(select(func.count()).select_from(ImageRow)
                           .where(ImageRow.ok.is_(True), ImageRow.frame_ms == STILL)) or 0
             failed = s.scalar(select(func.count()).select_from(ImageRow).where(ImageRow.ok.is_(False))) or 0
             vectors = s.scalar(select(func.count()).select_from(EmbeddingRow)) or 0
-            counts = {"images": ok, "failed": failed, "vectors": vectors}
+            counts = {"images": ok, "failed": failed, "vectors": vectors, "videos": 0, "frames": 0}
             if get_meta(s, HAS_VIDEO):
                 counts["videos"] = s.scalar(select(func.count(ImageRow.path.distinct()))
                                             .where(ImageRow.frame_ms != STILL)) or 0

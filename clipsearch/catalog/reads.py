@@ -84,6 +84,13 @@ class CatalogReads(Protocol):
         """How many indexed images have a capture time, a camera, a place; and how many were never read."""
         ...
 
+    def newest(self, limit: int, offset: int = 0, under: Sequence[str] | None = None,
+               exts: Sequence[str] | None = None, after_ns: int | None = None, before_ns: int | None = None,
+               hidden_under: Sequence[str] = ()) -> list[ImageRecord]:
+        """Indexed files newest first (by modification time; a video once, as its first moment), filtered like
+        `filter_ids`: a page of a listing without a query."""
+        ...
+
     def images(self, ids: Sequence[int]) -> dict[int, ImageRecord]:
         """The rows of these ids (unknown ids are absent)."""
         ...
@@ -275,6 +282,17 @@ class SqlReads(CatalogReads):
                          {"ok": True, "still": STILL})
         taken, camera, place, unread = (int(v or 0) for v in row[0]) if row else (0, 0, 0, 0)
         return {"with_capture_time": taken, "with_camera": camera, "with_place": place, "metadata_unread": unread}
+
+    def newest(self, limit: int, offset: int = 0, under: Sequence[str] | None = None,
+               exts: Sequence[str] | None = None, after_ns: int | None = None, before_ns: int | None = None,
+               hidden_under: Sequence[str] = ()) -> list[ImageRecord]:
+        p = _Params()
+        where = _filters(p, under, exts, after_ns, before_ns, hidden_under, stills_only=False)
+        still = p(STILL)
+        first_moments = f"SELECT min(id) FROM images WHERE frame_ms <> {still} GROUP BY path"
+        return [record_of(row) for row in self._rows(
+            f"SELECT {self._columns()} FROM images WHERE {where} AND (frame_ms = {still} OR id IN ({first_moments})) "
+            f"ORDER BY mtime_ns DESC, id DESC LIMIT {p(int(limit))} OFFSET {p(int(offset))}", p.values)]
 
     def images(self, ids: Sequence[int]) -> dict[int, ImageRecord]:
         out: dict[int, ImageRecord] = {}

@@ -91,6 +91,15 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort, SystemExit):
             raise
+        except ImportError as exc:  # a path that needs the [torch] extra and did not say so first
+            from clipsearch.encoders.torch_needed import TorchMissingError, is_torch_module
+
+            if not is_torch_module(exc.name):
+                raise
+            missing = TorchMissingError(f"clipsearch {fn.__name__}", exc.name)
+            err.print(f"[bold red]error:[/] {safe(missing.message)}")
+            err.print(f"[yellow]hint:[/] {safe(missing.hint or '')}")
+            raise typer.Exit(1) from None
         except Exception as exc:  # the last line of defence for the user
             from clipsearch.config import settings
 

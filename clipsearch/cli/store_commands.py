@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -23,6 +24,9 @@ from clipsearch.cli.common import (
 from clipsearch.errors import ClipsearchError
 from clipsearch.terminal import path_text, safe, table as new_table, visible
 
+if TYPE_CHECKING:  # pragma: no cover
+    from clipsearch.query.dupes import DuplicateImage
+
 
 def _default_precision() -> str:
     from clipsearch.encoders.base import CPU_DEFAULT_PRECISION
@@ -32,8 +36,9 @@ def _default_precision() -> str:
 
 def _clock(seconds: float) -> str:
     """83.4 → '00:01:23'."""
-    whole = int(seconds)
-    return f"{whole // 3600:02d}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+    from clipsearch.store.media import clock
+
+    return clock(seconds)
 
 
 @app.command()
@@ -240,13 +245,18 @@ def _write_paths(paths: list[str], nul: bool) -> None:
 @app.command()
 @friendly_errors
 def dupes(
+    level: str = typer.Option(
+        "same", "--level", "-l",
+        help="exact: identical bytes. same (default): the same picture resized, recompressed, converted or lightly "
+             "cropped, by perceptual hash (any model). similar: near in the model's embedding space (bursts, "
+             "edits), with --threshold."),
     threshold: float | None = typer.Option(
         None, "--threshold", "-t",
-        help="Cosine similarity in (0, 1] above which two images count as one picture (default 0.99: re-encoded, "
-             "resized and re-saved copies; lower values also find edits and crops, then other shots of one scene)."),
+        help="--level similar: cosine similarity in (0, 1] above which two images count as alike (default 0.99; "
+             "lower values also find edits and crops, then other shots of one scene)."),
     exact: bool = typer.Option(
         False, "--exact",
-        help="Byte-identical files only, by content digest (no vectors needed)."),
+        help="Byte-identical files only: the same as --level exact."),
     under: list[Path] = typer.Option([], "--under", help="Only images inside this folder (repeatable)."),
     index_path: Path | None = IndexOpt,
     as_json: bool = JsonOpt,
@@ -257,17 +267,22 @@ def dupes(
         False, "--paths0", "-0",
         help="The non-keepers separated by NUL bytes (for xargs -0): safe for any file name."),
 ) -> None:
-    """Groups of duplicate images, biggest first, each with a suggested keeper. Never deletes anything.
+    """Groups of duplicate images, biggest first, each with a suggested keeper and why. Never deletes anything.
 
-    The keeper is the image with the most pixels, then the oldest file.
+    The keeper is the image with the most pixels, then the least compressed (bytes per pixel), then the
+    original format over a conversion, then the oldest file.
     """
+    from rich.text import Text
+
     from clipsearch.store.store import open_store
 
-    if exact and threshold is not None:
-        raise ClipsearchError("--threshold goes with near duplicates, not --exact")
+    if exact and level not in ("same", "exact"):
+        raise ClipsearchError(f"--exact is --level exact, not --level {level}")
+    level = "exact" if exact else level
+    if threshold is not None and level != "similar":
+        raise ClipsearchError(f"--threshold goes with --level similar, not --level {level}")
     with open_store(index_path) as store:
-        groups = store.duplicates(0.99 if threshold is None else threshold, exact=exact,
-                                  under=[str(u) for u in under] or None)
+        groups = store.duplicates(level, threshold=threshold, under=[str(u) for u in under] or None)
     for note in groups.notes:
         ui.err.print(f"[yellow]note:[/] {safe(note)}")
     if as_json:
@@ -278,8 +293,9 @@ def dupes(
         ui.out.print("no duplicates found")
     else:
         extra = sum(len(g.extra) for g in groups)
-        t = new_table("group", "keep", "similarity", "path", "size", "pixels", "modified",
-                      right=("group", "similarity", "size", "pixels"),
+        alike = "distance" if level == "same" else "similarity"
+        t = new_table("group", "keep", alike, "path", "size", "pixels", "format", "modified",
+                      right=("group", alike, "size", "pixels"),
                       title=f"{len(groups)} {'group' if len(groups) == 1 else 'groups'} of duplicates: {extra} "
                             f"{'file' if extra == 1 else 'files'} beside the keepers, "
                             f"{human_size(sum(g.reclaimable for g in groups))}",
@@ -287,10 +303,18 @@ def dupes(
         for number, g in enumerate(groups, 1):
             for im in g.images:
                 t.add_row(str(number) if im.keeper else "", "keep" if im.keeper else "",
-                          "" if im.keeper else f"{im.similarity:.4f}", path_text(im.path, link=True),
-                          human_size(im.size), f"{im.width}x{im.height}" if im.width else "-", im.modified,
-                          end_section=im is g.images[-1])
+                          "" if im.keeper else _alike(im, level), path_text(im.path, link=True),
+                          human_size(im.size), f"{im.width}x{im.height}" if im.width else "-",
+                          visible(im.format or "-"), im.modified)
+            t.add_row("", "", "", Text(f"kept: {visible(g.reason)}", style="dim"), "", "", "", "", end_section=True)
         ui.out.print(t)
+
+
+def _alike(im: DuplicateImage, level: str) -> str:
+    """How close a member is to its keeper: hash bits apart (same), else cosine similarity."""
+    if level == "same":
+        return f"{im.distance} bits" + (f", {im.similarity:.3f}" if im.similarity is not None else "")
+    return f"{im.similarity:.4f}" if im.similarity is not None else "-"
 
 
 @app.command()
@@ -301,6 +325,7 @@ def info(
     as_json: bool = JsonOpt,
 ) -> None:
     """What is in the store: images, model, vector index, size on disk, last run, failures."""
+    from clipsearch.store.info import count_line
     from clipsearch.store.store import open_store
 
     with open_store(index_path) as store:
@@ -317,7 +342,7 @@ def info(
         return
     model = data["model"] or {}
     t = new_table("", "", show_header=False, title=f"store {safe(data['store'])}")
-    t.add_row("images", str(data["images"]))
+    t.add_row("files", count_line(data))
     t.add_row("failed", str(data["failed"]))
     photo = data["photo_metadata"]
     known = (f"{photo['with_capture_time']} with a capture time, {photo['with_camera']} with a camera, "
@@ -437,5 +462,6 @@ def _print_previews(hits: list, pictures: list, protocol: str) -> None:
             out.write(inline_image(png, protocol) + "\n")
         else:
             out.write("[picture unavailable: the file is gone or changed]\n")
-        out.write(f"{h.rank:>3}  {h.score:.3f}  {visible(h.path)}\n\n")
+        moment = f" @ {_clock(h.timestamp)}" if h.timestamp is not None else ""
+        out.write(f"{h.rank:>3}  {h.score:.3f}  {visible(h.path)}{moment}\n\n")
     out.flush()

@@ -78,7 +78,9 @@ def load_image_encoder(spec: ModelSpec, *, backend: str | None = None, precision
                 raise missing_export()
             if why_not is None:
                 from clipsearch.encoders.onnx_export import ExportRefused, export as export_model
+                from clipsearch.encoders.torch_needed import require_torch
 
+                require_torch(f"model {spec.text} has no ONNX export in this machine's cache; making one")
                 torch_encoder = _torch(spec, device)
                 stage(f"exporting {spec.text} to ONNX (once per model)")
                 try:

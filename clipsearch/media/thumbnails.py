@@ -29,7 +29,20 @@ if TYPE_CHECKING:  # pragma: no cover
     from clipsearch.progress import Progress
 
 THUMB_SIZE = 256
-_DIGEST = re.compile(r"[0-9a-f]{8,64}")
+_KEY = re.compile(r"[0-9a-f]{8,64}|v[0-9a-f]{8,64}-[0-9]{1,12}")  # a content digest; a video's fingerprint-ms
+
+
+def thumbnail_key(digest: str, frame_ms: int | None = None) -> str:
+    """The cache key of a still image's thumbnail (its digest) or of a video moment's (fingerprint-ms)."""
+    return digest if frame_ms is None or frame_ms < 0 else f"{digest}-{frame_ms}"
+
+
+@dataclass(frozen=True)
+class ThumbnailJob:
+    """One thumbnail to make: the file it comes from (for failures), its cache key, and how to make it."""
+    path: str
+    key: str
+    make: Callable[[], bytes | None]  # the WebP thumbnail, or None when the source is gone or changed
 SHEET_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP"}
 
 
@@ -57,8 +70,8 @@ class ThumbnailCache:
         self.folder = Path(folder)
 
     def path(self, digest: str) -> Path:
-        if not _DIGEST.fullmatch(digest):  # digests come from the catalog; never let one be a path
-            raise ValueError(f"not a content digest: {digest!r}")
+        if not _KEY.fullmatch(digest):  # digests come from the catalog; never let one be a path
+            raise ValueError(f"not a thumbnail key: {digest!r}")
         return self.folder / digest[:2] / f"{digest}.webp"
 
     def get(self, digest: str) -> bytes | None:
@@ -85,31 +98,35 @@ class ThumbnailCache:
 
     def get_or_make(self, digest: str, read: Callable[[], bytes | None]) -> bytes | None:
         """The cached thumbnail, or one made from `read()` (None when the source is gone) and cached."""
-        cached = self.get(digest)
+        def make() -> bytes | None:
+            data = read()
+            return None if data is None else make_thumbnail(data)
+
+        return self.get_or_render(digest, make)
+
+    def get_or_render(self, key: str, make: Callable[[], bytes | None]) -> bytes | None:
+        """The cached thumbnail under `key`, or `make()`'s (None when the source is gone), cached."""
+        cached = self.get(key)
         if cached is not None:
             return cached
-        data = read()
-        if data is None:
-            return None
-        thumb = make_thumbnail(data)
-        self.put(digest, thumb)
+        thumb = make()
+        if thumb is not None:
+            self.put(key, thumb)
         return thumb
 
-    def fill(self, items: Sequence[tuple[int, str, str]], read: Callable[[str, str], bytes | None],
-             workers: int | None = None, progress: Progress | None = None) -> tuple[int, list[tuple[str, str]]]:
-        """Make the missing thumbnails of (id, path, digest) items: (how many were made, [(path, why)] failures)."""
-        todo = [(path, digest) for _id, path, digest in items if not self.has(digest)]
-        todo = list({digest: (path, digest) for path, digest in todo}.values())  # one per content
+    def fill(self, jobs: Sequence[ThumbnailJob], workers: int | None = None,
+             progress: Progress | None = None) -> tuple[int, list[tuple[str, str]]]:
+        """Make the thumbnails of `jobs` not cached yet: (how many were made, [(path, why)] failures)."""
+        todo = list({job.key: job for job in jobs if not self.has(job.key)}.values())  # one per key
         if progress and todo:
             progress.start(len(todo), "thumbnails")
         failed: list[tuple[str, str]] = []
 
-        def one(item: tuple[str, str]) -> bool:
-            path, digest = item
+        def one(job: ThumbnailJob) -> bool:
             try:
-                return self.get_or_make(digest, lambda: read(path, digest)) is not None
+                return self.get_or_render(job.key, job.make) is not None
             except DecodeError as exc:
-                failed.append((path, str(exc)))
+                failed.append((job.path, str(exc)))
                 return False
 
         made = 0

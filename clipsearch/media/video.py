@@ -14,7 +14,7 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -54,15 +54,90 @@ def is_video_name(path: str) -> bool:
 
 def fingerprint(path: str) -> str:
     """Size + first and last MiB: identifies a video without reading gigabytes."""
-    h = hashlib.sha1(usedforsecurity=False)
-    size = os.path.getsize(path)
-    h.update(str(size).encode())
     with open(path, "rb") as f:
+        return fingerprint_of(f, os.fstat(f.fileno()).st_size)
+
+
+def fingerprint_of(f: BinaryIO, size: int) -> str:
+    """The fingerprint of an open file of `size` bytes (read from its start; the position is left anywhere)."""
+    h = hashlib.sha1(usedforsecurity=False)
+    h.update(str(size).encode())
+    f.seek(0)
+    h.update(f.read(1 << 20))
+    if size > 2 << 20:
+        f.seek(size - (1 << 20))
         h.update(f.read(1 << 20))
-        if size > 2 << 20:
-            f.seek(size - (1 << 20))
-            h.update(f.read(1 << 20))
     return "v" + h.hexdigest()[:31]
+
+
+def open_verified(path: str, digest: str) -> BinaryIO | None:
+    """The open video at `path` if it is a regular file whose fingerprint is `digest`, else None.
+
+    What a server streams and a thumbnail is cut from: whatever now sits at the path (a symlink swapped in, a
+    FIFO, another file), only the video that was indexed is read, and from the one descriptor that was checked.
+    """
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))  # a FIFO must not block us
+    except OSError:
+        return None
+    f = os.fdopen(fd, "rb")
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode) and st.st_size and fingerprint_of(f, st.st_size) == digest:
+            f.seek(0)
+            return f
+    except OSError:
+        pass
+    f.close()
+    return None
+
+
+def container_format(names: str, path: str) -> str:
+    """FFmpeg's demuxer names ("mov,mp4,m4a,3gp,3g2,mj2") → the one the file's extension names (MP4 for .mp4,
+    not MOV), else the first; upper case, as still images' formats are."""
+    options = [n for n in (names or "video").split(",") if n]
+    ext = os.path.splitext(path)[1].lower().lstrip(".")
+    aliases = {"m4v": "mp4", "mkv": "matroska", "webm": "webm"}
+    wanted = aliases.get(ext, ext)
+    chosen = next((n for n in options if n == wanted), None) or (options[0] if options else "video")
+    return {"matroska": "MKV"}.get(chosen, chosen.upper())[:16]
+
+
+def frame_thumbnail(f: BinaryIO, ms: int, size: int) -> bytes:
+    """The frame shown at `ms` milliseconds into an open video, as WebP fitting size×size (aspect kept): the
+    picture of a sampled moment. Seeks to the keyframe before it and decodes forward."""
+    import io
+
+    av = _import_av()
+    target = ms / 1000
+    try:
+        with av.open(f, metadata_errors="ignore") as container:
+            if not container.streams.video:
+                raise DecodeError("no video stream")
+            stream = container.streams.video[0]
+            if stream.time_base and target > 0:
+                container.seek(int(target / stream.time_base), stream=stream, backward=True, any_frame=False)
+            chosen = None
+            for frame in container.decode(stream):
+                if frame.time is None:
+                    continue
+                chosen = frame
+                if frame.time >= target - 0.0005:
+                    break
+            if chosen is None:
+                raise DecodeError("no decodable frame at that time")
+            w, h = chosen.width, chosen.height
+            scale = min(1.0, size / max(w, h))
+            image = chosen.to_image(width=max(1, round(w * scale)), height=max(1, round(h * scale)))
+    except DecodeError:
+        raise
+    except (av.FFmpegError, OSError, ValueError, IndexError, MemoryError) as exc:
+        raise DecodeError(f"cannot decode video: {_reason(exc)}") from exc
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, "WEBP", quality=80, method=4)
+    return buf.getvalue()
 
 
 def _import_av() -> Any:
@@ -93,7 +168,7 @@ def sample_frames(path: str, size: int, resize_mode: str = "shortest", interval:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             width, height = stream.codec_context.width, stream.codec_context.height
-            fmt = (container.format.name or "video").split(",")[0].upper()[:16]
+            fmt = container_format(container.format.name, path)
             out = VideoFrames(digest, width, height, fmt, meta=exif.of_container(container))
             last = None
             for frame in container.decode(stream):

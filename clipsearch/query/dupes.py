@@ -1,17 +1,18 @@
-"""Duplicate images: byte-identical files by content digest, near-identical pictures by embedding similarity.
+"""Duplicate images at three levels; nothing here deletes or moves a file: it reports groups and suggests which
+image of each to keep (`query/keeper.py`: most pixels, least compressed, original format, oldest; and says why).
 
-Nothing here deletes or moves a file: it only reports groups and suggests which image of each to keep.
+- exact: byte-identical files, by the content digest the catalog stored when it read them. No vectors.
+- same (the default): the same picture, whatever the model: perceptual hashes (media/phash.py) within
+  SAME_DISTANCE bits, found by multi-index hashing (`vectors/hamming.py`, no pairwise loop), each member
+  confirmed by the embedding (cosine >= SAME_CONFIRM to the keeper) where both images have one. Finds resized,
+  recompressed, converted and lightly (centrally) cropped copies, also with a small offline model.
+- similar: near in the embedding space, cosine >= `threshold`, from a self-join of the store's vector index
+  (`VectorIndex.pairs_above`: the index's IVF lists prune the pairs, so 1M images take a minute or two on 2
+  cores, not the hours of comparing every pair). Bursts, edits, re-framings — and what the model sees as alike.
 
-- Exact duplicates: images sharing the content digest the catalog stored when it read them. No vectors.
-- Near duplicates: every pair of images whose embeddings have cosine >= `threshold`, from a self-join of the
-  store's vector index (`VectorIndex.pairs_above`: the index's IVF lists prune the pairs, so 1M images take
-  a minute or two on 2 cores, not the hours of comparing every pair). Pairs are grouped with union-find; then, because
-  similarity is not transitive (A~B and B~C does not make A~C), each group is checked against its keeper:
-  members below the threshold to the keeper leave it and are grouped again among themselves the same way.
-  Every member of a reported group is therefore at least `threshold` similar to the group's keeper.
-
-The keeper of a group is the image with the most pixels, then the oldest (file modification time), then the
-first by path. It is handed a catalog and a vector store, never the Store.
+Pairs are grouped with union-find; then, because likeness is not transitive (A~B and B~C does not make A~C),
+each group is checked against its keeper: members that fail the level's test against the keeper leave it and
+are grouped again among themselves the same way. It is handed a catalog and a vector store, never the Store.
 """
 
 from __future__ import annotations
@@ -31,13 +32,25 @@ from clipsearch.catalog.records import ImageRecord
 from clipsearch.errors import ClipsearchError
 from clipsearch.indexing.scan import canonical
 from clipsearch.query.engine import check_filters
+from clipsearch.query.keeper import keeper_key, original_format, rank, why
 
 if TYPE_CHECKING:  # pragma: no cover
     from clipsearch.vectors.index import VectorIndex
     from clipsearch.vectors.join import JoinStats
     from clipsearch.vectors.store import VectorStore
 
+LEVELS = ("exact", "same", "similar")
+DEFAULT_LEVEL = "same"
 DEFAULT_THRESHOLD = 0.99
+# "same": hash distance (of 64 bits) and the embedding's confirmation. At 8 bits the transform bench
+# (bench/phash_transforms.py) finds every resized (0.25-2x), recompressed (JPEG q30-95), converted (PNG, WebP)
+# copy, 98-100 % of centred 5-15 % crops and 91 % of watermarked ones, and no pair of different photos.
+SAME_DISTANCE = 8
+# The embedding's veto: pictures whose hashes collide but that the model sees as unrelated (flat, nearly uniform
+# images hash to noise) are not "same". Only a veto, set low: offline-mini puts skimage's rocket and its
+# half-size q70 copy at 0.75 while two different photos (moon, Hubble field) reach 0.88 — a cosine cannot tell
+# copies from look-alikes with a small model, which is why this level stands on the hashes.
+SAME_CONFIRM = 0.50
 # A vector near several IVF list borders is also joined with the lists behind its MAX_VISITS nearest borders
 # (the join is exact while no vector is near more; JoinStats.capped counts those that were). On clustered 512-d
 # data with 1% injected copies, 1 already found every injected pair at 100k; 4 found every one at 100k and 1M,
@@ -53,9 +66,11 @@ class DuplicateImage:
     size: int
     width: int | None
     height: int | None
+    format: str | None
     modified: str  # file modification time, local, ISO 8601
     keeper: bool
-    similarity: float  # cosine similarity to the group's keeper (1.0 for the keeper and for byte copies)
+    similarity: float | None  # cosine similarity to the keeper (1.0 for the keeper; None without embeddings)
+    distance: int | None = None  # "same": Hamming distance of the perceptual hashes to the keeper's (of 64)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,8 +80,10 @@ class DuplicateImage:
 class DuplicateGroup:
     """Images alike enough to be one picture; `images` starts with the suggested keeper."""
     keeper: int  # image id
-    similarity: float  # the lowest similarity of a member to the keeper
+    similarity: float | None  # the lowest similarity of a member to the keeper (None: not measured)
     images: list[DuplicateImage]
+    reason: str = ""  # why the keeper was chosen (query/keeper.py's rule, the step that decided)
+    level: str = "similar"
 
     @property
     def extra(self) -> list[DuplicateImage]:
@@ -79,7 +96,10 @@ class DuplicateGroup:
         return sum(im.size for im in self.extra)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"keeper": self.keeper, "similarity": self.similarity, "images": [im.to_dict() for im in self.images]}
+        return {"keeper": self.keeper, "level": self.level, "reason": self.reason, "similarity": self.similarity,
+                "distance": max((im.distance or 0 for im in self.images), default=0)
+                if self.level == "same" else None,
+                "images": [im.to_dict() for im in self.images]}
 
 
 class Duplicates(list):
@@ -103,10 +123,13 @@ def check_threshold(threshold: Any) -> float:
     return value
 
 
-def keeper_key(record: ImageRecord) -> tuple:
-    """Sort key: the best keeper first (most pixels, then oldest, then first by path)."""
-    pixels = (record.width or 0) * (record.height or 0)
-    return (-pixels, record.mtime_ns, record.path)
+def check_level(level: Any) -> str:
+    if level not in LEVELS:
+        raise ClipsearchError(f"unknown duplicate level {level!r}",
+                              "exact (identical bytes), same (the same picture resized, recompressed, converted or "
+                              "lightly cropped; the default) or similar (near in the model's eyes: bursts, edits)",
+                              param="level")
+    return str(level)
 
 
 # --- grouping ----------------------------------------------------------------------------------------------
@@ -190,12 +213,14 @@ def split_by_keeper(ids: Sequence[int], vectors: np.ndarray, keys: Sequence[Any]
 
 def near_groups(index: VectorIndex, threshold: float, vectors_of: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
                 keys_of: Callable[[np.ndarray], dict[int, Any]], allowed: np.ndarray | None = None,
-                stats: JoinStats | None = None,
-                max_visits: int | None = MAX_VISITS) -> list[tuple[list[int], list[float]]]:
+                stats: JoinStats | None = None, max_visits: int | None = MAX_VISITS,
+                group_keys: Callable[[list[int]], list[Any]] | None = None) -> list[tuple[list[int], list[float]]]:
     """Near-duplicate groups over a vector index: (ids keeper first, similarity to the keeper) per group.
 
     `vectors_of(ids)` gives (ids, vectors) of the members of connected groups (the stored embeddings), and
-    `keys_of(ids)` a keeper sort key per id (see keeper_key); ids without a key are left out.
+    `keys_of(ids)` a keeper sort key per id (see keeper.keeper_key); ids without a key are left out.
+    `group_keys(ids)`, when given, replaces those keys within each connected group (a rule that looks at the
+    whole group, such as its original format).
     """
     from clipsearch.vectors.join import JoinStats
 
@@ -212,30 +237,46 @@ def near_groups(index: VectorIndex, threshold: float, vectors_of: Callable[[np.n
         ids = [int(i) for i in group if int(i) in row_of and int(i) in keys]
         if len(ids) < 2:
             continue
-        out.extend(split_by_keeper(ids, vecs[[row_of[i] for i in ids]], [keys[i] for i in ids], threshold))
+        group_order = group_keys(ids) if group_keys is not None else [keys[i] for i in ids]
+        out.extend(split_by_keeper(ids, vecs[[row_of[i] for i in ids]], group_order, threshold))
     return out
 
 
 # --- the verb ----------------------------------------------------------------------------------------------
 
-def find_duplicates(catalog: CatalogReads, vectors: VectorStore | None, threshold: float = DEFAULT_THRESHOLD,
-                    exact: bool = False, under: Sequence[str] | None = None) -> Duplicates:
-    """Duplicate groups, biggest first: byte-identical files (`exact`, no vectors needed) or near duplicates.
+def find_duplicates(catalog: CatalogReads, vectors: VectorStore | None, level: str = DEFAULT_LEVEL,
+                    threshold: float | None = None, under: Sequence[str] | None = None) -> Duplicates:
+    """Duplicate groups at `level` (exact, same, similar; see the module), biggest first.
 
-    `under` restricts both members of every pair to those folders; images under a root that no longer
-    exists (deleted or unmounted) are left out, as from query results.
+    `threshold` is the cosine of the similar level (default DEFAULT_THRESHOLD). `under` restricts both members
+    of every pair to those folders; images under a root that no longer exists (deleted or unmounted) are left
+    out, as from query results. `vectors` may be None for exact, and for same (then nothing is confirmed by
+    an embedding).
     """
-    threshold = check_threshold(threshold)
+    level = check_level(level)
+    if threshold is not None and level != "similar":
+        raise ClipsearchError(f"a similarity threshold goes with the similar level, not {level}",
+                              "leave the threshold out, or ask for the similar level", param="threshold")
+    threshold = check_threshold(DEFAULT_THRESHOLD if threshold is None else threshold)
     check_filters("under", under)
     under = [canonical(u) for u in under] if under else None
     notes = [f"no indexed images under {u}" for u in under or () if catalog.count_under(u) == 0]
     hidden = [r["path"] for r in catalog.roots() if not os.path.isdir(r["path"])]  # vanished roots
-    if exact:
-        groups = [_group([(r, 1.0) for r in sorted(records, key=keeper_key)])
-                  for records in catalog.duplicate_digests(under, hidden_under=hidden)]
+    if level == "exact":
+        groups = [_group(*rank(records), level) for records in catalog.duplicate_digests(under, hidden_under=hidden)]
+        return Duplicates(_biggest_first(groups), notes)
+    if level == "same":
+        from clipsearch.query.same_picture import same_groups
+
+        same, unhashed = same_groups(catalog, vectors, under, hidden, SAME_DISTANCE, SAME_CONFIRM)
+        if unhashed:
+            notes.append(f"{unhashed} {'image has' if unhashed == 1 else 'images have'} no perceptual hashes yet "
+                         "(indexed by an older clipsearch): index their folders again to compute them (nothing "
+                         "is re-encoded)")
+        groups = [_group(ordered, reason, level, sims, dists) for ordered, reason, sims, dists in same]
         return Duplicates(_biggest_first(groups), notes)
     if vectors is None:
-        raise ClipsearchError("near duplicates need the store's vectors", "ask for exact duplicates instead")
+        raise ClipsearchError("similar images need the store's vectors", "ask for exact or same duplicates instead")
     from clipsearch.vectors.join import JoinStats
 
     stills_only = catalog.has_videos()  # a video's frames are moments of one file, not duplicates
@@ -248,19 +289,33 @@ def find_duplicates(catalog: CatalogReads, vectors: VectorStore | None, threshol
         records.update(catalog.images([int(i) for i in ids]))
         return {i: keeper_key(r) for i, r in records.items()}
 
+    def group_keys(ids: list[int]) -> list[Any]:
+        original = original_format([records[i] for i in ids])
+        return [keeper_key(records[i], original) for i in ids]
+
     def vectors_of(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return catalog.embeddings([int(i) for i in ids], vectors.dim)
 
-    found = near_groups(vectors.current(), threshold, vectors_of, keys_of, allowed, stats)
-    groups = [_group([(records[i], s) for i, s in zip(ids, sims, strict=False)]) for ids, sims in found]
+    found = near_groups(vectors.current(), threshold, vectors_of, keys_of, allowed, stats, group_keys=group_keys)
+    groups = []
+    for ids, sims in found:
+        members = [records[i] for i in ids]  # in the rule's order: the split keeps it
+        groups.append(_group(members, why(members, original_format(members)), level, sims))
     return Duplicates(_biggest_first(groups), notes, stats)
 
 
-def _group(members: list[tuple[ImageRecord, float]]) -> DuplicateGroup:
-    """A group from (record, similarity to the keeper), keeper first."""
-    images = [DuplicateImage(r.id, r.path, r.size, r.width, r.height, _modified(r.mtime_ns), i == 0, round(s, 6))
-              for i, (r, s) in enumerate(members)]
-    return DuplicateGroup(images[0].id, min(im.similarity for im in images), images)
+def _group(ordered: Sequence[ImageRecord], reason: str, level: str, sims: Sequence[float | None] | None = None,
+           dists: Sequence[int | None] | None = None) -> DuplicateGroup:
+    """A group from its records keeper first, why that keeper, and each member's similarity (and hash
+    distance) to it; byte copies are 1.0 alike."""
+    sims = list(sims) if sims is not None else [1.0] * len(ordered)
+    dists = list(dists) if dists is not None else [None] * len(ordered)
+    images = [DuplicateImage(r.id, r.path, r.size, r.width, r.height, r.format, _modified(r.mtime_ns), i == 0,
+                             None if s is None else round(float(s), 6), d)
+              for i, (r, s, d) in enumerate(zip(ordered, sims, dists, strict=True))]
+    measured = [im.similarity for im in images if im.similarity is not None]
+    return DuplicateGroup(images[0].id, min(measured) if len(measured) == len(images) else None, images, reason,
+                          level)
 
 
 def _modified(mtime_ns: int) -> str:

@@ -26,6 +26,7 @@ from clipsearch.catalog.records import PhotoMeta
 from clipsearch.errors import ClipsearchError, NotFoundError
 from clipsearch.indexing.scan import canonical
 from clipsearch.media.images import DecodeError, decode, digest_bytes, probe, read_and_decode
+from clipsearch.query.baseline import typical_scores
 from clipsearch.query.photo_filters import notes as photo_notes
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -174,12 +175,25 @@ def _date_ns(value: str | dt.date | None, name: str) -> int | None:
     return max(-(2**63), min(ns, 2**63 - 1))  # mtimes are int64 ns: dates past 2262 compare as "the end of time"
 
 
+def parse_filters(under: Sequence[str] | None = None, exts: Sequence[str] | None = None, after: Any = None,
+                  before: Any = None) -> dict[str, Any]:
+    """A query's filters without the query (a listing, newest first), parsed and bounded as `Query.parse` does:
+    the keyword arguments of `CatalogReads.newest`."""
+    check_bounds([], [], (), (), under, exts, 0, 0)
+    return {"under": [canonical(u) for u in under] if under else None,
+            "exts": sorted({alias for e in exts for alias in _ext_aliases(e)}) if exts else None,
+            "after_ns": _date_ns(after, "after"), "before_ns": _date_ns(before, "before")}
+
+
 class Hits(list):
-    """The hits, best first, plus `notes`: things the user should know about the query (e.g. an empty filter)."""
+    """The hits, best first, plus `notes`: things the user should know about the query (e.g. an empty filter),
+    and `typical`: the mean and spread of the query's scores over the store (query/baseline.py), to tell a hit
+    that stands out from one that does not."""
 
     def __init__(self, hits: Iterable[Hit] = (), notes: Iterable[str] = ()) -> None:
         super().__init__(hits)
         self.notes = list(notes)
+        self.typical: dict[str, float] | None = None
 
 
 class TextEncoder(Protocol):
@@ -310,8 +324,8 @@ class QueryEngine:
         self.text_encoder = text_encoder
         self.image_encoder = image_encoder
 
-    def _image_vectors(self, paths: list[str]) -> tuple[list[np.ndarray], list[str]]:
-        vecs, digests = [], []
+    def _image_vectors(self, paths: list[str]) -> tuple[list[np.ndarray], list[str], list[bytes | None]]:
+        vecs, digests, hashes = [], [], []
         for path in paths:
             if os.path.isdir(path):
                 raise ClipsearchError(f"query image {path} is a folder", "pass an image file")
@@ -324,10 +338,12 @@ class QueryEngine:
                 raise ClipsearchError(f"cannot use query image {path}: {exc}", "pass a readable image file") from exc
             vecs.append(enc.encode_images(dec.pixels[None])[0])
             digests.append(digest)
-        return vecs, digests
+            hashes.append(dec.hashes)
+        return vecs, digests, hashes
 
-    def query_vector(self, q: Query) -> tuple[np.ndarray, list[str]]:
-        """Σ w·e(positives) − Σ w·e(negatives), normalised; also returns the query images' digests."""
+    def query_vector(self, q: Query) -> tuple[np.ndarray, list[str], list[tuple[str, bytes]]]:
+        """Σ w·e(positives) − Σ w·e(negatives), normalised; also returns the query images' digests, and
+        (label, perceptual hashes) of the positive query images."""
         total = np.zeros(self.vectors.dim, dtype=np.float32)
         for terms, sign in ((q.texts, 1.0), (q.minus, -1.0)):
             if terms:
@@ -338,6 +354,7 @@ class QueryEngine:
                 for (_t, w), e in zip(terms, embs, strict=False):
                     total += sign * w * e
         digests: list[str] = []
+        pictures: list[tuple[str, bytes]] = []
         if q.like:
             stored = self.catalog.embeddings_by_id(q.like, self.vectors.dim)
             for image_id in q.like:
@@ -353,21 +370,29 @@ class QueryEngine:
                 raise _unusable(exc) from exc
             total += enc.encode_images(dec.pixels[None])[0]
             digests.append(digest_bytes(data))
+            if dec.hashes:
+                pictures.append(("the uploaded image" if len(q.image_data) == 1 else "an uploaded image", dec.hashes))
         for terms, sign in ((q.images, 1.0), (q.minus_images, -1.0)):
             if terms:
-                image_embs, ds = self._image_vectors([p for p, _w in terms])
+                image_embs, ds, hs = self._image_vectors([p for p, _w in terms])
                 digests.extend(ds if sign > 0 else [])
+                if sign > 0:
+                    pictures.extend((p, h) for (p, _w), h in zip(terms, hs, strict=True) if h)
                 for (_p, w), e in zip(terms, image_embs, strict=False):
                     total += sign * w * e
         norm = float(np.linalg.norm(total))
         if norm < 1e-6:
             raise ClipsearchError("the query terms cancel out", "change the weights or drop a negative term")
-        return total / norm, digests
+        return total / norm, digests, pictures
 
     def search(self, q: Query) -> Hits:
-        qvec, digests = self.query_vector(q)
+        qvec, digests, pictures = self.query_vector(q)
         notes = [f"no indexed images under {u}" for u in q.under or () if self.catalog.count_under(u) == 0]
         hidden = [r["path"] for r in self.catalog.roots() if not os.path.isdir(r["path"])]  # vanished roots
+        if pictures:
+            from clipsearch.query.same_picture import in_store_notes
+
+            notes += in_store_notes(self.catalog, pictures, hidden)
         excluded = self.catalog.ids_of([p for p, _w in q.images], digests) | set(q.like)
         allowed = None
         if q.filtered or hidden:
@@ -386,6 +411,7 @@ class QueryEngine:
             hits = self._hits(pairs, rows, q.k, collapse, notes)
             if (not collapse or len(hits) >= q.k
                     or fetch >= (self.vectors.current().ntotal if allowed is None else len(allowed))):
+                hits.typical = typical_scores(self.catalog, qvec)
                 if q.photo:
                     unread = self.catalog.photo_counts()["metadata_unread"]
                     hits.notes.extend(photo_notes(q.photo, [rows[h.id] for h in hits], unread))

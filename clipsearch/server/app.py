@@ -32,8 +32,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from clipsearch.encoders.languages import LanguageNote
 from clipsearch.errors import ClipsearchError, NotFoundError
-from clipsearch.query.engine import PixelBudgetError, check_pixel_budget, split_terms
+from clipsearch.query.engine import PixelBudgetError, check_pixel_budget, parse_term, split_terms
 from clipsearch.server.guard import Guard
+from clipsearch.server.ranges import ranged
 from clipsearch.store.manifest import MANIFEST
 from clipsearch.store.store import Store, open_store
 
@@ -47,10 +48,15 @@ YEAR = 365 * 24 * 3600
 CONTENT_TYPES = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png", "GIF": "image/gif",
                  "WEBP": "image/webp", "BMP": "image/bmp", "TIFF": "image/tiff", "HEIF": "image/heif",
                  "AVIF": "image/avif"}
+VIDEO_TYPES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime", ".webm": "video/webm",
+               ".mkv": "video/x-matroska", ".avi": "video/x-msvideo"}
 PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
-            "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
-STATIC = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8",
-          "icon.svg": "image/svg+xml"}
+            "media-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+JS = "text/javascript; charset=utf-8"
+PAGE_MODULES = ("app.js", "api.js", "dom.js", "i18n.js", "grid.js", "layout.js", "relevance.js", "detail.js",
+                "chips.js")  # the page's ES modules
+STATIC = {**dict.fromkeys(PAGE_MODULES, JS), "style.css": "text/css; charset=utf-8", "icon.svg": "image/svg+xml",
+          "dupes.js": JS, "dupes.css": "text/css; charset=utf-8"}  # the duplicates view (/dupes) has its own
 
 
 class Json(JSONResponse):
@@ -195,11 +201,13 @@ def _not_modified(request: Request, digest: str, versioned: bool) -> Response | 
     return None
 
 
-def _content_disposition(path: str) -> str:
-    """inline, with the real name (RFC 5987) and a plain ASCII fallback; no quote or markup survives."""
+def _content_disposition(path: str, download: bool = False) -> str:
+    """inline (or attachment, to save it), with the real name (RFC 5987) and a plain ASCII fallback; no quote
+    or markup survives."""
     name = os.path.basename(path)
     ascii_name = "".join(c if c.isascii() and (c.isalnum() or c in "._-+()") else "_" for c in name) or "image"
-    return f"inline; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(os.fsencode(name), safe='')}"
+    kind = "attachment" if download else "inline"
+    return f"{kind}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(os.fsencode(name), safe='')}"
 
 
 def create_app(store_path: str | Path, *, token: str | None = None, allowed_hosts: list[str] | None = None,
@@ -243,6 +251,11 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
         return Response(_static("index.html"), media_type="text/html; charset=utf-8",
                         headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache"})
 
+    @api.get("/dupes", include_in_schema=False)
+    def dupes_page() -> Response:
+        return Response(_static("dupes.html"), media_type="text/html; charset=utf-8",
+                        headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache"})
+
     @api.get("/docs", include_in_schema=False)
     def docs() -> Response:
         return Response(_static("docs.html"), media_type="text/html; charset=utf-8",
@@ -262,14 +275,17 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
 
     @api.get("/api/info")
     def info() -> dict[str, Any]:
-        """The store: model, image count, roots (for the folder filter), extensions, last run."""
+        """The store: model, counts (images: photos; videos: files; moments: their sampled frames), roots (for the
+        folder filter), extensions (files of each), last run."""
         store = holder.get()
         if store is None:
-            return {"empty": True, "store": str(holder.path), "images": 0, "model": None, "roots": [],
+            return {"empty": True, "store": str(holder.path), "images": 0, "videos": 0, "moments": 0, "model": None,
+                    "roots": [],
                     "extensions": {}, "version": _version()}
         data = store.info(disk=False)
         model = data.get("model") or {}
-        return {"empty": data["images"] == 0, "store": data["store"], "images": data["images"],
+        return {"empty": data["images"] + data["videos"] == 0, "store": data["store"], "images": data["images"],
+                "videos": data["videos"], "moments": data["frames"],
                 "failed": data["failed"], "vectors": data["vectors"], "index_type": data["index_type"],
                 "model": model.get("spec"), "embed_dim": model.get("embed_dim"), "roots": data["roots"],
                 "vanished_roots": data["vanished_roots"], "extensions": store.extensions(),
@@ -283,7 +299,7 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
         took = (time.perf_counter() - started) * 1e3
         return {"results": [h.to_dict() for h in hits], "notes": [str(n) for n in hits.notes],
                 "languages": [n.to_dict() for n in hits.notes if isinstance(n, LanguageNote)], "k": kwargs["k"],
-                "query_ms": round(took, 1)}
+                "query_ms": round(took, 1), "typical": hits.typical}
 
     def filters(under: list[str], ext: list[str], after: str | None, before: str | None,
                 photo: dict[str, str | None]) -> dict[str, Any]:
@@ -300,16 +316,26 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
         """The same filters in a multipart form."""
         return {"taken_after": taken_after, "taken_before": taken_before, "camera": camera, "near": near}
 
+    def with_terms(result: dict[str, Any], plus: list[str], subtract: list[str]) -> dict[str, Any]:
+        """The query's parts as the search box's syntax read them (what the page shows as chips)."""
+        result["terms"] = [{"text": t, "weight": w} for t, w in map(parse_term, plus)]
+        result["minus"] = [{"text": t, "weight": w} for t, w in map(parse_term, subtract)]
+        return result
+
     @api.get("/api/search")
     def search(q: str = "", k: int = 20, minus: list[str] = Query([]), under: list[str] = Query([]),
                ext: list[str] = Query([]), after: str | None = None, before: str | None = None,
                like: list[str] = Query([]), photo: dict[str, str | None] = Depends(photo_query),
                lang: str | None = None) -> dict[str, Any]:
         """Text query with the CLI's syntax (`beach::2 -people`); filters as in `clipsearch query`;
-        `like` adds indexed images by id ("more like this"); `lang` the text's language code (NLLB-CLIP)."""
+        `like` adds indexed images by id ("more like this"); `lang` the text's language code (NLLB-CLIP). The
+        answer's `terms` and `minus` are the parts the syntax read; `typical` is the median and spread of the
+        query's scores over the store."""
         plus, subtract = split_terms(q)
-        return run_search(text=plus, minus=subtract + list(minus), k=_k(k), like=[_parse_id(i) for i in like],
-                          language=lang or None, **filters(under, ext, after, before, photo))
+        subtract += list(minus)
+        return with_terms(run_search(text=plus, minus=subtract, k=_k(k), like=[_parse_id(i) for i in like],
+                                     language=lang or None, **filters(under, ext, after, before, photo)),
+                          plus, subtract)
 
     @api.post("/api/search")
     def search_upload(image: list[UploadFile] = File([]), q: str = Form(""), k: int = Form(20),
@@ -326,19 +352,42 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
         if any(not d for d in datas):
             raise ClipsearchError("an uploaded image is empty", param="image")
         plus, subtract = split_terms(q)
-        kwargs: dict[str, Any] = dict(text=plus, image=datas, minus=subtract + list(minus), k=_k(k),
+        subtract += list(minus)
+        kwargs: dict[str, Any] = dict(text=plus, image=datas, minus=subtract, k=_k(k),
                                       like=[_parse_id(i) for i in like],
                                       **filters(under, ext, after, before, photo))
         if not datas:
-            return run_search(**kwargs)
+            return with_terms(run_search(**kwargs), plus, subtract)
         with holder.encoder_lock:  # waits for a load in progress rather than starting a second one
             encoder = holder.require().encoder  # a model that cannot load is reported to this request
         check_pixel_budget(datas, encoder.image_size, MAX_UPLOAD_PIXELS)  # headers only: nothing decoded yet
         with DECODE_LOCK:
             try:
-                return run_search(**kwargs)
+                return with_terms(run_search(**kwargs), plus, subtract)
             finally:
                 release_memory()
+
+    @api.get("/api/dupes")
+    def dupes(level: str = "same", threshold: float | None = None, under: list[str] = Query([])) -> dict[str, Any]:
+        """Duplicate groups, biggest first, each with its suggested keeper and why; `level` exact (identical
+        bytes), same (the same picture resized, recompressed, converted or lightly cropped; the default) or
+        similar (near in the embedding space, cosine >= `threshold`). Nothing is ever deleted."""
+        store = holder.require()
+        groups = store.duplicates(level, threshold=threshold, under=[u for u in under if u] or None)
+        return {"level": level, "groups": [g.to_dict() for g in groups], "notes": groups.notes,
+                "reclaimable": sum(g.reclaimable for g in groups)}
+
+    @api.get("/api/browse")
+    def browse(k: int = 20, offset: int = 0, under: list[str] = Query([]), ext: list[str] = Query([]),
+               after: str | None = None, before: str | None = None) -> dict[str, Any]:
+        """The newest indexed files first (by modification time; a video once), with the usual filters: what
+        the page shows before any query. Items have a hit's keys without rank and score."""
+        if offset < 0:
+            raise ClipsearchError(f"offset must be at least 0, got {offset}", param="offset")
+        f = filters(under, ext, after, before, {})
+        results = holder.require().newest(_k(k), offset, under=f["under"], exts=f["ext"], after=f["after"],
+                                          before=f["before"])
+        return {"results": results, "k": k, "offset": offset}
 
     @api.get("/api/images/{image_id}")
     def image(image_id: str) -> dict[str, Any]:
@@ -354,25 +403,32 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
 
     @api.get("/api/images/{image_id}/thumbnail")
     def thumbnail(image_id: str, request: Request, v: str | None = None) -> Response:
-        """256 px WebP, made on first request and cached in the store by content digest; ETag = digest."""
+        """256 px WebP of an image or of a video's moment, made on first request and cached in the store;
+        ETag = the image's content digest (a moment's: the video's fingerprint and its time)."""
         store = holder.require()
-        rec = store.record(_parse_id(image_id))
-        if rec.digest and (unchanged := _not_modified(request, rec.digest, bool(v))) is not None:
+        image_id_ = _parse_id(image_id)
+        if (unchanged := _not_modified(request, store.thumbnail_key(image_id_), bool(v))) is not None:
             return unchanged
-        data, digest = store.thumbnail(rec.id)
-        return _cached(data, "image/webp", digest, request, bool(v))
+        data, key = store.thumbnail(image_id_)
+        return _cached(data, "image/webp", key, request, bool(v))
 
     @api.get("/api/images/{image_id}/file")
-    def file(image_id: str, request: Request, v: str | None = None) -> Response:
-        """The original file, exactly as indexed (a file changed or replaced since is refused: index again)."""
+    def file(image_id: str, request: Request, v: str | None = None, download: bool = False) -> Response:
+        """The original file (a video's, for a moment), exactly as indexed: a file changed or replaced since is
+        refused (index again). Answers Range requests (206), so a player can seek; `download=1` asks the
+        browser to save it."""
         store = holder.require()
         rec = store.record(_parse_id(image_id))
         if rec.digest and (unchanged := _not_modified(request, rec.digest, bool(v))) is not None:
             return unchanged
-        data, digest, fmt = store.image_bytes(rec.id)
-        return _cached(data, CONTENT_TYPES.get(fmt or "", "application/octet-stream"), digest, request, bool(v),
-                       {"Content-Disposition": _content_disposition(rec.path),
-                        "Content-Security-Policy": "default-src 'none'; sandbox"})
+        original = store.original(rec.id)
+        media_type = (VIDEO_TYPES.get(os.path.splitext(rec.path)[1].lower(), "application/octet-stream")
+                      if original.video else CONTENT_TYPES.get(original.format or "", "application/octet-stream"))
+        etag = f'"{original.digest}"'
+        cache = f"private, max-age={YEAR}, immutable" if v else "private, no-cache"
+        headers = {"ETag": etag, "Cache-Control": cache, "Content-Security-Policy": "default-src 'none'; sandbox",
+                   "Content-Disposition": _content_disposition(rec.path, download)}
+        return ranged(original.file, original.size, request.headers.get("range"), media_type, headers)
 
     return StoreApp(api, holder, token=token, allowed_hosts=allowed_hosts, body_limit=upload_limit)
 

@@ -10,7 +10,7 @@ security headers.
   than ``same-origin`` / ``none``; ``same-site`` too, since another port of localhost is "same site"), or whose
   ``Origin`` ("null" included) is not this server's own scheme, host and port, gets 403, whatever the method:
   any web page could otherwise post uploads and queries to a local server (an ``<img>``, a form, a fetch).
-  One exception: a user's click on a link to the page itself (``/``, ``/docs``), a top-level GET navigation,
+  One exception: a user's click on a link to the page itself (``/``, ``/docs``, ``/dupes``), a top-level GET navigation,
   whose scripts then talk to the server as its own origin. Clients that send neither header (curl, Python) pass.
 * Request bodies are read up to a limit; beyond it the answer is 413 and nothing is parsed: 20 MB for a
   multipart upload, FORM_LIMIT for any other body (a form without files holds a query and filters only).
@@ -29,7 +29,7 @@ COOKIE = "clipsearch_token"
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
 FORM_LIMIT = 64 * 1024  # a body that is not multipart: q (at most 4000 characters, urlencoded) and filters
 SAME_ORIGIN_SITES = (b"same-origin", b"none")  # Sec-Fetch-Site values of the page's own requests, typed URLs
-PAGE_PATHS = ("/", "/docs")  # what a user may open by a link from another site (GET navigations only)
+PAGE_PATHS = ("/", "/docs", "/dupes")  # what a user may open by a link from another site (GET navigations only)
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 Scope = dict[str, Any]
@@ -153,7 +153,7 @@ class Guard:
                                "header Authorization: Bearer TOKEN",
                                [(b"www-authenticate", b'Bearer realm="clipsearch"')])
                 return
-            if in_query and scope.get("path") in ("/", "/docs"):
+            if in_query and scope.get("path") in PAGE_PATHS:
                 set_cookie = [(b"set-cookie", f"{COOKIE}={given.decode('latin-1')}; Path=/; HttpOnly; "
                                               "SameSite=Strict".encode("latin-1"))]
         if scope.get("method") in ("POST", "PUT", "PATCH"):

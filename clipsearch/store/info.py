@@ -24,7 +24,8 @@ def store_info(folder: StoreFolder, place: CatalogPlace, lock: WriterLock, disk:
     path = folder.path
     exists = path.exists()  # a new store's folder appears on its first write
     catalog = place.catalog if exists else None
-    counts = catalog.counts() if catalog is not None else {"images": 0, "failed": 0, "vectors": 0}
+    counts = catalog.counts() if catalog is not None else {"images": 0, "failed": 0, "vectors": 0,
+                                                                 "videos": 0, "frames": 0}
     roots = [r["path"] for r in catalog.roots()] if catalog is not None else []
     last = catalog.last_run() if catalog is not None else None
     if last is not None:
@@ -62,3 +63,14 @@ def _languages(spec_text: str) -> tuple[str, ...]:
         return model_languages(parse_spec(spec_text))
     except ClipsearchError:
         return languages_of_name(spec_text)
+
+
+def count_line(counts: dict[str, Any]) -> str:
+    """'6 photos, 1 video (3 moments)': what a store holds, in files (a video is one, however many moments)."""
+    def n(count: int, one: str, many: str) -> str:
+        return f"{count} {one if count == 1 else many}"
+
+    line = n(counts.get("images", 0), "photo", "photos")
+    if counts.get("videos"):
+        line += f", {n(counts['videos'], 'video', 'videos')} ({n(counts.get('frames', 0), 'moment', 'moments')})"
+    return line

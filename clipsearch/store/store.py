@@ -26,7 +26,7 @@ from clipsearch.errors import ClipsearchError
 from clipsearch.store.catalog_place import CatalogPlace, resolve_db
 from clipsearch.store.folder import StoreFolder, check_new_store_folder, reembed_folder, remove_store_files, swap_in
 from clipsearch.store.manifest import precision as stored_precision, read_manifest
-from clipsearch.store.media import StoreMedia
+from clipsearch.store.media import Original, StoreMedia
 from clipsearch.store.models import StoreModel, WriteCall
 from clipsearch.store.writer_lock import WriterLock
 
@@ -285,21 +285,24 @@ class Store:
         hits.notes.extend(language_notes([t for t, _w in query.texts + query.minus], self.model_spec))
         return hits
 
-    def duplicates(self, threshold: float = 0.99, exact: bool = False,
+    def duplicates(self, level: str = "same", *, threshold: float | None = None,
                    under: Iterable[str] | None = None) -> Duplicates:
-        """Groups of duplicate images, biggest first, each with a suggested keeper (nothing is deleted).
+        """Groups of duplicate images, biggest first, each with a suggested keeper and why (nothing is deleted).
 
-        Near duplicates: embeddings with cosine >= `threshold` (0.99 finds re-encoded and resized copies;
-        lower values also find edits, crops, then other shots of one scene). `exact`: byte-identical files
-        only, by content digest (no vectors). `under`: only images inside these folders.
+        `level`: "exact" (byte-identical files, by content digest), "same" (the default: the same picture
+        resized, recompressed, converted or lightly cropped, by perceptual hash, confirmed by the embedding;
+        works with any model) or "similar" (embeddings with cosine >= `threshold`, default 0.99; lower values
+        also find edits, crops, then other shots of one scene). `under`: only images inside these folders.
         """
-        from clipsearch.query.dupes import check_threshold, find_duplicates
+        from clipsearch.query.dupes import check_level, check_threshold, find_duplicates
 
-        check_threshold(threshold)
+        check_level(level)
+        if threshold is not None:
+            check_threshold(threshold)
         self._folder.require_manifest()
         if self.catalog.counts()["images"] == 0:
             raise ClipsearchError(f"store {self.path} holds no images", "index a folder into it first")
-        return find_duplicates(self.catalog, None if exact else self.vectors, threshold, exact,
+        return find_duplicates(self.catalog, None if level == "exact" else self.vectors, level, threshold,
                                [str(u) for u in under] if under else None)
 
     def extensions(self) -> dict[str, int]:
@@ -357,13 +360,24 @@ class Store:
         """(content, digest, format) of an indexed image: only the exact bytes that were indexed come back."""
         return self._media.image_bytes(image_id)
 
+    def newest(self, k: int, offset: int = 0, **filters: Any) -> list[dict[str, Any]]:
+        """Indexed files newest first (a video once), filtered like a query (under, exts, after, before)."""
+        return self._media.newest(k, offset, **filters)
+
+    def original(self, image_id: int) -> Original:
+        """The indexed file of an image or video moment, open and verified (read a range of it, then close)."""
+        return self._media.original(image_id)
+
     @property
     def thumbnail_cache(self) -> ThumbnailCache:
         return self._media.thumbnail_cache
 
     def thumbnail(self, image_id: int) -> tuple[bytes, str]:
-        """(WebP thumbnail, content digest) of an indexed image, made on first use and cached in the store."""
+        """(WebP thumbnail, its key) of an image or video moment, made on first use and cached in the store."""
         return self._media.thumbnail(image_id)
+
+    def thumbnail_key(self, image_id: int) -> str:
+        return self._media.thumbnail_key(image_id)
 
     def thumbnail_png(self, image_id: int, size: int = 160) -> bytes | None:
         """A small PNG of an indexed image (for terminal image protocols), or None when its file is gone."""

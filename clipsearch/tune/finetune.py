@@ -114,6 +114,9 @@ def finetune(data_path: str | Path, out: str | Path, *, base_model: str = DEFAUL
     images; 1 always uses one split; k > 1 always cross-validates. A checkpoint is written to `out` after each
     epoch (at most every `checkpoint_every_s`, and always at the end of a phase); `resume` continues it, and
     without `resume` an existing checkpoint is refused unless `restart` discards it."""
+    from clipsearch.encoders.torch_needed import require_torch
+
+    require_torch("fine-tuning")
     from clipsearch.encoders.torch_encoder import load_encoder, save_model_folder
 
     config = config or TrainConfig()

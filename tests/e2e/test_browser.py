@@ -87,15 +87,16 @@ def _names(page) -> list[str]:
 def test_search_more_like_this_lightbox_and_keys(browser_page, live_server: str, tmp_path: Path) -> None:
     page = browser_page
     page.goto(live_server)
-    page.wait_for_function("() => document.getElementById('status').textContent.includes('images')")
-    assert "63 images" in page.locator("#status").text_content()
+    page.wait_for_function("() => document.getElementById('status').textContent.includes('photos')")
+    assert "63 photos" in page.locator("#status").text_content()
     page.locator("#status").click()  # focus elsewhere (the page puts it in the search box on load) ...
     page.keyboard.press("/")  # ... then "/" focuses the search box
     assert page.evaluate("document.activeElement.id") == "q"
     page.keyboard.type("a red triangle")
     page.keyboard.press("Enter")
+    page.wait_for_function("() => document.getElementById('status').textContent.includes(' results in ')")
     page.wait_for_function(THUMBS_LOADED, timeout=30_000)
-    names = _names(page)
+    names = _names(page)[:20]  # (more pages follow while the screen is not full)
     assert len(names) == 20 and label_of(names[0]) == "red triangle", names
     assert all(n.startswith("red_triangle_") for n in names[:4]), names  # all four red triangles first
     assert "q=a+red+triangle" in page.url  # the URL holds the query
@@ -129,8 +130,8 @@ def test_search_more_like_this_lightbox_and_keys(browser_page, live_server: str,
     assert "×" in page.locator("#lb-dims").text_content()
     page.keyboard.press("ArrowRight")
     assert page.locator("#lb-path").text_content().endswith(names[2])
-    page.keyboard.press("Escape")
-    assert page.locator("#lightbox").is_hidden()
+    page.keyboard.press("Escape")  # Back, in effect: the view had its own URL
+    page.wait_for_function("() => document.getElementById('lightbox').hidden")
     assert page.errors == []  # type: ignore[attr-defined]
 
 
@@ -178,7 +179,7 @@ DROP = """async ([bytes, kind]) => {
 def test_image_query_by_drop_and_paste(browser_page, live_server: str, shapes_source: Path) -> None:
     page = browser_page
     page.goto(live_server)
-    page.wait_for_function("() => document.getElementById('status').textContent.includes('images')")
+    page.wait_for_function("() => document.getElementById('status').textContent.includes('photos')")
     query = list((shapes_source / "red_triangle_002.png").read_bytes())
     for kind in ("drop", "paste"):
         page.evaluate("() => document.getElementById('grid').replaceChildren()")
@@ -188,6 +189,21 @@ def test_image_query_by_drop_and_paste(browser_page, live_server: str, shapes_so
         page.wait_for_function(THUMBS_LOADED, timeout=30_000)
         names = _names(page)
         assert names[0].startswith("red_triangle_") and "red_triangle_002.png" not in names, (kind, names)
-        assert page.locator("#query-image").is_visible()
-    page.locator("#clear-image").click()
-    assert page.locator("#query-image").is_hidden()
+        assert page.locator("#chips .chip-image").is_visible()  # the image is the query's one part
+    page.locator("#chips .chip-image button").click()
+    assert page.locator("#chips .chip-image").count() == 0
+
+
+def test_infinite_scroll_keeps_the_tiles_it_has(browser_page, live_server: str) -> None:
+    page = browser_page
+    for url in (live_server, live_server + "?q=a+red+triangle"):  # the newest files, then a query
+        page.goto(url)
+        page.wait_for_function(THUMBS_LOADED, timeout=30_000)
+        first = page.locator("#grid .hit").first.element_handle()
+        for _ in range(20):  # scroll to the end until every result is there (pages of 20)
+            page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+            if page.locator("#grid .hit").count() == 63:
+                break
+            page.wait_for_timeout(500)
+        assert page.locator("#grid .hit").count() == 63 and page.locator("#more").is_hidden()
+        assert page.evaluate("(node) => node.isConnected", first)  # the first tiles stayed: nothing reloaded

@@ -37,7 +37,7 @@ def test_info(runner, indexed: Path) -> None:
     assert info["index_type"] == "flat" and info["disk_bytes"] > 0
     assert info["model"]["key"].startswith("folder:") and info["model"]["embed_dim"] == 64
     assert info["last_run"]["status"] == "done"
-    assert "images" in cli(runner, "info", "--index", indexed).stdout
+    assert "60 photos" in cli(runner, "info", "--index", indexed).stdout
 
 
 def test_filters_under_and_ext(runner, tmp_path: Path, photos: Path, trained_model: Path) -> None:

@@ -106,7 +106,7 @@ def test_exact_finds_exactly_the_byte_copies(runner, collection):
 
 def test_near_finds_the_injected_groups_with_keepers(runner, collection):
     root, store = collection
-    data = cli_json(runner, "dupes", "--index", store)  # default threshold 0.99
+    data = cli_json(runner, "dupes", "--level", "similar", "--index", store)  # default threshold 0.99
     assert _groups(root, data) == NEAR
     assert _keepers(root, data) == KEEPERS  # b/p3-98.png: largest resolution, though the newest
     assert len(data[0]["images"]) == 3  # biggest group first
@@ -123,11 +123,12 @@ def test_near_finds_the_injected_groups_with_keepers(runner, collection):
 
 def test_under_restricts_both_sides(runner, collection, tmp_path):
     root, store = collection
-    for flags in (["--exact"], []):
+    for flags in (["--exact"], ["--level", "similar"]):
         only_sub = cli_json(runner, "dupes", *flags, "--under", root / "sub", "--index", store)
         assert _groups(root, only_sub) == {frozenset({"sub/p1.png", f"sub/deeper/{ODD}"})}
         ab = cli_json(runner, "dupes", *flags, "--under", root / "a", "--under", root / "b", "--index", store)
-        assert _groups(root, ab) == (EXACT if flags else NEAR) - {frozenset({"sub/p1.png", f"sub/deeper/{ODD}"})}
+        expected = EXACT if flags == ["--exact"] else NEAR
+        assert _groups(root, ab) == expected - {frozenset({"sub/p1.png", f"sub/deeper/{ODD}"})}
     assert cli_json(runner, "dupes", "--under", root / "a", "--index", store) == []  # each copy is in b/
     link = tmp_path / "link-to-sub"
     link.symlink_to(root / "sub")  # --under takes the real path, like query
@@ -139,13 +140,13 @@ def test_under_restricts_both_sides(runner, collection, tmp_path):
 def test_paths_list_exactly_the_non_keepers_and_nothing_is_deleted(runner, collection):
     root, store = collection
     before = sorted(p for p in root.rglob("*"))
-    data = cli_json(runner, "dupes", "--index", store)
+    data = cli_json(runner, "dupes", "--level", "similar", "--index", store)
     extra = {os.fsencode(im["path"]) for g in data for im in g["images"] if not im["keeper"]}
     assert len(extra) == 5
-    lines = cli(runner, "dupes", "--paths", "--index", store).stdout_bytes
+    lines = cli(runner, "dupes", "-l", "similar", "--paths", "--index", store).stdout_bytes
     assert lines.endswith(b"\n") and set(lines.split(b"\n")[:-1]) == extra
     assert any(b"\xff" in p for p in extra)  # the raw bytes of the non-UTF-8 name
-    nul = cli(runner, "dupes", "-0", "--index", store).stdout_bytes
+    nul = cli(runner, "dupes", "-l", "similar", "-0", "--index", store).stdout_bytes
     assert nul.endswith(b"\0") and set(nul.split(b"\0")[:-1]) == extra
     exact = cli(runner, "dupes", "--exact", "--paths0", "--index", store).stdout_bytes
     assert set(exact.split(b"\0")[:-1]) == {os.fsencode(root / "a/p0.png"), os.fsencode(root / "sub/deeper" / ODD)}
@@ -154,8 +155,9 @@ def test_paths_list_exactly_the_non_keepers_and_nothing_is_deleted(runner, colle
 
 def test_table_output(runner, collection):
     _root, store = collection
-    out = cli(runner, "dupes", "--index", store).stdout
+    out = cli(runner, "dupes", "--level", "similar", "--index", store).stdout
     assert "4 groups of duplicates: 5 files beside the keepers" in out
+    assert "kept: most pixels" in out and "kept: oldest" in out  # why each keeper
     assert out.count("keep") >= 4 and "nothing was deleted" in out
     assert "copy-\\xff.png" in out  # the undecodable byte shown as an escape, not written raw
     assert "98x98" in out
@@ -164,28 +166,37 @@ def test_table_output(runner, collection):
 def test_bad_threshold_and_flags(runner, collection):
     _root, store = collection
     for value in ("0", "1.5", "-0.2", "nan"):
-        result = cli(runner, "dupes", "--threshold", value, "--index", store, ok=False)
+        result = cli(runner, "dupes", "-l", "similar", "--threshold", value, "--index", store, ok=False)
         assert result.exit_code == 1
         assert "--threshold must be a cosine similarity in (0, 1]" in result.stderr, result.stderr
-    assert cli_json(runner, "dupes", "--threshold", "1", "--index", store)  # byte copies have cosine 1
-    result = cli(runner, "dupes", "--exact", "--threshold", "0.9", "--index", store, ok=False)
-    assert result.exit_code == 1 and "--threshold goes with near duplicates" in result.stderr
+    assert cli_json(runner, "dupes", "-l", "similar", "--threshold", "1", "--index", store)  # byte copies: cosine 1
+    for flags in (["--exact"], [], ["--level", "same"]):
+        result = cli(runner, "dupes", *flags, "--threshold", "0.9", "--index", store, ok=False)
+        assert result.exit_code == 1 and "--threshold goes with --level similar" in result.stderr
+    result = cli(runner, "dupes", "--level", "alike", "--index", store, ok=False)
+    assert result.exit_code == 1 and "unknown duplicate level 'alike'" in result.stderr
 
 
 def test_library_api(collection, tmp_path):
     root, store_path = collection
     with clipsearch.open(store_path, create=False) as store:
-        groups = store.duplicates()
+        groups = store.duplicates("similar")
         assert {frozenset(_rel(root, im.path) for im in g.images) for g in groups} == NEAR
         assert {_rel(root, g.images[0].path) for g in groups} == KEEPERS
         assert all(g.images[0].id == g.keeper and g.extra == g.images[1:] for g in groups)
         assert groups.stats.vectors == 13 and groups.stats.partition == "exhaustive"
-        loose = store.duplicates(threshold=0.5)  # looser: unrelated pictures start to group
+        loose = store.duplicates("similar", threshold=0.5)  # looser: unrelated pictures start to group
         assert sum(len(g.images) for g in loose) > sum(len(g.images) for g in groups)
-        assert len(store.duplicates(exact=True, under=[str(root / "b")])) == 0
+        assert len(store.duplicates("exact", under=[str(root / "b")])) == 0
         with pytest.raises(ClipsearchError) as info:
-            store.duplicates(threshold=1.01)
+            store.duplicates("similar", threshold=1.01)
         assert info.value.param == "threshold" and str(info.value).startswith("threshold must be")
+        with pytest.raises(ClipsearchError) as info:
+            store.duplicates("same", threshold=0.9)
+        assert info.value.param == "threshold"
+        with pytest.raises(ClipsearchError) as info:
+            store.duplicates("near")
+        assert info.value.param == "level"
     with clipsearch.open(tmp_path / "new-store") as empty, pytest.raises(ClipsearchError, match="is empty"):
         empty.duplicates()
 

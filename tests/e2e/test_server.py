@@ -22,6 +22,7 @@ from PIL import Image
 import clipsearch
 from clipsearch.errors import ClipsearchError
 from clipsearch.server import check_token, create_app
+from clipsearch.server.app import PAGE_MODULES
 from tests.conftest import cli_json, label_of
 
 HIT_KEYS = {"rank", "score", "path", "size", "width", "height", "format", "modified", "id", "taken", "camera",
@@ -121,9 +122,10 @@ def test_health_info_and_docs(client: TestClient, served) -> None:
     assert page.status_code == 200 and "script-src 'self'" in page.headers["content-security-policy"]
     assert "http" not in page.text.replace("http-equiv", "")  # nothing fetched from elsewhere
     assert client.get("/static/app.js").headers["content-type"].startswith("text/javascript")
-    js = client.get("/static/app.js").text
-    assert (".innerHTML" not in js and "outerHTML" not in js and "insertAdjacentHTML" not in js
-            and "document.write" not in js)
+    for module in PAGE_MODULES:  # every module of the page writes text, never markup
+        js = client.get(f"/static/{module}").text
+        assert (".innerHTML" not in js and "outerHTML" not in js and "insertAdjacentHTML" not in js
+                and "document.write" not in js), module
 
 
 def test_search_matches_the_cli_json(client: TestClient, served, runner) -> None:

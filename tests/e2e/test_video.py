@@ -16,14 +16,16 @@ INTERVAL = 1.0  # seconds between sampled frames in these tests
 SCENE_SECONDS = 2
 
 
-def make_video(path: Path, scenes: list[Path], fps: int = 5, size: int = 96) -> None:
-    """A clip showing each image for SCENE_SECONDS, in order (scene i spans [2i, 2i+2) seconds)."""
+def make_video(path: Path, scenes: list[Path], fps: int = 5, size: int = 96, codec: str = "mpeg4",
+               width: int | None = None) -> None:
+    """A clip showing each image for SCENE_SECONDS, in order (scene i spans [2i, 2i+2) seconds). A browser plays
+    codec "libvpx" in .webm (MPEG-4 part 2 it does not)."""
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=fps)
-        stream.width = stream.height = size
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height = width or size, size
         stream.pix_fmt = "yuv420p"
         for image in scenes:
-            pixels = np.asarray(Image.open(image).convert("RGB").resize((size, size)))
+            pixels = np.asarray(Image.open(image).convert("RGB").resize((width or size, size)))
             for _ in range(SCENE_SECONDS * fps):
                 for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
                     container.mux(packet)

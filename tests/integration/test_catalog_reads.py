@@ -66,6 +66,9 @@ def _answers(reads: CatalogReads) -> dict:
         "images": reads.images(ids + [10**9]),
         "embeddings": sorted((int(i), row.tolist()) for i, row in zip(found, matrix, strict=True)),
         "by_id": {i: v.tolist() for i, v in reads.embeddings_by_id(ids[:2], DIM).items()},
+        "newest": [[(r.path, r.frame_ms) for r in reads.newest(**a)] for a in (
+            {"limit": 3}, {"limit": 3, "offset": 6}, {"limit": 9, "exts": ["mp4"]},
+            {"limit": 9, "before_ns": 2_000, "hidden_under": ["/photos/b.jpg"]})],
         "dupes": reads.duplicate_digests(),
         "dupes_under": reads.duplicate_digests(["/photos"], hidden_under=["/photos/b.jpg"]),
         "hashes_kept": reads.hashes_kept(),
@@ -94,6 +97,10 @@ def test_reads_agree_on_every_backend(catalog_db: str | None, tmp_path: Path) ->
     assert len(answers["filters"][5]) == len(STILLS)
     assert [[r.path for r in group] for group in answers["dupes"]] == [STILLS[:2]]
     assert answers["dupes_under"] == []
+    assert answers["newest"][0] == [(STILLS[5], -1), (STILLS[4], -1), (STILLS[3], -1)]  # newest modified first
+    assert answers["newest"][1] == [(STILLS[0], -1)]  # the 7th and last file: the video counts once, not twice
+    assert answers["newest"][2] == [("/photos/v.mp4", 0)]  # a video as its first moment
+    assert answers["newest"][3] == [("/photos/v.mp4", 0), (STILLS[0], -1)]
     assert len(answers["all"][1]) == 8 and answers["all"][2][0] == _vector(0).tolist()
     assert answers["by_id"] == {by_path[STILLS[0]]: _vector(0).tolist(), by_path[STILLS[1]]: _vector(1).tolist()}
     assert answers["hashes_kept"] and answers["unhashed"] == [1, 0]  # d.png has none; no video frame counts

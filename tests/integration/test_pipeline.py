@@ -360,7 +360,7 @@ def test_broken_image_is_recorded_as_a_failure(pipe: Pipeline, photos: Path) -> 
     assert (summary.added, summary.failed) == (5, 1)
     assert [p for p, _e in summary.failures] == [broken]
     assert [f["path"] for f in pipe.catalog.failures()] == [broken]
-    assert pipe.catalog.counts() == {"images": 5, "failed": 1, "vectors": 5}
+    assert pipe.catalog.counts() == {"images": 5, "failed": 1, "vectors": 5, "videos": 0, "frames": 0}
     pipe.assert_consistent()
 
     again = pipe.index([photos], enc)

@@ -1,71 +1,26 @@
-// The clipsearch page: plain JavaScript, no framework, no build step, nothing fetched from elsewhere.
+// The clipsearch page: plain JavaScript modules, no framework, no build step, nothing fetched from elsewhere.
 // File names and paths are data: they reach the DOM only through textContent and properties (img.alt,
 // title, value), never through innerHTML, so a file named <script>… is shown, not run.
-"use strict";
+// This module holds the state, the URL and the wiring; api.js talks to the server, grid.js draws the tiles,
+// detail.js the detail view, i18n.js holds the page's words.
 
-const $ = (id) => document.getElementById(id);
-const MAX_K = 500;
-const UPLOAD_LIMIT = 20 * 1024 * 1024;
-const TOKEN = new URLSearchParams(location.search).get("token") || "";
+import { $, el } from "./dom.js";
+import { api, withToken, MAX_K, UPLOAD_LIMIT, TOKEN } from "./api.js";
+import { renderTiles, tiles } from "./grid.js";
+import { keepJustified } from "./layout.js";
+import { weakFrom } from "./relevance.js";
+import { showDetail, hideDetail, copyPath, swipes } from "./detail.js";
+import { renderChips, queryText } from "./chips.js";
+import { t, pickLanguage, language, setLanguage } from "./i18n.js";
 
 const state = {
   q: "", k: 20, step: 20, under: "", ext: "", after: "", before: "", like: "",
-  image: null, imageURL: null, results: [], info: null, lb: -1, seq: 0,
+  image: null, imageURL: null, results: [], info: null, lb: -1, seq: 0, lastStatus: "", loading: false,
+  terms: [], minus: [], open: "", detail: null, openPushed: false,
 };
 
-// --- talking to the server ----------------------------------------------------------------------------
-function withToken(url) {
-  if (!TOKEN) return url;
-  return url + (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(TOKEN);
-}
-
-async function api(path, options = {}) {
-  let resp;
-  try {
-    const headers = Object.assign({}, options.headers || {}, TOKEN ? { Authorization: "Bearer " + TOKEN } : {});
-    resp = await fetch(path, Object.assign({}, options, { headers }));
-  } catch (e) {
-    throw { kind: "network", error: "Cannot reach the clipsearch server.",
-            hint: "Is it still running? Start it again with: clipsearch serve" };
-  }
-  let body = null;
-  try { body = await resp.json(); } catch (e) { body = null; }
-  if (!resp.ok) {
-    const kind = resp.status >= 500 ? "server" : ({ 401: "auth", 404: "notfound", 413: "toolarge" })[resp.status] || "bad";
-    throw { kind, status: resp.status, error: (body && body.error) || `The server answered ${resp.status}.`,
-            hint: body && body.hint };
-  }
-  return body;
-}
-
-function thumbURL(hit) {
-  return withToken(`api/images/${hit.id}/thumbnail?v=${encodeURIComponent(hit.size + "-" + hit.modified)}`);
-}
-
-function fileURL(hit) {
-  return withToken(`api/images/${hit.id}/file?v=${encodeURIComponent(hit.size + "-" + hit.modified)}`);
-}
-
-// --- small helpers ------------------------------------------------------------------------------------
-function baseName(path) {
-  const parts = String(path).split("/");
-  return parts[parts.length - 1] || String(path);
-}
-
-function humanSize(n) {
-  if (n == null) return "–";
-  const units = ["B", "KB", "MB", "GB", "TB"];
-  let size = n, i = 0;
-  while (size >= 1024 && i < units.length - 1) { size /= 1024; i++; }
-  return i === 0 ? `${size} B` : `${size.toFixed(1)} ${units[i]}`;
-}
-
-function el(tag, props = {}, children = []) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(props)) node[key] = value; // properties only: never markup
-  node.append(...children);
-  return node;
-}
+const SCROLL_AHEAD = 800; // px below the screen at which the next page of results is asked for
+const tileActions = { open: (i) => openLightbox(i), similar: (id) => moreLike(id) };
 
 // --- messages and status --------------------------------------------------------------------------------
 function showMessage(title, text, isError = false) {
@@ -78,24 +33,25 @@ function showMessage(title, text, isError = false) {
 function hideMessage() { $("message").hidden = true; }
 
 function showError(e) {
-  const titles = {
-    bad: "That query did not work:", notfound: "Not found:", toolarge: "Too large:",
-    server: "The server hit an error:", network: "No connection:", auth: "Not allowed:",
-  };
+  const known = ["bad", "notfound", "toolarge", "server", "network", "auth"];
   const hint = e.hint ? ` (${e.hint})` : "";
-  showMessage(titles[e.kind] || "Error:", `${e.error}${hint}`, true);
-  setStatus(e.kind === "server" ? "server error" : "");
+  showMessage(t(known.includes(e.kind) ? `err.${e.kind}` : "err.other"), `${e.error}${hint}`, true);
+  setStatus(e.kind === "server" ? t("status.serverError") : "");
 }
 
+// "model X · 6 photos, 1 video (3 moments)": files, not the moments a video is searched by.
 function storeLine() {
   const info = state.info;
   if (!info) return "";
-  if (info.empty) return "empty store";
+  if (info.empty) return t("status.empty");
   const model = info.model ? `model ${info.model}` : "";
-  return [model, `${Number(info.images).toLocaleString()} images`].filter(Boolean).join(" · ");
+  const counts = [t("count.photos", Number(info.images))];
+  if (info.videos) counts.push(t("count.videos", Number(info.videos), Number(info.moments)));
+  return [model, counts.join(", ")].filter(Boolean).join(" · ");
 }
 
 function setStatus(extra) {
+  state.lastStatus = extra;
   $("status").textContent = [storeLine(), extra].filter(Boolean).join(" · ");
 }
 
@@ -107,11 +63,13 @@ function readURL() {
   state.step = [20, 50, 100].includes(Number(p.get("step"))) ? Number(p.get("step")) : 20;
   state.k = Math.min(MAX_K, Math.max(1, parseInt(p.get("k") || String(state.step), 10) || state.step));
   for (const key of ["under", "ext", "after", "before"]) state[key] = p.get(key) || "";
+  state.open = /^\d+$/.test(p.get("open") || "") ? p.get("open") : "";
   $("q").value = state.q;
   $("k").value = String(state.step);
   for (const key of ["after", "before"]) $(key).value = state[key];
   setSelect("under", state.under);
   setSelect("ext", state.ext);
+  showFilterCount();
 }
 
 function setSelect(id, value) {
@@ -130,6 +88,7 @@ function writeURL(push) {
   if (state.step !== 20) p.set("step", String(state.step));
   if (state.k !== state.step) p.set("k", String(state.k));
   for (const key of ["under", "ext", "after", "before"]) if (state[key]) p.set(key, state[key]);
+  if (state.open) p.set("open", state.open);
   const url = `${location.pathname}${p.toString() ? "?" + p : ""}`;
   if (url === location.pathname + location.search) return;
   if (push) history.pushState(null, "", url); else history.replaceState(null, "", url);
@@ -144,23 +103,28 @@ function filterParams() {
 
 // --- searching ----------------------------------------------------------------------------------------
 async function run({ push = true, keepScroll = false } = {}) {
-  if (!state.q.trim() && !state.like && !state.image) {
+  const browsing = !state.q.trim() && !state.like && !state.image;
+  if (browsing && state.info && state.info.empty) {
     state.results = [];
+    state.terms = state.minus = [];
+    showChips();
     $("grid").replaceChildren();
     $("more").hidden = true;
-    hideMessage();
     setStatus("");
     writeURL(push);
     return;
   }
   writeURL(push);
   const seq = ++state.seq;
-  setStatus("searching…");
+  state.loading = true;
+  setStatus(t("status.searching"));
   const started = performance.now();
   let data;
   try {
     const params = filterParams();
-    if (state.image) {
+    if (browsing) {
+      data = await api(`api/browse?${params}`);
+    } else if (state.image) {
       const form = new FormData();
       form.append("image", state.image, state.image.name || "pasted-image");
       form.append("q", state.q);
@@ -176,6 +140,7 @@ async function run({ push = true, keepScroll = false } = {}) {
     }
   } catch (e) {
     if (seq === state.seq) {
+      state.loading = false;
       state.results = [];
       $("grid").replaceChildren();
       $("more").hidden = true;
@@ -184,61 +149,80 @@ async function run({ push = true, keepScroll = false } = {}) {
     return;
   }
   if (seq !== state.seq) return; // a newer search has started meanwhile
+  state.loading = false;
   render(data, performance.now() - started, keepScroll);
+  syncDetail();
 }
 
 function render(data, roundTrip, keepScroll) {
   const y = window.scrollY;
+  const browsing = data.query_ms === undefined; // the newest files, before any query
   state.results = data.results;
-  $("grid").replaceChildren(...data.results.map(hitElement));
+  state.terms = data.terms || [];
+  state.minus = data.minus || [];
+  showChips();
+  renderTiles($("grid"), data.results, tileActions, weakFrom(data.results, data.typical));
   if (!data.results.length) {
     const filtered = state.under || state.ext || state.after || state.before;
-    showMessage("No results.", filtered ? "Nothing matches the filters: widen or clear them." :
-      (state.info && state.info.empty ? "The store is empty: index a folder into it first." : "Try other words."));
+    showMessage(t("msg.noResults"), filtered ? t("msg.widen") :
+      (state.info && state.info.empty ? t("msg.emptyStore") : t("msg.tryOther")));
   } else if (data.notes && data.notes.length) {
     // a query in a script the store's model does not read: the note names a model that does, and how to switch
-    const switches = (data.languages || []).map(l => `Switch: clipsearch reindex --model ${l.switch_to}`);
-    showMessage("Note:", data.notes.concat([...new Set(switches)]).join("; "));
+    const switches = (data.languages || []).map(l => t("msg.switchModel", l.switch_to));
+    showMessage(t("msg.note"), data.notes.concat([...new Set(switches)]).join("; "));
   } else {
     hideMessage();
   }
   $("more").hidden = data.results.length < state.k || state.k >= MAX_K;
-  const what = state.image ? "image query" : state.like ? "more like this" : "";
-  const plural = data.results.length === 1 ? "result" : "results";
-  setStatus([what, `${data.results.length} ${plural} in ${data.query_ms} ms`,
-             `${Math.round(roundTrip)} ms with the network`].filter(Boolean).join(" · ")
-            + (state.image ? " (image queries are not kept in the link)" : ""));
+  const what = state.image ? t("status.imageQuery") : state.like ? t("status.similar") : "";
+  if (browsing) setStatus(t("status.newest"));
+  else setStatus([what, t("status.results", data.results.length, data.query_ms, Math.round(roundTrip))]
+                 .filter(Boolean).join(" · ") + (state.image ? t("status.notKept") : ""));
   if (keepScroll) window.scrollTo(0, y);
+  requestAnimationFrame(fillScreen);
 }
 
-function hitElement(hit, i) {
-  const name = baseName(hit.path);
-  const img = el("img", { className: "thumb", alt: name, src: thumbURL(hit), decoding: "async",
-                          loading: i < 30 ? "eager" : "lazy", width: 256, height: 256 });
-  const similar = el("button", { type: "button", className: "similar", textContent: "More like this",
-                                 title: "Find images like this one (m)" });
-  similar.addEventListener("click", (e) => { e.stopPropagation(); moreLike(hit.id); });
-  const fig = el("figure", { className: "hit", tabIndex: 0, title: `${hit.path}\nscore ${hit.score.toFixed(3)}` }, [
-    img,
-    el("span", { className: "score", textContent: hit.score.toFixed(3) }),
-    similar,
-    el("figcaption", { textContent: name }),
-  ]);
-  fig.dataset.index = String(i);
-  fig.dataset.id = String(hit.id);
-  fig.addEventListener("click", () => openLightbox(i));
-  return fig;
+// The observer fires when the end of the list comes near; if it is still near after a page arrived (a tall
+// screen, small tiles), the next page is asked for at once.
+function fillScreen() {
+  if ($("more-area").getBoundingClientRect().top < window.innerHeight + SCROLL_AHEAD) loadMore();
 }
 
+// --- the query's parts as chips ----------------------------------------------------------------------------
+function showChips() {
+  const parts = [...state.terms.map((term) => ({ kind: "term", ...term })),
+                 ...state.minus.map((term) => ({ kind: "minus", ...term }))];
+  if (state.like) parts.push({ kind: "like", id: state.like });
+  if (state.image) parts.push({ kind: "image", url: state.imageURL });
+  renderChips($("chips"), parts, removePart);
+}
+
+function removePart(part) {
+  if (part.kind === "like") state.like = "";
+  else if (part.kind === "image") { clearImage(false); }
+  else {
+    const keep = (list) => list.filter((term) => term.text !== part.text || term.weight !== part.weight);
+    state.q = queryText(part.kind === "term" ? keep(state.terms) : state.terms,
+                        part.kind === "minus" ? keep(state.minus) : state.minus);
+    $("q").value = state.q;
+  }
+  state.k = state.step;
+  run();
+}
+
+// Typed text replaces the query (a query image and "similar to" included); the chips show what is searched.
 function submitText() {
   state.q = $("q").value.trim();
   state.like = "";
+  clearImage(false);
   state.k = state.step;
   run();
 }
 
 function moreLike(id) {
-  closeLightbox();
+  state.open = "";
+  state.openPushed = false;
+  hideLightbox();
   state.like = String(id);
   state.q = "";
   $("q").value = "";
@@ -248,19 +232,24 @@ function moreLike(id) {
   window.scrollTo(0, 0);
 }
 
-function imageQuery(file) {
+// A dropped, pasted or chosen image replaces the query; with a modifier key held (Shift, Ctrl, Alt, ⌘) it is
+// added to the text and "similar to" parts instead.
+function imageQuery(file, add = false) {
   if (!file) return;
   if (file.size > UPLOAD_LIMIT) {
-    showMessage("Too large:", "that image is over 20 MB; choose a smaller one.", true);
+    showMessage(t("msg.tooLarge"), t("msg.over20"), true);
     return;
   }
   clearImage(false);
   state.image = file;
   state.imageURL = URL.createObjectURL(file);
-  $("query-image-preview").src = state.imageURL;
-  $("query-image").hidden = false;
-  state.like = "";
-  state.q = $("q").value.trim();
+  if (add) {
+    state.q = $("q").value.trim();
+  } else {
+    state.like = "";
+    state.q = "";
+    $("q").value = "";
+  }
   state.k = state.step;
   run();
 }
@@ -269,80 +258,145 @@ function clearImage(rerun = true) {
   if (state.imageURL) URL.revokeObjectURL(state.imageURL);
   state.image = null;
   state.imageURL = null;
-  $("query-image").hidden = true;
-  $("query-image-preview").removeAttribute("src");
   $("file").value = "";
   if (rerun) run();
 }
 
-// --- lightbox -----------------------------------------------------------------------------------------
+// --- the detail view: its own URL (?…&open=ID), so Back closes it and a link opens it ---------------------
 function openLightbox(i) {
   const hit = state.results[i];
-  if (!hit) return;
-  state.lb = i;
-  const img = $("lb-img");
-  $("lb-note").hidden = true;
-  img.onerror = () => {
-    img.onerror = null;
-    img.src = thumbURL(hit);
-    $("lb-note").textContent = "The original cannot be shown here (a format the browser does not display, " +
-      "or the file changed since it was indexed); this is its thumbnail.";
-    $("lb-note").hidden = false;
-  };
-  img.src = fileURL(hit);
-  img.alt = baseName(hit.path);
-  $("lb-name").textContent = baseName(hit.path);
-  $("lb-path").textContent = hit.path;
-  $("lb-score").textContent = hit.score.toFixed(4);
-  $("lb-size").textContent = humanSize(hit.size);
-  $("lb-dims").textContent = hit.width ? `${hit.width} × ${hit.height}${hit.format ? " " + hit.format : ""}` : "–";
-  $("lb-date").textContent = hit.modified.replace("T", " ");
-  $("lb-open").href = fileURL(hit);
-  $("lb-copy").textContent = "Copy path";
-  $("lightbox").hidden = false;
+  if (hit) openDetail(hit);
+}
+
+function openDetail(hit) {
+  const push = state.open !== String(hit.id);
+  state.open = String(hit.id);
+  if (push) {
+    writeURL(true);
+    state.openPushed = true;
+  }
+  showHit(hit);
+}
+
+function showHit(hit) {
+  state.detail = hit;
+  state.lb = state.results.findIndex((h) => h.id === hit.id);
+  showDetail(hit, { similar: openDetail });
   document.querySelectorAll(".hit.selected").forEach((n) => n.classList.remove("selected"));
-  const tile = $("grid").children[i];
+  const tile = tiles($("grid"))[state.lb];
   if (tile) tile.classList.add("selected");
-  $("lb-close").focus();
+  if ($("lightbox").contains(document.activeElement) === false) $("lb-close").focus();
+}
+
+// Show what the URL says: the detail of ?open=ID (from the results, or fetched when not among them), or none.
+async function syncDetail() {
+  if (!state.open) { hideLightbox(); return; }
+  if (state.detail && String(state.detail.id) === state.open && !$("lightbox").hidden) return;
+  const hit = state.results.find((h) => String(h.id) === state.open);
+  if (hit) { showHit(hit); return; }
+  try {
+    const facts = await api(`api/images/${state.open}`);
+    showHit(Object.assign({ score: null }, facts));
+  } catch (e) {
+    state.open = "";
+    writeURL(false);
+    showError(e);
+  }
 }
 
 function closeLightbox() {
   if ($("lightbox").hidden) return;
-  $("lightbox").hidden = true;
-  $("lb-img").removeAttribute("src");
-  const tile = $("grid").children[state.lb];
+  if (state.openPushed) {
+    history.back(); // the entry the detail view pushed: popstate hides it
+    return;
+  }
+  state.open = "";
+  writeURL(false);
+  hideLightbox();
+}
+
+function hideLightbox() {
+  if ($("lightbox").hidden) return;
+  hideDetail();
+  const tile = tiles($("grid"))[state.lb];
   if (tile) tile.focus();
   state.lb = -1;
+  state.detail = null;
 }
 
 function stepLightbox(delta) {
   const n = state.results.length;
   if (!n) return;
-  openLightbox((state.lb + delta + n) % n);
+  const hit = state.results[((state.lb < 0 ? 0 : state.lb + delta) + n) % n];
+  state.open = String(hit.id);
+  writeURL(false); // stepping replaces the entry: Back still closes the view
+  showHit(hit);
 }
 
-async function copyPath() {
-  const text = $("lb-path").textContent;
-  try {
-    await navigator.clipboard.writeText(text);
-  } catch (e) {
-    const area = el("textarea", { value: text });
-    document.body.append(area);
-    area.select();
-    document.execCommand("copy");
-    area.remove();
-  }
-  $("lb-copy").textContent = "Copied";
+// --- the header on a phone: filters behind one button (with the number in use), smaller once scrolled --------
+function showFilterCount() {
+  const active = ["under", "ext", "after", "before"].filter((key) => state[key]).length;
+  $("filters-count").textContent = String(active);
+  $("filters-count").hidden = !active;
+}
+
+function setupHeader() {
+  $("filters-toggle").addEventListener("click", () => {
+    const open = $("top").classList.toggle("filters-open");
+    $("filters-toggle").setAttribute("aria-expanded", String(open));
+  });
+  let ticking = false;
+  window.addEventListener("scroll", () => {
+    if (ticking) return;
+    ticking = true;
+    requestAnimationFrame(() => {
+      ticking = false;
+      const compact = window.scrollY > 60 && !$("top").classList.contains("filters-open");
+      $("top").classList.toggle("compact", compact);
+    });
+  }, { passive: true });
+}
+
+// --- infinite scroll, scores -----------------------------------------------------------------------------
+// The next page of results when the end of the list comes near (or "Load more" is used): the same query with
+// a larger k; the tiles already shown stay (grid.js keeps them), so nothing reloads or jumps.
+function loadMore() {
+  if (state.loading || $("more").hidden || state.k >= MAX_K) return;
+  state.k = Math.min(MAX_K, state.k + state.step);
+  run({ push: false, keepScroll: true });
+}
+
+const SCORES = "clipsearch.scores";
+
+function readScoresChoice() {
+  try { return localStorage.getItem(SCORES) === "1"; } catch (e) { return false; }
+}
+
+// Scores on every tile, or only on the one hovered or focused: a button (and the key s) on any screen.
+function toggleScores(on) {
+  const show = typeof on === "boolean" ? on : !document.body.classList.contains("show-scores");
+  document.body.classList.toggle("show-scores", show);
+  $("scores").setAttribute("aria-pressed", String(show));
+  try { localStorage.setItem(SCORES, show ? "1" : "0"); } catch (e) { /* not kept */ }
 }
 
 // --- keyboard -----------------------------------------------------------------------------------------
-function columns() {
-  const tiles = $("grid").children;
-  if (!tiles.length) return 1;
-  const top = tiles[0].offsetTop;
-  let n = 0;
-  while (n < tiles.length && tiles[n].offsetTop === top) n++;
-  return Math.max(1, n);
+const ARROWS = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: 2, ArrowUp: -2 }; // ±2: a row down or up
+
+// The tile above or below tile i in justified rows: the nearest by horizontal centre in the next row.
+function vertical(all, i, dir) {
+  const here = all[i].getBoundingClientRect();
+  const centre = here.left + here.width / 2;
+  let best = -1, bestRow = null, bestDx = Infinity;
+  for (let j = i + dir; j >= 0 && j < all.length; j += dir) {
+    const box = all[j].getBoundingClientRect();
+    if (Math.abs(box.top - here.top) < 2) continue; // same row
+    if (bestRow !== null && Math.abs(box.top - bestRow) >= 2) break; // past the next row
+    bestRow = box.top;
+    const dx = Math.abs(box.left + box.width / 2 - centre);
+    if (dx < bestDx) { best = j; bestDx = dx; }
+  }
+  return best < 0 ? i : best;
 }
 
 function onKey(e) {
@@ -352,31 +406,34 @@ function onKey(e) {
     if (e.key === "Escape") { closeLightbox(); e.preventDefault(); }
     else if (e.key === "ArrowRight") { stepLightbox(1); e.preventDefault(); }
     else if (e.key === "ArrowLeft") { stepLightbox(-1); e.preventDefault(); }
-    else if (e.key === "m" && state.results[state.lb]) moreLike(state.results[state.lb].id);
+    else if (e.key === "m" && state.detail) moreLike(state.detail.id);
     return;
   }
   if (e.key === "/" && !inField) { e.preventDefault(); $("q").focus(); $("q").select(); return; }
   if (inField) {
     if (e.key === "Escape") target.blur();
-    if (e.key === "ArrowDown" && target === $("q") && $("grid").children.length) {
+    if (e.key === "ArrowDown" && target === $("q") && tiles($("grid")).length) {
       e.preventDefault();
-      $("grid").children[0].focus();
+      tiles($("grid"))[0].focus();
     }
     return;
   }
-  const tiles = [...$("grid").children];
+  const all = tiles($("grid"));
   const tile = target instanceof HTMLElement ? target.closest(".hit") : null;
-  const i = tile ? tiles.indexOf(tile) : -1;
-  const moves = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: columns(), ArrowUp: -columns() };
-  if (e.key in moves && tiles.length) {
+  const i = tile ? all.indexOf(tile) : -1;
+  if (e.key in ARROWS && all.length) {
     e.preventDefault();
-    const next = i < 0 ? 0 : Math.min(tiles.length - 1, Math.max(0, i + moves[e.key]));
-    tiles[next].focus();
+    const step = ARROWS[e.key];
+    const next = i < 0 ? 0 : Math.abs(step) === 1 ? Math.min(all.length - 1, Math.max(0, i + step))
+      : vertical(all, i, Math.sign(step));
+    all[next].focus();
   } else if (e.key === "Enter" && i >= 0 && target === tile) {
     e.preventDefault();
     openLightbox(i);
   } else if (e.key === "m" && i >= 0) {
     moreLike(state.results[i].id);
+  } else if (e.key === "s") {
+    toggleScores();
   }
 }
 
@@ -404,7 +461,8 @@ function setupDrop() {
     depth = 0;
     $("drop-hint").hidden = true;
     const files = [...e.dataTransfer.files];
-    imageQuery(files.find((f) => f.type.startsWith("image/")) || files[0]);
+    const add = e.shiftKey || e.ctrlKey || e.altKey || e.metaKey;
+    imageQuery(files.find((f) => f.type.startsWith("image/")) || files[0], add);
   });
   document.addEventListener("paste", (e) => {
     const items = e.clipboardData ? [...e.clipboardData.items] : [];
@@ -426,27 +484,40 @@ function fillFilters(info) {
 }
 
 async function init() {
+  pickLanguage();
+  $("lang").addEventListener("click", () => {
+    setLanguage(language() === "zh" ? "en" : "zh");
+    setStatus(state.lastStatus);
+  });
   $("docs-link").href = withToken("docs");
   $("home").href = withToken("./");
   $("search-form").addEventListener("submit", (e) => { e.preventDefault(); submitText(); });
   $("file").addEventListener("change", () => imageQuery($("file").files[0]));
-  $("clear-image").addEventListener("click", () => clearImage(true));
   for (const key of ["under", "ext", "after", "before"]) {
-    $(key).addEventListener("change", () => { state[key] = $(key).value; state.k = state.step; run(); });
+    $(key).addEventListener("change", () => {
+      state[key] = $(key).value;
+      state.k = state.step;
+      showFilterCount();
+      run();
+    });
   }
   $("k").addEventListener("change", () => { state.step = Number($("k").value); state.k = state.step; run(); });
-  $("more").addEventListener("click", () => {
-    state.k = Math.min(MAX_K, state.k + state.step);
-    run({ push: false, keepScroll: true });
-  });
+  $("more").addEventListener("click", loadMore);
+  new IntersectionObserver((entries) => { if (entries.some((e) => e.isIntersecting)) loadMore(); },
+                           { rootMargin: `${SCROLL_AHEAD}px 0px` }).observe($("more-area"));
+  keepJustified($("grid"));
+  setupHeader();
+  $("scores").addEventListener("click", toggleScores);
+  toggleScores(readScoresChoice());
   $("lb-close").addEventListener("click", closeLightbox);
   $("lb-prev").addEventListener("click", () => stepLightbox(-1));
   $("lb-next").addEventListener("click", () => stepLightbox(1));
   $("lb-copy").addEventListener("click", copyPath);
-  $("lb-similar").addEventListener("click", () => moreLike(state.results[state.lb].id));
+  $("lb-similar").addEventListener("click", () => moreLike(state.detail.id));
   $("lightbox").addEventListener("click", (e) => { if (e.target === $("lightbox")) closeLightbox(); });
+  swipes($("lightbox"), stepLightbox);
   document.addEventListener("keydown", onKey);
-  window.addEventListener("popstate", () => { clearImage(false); readURL(); run({ push: false }); });
+  window.addEventListener("popstate", onHistory);
   setupDrop();
   readURL();
   try {
@@ -458,11 +529,26 @@ async function init() {
   fillFilters(state.info);
   setStatus("");
   if (state.info.empty) {
-    showMessage("This store is empty.", "Index a folder into it (clipsearch index FOLDER), then search here: " +
-      "the server picks new images up without a restart.");
+    showMessage(t("msg.storeEmpty"), t("msg.storeEmptyText"));
   }
-  if (state.q || state.like) run({ push: false });
-  else $("q").focus();
+  if (!state.q && !state.like) $("q").focus();
+  if (!state.info.empty) run({ push: false });
+  else syncDetail();
 }
 
-document.addEventListener("DOMContentLoaded", init);
+// Back and Forward: a change of the query searches again; a change of ?open= only opens or closes the view.
+function onHistory() {
+  const key = () => JSON.stringify([state.q, state.like, state.k, state.step, state.under, state.ext, state.after,
+                                    state.before]);
+  const before = key();
+  readURL();
+  state.openPushed = false;
+  if (key() !== before) {
+    clearImage(false);
+    run({ push: false });
+  } else {
+    syncDetail();
+  }
+}
+
+init();

@@ -63,5 +63,5 @@ def test_duplicates_take_no_more_folders_than_a_query() -> None:
             raise AssertionError(f"the catalog was asked for {name}")
 
     with pytest.raises(ClipsearchError, match="under filters; at most") as err:
-        find_duplicates(NoCatalog(), None, exact=True, under=[f"/d{i}" for i in range(MAX_FILTERS + 1)])
+        find_duplicates(NoCatalog(), None, "exact", under=[f"/d{i}" for i in range(MAX_FILTERS + 1)])
     assert err.value.param == "under"
