@@ -27,14 +27,24 @@ from sqlalchemy import Connection, delete, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
-from clipsearch.catalog import database, schema
-from clipsearch.catalog.codec import HAS_VIDEO, SCHEMA_READABLE, STILL, escape_like
+from clipsearch.catalog import database, schema, text_rows
+from clipsearch.catalog.codec import HAS_VIDEO, SCHEMA_READABLE, STILL, TEXT_INDEX, escape_like
 from clipsearch.catalog.locks import WriterLocks, lock_schema
 from clipsearch.catalog.reads import CHUNK, STREAM_BATCH, Row, SqlReads, record_of
-from clipsearch.catalog.records import ChunkResult, Encoded, EncodedVideo, Failed, ImageRecord, Known, PhotoMeta
+from clipsearch.catalog.records import (
+    ChunkResult,
+    Encoded,
+    EncodedVideo,
+    Failed,
+    ImageRecord,
+    Known,
+    PhotoMeta,
+    ReadText,
+    TextTask,
+)
 from clipsearch.catalog.schema import EmbeddingRow, ImageRow, MetaRow, RootRow, RunRow, utcnow
 from clipsearch.catalog.writes import ChunkCommit, bump_version, delete_rows, ext_of, get_meta, record_photo_meta
-from clipsearch.errors import ClipsearchError
+from clipsearch.errors import ClipsearchError, disk_full, is_disk_full
 
 STORE_ID = "store_id"  # the store a shared catalog belongs to (its manifest holds the same id)
 STORE_FOLDER = "store_folder"  # where that store's folder was when it claimed the catalog (for messages)
@@ -68,6 +78,7 @@ class Catalog(SqlReads):
         else:
             self.where = str(location)
             self.engine = database.sqlite_engine(Path(location), readonly)
+        self.dialect = self.engine.dialect.name
         self._locks = WriterLocks(self.engine, self.owner, self.where)
         try:
             with self.engine.connect() as conn:
@@ -76,6 +87,8 @@ class Catalog(SqlReads):
             self.engine.dispose()
             if self.shared and isinstance(exc, OperationalError):
                 raise database.unreachable(url, exc) from exc
+            if not self.shared and is_disk_full(exc, Path(location).parent):
+                raise disk_full(Path(location).parent, "opening the catalog") from exc
             raise ClipsearchError(f"cannot open the catalog {self.where}: {exc.orig}",
                                   "check that the store folder is readable (and writable for indexing)"
                                   if not self.shared else "check the database user's rights") from exc
@@ -291,6 +304,51 @@ class Catalog(SqlReads):
             chunk.result.version = bump_version(s)
         return chunk.result
 
+    # --- the text read inside images (`text_rows`) -------------------------------------------------------
+    def lacking_text(self, roots: Sequence[str], files: Sequence[str]) -> list[TextTask]:
+        """Indexed images (and frames) under `roots` or among `files` whose text has not been read."""
+        tasks: list[TextTask] = []
+        with self._session() as s:
+            if roots:
+                tasks += text_rows.lacking_text(s, under_clause(roots))
+            for i in range(0, len(files), CHUNK):
+                tasks += text_rows.lacking_text(s, ImageRow.path.in_(files[i:i + CHUNK]))
+        return tasks
+
+    def save_texts(self, texts: Sequence[ReadText]) -> int:
+        """One transaction: the text read in these images (kept only where the content is still the one read)."""
+        with self._session() as s, s.begin():
+            return text_rows.save_texts(s, texts)
+
+    def mark_reads_text(self) -> None:
+        """From now on every index run of this store reads the text inside its images."""
+        with self._session() as s, s.begin():
+            text_rows.mark_reads_text(s)
+
+    def texts_by_file(self) -> list[tuple[str, int, str, str, str]]:
+        """Every text row by (path, frame_ms), with the digest it was read from (for `adopt_texts`)."""
+        with self._session() as s:
+            return text_rows.texts_by_file(s)
+
+    def adopt_texts(self, rows: list[tuple[str, int, str, str, str]]) -> int:
+        """Take over another catalog's text of the same files (a re-embed): kept where path, frame and content
+        match; this store then reads text. Returns how many were kept."""
+        with self._session() as s, s.begin():
+            return text_rows.adopt_texts(s, rows)
+
+    def text_info(self) -> dict[str, Any] | None:
+        """What the store knows of the text inside its images (None when it does not read it): images read, those
+        with some text, and which full-text index serves the matches."""
+        if not self.reads_text():
+            return None
+        with self._session() as s:
+            read, found = text_rows.text_counts(s)
+            if self.dialect == "sqlite":
+                index = "FTS5 trigram"
+            else:
+                index = "pg_trgm" if get_meta(s, TEXT_INDEX) == "trigram" else "none (pg_trgm missing: ILIKE scans)"
+        return {"read": read, "with_text": found, "index": index}
+
     def record_photo_meta(self, metas: Sequence[tuple[int, PhotoMeta]]) -> None:
         """(id, metadata) read from files' headers (the metadata-only pass): rows and embeddings otherwise kept,
         the vectors version untouched."""
@@ -324,6 +382,54 @@ class Catalog(SqlReads):
         with self._session() as s, s.begin():
             delete_rows(s, ids)
             return bump_version(s)
+
+    # --- re-embedding: the same rows, new embeddings ------------------------------------------------------
+    def copy_to(self, target: Path) -> None:
+        """A consistent copy of this SQLite catalog, its WAL included, as the file `target` (SQLite's online
+        backup: readers and the caller's writer lock make it a snapshot)."""
+        import sqlite3
+
+        if self.shared:
+            raise ClipsearchError("a catalog in a database server is not copied to a file",
+                                  "re-embed into a new store instead")
+        source = sqlite3.connect(self.where)
+        try:
+            copy = sqlite3.connect(target)
+            try:
+                source.backup(copy)
+            finally:
+                copy.close()
+        finally:
+            source.close()
+
+    def frame_interval(self) -> float | None:
+        """The seconds between the sampled frames of the store's videos (the smallest gap between two moments of
+        one video), or None when it holds no video with two frames: a re-embed samples them the same way."""
+        gaps: list[int] = []
+        with self._session() as s:
+            prev: tuple[str, int] | None = None
+            for path, ms in s.execute(select(ImageRow.path, ImageRow.frame_ms).where(ImageRow.frame_ms != STILL)
+                                      .order_by(ImageRow.path, ImageRow.frame_ms)):
+                if prev is not None and prev[0] == path and ms > prev[1]:
+                    gaps.append(ms - prev[1])
+                prev = (path, ms)
+        return min(gaps) / 1000 if gaps else None
+
+    def drop_embeddings(self) -> int:
+        """Remove every embedding, keeping every row and its id (a re-embed writes new ones by id; rows left
+        without one are re-encoded by the next run that finds their file); returns the new vectors version."""
+        with self._session() as s, s.begin():
+            s.execute(delete(EmbeddingRow))
+            return bump_version(s)
+
+    def meta(self, key: str) -> str | None:
+        with self._session() as s:
+            return get_meta(s, key)
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._session() as s, s.begin():
+            s.execute(delete(MetaRow).where(MetaRow.key == key))
+            s.execute(insert(MetaRow).values(key=key, value=value))
 
     def forget(self, path: str) -> tuple[list[int], int, int]:
         """Drop every row under `path` and the roots at or below it: (image ids, roots dropped, new version)."""

@@ -11,16 +11,19 @@ from collections.abc import Iterable
 
 import numpy as np
 
-SCHEMA_LATEST = 5  # the schema this release writes; `schema.MIGRATIONS` must end here
+SCHEMA_LATEST = 7  # the schema this release writes; `schema.MIGRATIONS` must end here
 # The oldest schema a read-only open reads as it is: the steps since only add what a reader can do without
 # (schema 4: perceptual hashes, `SqlReads.hashes_kept` says whether they are there; schema 5: photo metadata,
-# `SqlReads._photo_columns`). Older ones need a writable open to upgrade.
+# `SqlReads._photo_columns`; schema 6 changed how SQLite hands out ids, no read; schema 7: the text read inside
+# images, which a store only has once `meta.reads_text` says so). Older ones need a writable open to upgrade.
 SCHEMA_READABLE = 3
 SCHEMA_HASHES = 4  # images.phash
 SCHEMA_PHOTO_META = 5  # images' photo metadata columns (`SqlReads._photo_columns` says whether they are there)
 SCHEMA_VERSION = "schema_version"  # meta keys
 VECTORS_VERSION = "vectors_version"
 HAS_VIDEO = "has_video"
+READS_TEXT = "reads_text"  # the store reads the text inside its images (index --ocr), from then on
+TEXT_INDEX = "text_index"  # PostgreSQL: "trigram" (pg_trgm's GIN index) or "scan" (no pg_trgm: ILIKE scans)
 STILL = -1  # frame_ms of a still image; a video's frames carry their timestamp in milliseconds
 VECTOR_DTYPE = np.float16
 
@@ -91,6 +94,20 @@ def blobs_to_matrix(blobs: list[bytes], dim: int) -> np.ndarray:
     if not blobs:
         return np.zeros((0, dim), dtype=np.float32)
     return np.frombuffer(b"".join(blobs), dtype=VECTOR_DTYPE).reshape(len(blobs), dim).astype(np.float32)
+
+
+# --- the lines of text read in an image (image_text.lines) ----------------------------------------------
+def lines_to_json(lines: Iterable[tuple[str, tuple[float, float, float, float]]]) -> str:
+    """[(text, (x0, y0, x1, y1)), ...] → compact JSON: [[x0, y0, x1, y1, text], ...], boxes to 4 decimals."""
+    import json
+
+    return json.dumps([[*(round(v, 4) for v in box), text] for text, box in lines], ensure_ascii=False)
+
+
+def lines_from_json(value: str | None) -> list[tuple[str, tuple[float, float, float, float]]]:
+    import json
+
+    return [(row[4], (row[0], row[1], row[2], row[3])) for row in json.loads(value or "[]")]
 
 
 HASH_WORDS = 3  # perceptual hashes a still image's `phash` blob holds (big-endian uint64; media/phash.py)

@@ -20,9 +20,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from clipsearch.catalog import photo_filter
+from clipsearch.catalog import fulltext, photo_filter
 from clipsearch.catalog.codec import (
     HAS_VIDEO,
+    READS_TEXT,
     SCHEMA_HASHES,
     SCHEMA_PHOTO_META,
     SCHEMA_VERSION,
@@ -31,12 +32,13 @@ from clipsearch.catalog.codec import (
     VECTORS_VERSION,
     blobs_to_matrix,
     hash_blobs_to_matrix,
+    lines_from_json,
     path_from_db,
     path_to_db,
     under_patterns,
 )
 from clipsearch.catalog.photo_filter import PhotoFilter
-from clipsearch.catalog.records import ImageRecord, PhotoMeta
+from clipsearch.catalog.records import ImageRecord, PhotoMeta, TextLine
 from clipsearch.errors import ClipsearchError
 
 CHUNK = 900  # values per IN (...) list: under SQLite's limit of bound variables
@@ -109,6 +111,20 @@ class CatalogReads(Protocol):
         both those counted and those listed lie in `under` and outside `hidden_under`."""
         ...
 
+    def reads_text(self) -> bool:
+        """Whether the store reads the text inside its images (`index --ocr` was used once)."""
+        ...
+
+    def text_ids(self, words: Sequence[str]) -> np.ndarray:
+        """Ids of the indexed images whose text holds every word (substring, case-insensitive)."""
+        ...
+
+    def text_candidates(self, words: Sequence[str], limit: int) -> dict[int, tuple[TextLine, ...]]:
+        """Up to `limit` indexed images whose text holds at least one of the words, with their lines."""
+        ...
+
+    def texts(self, ids: Sequence[int]) -> dict[int, tuple[TextLine, ...]]:
+        """The lines read in these images (those read; an image read without text has none)."""
     def hashes_kept(self) -> bool:
         """Whether the catalog has the perceptual hashes column (schema 4; a read-only older store may not)."""
         ...
@@ -193,6 +209,8 @@ def _chunks(values: Sequence[Any]) -> Iterator[list[Any]]:
 # --- the reads, once ---------------------------------------------------------------------------------------
 class SqlReads(CatalogReads):
     """Every read of `CatalogReads` as one SQL text; a subclass says how a statement runs."""
+
+    dialect = "sqlite"  # the database's SQL dialect: only the full-text match is written per dialect
 
     @abstractmethod
     def _rows(self, sql: str, params: Mapping[str, Any]) -> list[Row]:
@@ -329,6 +347,7 @@ class SqlReads(CatalogReads):
             groups.setdefault(row[7], []).append(record)
         return list(groups.values())
 
+
     def hashes_kept(self) -> bool:
         value = self._value(_META, {"key": SCHEMA_VERSION})
         return value is not None and int(value) >= SCHEMA_HASHES
@@ -352,3 +371,34 @@ class SqlReads(CatalogReads):
         if self.hashes_kept():
             where += " AND phash IS NULL"
         return int(self._value(f"SELECT count(*) FROM images WHERE {where}", p.values) or 0)
+
+    # --- the text read inside images (`fulltext` writes the match per dialect) ----------------------------
+    def reads_text(self) -> bool:
+        return bool(self._value(_META, {"key": READS_TEXT}))
+
+    def text_ids(self, words: Sequence[str]) -> np.ndarray:
+        p = _Params()
+        match = fulltext.all_words(self.dialect, p, words)
+        sql = f"SELECT id FROM images WHERE ok = {p(True)} AND id IN ({match})"
+        return np.fromiter((r[0] for r in self._stream(sql, p.values)), dtype=np.int64)
+
+    def text_candidates(self, words: Sequence[str], limit: int) -> dict[int, tuple[TextLine, ...]]:
+        p = _Params()
+        match = fulltext.any_word(self.dialect, p, words)
+        rows = self._rows(f"SELECT t.image_id, t.lines FROM image_text t JOIN images i ON i.id = t.image_id "
+                          f"WHERE i.ok = {p(True)} AND t.image_id IN ({match}) ORDER BY t.image_id "
+                          f"LIMIT {int(limit)}", p.values)
+        return {image_id: _lines(value) for image_id, value in rows}
+
+    def texts(self, ids: Sequence[int]) -> dict[int, tuple[TextLine, ...]]:
+        out: dict[int, tuple[TextLine, ...]] = {}
+        for chunk in _chunks([int(x) for x in ids]):
+            p = _Params()
+            for image_id, value in self._rows(f"SELECT image_id, lines FROM image_text "
+                                              f"WHERE image_id IN ({p.many(chunk)})", p.values):
+                out[image_id] = _lines(value)
+        return out
+
+
+def _lines(value: str | None) -> tuple[TextLine, ...]:
+    return tuple(TextLine(text, box) for text, box in lines_from_json(value))

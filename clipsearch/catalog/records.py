@@ -144,3 +144,35 @@ class ChunkResult:
     updated: int
     removed_ids: list[int]
     vector_ids: list[int]
+
+
+# --- the text read inside images (`index --ocr`) -------------------------------------------------------
+@dataclass(frozen=True)
+class TextLine:
+    """One line of text read in an image and where: its box as fractions of the image's width and height."""
+    text: str
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1 in 0..1
+
+    def to_dict(self) -> dict[str, object]:
+        return {"text": self.text, "box": list(self.box)}
+
+
+@dataclass(frozen=True)
+class TextTask:
+    """A catalogued image (or video frame) whose text is still to be read: its content must match `digest`."""
+    id: int
+    path: str
+    frame_ms: int
+    digest: str
+
+
+@dataclass(frozen=True)
+class ReadText:
+    """The text read from one image's content (`digest`): committed only while the row still holds that content."""
+    image_id: int
+    digest: str
+    lines: tuple[TextLine, ...]
+
+    @property
+    def text(self) -> str:
+        return "\n".join(line.text for line in self.lines)

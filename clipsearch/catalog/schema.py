@@ -39,6 +39,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.schema import DefaultClause
 from sqlalchemy.types import TypeDecorator
 
+from clipsearch.catalog import fulltext
 from clipsearch.catalog.codec import SCHEMA_LATEST, SCHEMA_VERSION, STILL, VECTORS_VERSION, path_from_db, path_to_db
 from clipsearch.errors import ClipsearchError
 
@@ -68,8 +69,11 @@ class Base(DeclarativeBase):
 class ImageRow(Base):
     """A searchable item: a still image, or one sampled frame of a video (same path, its own frame_ms)."""
     __tablename__ = "images"
-    __table_args__ = (Index("uq_images_path_frame", "path", "frame_ms", unique=True),  # schema 3
-                      Index("ix_images_taken_local", "taken_local"), Index("ix_images_gps_lat", "gps_lat"))
+    # schema 3: unique per (path, frame); schema 6: ids never reused (SQLite AUTOINCREMENT; PostgreSQL's
+    # sequence never hands a number out twice)
+    __table_args__ = (Index("uq_images_path_frame", "path", "frame_ms", unique=True),
+                      Index("ix_images_taken_local", "taken_local"), Index("ix_images_gps_lat", "gps_lat"),
+                      {"sqlite_autoincrement": True})
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     path: Mapped[str] = mapped_column(FsPath, index=True)
     frame_ms: Mapped[int] = mapped_column(BigInteger, default=STILL, server_default=str(STILL))  # schema 3
@@ -126,6 +130,17 @@ class RunRow(Base):
     seconds: Mapped[float] = mapped_column(Float, default=0.0)
 
 
+class ImageTextRow(Base):
+    """The text read in an image (schema 4): one row per image read, '' when it holds none (so it is not read
+    again). `digest` is the content it was read from; `lines` the lines with their boxes (JSON, see
+    `records.TextLine`). The full-text index over `text` is `fulltext.py`'s."""
+    __tablename__ = "image_text"
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(Text, default="")
+    lines: Mapped[str] = mapped_column(Text, default="[]")
+
+
 class MetaRow(Base):
     __tablename__ = "meta"
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -173,12 +188,62 @@ def _photo_meta(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_images_gps_lat ON images (gps_lat)")
 
 
+def _ids_never_reused(conn: Connection) -> None:
+    """Schema 6: an image id names one file for the store's whole life. SQLite hands out max(id)+1, so the id of
+    the newest row, once deleted, went to the next new file (and a cached thumbnail showed the old picture):
+    `images` is rebuilt with AUTOINCREMENT. PostgreSQL's sequences never reuse a number: nothing to do.
+
+    SQLite's own recipe for changing a table (sqlite.org/lang_altertable.html): foreign keys off *outside* the
+    transaction (inside one the PRAGMA is ignored, and dropping `images` would cascade into `embeddings`), then in
+    one transaction create, copy, drop, rename, re-index, and `PRAGMA foreign_key_check` before the commit."""
+    if conn.dialect.name != "sqlite":
+        return
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    old_sql = raw.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'images'").fetchone()[0]
+    if "AUTOINCREMENT" in old_sql.upper():
+        return  # rebuilt by an upgrade that stopped before it recorded the new version
+    from sqlalchemy.schema import CreateIndex, CreateTable
+
+    table = Base.metadata.tables["images"]
+    create = str(CreateTable(table).compile(dialect=conn.dialect)).strip()
+    create = create.replace("CREATE TABLE images (", "CREATE TABLE images_rebuilt (", 1)
+    columns = ", ".join(c for c in table.c.keys()
+                        if c in {row[1] for row in raw.execute("PRAGMA table_info(images)")})
+    if raw.in_transaction:
+        raw.commit()  # the steps before this one (each safe to run again)
+    raw.execute("PRAGMA foreign_keys=OFF")
+    try:
+        raw.execute("BEGIN IMMEDIATE")
+        try:
+            raw.execute("DROP TABLE IF EXISTS images_rebuilt")
+            raw.execute(create)
+            raw.execute(f"INSERT INTO images_rebuilt ({columns}) SELECT {columns} FROM images")
+            raw.execute("DROP TABLE images")
+            raw.execute("ALTER TABLE images_rebuilt RENAME TO images")
+            for index in table.indexes:
+                raw.execute(str(CreateIndex(index).compile(dialect=conn.dialect)))
+            broken = raw.execute("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise ClipsearchError(f"rebuilding the catalog's images table would orphan {len(broken)} rows "
+                                      f"(first: {broken[0]}); nothing was changed",
+                                      "report this: the store is as it was before")
+            raw.commit()
+        except BaseException:
+            raw.rollback()
+            raise
+    finally:
+        raw.execute("PRAGMA foreign_keys=ON")
+
+
 # step n turns schema n-1 into schema n
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     2: _add_column("roots", "missing_since"),
     3: _video_frames,
     4: _add_column("images", "phash"),  # filled by the next index run, without re-encoding
     5: _photo_meta,
+    6: _ids_never_reused,
+    7: fulltext.install,  # the image_text table (made by create_all) and its full-text index
 }
 LATEST = max(MIGRATIONS)
 assert LATEST == SCHEMA_LATEST, "codec.SCHEMA_LATEST must name the last migration"
@@ -210,6 +275,7 @@ def upgrade(conn: Connection) -> None:
     version = stored_version(conn)
     if version is None:
         Base.metadata.create_all(conn)
+        fulltext.install(conn)
         _set_version(conn, LATEST)
         conn.execute(insert(MetaRow).values(key=VECTORS_VERSION, value="0"))
         return

@@ -28,6 +28,8 @@ class QuickCatalog(SqlReads):
         """`full` is accepted for the store's call and not used: every read a query makes is answered here."""
         self._uri = readonly_uri(db_path) if readonly else file_uri(db_path)
         self._local = threading.local()
+        self._opened: list[sqlite3.Connection] = []  # every thread's connection, closed together
+        self._opened_lock = threading.Lock()
 
     @classmethod
     def open(cls, db_path: Path, readonly: bool, full: Callable[[], object] | None = None) -> QuickCatalog | None:
@@ -52,6 +54,8 @@ class QuickCatalog(SqlReads):
             conn = sqlite3.connect(self._uri, uri=True, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA busy_timeout=10000")
             self._local.conn = conn
+            with self._opened_lock:
+                self._opened.append(conn)
         return conn
 
     def _rows(self, sql: str, params: Mapping[str, Any]) -> list[Row]:
@@ -63,7 +67,9 @@ class QuickCatalog(SqlReads):
             yield from rows
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
+        """Close the connection of every thread that read (a server's worker threads each opened one)."""
+        with self._opened_lock:
+            opened, self._opened = self._opened, []
+        for conn in opened:
             conn.close()
-            self._local.conn = None
+        self._local = threading.local()

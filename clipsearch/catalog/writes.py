@@ -13,13 +13,13 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Integer, Text, cast, delete, insert, update
+from sqlalchemy import Integer, Text, cast, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from clipsearch.catalog.codec import HAS_VIDEO, VECTORS_VERSION, vector_to_blob
 from clipsearch.catalog.reads import CHUNK
 from clipsearch.catalog.records import ChunkResult, Encoded, EncodedVideo, Failed, PhotoMeta
-from clipsearch.catalog.schema import PHOTO_META_COLUMNS, EmbeddingRow, ImageRow, MetaRow, utcnow
+from clipsearch.catalog.schema import PHOTO_META_COLUMNS, EmbeddingRow, ImageRow, ImageTextRow, MetaRow, utcnow
 
 
 def ext_of(path: str) -> str:
@@ -68,6 +68,7 @@ class ChunkCommit:
     def _replace(self, e: Encoded, image_id: int) -> int:
         self.s.execute(update(ImageRow).where(ImageRow.id == image_id).values(**self._still_row(e)))
         self.s.merge(EmbeddingRow(image_id=image_id, vector=vector_to_blob(e.vector)))
+        forget_text(self.s, [image_id])  # read again from the new content
         self.result.removed_ids.append(image_id)
         self.result.updated += 1
         return image_id
@@ -87,23 +88,36 @@ class ChunkCommit:
             else:
                 self.s.execute(update(ImageRow).where(ImageRow.id == f.known.id).values(**values))
                 self.s.execute(delete(EmbeddingRow).where(EmbeddingRow.image_id == f.known.id))
+                forget_text(self.s, [f.known.id])
                 self.result.removed_ids.append(f.known.id)
 
     def videos(self, videos: Sequence[EncodedVideo]) -> None:
-        """Each video's frames as rows with embeddings; a changed video's old frames go first."""
+        """Each video's frames as rows with embeddings. A changed (or re-embedded) video keeps the id of every
+        frame at a moment it had before (ids are forever); its other old frames go, new moments get new rows."""
         for v in videos:
+            kept: dict[int, int] = {}
             if v.known is not None:
-                delete_rows(self.s, v.known.all_ids)
+                kept = {ms: i for i, ms in self.s.execute(select(ImageRow.id, ImageRow.frame_ms)
+                                                          .where(ImageRow.id.in_(v.known.all_ids)))}
                 self.result.removed_ids.extend(v.known.all_ids)
                 self.result.updated += 1
             else:
                 self.result.added += 1
+            stale = [i for ms, i in kept.items() if ms not in {m for m, _v in v.frames}]
+            delete_rows(self.s, stale)
             for frame_ms, vec in v.frames:
-                row = ImageRow(**self._row(v, frame_ms=frame_ms))
-                self.s.add(row)
-                self.s.flush()
-                self.s.add(EmbeddingRow(image_id=row.id, vector=vector_to_blob(vec)))
-                self.result.vector_ids.append(row.id)
+                image_id = kept.get(frame_ms)
+                if image_id is None:
+                    row = ImageRow(**self._row(v, frame_ms=frame_ms))
+                    self.s.add(row)
+                    self.s.flush()
+                    image_id = row.id
+                    self.s.add(EmbeddingRow(image_id=image_id, vector=vector_to_blob(vec)))
+                else:
+                    self.s.execute(update(ImageRow).where(ImageRow.id == image_id)
+                                   .values(**self._row(v, frame_ms=frame_ms)))
+                    self.s.merge(EmbeddingRow(image_id=image_id, vector=vector_to_blob(vec)))
+                self.result.vector_ids.append(image_id)
         if videos and not get_meta(self.s, HAS_VIDEO):
             set_flag(self.s, HAS_VIDEO)
 
@@ -137,8 +151,15 @@ def delete_rows(session: Session, ids: Sequence[int]) -> None:
     """Rows and their embeddings."""
     for start in range(0, len(ids), CHUNK):
         chunk = list(ids[start:start + CHUNK])
+        forget_text(session, chunk)
         session.execute(delete(EmbeddingRow).where(EmbeddingRow.image_id.in_(chunk)))
         session.execute(delete(ImageRow).where(ImageRow.id.in_(chunk)))
+
+
+def forget_text(session: Session, ids: Sequence[int]) -> None:
+    """The text read in these images (their content changed or they are gone); explicit, not left to the foreign
+    key's cascade, so SQLite's full-text triggers see every delete."""
+    session.execute(delete(ImageTextRow).where(ImageTextRow.image_id.in_(list(ids))))
 
 
 def get_meta(session: Session, key: str) -> str | None:

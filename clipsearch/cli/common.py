@@ -105,6 +105,13 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
             if settings().debug:
                 raise
+            from clipsearch.errors import is_disk_full
+
+            if is_disk_full(exc):
+                err.print("[bold red]error:[/] the disk is full (no space left on device); nothing half-written "
+                          "was kept")
+                err.print("[yellow]hint:[/] free some space, then run the same command again")
+                raise typer.Exit(1) from None
             first = str(exc).splitlines()[0] if str(exc) else ""
             err.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {safe(first)}")
             err.print("[yellow]hint:[/] run again with CLIPSEARCH_DEBUG=1 for the full traceback and report it")

@@ -35,10 +35,11 @@ def models(as_json: bool = JsonOpt) -> None:
         return
     from clipsearch.encoders.languages import describe_languages
 
-    t = new_table("spec", "kind", "languages", "on disk")
+    t = new_table("spec", "kind", "languages", "works offline", title="models (--model); * new stores' default")
     for r in rows:
-        t.add_row(safe(r["spec"]), r["kind"], describe_languages(r["languages"]),
-                  "untrained" if r.get("untrained") else "yes" if r["cached"] else "")
+        offline = "untrained" if r.get("untrained") else "yes (on disk)" if r["cached"] else ""
+        t.add_row(safe(r["spec"]) + (" *" if r["default"] else ""), r["kind"], describe_languages(r["languages"]),
+                  offline)
     ui.out.print(t)
 
 
@@ -76,7 +77,9 @@ def finetune(
     patience: int | None = typer.Option(
         None, "--patience", help="Early stopping after N epochs without a better validation loss (-1: off)."),
     accumulate: int | None = typer.Option(
-        None, "--accumulate", min=1, help="Sum gradients of N batches per step (adds no negatives)."),
+        None, "--accumulate", min=1,
+        help="Make N batches one contrastive batch: every pair among the N x batch images is a negative "
+             "(GradCache), for one more forward pass."),
     lock_image: bool | None = typer.Option(
         None, "--lock-image/--no-lock-image", help="Freeze the image tower (default by family)."),
     lock_text: bool | None = typer.Option(

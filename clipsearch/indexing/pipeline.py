@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from clipsearch.catalog.catalog import Catalog
-from clipsearch.catalog.records import EncodedVideo, Known
+from clipsearch.catalog.records import EncodedVideo, Known, TextTask
 from clipsearch.encoders.base import ImageEncoder, runs_on
 from clipsearch.indexing.metadata_pass import read_missing_metadata
 from clipsearch.indexing.scan import IMAGE_EXTENSIONS, FileFacts, ScanResult, is_inside, sniff_file
+from clipsearch.indexing.text_stage import LineReader, TextStage
 from clipsearch.indexing.writer import COMMIT_SECONDS, ChunkWriter, EncodePool, IndexOptions, RunSummary
 from clipsearch.media.images import Decoded, DecodeError, file_digest, read_and_decode, read_and_hash
 from clipsearch.media.video import VideoFrames, is_video_name, sample_frames
@@ -43,6 +44,7 @@ class Workbench:
     encoder: Callable[[], ImageEncoder]
     vectors: Callable[[], VectorStore]
     pool: EncodePool | None = None
+    text_reader: Callable[[], LineReader] | None = None  # reads the text inside images (the store's OCR)
 
 
 @dataclass
@@ -172,6 +174,7 @@ def run_index(catalog: Catalog, bench: Workbench, roots: list[str], scanned: Sca
     run_id = catalog.begin_run()
     status = "failed"
     vectors: VectorStore | None = None
+    stage: TextStage | None = None
     try:
         d = diff(scanned, catalog.known_rows(roots, singles), summary, options.verify)
         if d.todo or d.new or d.missing:
@@ -194,27 +197,48 @@ def run_index(catalog: Catalog, bench: Workbench, roots: list[str], scanned: Sca
                 vectors.apply(gone, [], [], catalog.delete_images(gone))
                 summary.removed = len(gone)
             d.unread_meta.extend((f.path, k) for f, k in moves if not k.has_meta)
+            stage = _start_text_stage(catalog, bench, options, roots, singles, summary)
             todo = d.todo + [(facts, None) for facts in new]
             if todo:
-                _encode_all(catalog, vectors, bench.encoder(), todo, summary, options, progress, bench.pool)
+                _encode_all(catalog, vectors, bench.encoder(), todo, summary, options, progress, bench.pool,
+                            stage.put if stage else None)
             vectors.retype_if_needed()
             vectors.save()
         else:
             bench.vectors().sync_file()  # e.g. after a killed run: persist the rebuilt index once
+            stage = _start_text_stage(catalog, bench, options, roots, singles, summary)
         if d.unhashed:
             hash_unhashed(catalog, d.unhashed, summary, options, progress)
         if d.unread_meta:  # rows from before metadata was read: their headers, no pixel, nothing encoded
             read_missing_metadata(catalog, d.unread_meta, summary, options.workers, progress)
+        if stage is not None:
+            stage.finish(progress)  # the text still being read (OCR is slower than encoding)
         status = "done"
     except KeyboardInterrupt:
         status = "interrupted"
         raise
     finally:
+        if stage is not None:
+            stage.stop()
         if vectors is not None and status != "done":
             vectors.save()  # the in-memory index mirrors exactly what was committed
         summary.seconds = time.perf_counter() - started
         catalog.finish_run(run_id, status, summary.counts(), roots, summary.vanished_roots)
     return summary
+
+
+def _start_text_stage(catalog: Catalog, bench: Workbench, options: IndexOptions, roots: list[str],
+                      singles: list[str], summary: RunSummary) -> TextStage | None:
+    """The text stage, when the store reads text (`options.ocr` turns that on for good), fed at once with the
+    rows earlier runs left unread. A row this run re-encodes may be among them: its file no longer holds the
+    row's content, so the stage skips it, and reads it when its new chunk commits."""
+    if bench.text_reader is None or not (options.ocr or catalog.reads_text()):
+        return None
+    if options.ocr:
+        catalog.mark_reads_text()
+    stage = TextStage(catalog, bench.text_reader, summary)
+    stage.put(catalog.lacking_text(roots, singles))
+    return stage
 
 
 def hash_unhashed(catalog: Catalog, items: list[tuple[FileFacts, Known]], summary: RunSummary,
@@ -257,11 +281,12 @@ def is_video_file(path: str) -> bool:
 
 def _encode_all(catalog: Catalog, vectors: VectorStore, encoder: ImageEncoder,
                 todo: list[tuple[FileFacts, Known | None]], summary: RunSummary, options: IndexOptions,
-                progress: Progress | None, pool: EncodePool | None = None) -> None:
+                progress: Progress | None, pool: EncodePool | None = None,
+                committed: Callable[[list[TextTask]], None] | None = None) -> None:
     batch_size = options.batch_size or encoder.default_batch_size
     if progress:
         progress.start(len(todo), "encoding")
-    writer = ChunkWriter(catalog, vectors, summary, options, progress)
+    writer = ChunkWriter(catalog, vectors, summary, options, progress, committed)
     if pool is not None:
         stills = [(f, k) for f, k in todo if not is_video_file(f.path)]
         if stills:

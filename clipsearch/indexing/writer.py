@@ -7,13 +7,15 @@ work and leaves a consistent store.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from clipsearch.catalog.catalog import Catalog
-from clipsearch.catalog.records import NO_META, Encoded, EncodedVideo, Failed, Known, PhotoMeta
+from clipsearch.catalog.codec import STILL
+from clipsearch.catalog.records import NO_META, Encoded, EncodedVideo, Failed, Known, PhotoMeta, TextTask
 from clipsearch.encoders.base import ImageEncoder
 from clipsearch.errors import ClipsearchError
 from clipsearch.indexing.scan import FileFacts
@@ -43,12 +45,16 @@ class RunSummary:
     verified: int = 0
     aliases: int = 0
     thumbnails: int = 0
+    waiting: int = 0  # a re-embed: images of vanished roots kept, re-encoded when their folder is back
     seconds: float = 0.0
     encode_seconds: float = 0.0
     model_seconds: float = 0.0
     backend: str = ""  # where the run's embeddings were made (`encoders.base.runs_on`); "" without encoding
     device: str = ""
     precision: str = ""
+    text_read: int = 0  # images (and video frames) whose text was read this run (`text_stage`)
+    text_found: int = 0  # of those, the ones holding some text
+    text_seconds: float = 0.0  # the text stage's busy time (it runs beside encoding)
     failures: list[tuple[str, str]] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)
     vanished_roots: list[str] = field(default_factory=list)
@@ -103,6 +109,7 @@ class IndexOptions:
     batch_size: int | None = None
     workers: int | None = None
     commit_every: int = 256
+    ocr: bool = False  # read the text inside images (and remember to, for later runs)
 
 
 class ChunkWriter:
@@ -111,9 +118,11 @@ class ChunkWriter:
     catalog transaction mirrored into the vector store. What was committed survives any interruption."""
 
     def __init__(self, catalog: Catalog, vectors: VectorStore, summary: RunSummary, options: IndexOptions,
-                 progress: Progress | None) -> None:
+                 progress: Progress | None, committed: Callable[[list[TextTask]], None] | None = None) -> None:
+        """`committed`, when given, is handed the rows each chunk wrote (e.g. the text stage's queue)."""
         self.catalog, self.vectors, self.summary, self.options, self.progress = \
             catalog, vectors, summary, options, progress
+        self.committed = committed
         self.pending = _Pending()
         self.last_commit = time.perf_counter()
 
@@ -162,6 +171,8 @@ class ChunkWriter:
             result = self.catalog.commit_chunk(pending.encoded, pending.failed, pending.touched, pending.videos,
                                                pending.hashed, pending.metas)
             self.vectors.apply(result.removed_ids, result.vector_ids, pending.vectors(), result.version)
+            if self.committed is not None:
+                self.committed(_written(pending, result.vector_ids))
             summary.added += result.added
             summary.updated += result.updated
             summary.unchanged += len(pending.touched)
@@ -169,6 +180,13 @@ class ChunkWriter:
             summary.failures.extend((f.path, f.error) for f in pending.failed)
             pending.clear()
         self.last_commit = time.perf_counter()
+
+
+def _written(pending: _Pending, ids: list[int]) -> list[TextTask]:
+    """The rows a chunk wrote, as work for the text stage (`vector_ids` follow stills, then videos' frames)."""
+    files = [(e.path, STILL, e.digest) for e in pending.encoded] + \
+        [(v.path, ms, v.digest) for v in pending.videos for ms, _vec in v.frames]
+    return [TextTask(i, path, ms, digest) for i, (path, ms, digest) in zip(ids, files, strict=True)]
 
 
 class EncodePool(Protocol):

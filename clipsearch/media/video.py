@@ -13,6 +13,7 @@ import hashlib
 import os
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -207,3 +208,33 @@ def _pixels(frame: Any, size: int, resize_mode: str) -> np.ndarray:
     nw, nh = (max(size, round(w * scale)), max(size, round(h * scale))) if resize_mode != "squash" else (size, size)
     image = frame.to_image(width=nw, height=nh)
     return np.array(fit(image.convert("RGB"), size, resize_mode), dtype=np.uint8)
+
+
+def frames_at(path: str, times_ms: Iterable[int], max_side: int, time_limit: float = TIME_LIMIT) -> dict[int, Any]:
+    """The frames `sample_frames` kept at these timestamps (ms), as RGB PIL images with the longer side at most
+    `max_side`: what the text reader reads in a video. Decodes the file once; raises DecodeError."""
+    av = _import_av()
+    wanted = set(times_ms)
+    found: dict[int, Any] = {}
+    started = time.monotonic()
+    try:
+        with av.open(path, metadata_errors="ignore") as container:
+            if not container.streams.video:
+                raise DecodeError("no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for frame in container.decode(stream):
+                if time.monotonic() - started > time_limit:
+                    raise DecodeError(f"gave up after {time_limit:.0f} s of decoding")
+                ms = None if frame.time is None else int(round(float(frame.time) * 1000))
+                if ms in wanted and ms not in found:
+                    scale = min(1.0, max_side / max(frame.width, frame.height))
+                    found[ms] = frame.to_image(width=max(1, round(frame.width * scale)),
+                                               height=max(1, round(frame.height * scale))).convert("RGB")
+                    if len(found) == len(wanted):
+                        break
+    except DecodeError:
+        raise
+    except (av.FFmpegError, OSError, ValueError, IndexError, MemoryError) as exc:
+        raise DecodeError(f"cannot decode video: {_reason(exc)}") from exc
+    return found

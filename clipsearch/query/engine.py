@@ -28,6 +28,8 @@ from clipsearch.indexing.scan import canonical
 from clipsearch.media.images import DecodeError, decode, digest_bytes, probe, read_and_decode
 from clipsearch.query.baseline import typical_scores
 from clipsearch.query.photo_filters import notes as photo_notes
+from clipsearch.query.text_match import filter_words
+from clipsearch.query.text_side import TextSide
 
 if TYPE_CHECKING:  # pragma: no cover
     from clipsearch.catalog.reads import CatalogReads
@@ -60,16 +62,20 @@ class Hit:
     format: str | None
     modified: str
     id: int
+    digest: str  # the content digest: what a cache keys the picture by (ids and times can name other bytes)
     timestamp: float | None = None  # seconds into the video, for a video frame
     taken: str | None = None  # capture time, ISO 8601 local time with its UTC offset when known
     camera: str | None = None  # make and model
     lens: str | None = None
     gps: dict[str, float] | None = None  # {"lat": …, "lon": …} in decimal degrees
+    text: str | None = None  # the text read in the image (a store that reads text: "" when it holds none)
+    text_matches: list[dict] | None = None  # the lines where the query's words matched: text, box, words
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)  # the fields in order; not asdict(), which deep-copies every value (~0.1 ms a hit)
-        if self.timestamp is None:
-            del d["timestamp"]
+        for key in ("timestamp", "text", "text_matches"):
+            if d[key] is None:
+                del d[key]
         return d
 
 
@@ -222,17 +228,25 @@ class Query:
     like: list[int] = field(default_factory=list)  # indexed images whose stored embeddings join the query
     language: str | None = None  # the text's language code for a model told it (NLLB-CLIP); None: detected
     photo: PhotoFilter = field(default_factory=PhotoFilter)  # capture time, camera, place
+    text_in_image: list[str] | None = None  # words the image's text must hold (`text_match.filter_words`)
 
     @classmethod
     def parse(cls, texts: Sequence[str], images: Sequence[str], minus: Sequence[str] = (),
               minus_images: Sequence[str] = (), k: int = 10, under: Sequence[str] | None = None,
               exts: Sequence[str] | None = None, after: Any = None, before: Any = None,
               all_frames: bool = False, *, image_data: Sequence[bytes] = (), like: Sequence[int] = (),
-              language: str | None = None, photo: PhotoFilter | None = None) -> Query:
+              language: str | None = None, photo: PhotoFilter | None = None,
+              text_in_image: str | None = None) -> Query:
         check_bounds(texts, images, minus, minus_images, under, exts, len(image_data), len(like))
         pos_texts = [parse_term(t) for t in texts if t and t.strip()]
         pos_images = [(canonical(p), w) for p, w in (parse_term(i) for i in images if i and i.strip())]
-        if not pos_texts and not pos_images and not image_data and not like:
+        words = None
+        if text_in_image is not None and text_in_image.strip():
+            if len(text_in_image) > MAX_TERM_CHARS:
+                raise ClipsearchError(f"the text-in-image filter is {len(text_in_image)} characters long; at "
+                                      f"most {MAX_TERM_CHARS}", param="text_in_image")
+            words = filter_words(text_in_image)
+        if not pos_texts and not pos_images and not image_data and not like and not words:
             raise ClipsearchError("empty query", 'give some text, e.g. "a dog on grass", or a query image')
         if k < 1:
             raise ClipsearchError(f"k must be at least 1, got {k}", param="k")
@@ -241,7 +255,12 @@ class Query:
                    [canonical(u) for u in under] if under else None,
                    sorted({alias for e in exts for alias in _ext_aliases(e)}) if exts else None,
                    _date_ns(after, "after"), _date_ns(before, "before"), all_frames, list(image_data),
-                   [int(i) for i in like], language or None, photo or PhotoFilter())
+                   [int(i) for i in like], language or None, photo or PhotoFilter(), words)
+
+    @property
+    def has_terms(self) -> bool:
+        """Whether the query has terms for the vectors (a text-in-image filter alone ranks by text only)."""
+        return bool(self.texts or self.images or self.image_data or self.like)
 
     @property
     def filtered(self) -> bool:
@@ -386,7 +405,7 @@ class QueryEngine:
         return total / norm, digests, pictures
 
     def search(self, q: Query) -> Hits:
-        qvec, digests, pictures = self.query_vector(q)
+        qvec, digests, pictures = self.query_vector(q) if q.has_terms else (None, [], [])
         notes = [f"no indexed images under {u}" for u in q.under or () if self.catalog.count_under(u) == 0]
         hidden = [r["path"] for r in self.catalog.roots() if not os.path.isdir(r["path"])]  # vanished roots
         if pictures:
@@ -398,20 +417,34 @@ class QueryEngine:
         if q.filtered or hidden:
             allowed = self.catalog.filter_ids(q.under, q.exts, q.after_ns, q.before_ns, hidden_under=hidden,
                                               photo=q.photo or None)
+        text = TextSide.of(self.catalog, q)
+        if text is not None:
+            allowed = text.restrict(allowed)
         if allowed is not None and excluded:
             allowed = allowed[~np.isin(allowed, list(excluded))]
             excluded = set()
         collapse = not q.all_frames and self.catalog.has_videos()
         fetch = q.k * (4 if collapse else 1)
+        if text is not None and text.fused:
+            fetch = max(fetch, text.clip_depth(q.k))
         while True:  # with videos, fetch more until k distinct files are found (or everything was seen)
-            scores, ids = self.vectors.search(qvec, fetch + len(excluded), allowed)
-            pairs = [(float(sc), int(i)) for sc, i in zip(scores[0], ids[0], strict=True)
-                     if i >= 0 and int(i) not in excluded]
+            if qvec is None:
+                assert text is not None
+                pairs = text.ranked_alone(allowed, excluded)
+            else:
+                scores, ids = self.vectors.search(qvec, fetch + len(excluded), allowed)
+                pairs = [(float(sc), int(i)) for sc, i in zip(scores[0], ids[0], strict=True)
+                         if i >= 0 and int(i) not in excluded]
+                if text is not None and text.fused:
+                    pairs = text.fused_pairs(pairs, qvec, allowed, excluded, self.vectors.dim)
             rows = self.catalog.images([i for _s, i in pairs])
             hits = self._hits(pairs, rows, q.k, collapse, notes)
-            if (not collapse or len(hits) >= q.k
+            if text is not None:
+                text.annotate(hits)
+            if (qvec is None or not collapse or len(hits) >= q.k
                     or fetch >= (self.vectors.current().ntotal if allowed is None else len(allowed))):
-                hits.typical = typical_scores(self.catalog, qvec)
+                if qvec is not None:
+                    hits.typical = typical_scores(self.catalog, qvec)
                 if q.photo:
                     unread = self.catalog.photo_counts()["metadata_unread"]
                     hits.notes.extend(photo_notes(q.photo, [rows[h.id] for h in hits], unread))
@@ -428,8 +461,8 @@ class QueryEngine:
                 continue
             seen.add(row.path)
             hits.append(Hit(len(hits) + 1, round(score, 6), row.path, row.size, row.width, row.height, row.format,
-                            modified_iso(row.mtime_ns), image_id, None if row.frame_ms < 0 else row.frame_ms / 1000,
-                            **photo_facts(row.meta)))
+                            modified_iso(row.mtime_ns), image_id, row.digest or "",
+                            None if row.frame_ms < 0 else row.frame_ms / 1000, **photo_facts(row.meta)))
             if len(hits) == k:
                 break
         return hits

@@ -106,6 +106,18 @@ def limit_blas_threads() -> None:
     threadpool_limits(limits=1, user_api="blas")
 
 
+def uvicorn_config(app: Any, log_level: str = "warning", header_timeout: float | None = None,
+                   body_timeout: float | None = None) -> Any:
+    """How uvicorn runs the app: no access log, no lifespan, and deadlines for slow clients (`connections`)."""
+    import uvicorn
+
+    from clipsearch.server.connections import BODY_TIMEOUT, HEADER_TIMEOUT, http_protocol
+
+    protocol = http_protocol(header_timeout or HEADER_TIMEOUT, body_timeout or BODY_TIMEOUT)
+    return uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="off", timeout_graceful_shutdown=3,
+                          http=protocol)
+
+
 def serve(store_path: str | Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, token: str | None = None,
           on_ready: Callable[[str], None] | None = None, device: str | None = None, log_level: str = "warning",
           warm_images: bool = True) -> None:
@@ -132,8 +144,7 @@ def serve(store_path: str | Path, host: str = DEFAULT_HOST, port: int = DEFAULT_
         threading.Thread(target=warm_image_model, name="clipsearch-warm-images", daemon=True).start()
     sock = bind(host, port)
     url = url_of(sock, host, token)
-    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="off",
-                                           timeout_graceful_shutdown=3))
+    server = uvicorn.Server(uvicorn_config(app, log_level))
     if on_ready is not None:
         def announce() -> None:
             while not server.started and not server.should_exit:

@@ -76,14 +76,19 @@ class StoreApp(Guard):
 
 class StoreHolder:
     """The server's open store, shared by its threads; reopened when the store appears (a first index run)
-    or is replaced (a re-embed swaps the folder), so the server never needs a restart."""
+    or is replaced (a re-embed swaps the folder), so the server never needs a restart.
 
-    def __init__(self, path: Path, device: str | None = None) -> None:
+    A replaced store is closed `grace` seconds later (requests in flight may still be using it), so a
+    long-running server holds no handles to the deleted files of the stores its re-embeds replaced."""
+
+    def __init__(self, path: Path, device: str | None = None, grace: float = 60.0) -> None:
         self.path = Path(path)
         self.device = device
+        self.grace = grace
         self._lock = threading.Lock()
         self._store: Store | None = None
         self._stamp: tuple[int, int] | None = None
+        self._retired: list[tuple[float, Store]] = []
         self.encoder_lock = threading.Lock()  # one load of the image model, however many image queries wait
 
     def _manifest_stamp(self) -> tuple[int, int] | None:
@@ -97,18 +102,29 @@ class StoreHolder:
         """The store, or None while it is empty (nothing indexed yet)."""
         stamp = self._manifest_stamp()
         store = self._store
-        if store is not None and stamp == self._stamp:
+        if store is not None and stamp == self._stamp and not self._retired:
             return store
         with self._lock:
+            self._close_retired()
             if self._store is not None and stamp == self._stamp:
                 return self._store
-            # a replaced store is left to the garbage collector: requests in flight may still be using it
+            if self._store is not None:
+                self._retired.append((time.monotonic(), self._store))
+                self._close_retired()
             self._store, self._stamp = None, None
             if stamp is not None:
                 store = open_store(self.path, create=False, device=self.device)
                 store.coalesce_text_queries()  # concurrent requests share text-encoder passes
                 self._store, self._stamp = store, stamp
             return self._store
+
+    def _close_retired(self) -> None:
+        """Close the replaced stores whose grace is over (the holder's lock is held)."""
+        now = time.monotonic()
+        due = [s for at, s in self._retired if now - at >= self.grace]
+        self._retired = [(at, s) for at, s in self._retired if now - at < self.grace]
+        for store in due:
+            store.close()
 
     def require(self) -> Store:
         store = self.get()
@@ -184,8 +200,9 @@ def _etag_matches(header: str | None, etag: str) -> bool:
 
 def _cached(data: bytes, media_type: str, digest: str, request: Request, versioned: bool,
             extra: dict[str, str] | None = None) -> Response:
-    """A response validated by the content digest (304 on If-None-Match); a URL that carries a version
-    (?v=, as the page's do) is cached for a year, a bare one is revalidated each time."""
+    """A response validated by the content digest (304 on If-None-Match); a URL that carries the content's
+    digest (?v=DIGEST, as the page's do) is cached for a year, any other is revalidated each time (a version
+    made of size and time, or an id alone, can name other bytes later)."""
     etag = f'"{digest}"'
     cache = f"private, max-age={YEAR}, immutable" if versioned else "private, no-cache"
     headers = {"ETag": etag, "Cache-Control": cache, **(extra or {})}
@@ -289,7 +306,7 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
                 "failed": data["failed"], "vectors": data["vectors"], "index_type": data["index_type"],
                 "model": model.get("spec"), "embed_dim": model.get("embed_dim"), "roots": data["roots"],
                 "vanished_roots": data["vanished_roots"], "extensions": store.extensions(),
-                "photo_metadata": data["photo_metadata"],
+                "photo_metadata": data["photo_metadata"], "text": data["text"],
                 "last_run": data["last_run"], "version": _version()}
 
     def run_search(**kwargs: Any) -> dict[str, Any]:
@@ -302,9 +319,10 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
                 "query_ms": round(took, 1), "typical": hits.typical}
 
     def filters(under: list[str], ext: list[str], after: str | None, before: str | None,
-                photo: dict[str, str | None]) -> dict[str, Any]:
+                photo: dict[str, str | None], text_in_image: str | None = None) -> dict[str, Any]:
         return {"under": [u for u in under if u] or None, "ext": [e for e in ext if e] or None,
-                "after": after or None, "before": before or None, **{k: v or None for k, v in photo.items()}}
+                "after": after or None, "before": before or None, **{k: v or None for k, v in photo.items()},
+                "text_in_image": text_in_image or None}
 
     def photo_query(taken_after: str | None = None, taken_before: str | None = None, camera: str | None = None,
                     near: str | None = None) -> dict[str, str | None]:
@@ -326,22 +344,23 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
     def search(q: str = "", k: int = 20, minus: list[str] = Query([]), under: list[str] = Query([]),
                ext: list[str] = Query([]), after: str | None = None, before: str | None = None,
                like: list[str] = Query([]), photo: dict[str, str | None] = Depends(photo_query),
-               lang: str | None = None) -> dict[str, Any]:
-        """Text query with the CLI's syntax (`beach::2 -people`); filters as in `clipsearch query`;
-        `like` adds indexed images by id ("more like this"); `lang` the text's language code (NLLB-CLIP). The
-        answer's `terms` and `minus` are the parts the syntax read; `typical` is the median and spread of the
-        query's scores over the store."""
+               text_in_image: str | None = None, lang: str | None = None) -> dict[str, Any]:
+        """Text query with the CLI's syntax (`beach::2 -people`); filters as in `clipsearch query`
+        (`text_in_image`: words the image's text must hold; alone, it ranks by them); `like` adds indexed images
+        by id ("more like this"); `lang` the text's language code (NLLB-CLIP). The answer's `terms` and `minus`
+        are the parts the syntax read; `typical` is the median and spread of the query's scores over the store. On
+        a store that reads text, each result carries `text` and `text_matches`."""
         plus, subtract = split_terms(q)
         subtract += list(minus)
         return with_terms(run_search(text=plus, minus=subtract, k=_k(k), like=[_parse_id(i) for i in like],
-                                     language=lang or None, **filters(under, ext, after, before, photo)),
-                          plus, subtract)
+                                     language=lang or None, **filters(under, ext, after, before, photo,
+                                                                      text_in_image)), plus, subtract)
 
     @api.post("/api/search")
     def search_upload(image: list[UploadFile] = File([]), q: str = Form(""), k: int = Form(20),
                       minus: list[str] = Form([]), under: list[str] = Form([]), ext: list[str] = Form([]),
                       after: str | None = Form(None), before: str | None = Form(None),
-                      like: list[str] = Form([]),
+                      like: list[str] = Form([]), text_in_image: str | None = Form(None),
                       photo: dict[str, str | None] = Depends(photo_form)) -> dict[str, Any]:
         """Query by uploaded image(s) (multipart field `image`, 20 MB and MAX_UPLOAD_PIXELS decoded in all), with
         or without text terms. Uploads are decoded in memory with the indexer's safe decoder, at reduced size
@@ -355,7 +374,7 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
         subtract += list(minus)
         kwargs: dict[str, Any] = dict(text=plus, image=datas, minus=subtract, k=_k(k),
                                       like=[_parse_id(i) for i in like],
-                                      **filters(under, ext, after, before, photo))
+                                      **filters(under, ext, after, before, photo, text_in_image))
         if not datas:
             return with_terms(run_search(**kwargs), plus, subtract)
         with holder.encoder_lock:  # waits for a load in progress rather than starting a second one
@@ -379,27 +398,32 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
 
     @api.get("/api/browse")
     def browse(k: int = 20, offset: int = 0, under: list[str] = Query([]), ext: list[str] = Query([]),
-               after: str | None = None, before: str | None = None) -> dict[str, Any]:
+               after: str | None = None, before: str | None = None,
+               photo: dict[str, str | None] = Depends(photo_query)) -> dict[str, Any]:
         """The newest indexed files first (by modification time; a video once), with the usual filters: what
         the page shows before any query. Items have a hit's keys without rank and score."""
         if offset < 0:
             raise ClipsearchError(f"offset must be at least 0, got {offset}", param="offset")
-        f = filters(under, ext, after, before, {})
+        f = filters(under, ext, after, before, photo)
         results = holder.require().newest(_k(k), offset, under=f["under"], exts=f["ext"], after=f["after"],
-                                          before=f["before"])
+                                          before=f["before"], taken_after=f["taken_after"],
+                                          taken_before=f["taken_before"], camera=f["camera"], near=f["near"])
         return {"results": results, "k": k, "offset": offset}
 
     @api.get("/api/images/{image_id}")
     def image(image_id: str) -> dict[str, Any]:
-        """An indexed image's facts: path, size, width, height, format, modified, id."""
+        """An indexed image's facts: path, size, width, height, format, modified, id (and, on a store that reads
+        text, `text` and its `text_lines` with their boxes)."""
         return holder.require().image(_parse_id(image_id))
 
     @api.get("/api/images/{image_id}/similar")
     def similar(image_id: str, k: int = 20, under: list[str] = Query([]), ext: list[str] = Query([]),
                 after: str | None = None, before: str | None = None,
-                photo: dict[str, str | None] = Depends(photo_query)) -> dict[str, Any]:
+                photo: dict[str, str | None] = Depends(photo_query),
+                text_in_image: str | None = None) -> dict[str, Any]:
         """More like this: the nearest images to an indexed one (itself left out), with the usual filters."""
-        return run_search(like=[_parse_id(image_id)], k=_k(k), **filters(under, ext, after, before, photo))
+        return run_search(like=[_parse_id(image_id)], k=_k(k),
+                          **filters(under, ext, after, before, photo, text_in_image))
 
     @api.get("/api/images/{image_id}/thumbnail")
     def thumbnail(image_id: str, request: Request, v: str | None = None) -> Response:
@@ -407,10 +431,12 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
         ETag = the image's content digest (a moment's: the video's fingerprint and its time)."""
         store = holder.require()
         image_id_ = _parse_id(image_id)
-        if (unchanged := _not_modified(request, store.thumbnail_key(image_id_), bool(v))) is not None:
+        key = store.thumbnail_key(image_id_)
+        current = v is not None and v in (key, key.rsplit("-", 1)[0])  # the content digest (of a video: + moment)
+        if (unchanged := _not_modified(request, key, current)) is not None:
             return unchanged
         data, key = store.thumbnail(image_id_)
-        return _cached(data, "image/webp", key, request, bool(v))
+        return _cached(data, "image/webp", key, request, current)
 
     @api.get("/api/images/{image_id}/file")
     def file(image_id: str, request: Request, v: str | None = None, download: bool = False) -> Response:
@@ -419,13 +445,13 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
         browser to save it."""
         store = holder.require()
         rec = store.record(_parse_id(image_id))
-        if rec.digest and (unchanged := _not_modified(request, rec.digest, bool(v))) is not None:
+        if rec.digest and (unchanged := _not_modified(request, rec.digest, v == rec.digest)) is not None:
             return unchanged
         original = store.original(rec.id)
         media_type = (VIDEO_TYPES.get(os.path.splitext(rec.path)[1].lower(), "application/octet-stream")
                       if original.video else CONTENT_TYPES.get(original.format or "", "application/octet-stream"))
         etag = f'"{original.digest}"'
-        cache = f"private, max-age={YEAR}, immutable" if v else "private, no-cache"
+        cache = f"private, max-age={YEAR}, immutable" if v == original.digest else "private, no-cache"
         headers = {"ETag": etag, "Cache-Control": cache, "Content-Security-Policy": "default-src 'none'; sandbox",
                    "Content-Disposition": _content_disposition(rec.path, download)}
         return ranged(original.file, original.size, request.headers.get("range"), media_type, headers)

@@ -1,5 +1,6 @@
 """What a store holds, as `info` reports it: counts, model, where the catalog is, the index type, roots (the
-vanished ones apart), the last run (running, or interrupted when its writer is gone) and the size on disk.
+vanished ones apart), the last run (running, or interrupted when its writer is gone), the last re-embed and the
+size on disk.
 
 It reads only: a store whose folder has not appeared yet (nothing written) reports an empty store without
 creating anything, and the FAISS file's type comes from its sidecar, without loading the index.
@@ -19,6 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
 def store_info(folder: StoreFolder, place: CatalogPlace, lock: WriterLock, disk: bool = True) -> dict[str, Any]:
     """The facts of the store in `folder`; `disk=False` skips the walk of the folder that sums its size."""
     from clipsearch.catalog.catalog import parse_datetime
+    from clipsearch.store.reembed import last as last_reembed
     from clipsearch.vectors.store import FAISS_FILE, saved_meta
 
     path = folder.path
@@ -50,6 +52,8 @@ def store_info(folder: StoreFolder, place: CatalogPlace, lock: WriterLock, disk:
         "roots": roots,
         "vanished_roots": [r for r in roots if not os.path.isdir(r)],
         "last_run": last,
+        "last_reembed": last_reembed(catalog) if catalog is not None else None,
+        "text": catalog.text_info() if catalog is not None else None,  # the text read inside images (OCR)
     }
 
 

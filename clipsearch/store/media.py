@@ -51,8 +51,14 @@ class StoreMedia:
         return rec, rec.digest
 
     def image(self, image_id: int) -> dict[str, Any]:
-        """An indexed image's facts by id (the keys of a search hit, less rank and score)."""
-        return self.facts(self.record(image_id))
+        """An indexed image's facts by id (the keys of a search hit, less rank and score; on a store that reads
+        text, `text` and `text_lines`, each line with its box)."""
+        facts = self.facts(self.record(image_id))
+        reads = self._place.reads
+        if reads.reads_text():  # the text read inside it (index --ocr), with where each line is
+            lines = reads.texts([image_id]).get(image_id, ())
+            facts.update(text="\n".join(line.text for line in lines), text_lines=[line.to_dict() for line in lines])
+        return facts
 
     @staticmethod
     def facts(rec: ImageRecord) -> dict[str, Any]:
@@ -60,7 +66,8 @@ class StoreMedia:
         from clipsearch.query.engine import modified_iso, photo_facts
 
         facts = {"path": rec.path, "size": rec.size, "width": rec.width, "height": rec.height, "format": rec.format,
-                 "modified": modified_iso(rec.mtime_ns), "id": rec.id, **photo_facts(rec.meta)}
+                 "modified": modified_iso(rec.mtime_ns), "id": rec.id, "digest": rec.digest or "",
+                 **photo_facts(rec.meta)}
         if is_video(rec):
             facts["timestamp"] = rec.frame_ms / 1000  # a video's moment, as in a search hit
         return facts
@@ -69,13 +76,25 @@ class StoreMedia:
         """The facts of up to k indexed files, newest first (a video once, at its first moment), from `offset`;
         filters as a query's (under, exts, after, before); files under vanished roots are left out."""
         from clipsearch.query.engine import parse_filters
+        from clipsearch.query.photo_filters import photo_filter
 
         if self._folder.manifest is None:
             return []
+        photo = photo_filter(*(filters.pop(key, None) for key in ("taken_after", "taken_before", "camera", "near")))
         catalog = self._place.catalog
         hidden = [r["path"] for r in catalog.roots() if not os.path.isdir(r["path"])]
-        rows = catalog.newest(k, offset, hidden_under=hidden, **parse_filters(**filters))
-        return [self.facts(rec) for rec in rows]
+        parsed = parse_filters(**filters)
+        if not photo:
+            rows = catalog.newest(k, offset, hidden_under=hidden, **parsed)
+            return [self.facts(rec) for rec in rows]
+        # photo metadata filters (their distance is exact only after SQL): the allowed ids, then newest first here
+        ids = catalog.filter_ids(parsed["under"], parsed["exts"], parsed["after_ns"], parsed["before_ns"],
+                                 hidden_under=hidden, photo=photo)
+        firsts: dict[str, ImageRecord] = {}
+        for rec in sorted(catalog.images(ids.tolist()).values(), key=lambda r: r.id):
+            firsts.setdefault(rec.path, rec)  # a video once, at its first moment
+        ordered = sorted(firsts.values(), key=lambda r: (r.mtime_ns, r.id), reverse=True)
+        return [self.facts(rec) for rec in ordered[offset:offset + k]]
 
     def image_bytes(self, image_id: int) -> tuple[bytes, str, str | None]:
         """(content, digest, format) of an indexed image or video: only the exact file that was indexed."""

@@ -1,11 +1,13 @@
 """What an index run starts from, checked before anything is scanned: targets that exist (a vanished root of
 the store says what became of its images, and how to drop or bring them back), and the pool that encodes the
-run's still images elsewhere (`ray_address` → a `RayPool`; Ray is imported only then).
+run's still images elsewhere (`ray_address` → a `RayPool`; Ray is imported only then), and the reader of the
+text inside images when the run reads it.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,6 +15,7 @@ from clipsearch.errors import ClipsearchError
 
 if TYPE_CHECKING:  # pragma: no cover
     from clipsearch.catalog.catalog import Catalog
+    from clipsearch.indexing.text_stage import LineReader
     from clipsearch.indexing.writer import EncodePool
 
 
@@ -41,3 +44,15 @@ def encode_pool_for(ray_address: str | None, pool: EncodePool | None, device: st
     if pool is not None and hasattr(pool, "for_device"):
         pool = pool.for_device(device)
     return pool
+
+
+def text_reader_for(ocr: bool, catalog: Catalog) -> Callable[[], LineReader] | None:
+    """The text reader of a run that reads text (asked to, or a store that does): one, loaded on first use.
+    A missing OCR extra is a clear error before anything is scanned."""
+    if not (ocr or catalog.reads_text()):
+        return None
+    from clipsearch.ocr.reader import TextReader, check_available
+
+    check_available()
+    reader = TextReader()
+    return lambda: reader

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from clipsearch.encoders.factory import BACKENDS, check_backend
 from clipsearch.encoders.spec import ModelSpec, parse_spec
-from clipsearch.errors import ClipsearchError
+from clipsearch.errors import ClipsearchError, disk_full, is_disk_full
 from clipsearch.store.catalog_place import CatalogPlace, resolve_db
 from clipsearch.store.folder import StoreFolder, check_new_store_folder, reembed_folder, remove_store_files, swap_in
 from clipsearch.store.manifest import precision as stored_precision, read_manifest
@@ -78,9 +78,25 @@ class Store:
         self._media = StoreMedia(self._folder, self._place)
         self._vectors: VectorStore | None = None
 
+    @contextlib.contextmanager
+    def _space(self, doing: str) -> Iterator[None]:
+        """A full disk (or quota) while `doing` a write becomes one line saying so and what to do; every write
+        is a transaction or an atomic replace, so the store is as it was before the write that failed."""
+        try:
+            yield
+        except ClipsearchError:
+            raise
+        except Exception as exc:
+            if is_disk_full(exc):
+                raise disk_full(self.path, doing) from exc
+            raise
+
     # --- lifecycle -----------------------------------------------------------------------------------
     def close(self) -> None:
+        """Close the catalog's connections and let go of the mapped FAISS file (a long-running server closes
+        each store a re-embed replaced, so no handle to a deleted file stays open)."""
         self._place.close()
+        self._vectors = None
         self._folder.discard_if_unused()
 
     def __enter__(self) -> Store:
@@ -170,7 +186,7 @@ class Store:
     def rebuild_vectors(self, kind: str | None = None) -> VectorIndex:
         """Rebuild (and save) the FAISS index from stored embeddings; a given `kind` is kept from then on."""
         self._folder.require_manifest()
-        with self.writer_lock():
+        with self._space("writing the vector index"), self.writer_lock():
             vi = self.vectors.build(kind, forced=kind is not None)
             self.vectors.save()
         return vi
@@ -180,7 +196,7 @@ class Store:
             verify: bool = False, frame_interval: float | None = None, batch_size: int | None = None,
             workers: int | None = None, progress: Progress | None = None, commit_every: int | None = None,
             int8: bool | None = None, thumbnails: bool = False, ray_address: str | None = None,
-            encode_pool: EncodePool | None = None) -> RunSummary:
+            encode_pool: EncodePool | None = None, ocr: bool = False) -> RunSummary:
         """Index (or incrementally update) folders and files; `verify` re-hashes files whose stat is unchanged;
         `thumbnails` also makes the thumbnails the store lacks (what `serve` and contact sheets show), once per
         content.
@@ -194,39 +210,46 @@ class Store:
         "ray://HOST:PORT" that cluster; every worker must see the files at the same paths. Results are committed
         here, in chunks, exactly as in a local run. `encode_pool` takes any `EncodePool` instead (e.g. a
         `RayPool` with a set number of actors).
+
+        `ocr` reads the text inside every image and sampled video frame (the `ocr` extra), searchable with
+        `search(text_in_image=...)` and fused into text queries; the store remembers it, so later runs read the
+        text of what they add (and what is still unread) without being asked. On Ray the text is read here,
+        beside the actors, from the rows they commit.
         """
         from clipsearch.config import settings
         from clipsearch.indexing.pipeline import Workbench, run_index
         from clipsearch.indexing.scan import canonical, scan
         from clipsearch.indexing.writer import IndexOptions
-        from clipsearch.store.run_inputs import check_target, encode_pool_for
+        from clipsearch.store.run_inputs import check_target, encode_pool_for, text_reader_for
 
         targets = list(paths)
-        self._folder.ensure_writable()
-        call = WriteCall(int8=int8, progress=progress)
-        self._models.precision(call)  # a mismatch fails before anything is scanned
-        with self.writer_lock([canonical(t) for t in targets]):
-            store_roots = [r["path"] for r in self.catalog.roots()]
-            for target in targets:
-                check_target(self.catalog, target, store_roots)
-            existing = [r for r in store_roots if os.path.isdir(r)]
-            roots, scanned = scan(targets, covered=existing, exclude=tuple(exclude),
-                                  include_hidden=include_hidden, skip_dirs=[canonical(self.path)])
-            options = IndexOptions(verify=verify, batch_size=batch_size, workers=workers,
-                                   commit_every=commit_every or settings().commit_every)
-            if frame_interval is not None:
-                if frame_interval <= 0:
-                    raise ClipsearchError(f"frame_interval must be positive, got {frame_interval}",
-                                          param="frame_interval")
-                options.frame_interval = frame_interval
-            bench = Workbench(encoder=lambda: self._models.for_run(call, self._place.manifest_record()),
-                              vectors=lambda: self._vector_store(call),
-                              pool=encode_pool_for(ray_address, encode_pool, self.device))
-            summary = run_index(self.catalog, bench, roots, scanned, options, progress, other_roots=store_roots)
-        if thumbnails and self.manifest is not None:
-            summary.thumbnails, failed = self.make_thumbnails(workers=workers, progress=progress)
-            summary.problems.extend(failed)
-        return summary
+        with self._space("creating the store" if self.manifest is None else "indexing"):
+            self._folder.ensure_writable()
+            call = WriteCall(int8=int8, progress=progress)
+            self._models.precision(call)  # a mismatch fails before anything is scanned
+            with self.writer_lock([canonical(t) for t in targets]):
+                store_roots = [r["path"] for r in self.catalog.roots()]
+                for target in targets:
+                    check_target(self.catalog, target, store_roots)
+                existing = [r for r in store_roots if os.path.isdir(r)]
+                roots, scanned = scan(targets, covered=existing, exclude=tuple(exclude),
+                                      include_hidden=include_hidden, skip_dirs=[canonical(self.path)])
+                options = IndexOptions(verify=verify, batch_size=batch_size, workers=workers,
+                                       commit_every=commit_every or settings().commit_every, ocr=ocr)
+                if frame_interval is not None:
+                    if frame_interval <= 0:
+                        raise ClipsearchError(f"frame_interval must be positive, got {frame_interval}",
+                                              param="frame_interval")
+                    options.frame_interval = frame_interval
+                bench = Workbench(encoder=lambda: self._models.for_run(call, self._place.manifest_record()),
+                                  vectors=lambda: self._vector_store(call),
+                                  pool=encode_pool_for(ray_address, encode_pool, self.device),
+                                  text_reader=text_reader_for(ocr, self.catalog))
+                summary = run_index(self.catalog, bench, roots, scanned, options, progress, other_roots=store_roots)
+            if thumbnails and self.manifest is not None:
+                summary.thumbnails, failed = self.make_thumbnails(workers=workers, progress=progress)
+                summary.problems.extend(failed)
+            return summary
 
     def forget(self, path: str | Path) -> dict[str, int]:
         """Drop a folder (e.g. a vanished root) or file from the store: its rows, embeddings and vectors."""
@@ -234,7 +257,7 @@ class Store:
 
         self._folder.require_manifest()
         raw = os.path.abspath(os.path.expanduser(str(path)))
-        with self.writer_lock():
+        with self._space("forgetting"), self.writer_lock():
             for candidate in dict.fromkeys([raw, canonical(raw)]):
                 ids, roots, version = self.catalog.forget(candidate)
                 if ids or roots:
@@ -248,7 +271,8 @@ class Store:
                under: Iterable[str] | None = None, ext: Iterable[str] | None = None,
                after: Any = None, before: Any = None, all_frames: bool = False,
                like: Iterable[int] = (), taken_after: Any = None, taken_before: Any = None,
-               camera: str | None = None, near: Any = None, language: str | None = None) -> Hits:
+               camera: str | None = None, near: Any = None, text_in_image: str | None = None,
+               language: str | None = None) -> Hits:
         """Text terms and query images (paths, or bytes such as an upload: decoded in memory, never written),
         minus either; `like` adds the stored embeddings of indexed images by id ("more like this"; those images
         are left out of the results). Filters: `under` folders, `ext` extensions, file modified in
@@ -259,6 +283,11 @@ class Store:
         offset it is an instant, without one the camera's wall clock; a file without a capture time is compared
         by its modification time, and the hits' notes say so), `camera` (part of the make or model, any case),
         `near` ("LAT,LON[,KM]" or (lat, lon[, km]); default 10 km). Every filter keeps min(k, matching) hits.
+
+        Text inside images: `text_in_image` keeps only images whose text (read with `add(..., ocr=True)`) holds
+        every word of it, as a substring (alone, it ranks by that text). On a store that reads text, text terms
+        are also matched against it and fused with the CLIP ranking, and each hit carries `text` and
+        `text_matches` (the lines where the words matched, with their boxes).
 
         `language`: the text's FLORES-200 code (e.g. fra_Latn) for a model told each query's language
         (NLLB-CLIP); by default it is detected from the text's script."""
@@ -279,7 +308,8 @@ class Store:
                             under=list(under) if under else None, exts=list(ext) if ext else None,
                             after=after, before=before, all_frames=all_frames,
                             image_data=[i for i in images if isinstance(i, bytes)], like=list(like),
-                            photo=photo_filter(taken_after, taken_before, camera, near), language=language)
+                            photo=photo_filter(taken_after, taken_before, camera, near),
+                            text_in_image=text_in_image, language=language)
         engine = QueryEngine(self.reads, self.vectors, self.text_encoder, lambda: self.encoder)
         hits = engine.search(query)
         hits.notes.extend(language_notes([t for t, _w in query.texts + query.minus], self.model_spec))
@@ -321,31 +351,69 @@ class Store:
 
     def reembed(self, model: str, *, batch_size: int | None = None, workers: int | None = None,
                 progress: Progress | None = None) -> RunSummary:
-        """Re-encode every catalogued image with `model` into a fresh store beside this one, then swap it in.
+        """Re-encode every catalogued image with `model`, in place by id, then swap the result in.
 
-        Queries keep answering from the old vectors until the new store is complete; a crash mid-way
-        leaves the old store untouched (the half-built one is discarded on the next try).
+        Ids, runs, roots and the vectors version stay (the version only rises); images of a vanished root stay
+        too, hidden like it, and are re-encoded by the run that finds their folder again (`waiting` counts
+        them); a forced index type is kept. The work happens on a copy beside the store: queries keep answering
+        from the old vectors until it is complete, and a crash mid-way leaves the old store untouched (the
+        half-built copy is discarded on the next try).
         """
+        import time
+
+        from clipsearch.store import reembed as plans
+        from clipsearch.store.manifest import CATALOG
+        from clipsearch.vectors.kinds import INDEX_TYPES
+        from clipsearch.vectors.store import FAISS_FILE, saved_meta
+
         manifest = self._folder.require_manifest()
         if self.shared:
             raise ClipsearchError(f"store {self.path} keeps its catalog in a database, and re-embedding such a "
                                   "store is not supported yet", "index into a new store (new folder and database) "
                                   "with the new model")
+        started = time.perf_counter()
         tmp = reembed_folder(self.path)
-        with self.writer_lock():
-            paths = [p for p in self.catalog.indexed_paths() if os.path.exists(p)]
-            roots = [r["path"] for r in self.catalog.roots()]
+        with self._space("re-embedding"), self._discard_on_failure(tmp), self.writer_lock():
+            plan = plans.plan(self.catalog)
             remove_store_files(tmp)
+            tmp.mkdir()
+            plans.prepare_copy(self.catalog, tmp / CATALOG, plan.gone)
             keep = stored_precision(manifest)
+            saved = saved_meta(self.path / FAISS_FILE) or {}
+            forced = saved.get("kind") if saved.get("forced") and saved.get("kind") in INDEX_TYPES else None
             with open_store(tmp, model, create=True, device=self.device, backend=self.backend) as new:
                 new._models.adopt(self._models.loaded, keep)  # same model already loaded here: no second load
-                summary = new.add(paths, batch_size=batch_size, workers=workers, progress=progress,
-                                  int8=keep == "int8")
-                new.catalog.add_roots(roots)
+                call = WriteCall(int8=keep == "int8", progress=progress)
+                summary = new.add(plan.targets, batch_size=batch_size, workers=workers, progress=progress,
+                                  int8=keep == "int8", frame_interval=plan.frame_interval)
+                if new.manifest is None:  # nothing to encode now (every root vanished): record the model anyway
+                    new._models.for_run(call, None)
+                if forced:
+                    new.vectors.build(str(forced), forced=True)
+                    new.vectors.save()
+                summary.vanished_roots = plan.vanished_roots
+                summary.waiting = plans.waiting_under(new.catalog, plan.vanished_roots)
+                plans.record(new.catalog, manifest["model"]["spec"], new.model_spec.text, summary, started)
             self.close()
             swap_in(tmp, self.path)
         self._reopen(read_manifest(self.path))
         return summary
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _discard_on_failure(tmp: Path) -> Iterator[None]:
+        """Remove a re-embed's half-built copy when it fails (it would hold the disk space a full disk lacks)."""
+        try:
+            yield
+        except BaseException:
+            remove_store_files(tmp)
+            raise
+
+    def last_reembed(self) -> dict[str, Any] | None:
+        """The last re-embed (when, from and to which model, how many images it encoded and left waiting)."""
+        from clipsearch.store.reembed import last
+
+        return last(self.catalog) if self.path.exists() else None
 
     # --- images by id (what a server hands out: catalog ids, never paths) -----------------------------
     def image(self, image_id: int) -> dict[str, Any]:
@@ -361,7 +429,8 @@ class Store:
         return self._media.image_bytes(image_id)
 
     def newest(self, k: int, offset: int = 0, **filters: Any) -> list[dict[str, Any]]:
-        """Indexed files newest first (a video once), filtered like a query (under, exts, after, before)."""
+        """Indexed files newest first (a video once), filtered like a query (under, exts, after, before,
+        taken_after, taken_before, camera, near)."""
         return self._media.newest(k, offset, **filters)
 
     def original(self, image_id: int) -> Original:

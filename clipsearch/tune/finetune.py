@@ -174,6 +174,9 @@ def finetune(data_path: str | Path, out: str | Path, *, base_model: str = DEFAUL
     small = test is not None and len(val.items) < SMALL_SPLIT  # without a test split the folds could not report
     k = 1 if val_path else folds if folds is not None else DEFAULT_FOLDS if small else 1
     k = min(k, len(pool.items))
+    if k > 1:  # said before the first of them starts: k folds, then the run that ships
+        stage(f"{k + 1} trainings: {k} cross-validation folds choose the epoch and the blend, then one on all "
+              f"{len(pool.items)} non-test images")
 
     family = model_family(encoder.spec)
     n_train = len(train.items) if k == 1 else len(pool.items) - len(pool.items) // k

@@ -207,3 +207,25 @@ def test_infinite_scroll_keeps_the_tiles_it_has(browser_page, live_server: str) 
             page.wait_for_timeout(500)
         assert page.locator("#grid .hit").count() == 63 and page.locator("#more").is_hidden()
         assert page.evaluate("(node) => node.isConnected", first)  # the first tiles stayed: nothing reloaded
+
+
+def test_photo_metadata_filters_travel_through_the_page(browser_page, live_server: str) -> None:
+    """The capture-time, camera and place filters: from the URL into their inputs and the API, from an input into
+    the URL, their errors shown as the page shows errors. (The session's shapes carry no EXIF: a capture-time
+    filter matches them by their file time, and says so.)"""
+    page = browser_page
+    page.goto(live_server + "?q=a+red+triangle&camera=nikon")
+    page.wait_for_function("() => !document.getElementById('message').hidden")
+    assert "No results" in page.locator("#message").text_content()
+    assert page.locator("#camera").input_value() == "nikon"
+    assert page.locator("#filters-count").text_content() == "1"
+    page.goto(live_server + "?q=a+red+triangle&taken_before=2999-01-01")
+    page.wait_for_function(THUMBS_LOADED, timeout=30_000)
+    assert page.locator("#taken_before").input_value() == "2999-01-01"
+    assert "no capture time" in page.locator("#message").text_content()
+    page.locator("#near").fill("200,0")
+    page.locator("#near").dispatch_event("change")
+    page.wait_for_function("() => document.getElementById('message').textContent.includes('latitude 200')")
+    assert "near=200%2C0" in page.url or "near=200,0" in page.url
+    # no script error; the one console line is Chromium's own for the 400 this test asked for
+    assert not [e for e in page.errors if "status of 400" not in e]  # type: ignore[attr-defined]

@@ -26,7 +26,7 @@ def test_table_paths_and_json_outputs(runner, indexed: Path) -> None:
     hits = cli_json(runner, "query", "a blue square", "-k", "3", "--index", indexed)
     assert [h["path"] for h in hits] == paths
     assert set(hits[0]) == {"rank", "score", "path", "size", "width", "height", "format", "modified", "id", "taken",
-                            "camera", "lens", "gps"}
+                            "camera", "lens", "gps", "digest"}
     assert [h["rank"] for h in hits] == [1, 2, 3]
     assert hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
 

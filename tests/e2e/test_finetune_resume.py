@@ -167,3 +167,14 @@ def _interrupted_in_fold(data: Path, out: Path, config: dict, kwargs: dict, fold
             raise KeyboardInterrupt
 
     finetune(data, out, config=TrainConfig(**config), on_step=on_step, **kwargs)
+
+
+def test_cross_validation_says_up_front_how_many_trainings_it_runs(tmp_path: Path) -> None:
+    data = _shapes(tmp_path / "shapes", per_class=4)
+    stages: list[str] = []
+    report = finetune(data, tmp_path / "out", base_model="clipsearch-tiny", templates=["a {}"], device="cpu",
+                      folds=2, config=TrainConfig(epochs=1, batch_size=16, lr=2e-3, warmup_steps=1, seed=0),
+                      on_stage=stages.append)
+    assert report.folds == 2
+    said = [i for i, s in enumerate(stages) if s.startswith("3 trainings: 2 cross-validation folds")]
+    assert said and said[0] < min(i for i, s in enumerate(stages) if "fold" in s and i != said[0])

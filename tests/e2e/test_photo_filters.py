@@ -102,3 +102,11 @@ def test_http_filters_fields_and_errors(store) -> None:
     assert bad.status_code == 400 and bad.json()["param"] == "near" and "latitude 200" in bad.json()["error"]
     assert client.get(f"/api/images/{results[0]['id']}").json()["taken"] == results[0]["taken"]
     assert client.get("/api/info").json()["photo_metadata"]["with_place"] == 9
+
+    newest = client.get("/api/browse", params={"k": 20, "camera": "canon", "near": "48.8584,2.2945,5"}).json()
+    assert {h["path"] for h in newest["results"]} == \
+        {p for p, f in facts.items() if f.make == "Canon" and f.lat == 48.8584}
+    assert all(h["taken"] for h in newest["results"])
+    paged = client.get("/api/browse", params={"k": 2, "offset": 1, "camera": "nikon"}).json()["results"]
+    everything = client.get("/api/browse", params={"k": 20, "camera": "nikon"}).json()["results"]
+    assert [h["id"] for h in paged] == [h["id"] for h in everything][1:3]

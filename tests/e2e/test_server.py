@@ -26,7 +26,7 @@ from clipsearch.server.app import PAGE_MODULES
 from tests.conftest import cli_json, label_of
 
 HIT_KEYS = {"rank", "score", "path", "size", "width", "height", "format", "modified", "id", "taken", "camera",
-            "lens", "gps"}
+            "lens", "gps", "digest"}
 SCRIPT_NAME = "<script>window.__xss=1;<\\script>.png"  # (a file name cannot hold "/")
 ONERROR_NAME = "<img src=x onerror=\"window.__xss=2\">.png"
 QUOTES_NAME = "it's \"quoted\" & <svg onload=window.__xss=3>.png"
@@ -194,8 +194,15 @@ def test_thumbnails_are_cached_by_digest_with_etag(client: TestClient, served) -
     digest = r.headers["etag"].strip('"')
     assert (idx / "thumbnails" / digest[:2] / f"{digest}.webp").read_bytes() == r.content  # cached in the store
     assert r.headers["cache-control"] == "private, no-cache"  # a bare URL revalidates ...
-    versioned = client.get(f"/api/images/{hit['id']}/thumbnail", params={"v": "1"})
-    assert "max-age=31536000" in versioned.headers["cache-control"]  # ... a versioned one (the page's) lives long
+    assert hit["digest"] == digest  # the content digest the page keys its URLs by
+    versioned = client.get(f"/api/images/{hit['id']}/thumbnail", params={"v": digest})
+    assert "max-age=31536000" in versioned.headers["cache-control"]  # ... one keyed by its digest lives long
+    for stale in ("1", f"{hit['size']}-{hit['modified']}", digest[::-1]):  # another version may name other bytes
+        assert client.get(f"/api/images/{hit['id']}/thumbnail", params={"v": stale}).headers["cache-control"] == \
+            "private, no-cache"
+        assert client.get(f"/api/images/{hit['id']}/file", params={"v": stale}).headers["cache-control"] == \
+            "private, no-cache"
+    assert "immutable" in client.get(f"/api/images/{hit['id']}/file", params={"v": digest}).headers["cache-control"]
     again = client.get(f"/api/images/{hit['id']}/thumbnail", headers={"If-None-Match": r.headers["etag"]})
     assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == r.headers["etag"]
     big = Image.new("RGB", (1000, 500))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -84,6 +85,7 @@ def state(store: Path) -> dict:
     with connect(store) as con:
         schema_of = inspect(con)
         return {
+            "tables": sorted(schema_of.get_table_names()),
             "root_columns": [c["name"] for c in schema_of.get_columns("roots")],
             "image_columns": [c["name"] for c in schema_of.get_columns("images")],
             "unique_indexes": sorted(i["name"] for i in schema_of.get_indexes("images") if i["unique"]),
@@ -95,8 +97,21 @@ def state(store: Path) -> dict:
         }
 
 
+def downgrade_to_schema_6(store: Path) -> None:
+    """Schema 6 had no text read inside images: no `image_text` table, no full-text index over it."""
+    with connect(store) as con:
+        if con.dialect.name == "sqlite":
+            for trigger in ("image_text_ai", "image_text_ad", "image_text_au"):
+                con.exec_driver_sql(f"DROP TRIGGER {trigger}")
+            con.exec_driver_sql("DROP TABLE image_text_fts")
+        con.exec_driver_sql("DROP TABLE image_text")
+        con.exec_driver_sql("DELETE FROM meta WHERE key = 'text_index'")
+        con.execute(text("UPDATE meta SET value = '6' WHERE key = 'schema_version'"))
+
+
 def downgrade_to_schema_1(store: Path) -> None:
     """Make the catalog look exactly like one the previous release wrote."""
+    downgrade_to_schema_6(store)
     with connect(store) as con:
         con.exec_driver_sql("DROP INDEX ix_images_taken_local")  # schema 5: photo metadata
         con.exec_driver_sql("DROP INDEX ix_images_gps_lat")
@@ -111,6 +126,38 @@ def downgrade_to_schema_1(store: Path) -> None:
         con.exec_driver_sql("DELETE FROM meta WHERE key = 'schema_version'")
 
 
+def rows_of(store: Path) -> dict:
+    """Every row of every table (images, embeddings, roots, runs, meta), read with plain SQL."""
+    with connect(store) as con:
+        rows = {table: sorted(tuple(map(str, row)) for row in con.exec_driver_sql(f"SELECT * FROM {table}"))
+                for table in ("images", "embeddings", "roots", "runs")}
+        return rows | {"meta": dict(con.execute(text("SELECT key, value FROM meta")).all())}
+
+
+def downgrade_to_schema_5(store: Path) -> None:
+    """Make the catalog one that schema 5 wrote: on SQLite `images` without AUTOINCREMENT (rebuilt with foreign
+    keys off, as the previous release created it); PostgreSQL's table is the same in both."""
+    if "catalog" not in json.loads((store / MANIFEST).read_text()):
+        con = sqlite3.connect(store / CATALOG)
+        try:
+            sql = con.execute("SELECT sql FROM sqlite_master WHERE name = 'images'").fetchone()[0]
+            indexes = [r[0] for r in con.execute("SELECT sql FROM sqlite_master WHERE type = 'index' "
+                                                 "AND tbl_name = 'images' AND sql IS NOT NULL")]
+            assert "AUTOINCREMENT" in sql
+            con.execute("PRAGMA foreign_keys=OFF")
+            with con:
+                con.execute(sql.replace("AUTOINCREMENT", "").replace("CREATE TABLE images", "CREATE TABLE old"))
+                con.execute("INSERT INTO old SELECT * FROM images")
+                con.execute("DROP TABLE images")
+                con.execute("ALTER TABLE old RENAME TO images")
+                for index in indexes:
+                    con.execute(index)
+                con.execute("DELETE FROM sqlite_sequence")
+        finally:
+            con.close()
+    set_schema_version(store, 5)
+
+
 def set_schema_version(store: Path, version: int) -> None:
     with connect(store) as con:
         con.execute(text("UPDATE meta SET value = :v WHERE key = 'schema_version'"), {"v": str(version)})
@@ -123,6 +170,7 @@ def assert_latest(store: Path) -> dict:
     assert "phash" in now["image_columns"]
     assert now["unique_indexes"] == ["uq_images_path_frame"]  # unique on (path, frame_ms), no longer on path
     assert now["meta"]["schema_version"] == str(schema.LATEST)
+    assert "image_text" in now["tables"]
     return now
 
 
@@ -203,3 +251,73 @@ def test_read_only_open_of_a_previous_release_store_is_a_clear_error(built, stor
         s.search(QUERY)
     with clipsearch.open(store, create=False, readonly=True) as s:  # ... it reads anywhere
         assert [h.id for h in s.search(QUERY, k=N)] == ids_before
+
+
+def test_schema_6_keeps_every_row_and_never_reuses_an_id(built, store: Path) -> None:
+    """The upgrade that makes ids permanent rebuilds `images` on SQLite: every image, embedding, root, run and meta
+    row survives it unchanged (a DROP with foreign keys on would cascade into `embeddings`), the foreign keys
+    hold, and from then on the id of a deleted newest image is never handed out again (SQLite reused it)."""
+    photos, _pristine, ids_before = built
+    downgrade_to_schema_6(store)
+    downgrade_to_schema_5(store)
+    before = rows_of(store)
+    assert before["meta"]["schema_version"] == "5" and len(before["embeddings"]) == N
+    with clipsearch.open(store, create=False) as s:
+        assert [h.id for h in s.search(QUERY, k=N)] == ids_before  # schema 5 reads as it is
+        assert s.info()["images"] == N  # the catalog's writable open upgrades it
+    after = rows_of(store)
+    assert after.pop("meta")["schema_version"] == str(schema.LATEST)
+    before.pop("meta")
+    assert after == before  # every row of every table, byte for byte
+    if "catalog" not in json.loads((store / MANIFEST).read_text()):
+        con = sqlite3.connect(store / CATALOG)
+        try:
+            assert con.execute("PRAGMA foreign_key_check").fetchall() == []
+            assert con.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+            assert "AUTOINCREMENT" in con.execute("SELECT sql FROM sqlite_master WHERE name = 'images'").fetchone()[0]
+        finally:
+            con.close()
+
+    newest = max(ids_before)
+    with clipsearch.open(store, create=False) as s:
+        gone = s.record(newest).path
+        Path(gone).rename(store.parent / "away.png")  # outside the collection: the file leaves the store
+        try:
+            assert s.add([photos]).removed == 1
+        finally:
+            (store.parent / "away.png").rename(gone)
+        assert s.add([photos]).added == 1
+        back = {h.id for h in s.search(QUERY, k=N)}
+    assert newest not in back and max(back) > newest  # a new id, never the deleted one
+
+
+def test_schema_6_store_gains_the_text_index(built, store: Path) -> None:
+    """Schema 7 adds the text read inside images with its full-text index (FTS5 trigram / pg_trgm or ILIKE). The
+    upgrade itself reads no image; text arrives by `index --ocr` (tests/e2e/test_ocr.py reads real text); here
+    the catalog's own verbs write it, and the search finds it by a substring, also in Chinese."""
+    from clipsearch.catalog.records import ReadText, TextLine
+
+    _photos, _pristine, ids_before = built
+    downgrade_to_schema_6(store)
+    assert "image_text" not in state(store)["tables"]
+    with clipsearch.open(store, create=False, readonly=True) as s:  # read-only: answers as it is, no text
+        assert [h.id for h in s.search(QUERY, k=N)] == ids_before and s.info()["text"] is None
+    assert "image_text" not in state(store)["tables"]
+    with clipsearch.open(store, create=False) as s:
+        assert [h.id for h in s.search(QUERY, k=N)] == ids_before  # answers at once, upgraded
+        assert s.info()["text"] is None  # the store does not read text until asked to
+        first = s.catalog.image(ids_before[0])
+        assert first is not None and first.digest
+        tasks = s.catalog.lacking_text([str(Path(first.path).parent)], [])
+        assert sorted(t.id for t in tasks) == sorted(ids_before)  # every image is still to be read
+        s.catalog.mark_reads_text()
+        line = TextLine("发票INVOICE2024", (0.1, 0.2, 0.6, 0.3))
+        assert s.catalog.save_texts([ReadText(first.id, first.digest, (line,)),
+                                     ReadText(ids_before[1], "another content", (line,))]) == 1
+    with clipsearch.open(store, create=False) as s:
+        for words in ("invoice", "INVOICE2024", "发票", "票"):
+            hits = s.search(text_in_image=words)
+            assert [h.id for h in hits] == [first.id], words
+            assert hits[0].text_matches and hits[0].text_matches[0]["box"] == [0.1, 0.2, 0.6, 0.3]
+        assert s.info()["text"]["read"] == 1
+    assert_latest(store)

@@ -18,6 +18,8 @@ from clipsearch.media import synthetic
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "store-0.1.0"
 PHOTOS = Path("/tmp/clipsearch-fixture-0.1.0/photos")
+# what a row says of its file's content (its stat changes when the photos are regenerated here)
+IMAGE_FACTS = "SELECT id, path, frame_ms, ext, size, digest, width, height, format, ok FROM images ORDER BY id"
 
 
 def _hashes(store: Path) -> list[bytes | None]:
@@ -36,6 +38,14 @@ def _embeddings(store: Path) -> list[tuple[int, bytes]]:
         conn.close()
 
 
+def _sql(store: Path, query: str) -> list[tuple]:
+    conn = sqlite3.connect(store / "catalog.sqlite")
+    try:
+        return conn.execute(query).fetchall()
+    finally:
+        conn.close()
+
+
 @pytest.fixture()
 def old_store(tmp_path: Path) -> Path:
     if not PHOTOS.is_dir():
@@ -47,7 +57,8 @@ def old_store(tmp_path: Path) -> Path:
 
 def test_a_previous_release_store_opens_answers_and_reindexes_without_reencoding(old_store: Path) -> None:
     before = _embeddings(old_store)
-    assert len(before) == 12
+    images = _sql(old_store, IMAGE_FACTS)
+    assert len(before) == 12 and len(images) == 12
     with clipsearch.open(old_store, create=False) as store:
         info = store.info()
         assert (info["images"], info["vectors"], info["index_type"]) == (12, 12, "flat")
@@ -67,6 +78,11 @@ def test_a_previous_release_store_opens_answers_and_reindexes_without_reencoding
     assert _embeddings(old_store) == before  # the stored embeddings are the old release's, byte for byte
     hashes = _hashes(old_store)
     assert len(hashes) == 12 and all(h is not None and len(h) == 24 for h in hashes)
+    # its images table was rebuilt so that ids are never reused (schema 6), every row as it was
+    assert _sql(old_store, IMAGE_FACTS) == images
+    assert "AUTOINCREMENT" in _sql(old_store, "SELECT sql FROM sqlite_master WHERE name = 'images'")[0][0]
+    assert _sql(old_store, "PRAGMA foreign_key_check") == []
+    assert _sql(old_store, "PRAGMA integrity_check") == [("ok",)]
 
 
 def test_a_previous_release_store_rebuilds_its_index_from_stored_embeddings(old_store: Path) -> None:

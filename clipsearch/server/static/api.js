@@ -30,7 +30,7 @@ export async function api(path, options = {}) {
 }
 
 function version(hit) {
-  return encodeURIComponent(hit.size + "-" + hit.modified);
+  return encodeURIComponent(hit.digest); // the content digest: only such a URL is cached for good
 }
 
 export function thumbURL(hit) {

@@ -13,8 +13,15 @@ import { showDetail, hideDetail, copyPath, swipes } from "./detail.js";
 import { renderChips, queryText } from "./chips.js";
 import { t, pickLanguage, language, setLanguage } from "./i18n.js";
 
+// The filters, each a control of the same id and a parameter of the same name in the URL and the API: folder,
+// type, file date, the photo metadata ones (capture time, camera, place), and the text read in the picture (shown
+// only on a store that reads it: index --ocr).
+const FILTERS = ["under", "ext", "after", "before", "taken_after", "taken_before", "camera", "near", "text_in_image"];
+const TYPED_FILTERS = ["after", "before", "taken_after", "taken_before", "camera", "near", "text_in_image"]; // inputs
+
 const state = {
   q: "", k: 20, step: 20, under: "", ext: "", after: "", before: "", like: "",
+  taken_after: "", taken_before: "", camera: "", near: "", text_in_image: "",
   image: null, imageURL: null, results: [], info: null, lb: -1, seq: 0, lastStatus: "", loading: false,
   terms: [], minus: [], open: "", detail: null, openPushed: false,
 };
@@ -47,7 +54,7 @@ function storeLine() {
   const model = info.model ? `model ${info.model}` : "";
   const counts = [t("count.photos", Number(info.images))];
   if (info.videos) counts.push(t("count.videos", Number(info.videos), Number(info.moments)));
-  return [model, counts.join(", ")].filter(Boolean).join(" · ");
+  return [model, counts.join(t("count.join"))].filter(Boolean).join(" · ");
 }
 
 function setStatus(extra) {
@@ -62,11 +69,11 @@ function readURL() {
   state.like = /^\d+$/.test(p.get("like") || "") ? p.get("like") : "";
   state.step = [20, 50, 100].includes(Number(p.get("step"))) ? Number(p.get("step")) : 20;
   state.k = Math.min(MAX_K, Math.max(1, parseInt(p.get("k") || String(state.step), 10) || state.step));
-  for (const key of ["under", "ext", "after", "before"]) state[key] = p.get(key) || "";
+  for (const key of FILTERS) state[key] = p.get(key) || "";
   state.open = /^\d+$/.test(p.get("open") || "") ? p.get("open") : "";
   $("q").value = state.q;
   $("k").value = String(state.step);
-  for (const key of ["after", "before"]) $(key).value = state[key];
+  for (const key of TYPED_FILTERS) $(key).value = state[key];
   setSelect("under", state.under);
   setSelect("ext", state.ext);
   showFilterCount();
@@ -87,7 +94,7 @@ function writeURL(push) {
   if (state.like) p.set("like", state.like);
   if (state.step !== 20) p.set("step", String(state.step));
   if (state.k !== state.step) p.set("k", String(state.k));
-  for (const key of ["under", "ext", "after", "before"]) if (state[key]) p.set(key, state[key]);
+  for (const key of FILTERS) if (state[key]) p.set(key, state[key]);
   if (state.open) p.set("open", state.open);
   const url = `${location.pathname}${p.toString() ? "?" + p : ""}`;
   if (url === location.pathname + location.search) return;
@@ -97,13 +104,13 @@ function writeURL(push) {
 function filterParams() {
   const p = new URLSearchParams();
   p.set("k", String(state.k));
-  for (const key of ["under", "ext", "after", "before"]) if (state[key]) p.set(key, state[key]);
+  for (const key of FILTERS) if (state[key]) p.set(key, state[key]);
   return p;
 }
 
 // --- searching ----------------------------------------------------------------------------------------
 async function run({ push = true, keepScroll = false } = {}) {
-  const browsing = !state.q.trim() && !state.like && !state.image;
+  const browsing = !state.q.trim() && !state.like && !state.image && !state.text_in_image;
   if (browsing && state.info && state.info.empty) {
     state.results = [];
     state.terms = state.minus = [];
@@ -163,7 +170,7 @@ function render(data, roundTrip, keepScroll) {
   showChips();
   renderTiles($("grid"), data.results, tileActions, weakFrom(data.results, data.typical));
   if (!data.results.length) {
-    const filtered = state.under || state.ext || state.after || state.before;
+    const filtered = FILTERS.some((key) => state[key]);
     showMessage(t("msg.noResults"), filtered ? t("msg.widen") :
       (state.info && state.info.empty ? t("msg.emptyStore") : t("msg.tryOther")));
   } else if (data.notes && data.notes.length) {
@@ -335,7 +342,7 @@ function stepLightbox(delta) {
 
 // --- the header on a phone: filters behind one button (with the number in use), smaller once scrolled --------
 function showFilterCount() {
-  const active = ["under", "ext", "after", "before"].filter((key) => state[key]).length;
+  const active = FILTERS.filter((key) => state[key]).length;
   $("filters-count").textContent = String(active);
   $("filters-count").hidden = !active;
 }
@@ -481,6 +488,7 @@ function fillFilters(info) {
   }
   setSelect("under", state.under);
   setSelect("ext", state.ext);
+  $("text-filter").hidden = !info.text && !state.text_in_image;
 }
 
 async function init() {
@@ -493,9 +501,9 @@ async function init() {
   $("home").href = withToken("./");
   $("search-form").addEventListener("submit", (e) => { e.preventDefault(); submitText(); });
   $("file").addEventListener("change", () => imageQuery($("file").files[0]));
-  for (const key of ["under", "ext", "after", "before"]) {
+  for (const key of FILTERS) {
     $(key).addEventListener("change", () => {
-      state[key] = $(key).value;
+      state[key] = $(key).value.trim();
       state.k = state.step;
       showFilterCount();
       run();
@@ -538,8 +546,7 @@ async function init() {
 
 // Back and Forward: a change of the query searches again; a change of ?open= only opens or closes the view.
 function onHistory() {
-  const key = () => JSON.stringify([state.q, state.like, state.k, state.step, state.under, state.ext, state.after,
-                                    state.before]);
+  const key = () => JSON.stringify([state.q, state.like, state.k, state.step, ...FILTERS.map((f) => state[f])]);
   const before = key();
   readURL();
   state.openPushed = false;

@@ -18,6 +18,7 @@ export function tile(hit, i, actions) {
   const parts = [img, similar];
   if (score) parts.push(el("span", { className: "score", textContent: score }));
   if (isVideo(hit)) parts.push(videoBadge(hit));
+  if (hit.text_matches && hit.text_matches.length) parts.push(textLine(hit));
   parts.push(el("figcaption", { textContent: name }));
   const fig = el("figure", { className: "hit", tabIndex: 0, title: score ? `${hit.path}\nscore ${score}` : hit.path },
                  parts);
@@ -32,6 +33,12 @@ export function tile(hit, i, actions) {
 function videoBadge(hit) {
   const time = clock(hit.timestamp);
   return el("span", { className: "badge", textContent: `▶ ${time}`, title: t("tile.video", time) });
+}
+
+// The lines of the picture's text where the query's words matched (a store that reads text), over its top.
+function textLine(hit) {
+  const text = hit.text_matches.map((m) => m.text).join(" · ");
+  return el("span", { className: "hit-text", textContent: text, title: hit.text || text });
 }
 
 function tailMarker(weakFrom) {
