@@ -271,7 +271,8 @@ class Store:
                under: Iterable[str] | None = None, ext: Iterable[str] | None = None,
                after: Any = None, before: Any = None, all_frames: bool = False,
                like: Iterable[int] = (), taken_after: Any = None, taken_before: Any = None,
-               camera: str | None = None, near: Any = None, text_in_image: str | None = None) -> Hits:
+               camera: str | None = None, near: Any = None, text_in_image: str | None = None,
+               language: str | None = None) -> Hits:
         """Text terms and query images (paths, or bytes such as an upload: decoded in memory, never written),
         minus either; `like` adds the stored embeddings of indexed images by id ("more like this"; those images
         are left out of the results). Filters: `under` folders, `ext` extensions, file modified in
@@ -286,11 +287,20 @@ class Store:
         Text inside images: `text_in_image` keeps only images whose text (read with `add(..., ocr=True)`) holds
         every word of it, as a substring (alone, it ranks by that text). On a store that reads text, text terms
         are also matched against it and fused with the CLIP ranking, and each hit carries `text` and
-        `text_matches` (the lines where the words matched, with their boxes)."""
+        `text_matches` (the lines where the words matched, with their boxes).
+
+        `language`: the text's FLORES-200 code (e.g. fra_Latn) for a model told each query's language
+        (NLLB-CLIP); by default it is detected from the text's script."""
+        from clipsearch.encoders.languages import check_language_code, language_notes, takes_language_code
         from clipsearch.query.engine import Query, QueryEngine
         from clipsearch.query.photo_filters import photo_filter
 
         self._folder.require_manifest()
+        if language:
+            check_language_code(language)
+        if language and not takes_language_code(self.model_spec):
+            raise ClipsearchError(f"model {self.model_spec.text} is not told the query's language",
+                                  "a language code is for NLLB-CLIP models; leave it out", param="language")
         texts = [text] if isinstance(text, str) else list(text or [])
         images = [image] if isinstance(image, (str, Path, bytes)) else list(image or [])
         query = Query.parse(texts=texts, images=[str(i) for i in images if not isinstance(i, bytes)],
@@ -299,9 +309,11 @@ class Store:
                             after=after, before=before, all_frames=all_frames,
                             image_data=[i for i in images if isinstance(i, bytes)], like=list(like),
                             photo=photo_filter(taken_after, taken_before, camera, near),
-                            text_in_image=text_in_image)
+                            text_in_image=text_in_image, language=language)
         engine = QueryEngine(self.reads, self.vectors, self.text_encoder, lambda: self.encoder)
-        return engine.search(query)
+        hits = engine.search(query)
+        hits.notes.extend(language_notes([t for t, _w in query.texts + query.minus], self.model_spec))
+        return hits
 
     def duplicates(self, level: str = "same", *, threshold: float | None = None,
                    under: Iterable[str] | None = None, taken_after: Any = None, taken_before: Any = None,
