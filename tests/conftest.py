@@ -188,3 +188,46 @@ def count_rows(store: Path, db: str | None, table: str) -> int:
         return 0
     finally:
         engine.dispose()
+
+
+# --- Chinese-CLIP: a tiny one in a Hugging Face cache, fine-tuned on Chinese captions --------------------------
+@pytest.fixture(scope="session")
+def chinese_hub(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A hub cache whose `OFA-Sys/chinese-clip-vit-base-patch16` is a tiny Chinese-CLIP fine-tuned ~40 s on the
+    generated shapes with Chinese captions ("红色的圆形", ...) through the public finetune API, from a seeded
+    random model in the same cache (revision 1 → revision 2, refs/main following). In that time it learns the
+    colour words well (4-5 of the top 5 images of each caption have its colour) and the shapes barely (about
+    chance), so tests assert on colours."""
+    from huggingface_hub import constants
+
+    from clipsearch.encoders.torch_encoder import load_encoder
+    from clipsearch.tune.config import TrainConfig
+    from clipsearch.tune.finetune import finetune
+    from tests import chinese_hub as ch
+
+    root = tmp_path_factory.mktemp("chinese-clip")
+    cache = root / "hub"
+    ch.write_repo(cache, ch.tiny_model(), "0" * 40)
+    train = root / "train"
+    for sample in synthetic.make_dataset(root / "shapes", per_class=TRAIN_PER_CLASS, seed=1):
+        target = train / ch.caption_zh(sample.color, sample.shape)
+        target.mkdir(parents=True, exist_ok=True)
+        sample.path.rename(target / sample.path.name)
+    with pytest.MonkeyPatch.context() as mp:
+        ch.use_cache(mp, cache)
+        finetune(train, root / "model", base_model=ch.SPEC, templates=["{}"],
+                 config=TrainConfig(epochs=12, batch_size=16, lr=3e-3, warmup_steps=5, seed=0),
+                 alpha=1.0, device="cpu", val_fraction=0.2, test_fraction=0.0)
+        trained = load_encoder(str(root / "model"), "cpu")
+        ch.write_repo(cache, trained.model.clip, "1" * 40)
+        assert constants.HF_HUB_OFFLINE
+    return cache
+
+
+@pytest.fixture()
+def hf_cache(chinese_hub: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """This test sees the Chinese-CLIP hub cache, offline (HF_HUB_CACHE, HF_HUB_OFFLINE=1)."""
+    from tests import chinese_hub as ch
+
+    ch.use_cache(monkeypatch, chinese_hub)
+    return chinese_hub

@@ -391,6 +391,19 @@ class Catalog(SqlReads):
         finally:
             source.close()
 
+    def frame_interval(self) -> float | None:
+        """The seconds between the sampled frames of the store's videos (the smallest gap between two moments of
+        one video), or None when it holds no video with two frames: a re-embed samples them the same way."""
+        gaps: list[int] = []
+        with self._session() as s:
+            prev: tuple[str, int] | None = None
+            for path, ms in s.execute(select(ImageRow.path, ImageRow.frame_ms).where(ImageRow.frame_ms != STILL)
+                                      .order_by(ImageRow.path, ImageRow.frame_ms)):
+                if prev is not None and prev[0] == path and ms > prev[1]:
+                    gaps.append(ms - prev[1])
+                prev = (path, ms)
+        return min(gaps) / 1000 if gaps else None
+
     def drop_embeddings(self) -> int:
         """Remove every embedding, keeping every row and its id (a re-embed writes new ones by id; rows left
         without one are re-encoded by the next run that finds their file); returns the new vectors version."""

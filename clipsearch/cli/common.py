@@ -43,7 +43,8 @@ BackendOpt = typer.Option(None, "--backend", help="Image encoder: onnx (ONNX Run
 
 
 # library parameter → the option that sets it, for errors the library reports by parameter
-OPTION_OF = {"alpha": "--alpha", "val": "--val", "labels": "--labels", "templates": "--template", "int8": "--int8",
+OPTION_OF = {"language": "--lang",
+             "alpha": "--alpha", "val": "--val", "labels": "--labels", "templates": "--template", "int8": "--int8",
              "model": "--model", "frame_interval": "--frame-interval", "k": "-k", "after": "--after",
              "before": "--before", "under": "--under", "threshold": "--threshold", "grid": "--grid",
              "token": "--token", "port": "--port", "host": "--host", "backend": "--backend", "device": "--device",

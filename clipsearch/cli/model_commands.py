@@ -25,18 +25,45 @@ from clipsearch.terminal import path_text, safe, table as new_table
 @app.command()
 @friendly_errors
 def models(as_json: bool = JsonOpt) -> None:
-    """List the models: shipped configs, open_clip architectures with pretrained tags, weights on disk."""
+    """List the models: shipped configs, open_clip architectures with pretrained tags, the languages each reads,
+    weights on disk."""
     from clipsearch.encoders.torch_encoder import list_models
 
     rows = list_models()
     if as_json:
         emit_json(rows)
         return
-    t = new_table("spec", "kind", "works offline", title="models (--model); * new stores' default")
+    from clipsearch.encoders.languages import describe_languages
+
+    t = new_table("spec", "kind", "languages", "works offline", title="models (--model); * new stores' default")
     for r in rows:
         offline = "untrained" if r.get("untrained") else "yes (on disk)" if r["cached"] else ""
-        t.add_row(safe(r["spec"]) + (" *" if r["default"] else ""), r["kind"], offline)
+        t.add_row(safe(r["spec"]) + (" *" if r["default"] else ""), r["kind"], describe_languages(r["languages"]),
+                  offline)
     ui.out.print(t)
+
+
+class TrainingBar:
+    """The fine-tune's bar: one training's steps. When a stage begins (a training stopped early, evaluation, the
+    next fold) the last training's bar is completed, so it never sits at 24/80 with a frozen ETA; the next
+    training starts its own count and ETA."""
+
+    def __init__(self, progress: Any) -> None:
+        self.progress = progress
+        self.task = progress.add_task("train", total=None, info="")
+
+    def step(self, step: int, total: int, loss: float, lr_now: float, ips: float) -> None:
+        info = f"loss {loss:.3f} lr {lr_now:.2e} {ips:.0f} img/s"
+        if step <= 1:  # a new training: its own count and its own ETA, not the last one's
+            self.progress.reset(self.task, total=total, completed=step, info=info)
+        else:
+            self.progress.update(self.task, total=total, completed=step, info=info)
+
+    def stage(self) -> None:
+        """A new stage began: the training before it is over, whatever step it stopped at."""
+        total = next((t.total for t in self.progress.tasks if t.id == self.task), None)
+        if total is not None:
+            self.progress.update(self.task, completed=total)
 
 
 def _print_metrics(rows: list[tuple[str, dict]], title: str) -> None:
@@ -107,6 +134,9 @@ def finetune(
     restart: bool = typer.Option(
         False, "--restart", help="Discard an interrupted fine-tune's checkpoint in --out and start over."),
     template: list[str] = typer.Option([], "--template", help="Prompt template with {} (repeatable)."),
+    templates_file: Path | None = typer.Option(
+        None, "--templates", help="File of prompt templates, one with {} a line (default: by the label's "
+                                  "language, e.g. 一张{}的照片。 for Chinese labels)."),
     seed: int | None = typer.Option(None, "--seed"),
     device: str | None = typer.Option(None, "--device"),
     reindex: Path | None = typer.Option(None, "--reindex", help="Then re-encode this store with the new model."),
@@ -128,18 +158,19 @@ def finetune(
     console = ui.err if as_json else ui.out
     with Progress(TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                   TimeRemainingColumn(), console=console) as progress:
-        task = progress.add_task("train", total=None, info="")
+        bar = TrainingBar(progress)
+        on_step = bar.step
 
-        def on_step(step: int, total: int, loss: float, lr_now: float, ips: float) -> None:
-            progress.update(task, total=total, completed=step,
-                            info=f"loss {loss:.3f} lr {lr_now:.2e} {ips:.0f} img/s")
+        def on_stage(msg: str) -> None:
+            bar.stage()
+            progress.console.print(f"[dim]{safe(msg)}")
 
         try:
             report = run_finetune(data, out_dir, base_model=_model_or_default(model), val_path=val, test_path=test,
-                                  val_fraction=val_fraction, test_fraction=test_fraction, templates=template or None,
+                                  val_fraction=val_fraction, test_fraction=test_fraction,
+                                  templates=_templates(template, templates_file) or None,
                                   config=config, alpha=alpha, device=device, folds=folds, resume=resume,
-                                  restart=restart, on_step=on_step,
-                                  on_stage=lambda msg: progress.console.print(f"[dim]{safe(msg)}"))
+                                  restart=restart, on_step=on_step, on_stage=on_stage)
         except KeyboardInterrupt:
             from clipsearch.tune.checkpoint import CHECKPOINT_NAME
 
@@ -207,6 +238,8 @@ def eval_cmd(
     linear_probe: bool = typer.Option(
         False, "--linear-probe", help="Also fit logistic regression on half the data, test on the other half."),
     template: list[str] = typer.Option([], "--template", help="Prompt template with {} (repeatable)."),
+    templates_file: Path | None = typer.Option(
+        None, "--templates", help="File of prompt templates, one with {} a line (default: by the label's language)."),
     device: str | None = typer.Option(None, "--device"),
     as_json: bool = JsonOpt,
 ) -> None:
@@ -218,7 +251,7 @@ def eval_cmd(
     encoder = _load_encoder(model, None, device)
     from clipsearch.encoders.torch_encoder import is_untrained
 
-    metrics = evaluate_set(encoder, labelled, template, linear_probe=linear_probe)
+    metrics = evaluate_set(encoder, labelled, _templates(template, templates_file), linear_probe=linear_probe)
     untrained = is_untrained(encoder.spec)
     if untrained:
         ui.err.print(f"[yellow]warning:[/] {safe(encoder.spec.text)} is untrained (random weights): "
@@ -228,6 +261,13 @@ def eval_cmd(
         return
     _print_metrics([(encoder.spec.text if len(encoder.spec.text) < 40 else "..." + encoder.spec.text[-37:], metrics)],
                    f"{int(metrics['images'])} images from {labelled.source}")
+
+
+def _templates(template: list[str], templates_file: Path | None) -> list[str]:
+    """--template values, then the --templates file's lines."""
+    from clipsearch.tune.datasets import read_templates
+
+    return list(template) + (read_templates(templates_file) if templates_file else [])
 
 
 def _model_or_default(model: str | None, store_path: Path | None = None) -> str:
@@ -255,7 +295,9 @@ def classify(
         None, "--model", "-m", help="Model (default: the store's, else ViT-B-32:laion2b_s34b_b79k)."),
     index_path: Path | None = IndexOpt,
     k: int = typer.Option(3, "-k", min=1),
-    template: list[str] = typer.Option([], "--template"),
+    template: list[str] = typer.Option([], "--template", help="Prompt template with {} (repeatable)."),
+    templates_file: Path | None = typer.Option(
+        None, "--templates", help="File of prompt templates, one with {} a line (default: by the label's language)."),
     device: str | None = typer.Option(None, "--device"),
     as_json: bool = JsonOpt,
 ) -> None:
@@ -264,7 +306,9 @@ def classify(
     from clipsearch.tune.evaluate import classify as run_classify, model_templates
 
     encoder = _load_encoder(model, Path(index_path) if index_path else default_store_path(), device)
-    results = run_classify(encoder, [str(p) for p in images], labels.split(","), model_templates(encoder, template), k)
+    names = [name.strip() for name in labels.replace("，", ",").split(",") if name.strip()]  # a Chinese comma too
+    results = run_classify(encoder, [str(p) for p in images], names,
+                           model_templates(encoder, _templates(template, templates_file)), k)
     if as_json:
         emit_json(results)
         return

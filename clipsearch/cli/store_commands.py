@@ -195,6 +195,9 @@ def query(
         False, "--preview",
         help="Show inline thumbnails in terminals with an image protocol (kitty, iTerm2, WezTerm)."),
     backend: str | None = BackendOpt,
+    lang: str | None = typer.Option(
+        None, "--lang",
+        help="NLLB-CLIP models: the text's language code, e.g. fra_Latn (default: detected from its script)."),
 ) -> None:
     """Find images by text, by example image, or both."""
     if not any(t.strip() for t in (text or [])) and not image and not (text_in_image or "").strip():
@@ -212,12 +215,12 @@ def query(
                             minus_image=[str(i) for i in minus_image], k=k,
                             under=[str(u) for u in under] or None, ext=ext or None, after=after, before=before,
                             all_frames=all_frames, taken_after=taken_after, taken_before=taken_before,
-                            camera=camera, near=near, text_in_image=text_in_image)
+                            camera=camera, near=near, text_in_image=text_in_image, language=lang)
         sheet = store.contact_sheet(hits, grid) if grid and hits else None
         if protocol:
             pictures = [store.thumbnail_png(h.id) for h in hits]
     for note in hits.notes:
-        ui.err.print(f"[yellow]note:[/] {safe(ui.cli_terms(note))}")
+        ui.err.print(f"[yellow]note:[/] {safe(ui.cli_terms(_with_switch(note)))}")
     if grid and not hits:
         ui.err.print("[yellow]note:[/] no results: no contact sheet written")
     if sheet is not None:
@@ -273,6 +276,13 @@ def dupes(
         False, "--exact",
         help="Byte-identical files only: the same as --level exact."),
     under: list[Path] = typer.Option([], "--under", help="Only images inside this folder (repeatable)."),
+    taken_after: str | None = typer.Option(
+        None, "--taken-after", help="Only photos taken on/after this date (as in query; file time where none)."),
+    taken_before: str | None = typer.Option(None, "--taken-before", help="Only photos taken before this date."),
+    camera: str | None = typer.Option(None, "--camera", help="Only photos from a camera whose make or model "
+                                      "contains this text."),
+    near: str | None = typer.Option(None, "--near", help="Only photos taken within KM (default 10) of "
+                                    "LAT,LON[,KM]."),
     index_path: Path | None = IndexOpt,
     as_json: bool = JsonOpt,
     paths_only: bool = typer.Option(
@@ -297,7 +307,8 @@ def dupes(
     if threshold is not None and level != "similar":
         raise ClipsearchError(f"--threshold goes with --level similar, not --level {level}")
     with open_store(index_path) as store:
-        groups = store.duplicates(level, threshold=threshold, under=[str(u) for u in under] or None)
+        groups = store.duplicates(level, threshold=threshold, under=[str(u) for u in under] or None,
+                                  taken_after=taken_after, taken_before=taken_before, camera=camera, near=near)
     for note in groups.notes:
         ui.err.print(f"[yellow]note:[/] {safe(note)}")
     if as_json:
@@ -425,6 +436,9 @@ def reindex(
     vectors_only: bool = typer.Option(
         False, "--vectors-only",
         help="Rebuild only the FAISS index from the stored embeddings (no image is decoded)."),
+    model: str | None = typer.Option(
+        None, "--model", "-m",
+        help="Re-encode every image with this model instead (e.g. chinese-clip:ViT-B-16 for Chinese queries)."),
     index_type: str | None = typer.Option(
         None, "--type",
         help="flat, ivf, hnsw or ivfpq (default: chosen by collection size)."),
@@ -435,7 +449,7 @@ def reindex(
     backend: str | None = BackendOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Rebuild the vector index from stored embeddings, or re-encode every image with the store's model."""
+    """Rebuild the vector index from stored embeddings, or re-encode every image (with the store's model or --model)."""
     import time
 
     from clipsearch.store.store import open_store
@@ -446,6 +460,9 @@ def reindex(
         raise ClipsearchError(f"unknown index type {index_type!r}", f"choose one of {', '.join(INDEX_TYPES)}")
     if index_type and not vectors_only:
         raise ClipsearchError("--type goes with --vectors-only")
+    if model and vectors_only:
+        raise ClipsearchError("--model re-encodes the images; --vectors-only keeps the stored embeddings",
+                              "give one of the two")
     with open_store(index_path, device=device, backend=backend) as store:
         started = time.perf_counter()
         if vectors_only:
@@ -456,7 +473,7 @@ def reindex(
                 result["note"] = why_not(index_type, vi.ntotal)
         else:
             with RichProgress(ui.err if as_json else ui.out) as progress:
-                result = store.reembed(store.model_spec.text, progress=progress).to_dict()
+                result = store.reembed(model or store.model_spec.text, progress=progress).to_dict()
     if as_json:
         emit_json(result)
     elif vectors_only:
@@ -465,6 +482,15 @@ def reindex(
         ui.out.print(f"rebuilt a {result['index_type']} index of {result['vectors']} vectors in {result['seconds']} s")
     else:
         ui.out.print(f"re-encoded {result['encoded']} images in {result['seconds']:.1f} s" + _waiting(result))
+
+
+def _with_switch(note: str) -> str:
+    """A language note ends with the command that switches the store to a model that reads the query."""
+    from clipsearch.encoders.languages import LanguageNote
+
+    if isinstance(note, LanguageNote):
+        return f"{note} Switch: clipsearch reindex --model {note.switch_to}"
+    return note
 
 
 def _print_previews(hits: list, pictures: list, protocol: str) -> None:

@@ -7,7 +7,8 @@ NumPy. Because the text transformer is causal and pools at the end-of-text token
 cannot change the result: we compute only the real tokens, not all 77, which is exact and fast.
 
 Exported: the standard open_clip text tower (TextTransformer with argmax pooling and the CLIP BPE
-tokenizer) and the offline model's MiniLM (BERT, mean pooling, WordPiece via `tokenizers`); any other
+tokenizer), the offline model's MiniLM (BERT, mean pooling, WordPiece via `tokenizers`) and Chinese-CLIP's
+Chinese RoBERTa (BERT, the CLS token through the projection, its WordPiece via `tokenizers`); any other
 model keeps the torch path. Tests check both paths agree to 1e-5.
 """
 
@@ -229,7 +230,8 @@ class NumpyTextEncoder:
         return pooled.astype(np.float32)
 
     def _encode_bert(self, texts: list[str]) -> np.ndarray:
-        """BERT encoder + mean pooling over the real tokens (no padding, so no mask is needed)."""
+        """BERT encoder over the real tokens (no padding, so no mask is needed), then mean pooling (MiniLM) or the
+        CLS token through the text projection (Chinese-CLIP)."""
         ids = [self.wordpiece.encode(t).ids for t in texts]
         bounds = np.cumsum([0] + [len(i) for i in ids])
         p = "bert.embeddings."
@@ -253,7 +255,13 @@ class NumpyTextEncoder:
             h = _gelu(dense(x, p + "intermediate.dense"))
             x = _layer_norm(x + dense(h, p + "output.dense"), self.w(p + "output.LayerNorm.weight"),
                             self.w(p + "output.LayerNorm.bias"), eps)
-        return np.stack([x[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:], strict=False)]).astype(np.float32)
+        if self.config.get("pooling", "mean") == "cls":
+            pooled = x[bounds[:-1]]
+        else:
+            pooled = np.stack([x[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:], strict=False)])
+        if self.config.get("has_projection"):
+            pooled = pooled @ self.w("text_projection")
+        return pooled.astype(np.float32)
 
     def encode_texts(self, texts: Iterable[str]) -> np.ndarray:
         texts = list(texts)

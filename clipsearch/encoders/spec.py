@@ -5,7 +5,9 @@ Spec syntax, in the order it is tried:
   * ``ARCH:TAG`` – an open_clip architecture with a pretrained tag (downloaded by open_clip on first use)
     or with a checkpoint file path in place of the tag;
   * ``ARCH`` – the architecture with random weights (seeded, so every process builds the same model);
-    useful for benchmarks and for the tiny configs this package ships.
+    useful for benchmarks and for the tiny configs this package ships;
+  * ``chinese-clip:ARCH`` (ViT-B-16, ViT-L-14, ViT-L-14-336, ViT-H-14) or its Hugging Face id
+    (``OFA-Sys/chinese-clip-vit-base-patch16``) – Chinese-CLIP from the hub's cache (`chinese_clip`).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ class ModelSpec:
     """A parsed spec; `key` identifies the weights so a store can refuse mixed vectors."""
 
     text: str
-    kind: str  # "open_clip" or "folder"
+    kind: str  # "open_clip", "folder", "offline" or "chinese_clip"
     arch: str
     pretrained: str | None = None  # tag, checkpoint path, or None for random init
     folder: Path | None = None
@@ -74,6 +76,9 @@ def parse_spec(text: str) -> ModelSpec:
         raise ModelUnavailableError("empty model name", "see `clipsearch models` for the choices")
     if text == offline_model.NAME:
         return ModelSpec(text=text, kind="offline", arch=text, key=offline_model.KEY)
+    chinese = _chinese_clip(text)
+    if chinese is not None:
+        return chinese
     as_path = Path(text).expanduser()
     if as_path.is_dir():
         manifest_path = as_path / FOLDER_MANIFEST
@@ -108,6 +113,29 @@ def parse_spec(text: str) -> ModelSpec:
         return ModelSpec(text=f"{arch}:{ckpt.resolve()}", kind="open_clip", arch=arch, pretrained=str(ckpt.resolve()),
                          key=f"{arch}:file:{_file_fingerprint(ckpt)}")
     return ModelSpec(text=text, kind="open_clip", arch=arch, pretrained=tag, key=f"{arch}:{tag or 'random'}")
+
+
+def _chinese_clip(text: str) -> ModelSpec | None:
+    """`chinese-clip:ARCH` or a Chinese-CLIP repository id → its spec (the text is canonical: chinese-clip:ARCH);
+    None for any other text."""
+    from clipsearch.encoders import chinese_clip as cc
+
+    family, sep, arch = text.partition(":")
+    if sep and family == cc.FAMILY:
+        if arch in cc.CN_CLIP_ONLY:
+            raise ModelUnavailableError(f"{text}: {cc.CN_CLIP_ONLY[arch]}",
+                                        f"use one of {', '.join(f'{cc.FAMILY}:{a}' for a in cc.REPOS)}")
+        if arch not in cc.REPOS:
+            raise ModelUnavailableError(f"unknown Chinese-CLIP architecture {arch!r}",
+                                        f"use one of {', '.join(f'{cc.FAMILY}:{a}' for a in cc.REPOS)}")
+    else:
+        found = cc.arch_of(text)
+        if found is None:
+            return None
+        arch = found
+    repo = cc.REPOS[arch]
+    return ModelSpec(text=f"{cc.FAMILY}:{arch}", kind="chinese_clip", arch=arch, pretrained=repo,
+                     key=f"{cc.FAMILY}:{repo}")
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,11 @@ def exportable(encoder: Encoder) -> str | None:
     from open_clip.tokenizer import SimpleTokenizer
 
     model: Any = encoder.model
+    if type(model).__name__ == "ChineseClip":
+        cfg = model.clip.text_model.config
+        if cfg.hidden_act != "gelu" or getattr(cfg, "position_embedding_type", "absolute") != "absolute":
+            return f"BERT activation {cfg.hidden_act}, positions {cfg.position_embedding_type}"
+        return "projection bias" if model.clip.text_projection.bias is not None else None
     if type(model).__name__ == "OfflineDualEncoder":
         act = getattr(getattr(model.text, "config", None), "hidden_act", None)
         return None if act == "gelu" else f"BERT activation {act}"
@@ -62,7 +67,9 @@ def export_text_tower(encoder: Encoder, folder: Path) -> bool:
     def save(name: str, t: torch.Tensor) -> None:
         np.save(tmp / f"{name}.npy", t.detach().float().cpu().numpy())
 
-    if type(model).__name__ == "OfflineDualEncoder":
+    if type(model).__name__ == "ChineseClip":
+        config = _export_chinese_clip(model, encoder, tmp, save)
+    elif type(model).__name__ == "OfflineDualEncoder":
         config = _export_bert(model, encoder, tmp, save)
     else:
         config = _export_clip(model, encoder, tmp, save)
@@ -84,6 +91,24 @@ def _export_bert(model, encoder: Encoder, tmp: Path, save) -> dict:
     return {"format": FORMAT, "family": "bert", "key": encoder.spec.key, "layers": cfg.num_hidden_layers,
             "heads": cfg.num_attention_heads, "eps": cfg.layer_norm_eps,
             "context_length": encoder.tokenizer.context_length}
+
+
+def _export_chinese_clip(model, encoder: Encoder, tmp: Path, save) -> dict:
+    """Chinese-CLIP's text tower: its BERT by the HF names, the projection, the WordPiece tokenizer.json (the
+    same `tokenizers` object the torch tokenizer runs, so both read a query alike)."""
+    import torch
+
+    text = model.clip.text_model
+    with torch.no_grad():
+        for name, tensor in text.state_dict().items():
+            if not name.startswith("pooler."):  # CLIP pools the CLS token's hidden state, not BERT's pooler
+                save("bert." + name, tensor)
+        save("text_projection", model.clip.text_projection.weight.t())
+    encoder.tokenizer.tok.backend_tokenizer.save(str(tmp / "tokenizer.json"))
+    cfg = text.config
+    return {"format": FORMAT, "family": "bert", "pooling": "cls", "key": encoder.spec.key,
+            "layers": cfg.num_hidden_layers, "heads": cfg.num_attention_heads, "eps": cfg.layer_norm_eps,
+            "context_length": encoder.tokenizer.context_length, "has_projection": True}
 
 
 def _export_clip(model, encoder: Encoder, tmp: Path, save) -> dict:

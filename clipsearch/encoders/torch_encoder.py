@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from clipsearch.encoders import offline_model
+from clipsearch.encoders.languages import model_languages
 from clipsearch.encoders.spec import (
     FOLDER_MANIFEST,
     FOLDER_WEIGHTS,
@@ -81,7 +82,7 @@ class Encoder:
         self.precision = "int8"
 
     def _probe_dim(self) -> int:
-        return int(self.encode_texts(["probe"]).shape[1])
+        return int(self._encode_tokens(["probe"]).shape[1])
 
     def describe(self) -> dict[str, Any]:
         """What the store records about the model (principle 3 in DESIGN.md)."""
@@ -95,6 +96,7 @@ class Encoder:
             "std": list(self.std),
             "resize_mode": self.resize_mode,
             "precision": self.precision,
+            "languages": list(model_languages(self.spec)),
         }
 
     def images_to_tensor(self, batch_uint8: np.ndarray) -> torch.Tensor:
@@ -115,10 +117,26 @@ class Encoder:
             feats = torch.nn.functional.normalize(feats.float(), dim=-1)
         return feats.cpu().numpy()
 
-    def encode_texts(self, texts: Iterable[str]) -> np.ndarray:
+    def encode_texts(self, texts: Iterable[str], language: str | None = None) -> np.ndarray:
+        """Embeddings of `texts`. A tokenizer told each text's language (NLLB-CLIP's) gets `language`, or the
+        code detected from each text's script (`languages.nllb_language`): texts run in groups of one code."""
+        texts = list(texts)
+        if callable(getattr(self.tokenizer, "set_lang_fn", None)):
+            from clipsearch.encoders.languages import nllb_language
+
+            codes = [language or nllb_language(t) for t in texts]
+            out = np.zeros((len(texts), self.embed_dim), np.float32)
+            for code in dict.fromkeys(codes):
+                rows = [i for i, c in enumerate(codes) if c == code]
+                self.tokenizer.set_language(code)
+                out[rows] = self._encode_tokens([texts[i] for i in rows])
+            return out
+        return self._encode_tokens(texts)
+
+    def _encode_tokens(self, texts: list[str]) -> np.ndarray:
         import torch
 
-        tokens = self.tokenizer(list(texts)).to(self.device)
+        tokens = self.tokenizer(texts).to(self.device)
         with torch.inference_mode(), torch.autocast(self.device.type, enabled=self.use_autocast):
             feats = self.model.encode_text(tokens)
             feats = torch.nn.functional.normalize(feats.float(), dim=-1)
@@ -164,9 +182,14 @@ def load_encoder(spec: ModelSpec | str, device: str | None = None) -> Encoder:
 
     _register_shipped_configs()
     dev = pick_device(device)
+    tokenizer: Any
     if spec.kind == "offline":
         model, tokenizer = offline_model.build()
         pp = offline_model.PREPROCESS
+    elif spec.kind == "chinese_clip":
+        from clipsearch.encoders import chinese_clip
+
+        model, tokenizer, pp = chinese_clip.load(str(spec.pretrained))
     elif spec.kind == "folder":
         meta = spec.extra
         cfg = meta["model_cfg"]
@@ -174,12 +197,16 @@ def load_encoder(spec: ModelSpec | str, device: str | None = None) -> Encoder:
             state = torch.load(spec.folder / meta.get("weights", FOLDER_WEIGHTS), map_location="cpu", weights_only=True)
             if cfg.get("family") == offline_model.NAME:
                 model, tokenizer = offline_model.from_folder_state(state, cfg)
+            elif cfg.get("family") == "chinese-clip":
+                from clipsearch.encoders import chinese_clip
+
+                model, tokenizer = chinese_clip.from_folder_state(state, cfg, Path(spec.folder or spec.text))
             else:
                 model = _build_from_cfg(cfg)
                 model.load_state_dict(state)
                 tokenizer = open_clip.get_tokenizer(meta.get("tokenizer", meta["arch"]),
                                                     context_length=cfg.get("text_cfg", {}).get("context_length", 77))
-        except (OSError, RuntimeError, KeyError, TypeError) as exc:
+        except (OSError, RuntimeError, KeyError, TypeError, ValueError) as exc:
             raise ModelUnavailableError(
                 f"model folder {spec.folder} cannot be loaded: {str(exc).splitlines()[0][:200]}",
                 "the weights do not match the folder's config; re-run the fine-tune that wrote it",
@@ -192,7 +219,11 @@ def load_encoder(spec: ModelSpec | str, device: str | None = None) -> Encoder:
                 "run `clipsearch models` to list architectures and pretrained tags",
             )
         model = _create_open_clip(spec)
-        tokenizer = open_clip.get_tokenizer(spec.arch)
+        from clipsearch.encoders.weights import hf_text_repos, hub_offline, quiet_logs, repo_cached
+
+        # a Hugging Face tokenizer (XLM-R's, NLLB's) comes from the hub's cache when it is there: no request
+        with quiet_logs(), hub_offline(all(repo_cached(r) for r in hf_text_repos(model_config(spec.arch)))):
+            tokenizer = open_clip.get_tokenizer(spec.arch)
         pp = open_clip.get_model_preprocess_cfg(model)
     model.eval().to(dev)
     return Encoder(spec, model, tokenizer, pp, dev)
@@ -203,7 +234,14 @@ def _create_open_clip(spec: ModelSpec) -> torch.nn.Module:
     import open_clip
     import torch
 
-    from clipsearch.encoders.weights import hub_offline, hub_reachable, quiet_logs, weights_cached
+    from clipsearch.encoders.weights import (
+        hf_text_repos,
+        hub_offline,
+        hub_reachable,
+        quiet_logs,
+        repo_cached,
+        weights_cached,
+    )
 
     cached = True
     if spec.pretrained is None:
@@ -214,10 +252,14 @@ def _create_open_clip(spec: ModelSpec) -> torch.nn.Module:
             tags = ", ".join(open_clip.list_pretrained_tags_by_model(spec.arch)) or "none"
             raise ModelUnavailableError(f"{spec.arch} has no pretrained weights {spec.pretrained!r}",
                                         f"known tags: {tags}")
-        cached = weights_cached(pcfg)
+        text_repos = hf_text_repos(model_config(spec.arch))  # a Hugging Face text tower's config and tokenizer
+        cached = weights_cached(pcfg) and all(repo_cached(r) for r in text_repos)
         if not cached and not hub_reachable():
+            absent = [r for r in text_repos if not repo_cached(r)]
+            what = ("they are not cached here" if not weights_cached(pcfg) else
+                    f"its text tower's files ({', '.join(absent)}) are not in the Hugging Face cache")
             raise ModelUnavailableError(
-                f"cannot get weights for {spec.text}: they are not cached here and the model hub is unreachable",
+                f"cannot get weights for {spec.text}: {what} and the model hub is unreachable",
                 "connect once so open_clip can download and cache them, or pass a local checkpoint "
                 "(ARCH:/path/to/file.pt) or a model folder as the model",
             )
@@ -245,12 +287,19 @@ def save_model_folder(encoder: Encoder, folder: Path, extra: dict[str, Any] | No
     digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
     os.replace(tmp, weights)
     spec = encoder.spec
+    from clipsearch.encoders import chinese_clip
+
+    if spec.kind == "chinese_clip" or spec.extra.get("model_cfg", {}).get("family") == chinese_clip.FAMILY:
+        encoder.tokenizer.save(folder / chinese_clip.TOKENIZER_DIR)  # the vocabulary travels with the weights
     meta = {
         "format": 1,
         "arch": spec.arch,
         "tokenizer": spec.extra.get("tokenizer", spec.arch),
+        "languages": list(model_languages(spec)),
         "model_cfg": (spec.extra["model_cfg"] if spec.kind == "folder" else
-                      offline_model.MODEL_CFG if spec.kind == "offline" else model_config(spec.arch)),
+                      offline_model.MODEL_CFG if spec.kind == "offline" else
+                      chinese_clip.model_cfg(encoder.model, str(spec.pretrained)) if spec.kind == "chinese_clip"
+                      else model_config(spec.arch)),
         "preprocess": encoder.preprocess_cfg,
         "base": spec.extra.get("base", spec.text) if spec.kind == "folder" else spec.text,
         "weights": FOLDER_WEIGHTS,
@@ -279,6 +328,7 @@ def list_models() -> list[dict[str, Any]]:
     """Every spec `--model` accepts by name: whether its weights are already on disk (`cached`: it works
     offline), and which one a new store uses (`default`). Reads open_clip's table of pretrained weights without
     importing open_clip (and torch): `models` took ~8 s, nearly all of it that import."""
+    from clipsearch.encoders.languages import languages_of_name
     from clipsearch.encoders.spec import DEFAULT_MODEL
     from clipsearch.encoders.weights import weights_cached
 
@@ -286,12 +336,18 @@ def list_models() -> list[dict[str, Any]]:
                                    "cached": _offline_installed()}]
     rows += [{"spec": name, "kind": "shipped config: untrained (random init), for tests and fine-tuning",
               "cached": True, "untrained": True} for name in shipped_configs()]
+    from clipsearch.encoders import chinese_clip
+    from clipsearch.encoders.weights import repo_cached
+
+    rows += [{"spec": f"{chinese_clip.FAMILY}:{arch}", "kind": f"Chinese-CLIP (Hugging Face {repo})",
+              "cached": repo_cached(repo)} for arch, repo in chinese_clip.REPOS.items()]
     table = _pretrained_table()
     for arch, tag in table.list_pretrained():
         rows.append({"spec": f"{arch}:{tag}", "kind": "open_clip pretrained",
                      "cached": weights_cached(table.get_pretrained_cfg(arch, tag) or {})})
     for row in rows:
         row["default"] = row["spec"] == DEFAULT_MODEL
+        row["languages"] = list(languages_of_name(row["spec"]))
     return rows
 
 

@@ -39,6 +39,20 @@ def weights_cached(pretrained_cfg: dict) -> bool:
     return False
 
 
+def hf_text_repos(model_cfg: dict) -> list[str]:
+    """The Hugging Face repositories an open_clip model's text tower is built from (XLM-R, NLLB: its config and
+    tokenizer), which must be cached besides the weights; none for CLIP's own text transformer."""
+    text = model_cfg.get("text_cfg", {}) if isinstance(model_cfg, dict) else {}
+    return list(dict.fromkeys(r for r in (text.get("hf_model_name"), text.get("hf_tokenizer_name")) if r))
+
+
+def repo_cached(repo: str) -> bool:
+    """True when the hub's cache holds `repo`'s config (a model) or tokenizer config."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return any(isinstance(try_to_load_from_cache(repo, name), str) for name in ("config.json", "tokenizer_config.json"))
+
+
 def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
     """One TCP connect to the hub: DNS failure or no route answers in milliseconds, not minutes."""
     if _truthy(os.environ.get("HF_HUB_OFFLINE")):

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from clipsearch.catalog.photo_filter import PhotoFilter
 from clipsearch.catalog.reads import CatalogReads
 from clipsearch.catalog.records import ImageRecord
 from clipsearch.errors import ClipsearchError
@@ -245,13 +246,14 @@ def near_groups(index: VectorIndex, threshold: float, vectors_of: Callable[[np.n
 # --- the verb ----------------------------------------------------------------------------------------------
 
 def find_duplicates(catalog: CatalogReads, vectors: VectorStore | None, level: str = DEFAULT_LEVEL,
-                    threshold: float | None = None, under: Sequence[str] | None = None) -> Duplicates:
+                    threshold: float | None = None, under: Sequence[str] | None = None,
+                    photo: PhotoFilter | None = None) -> Duplicates:
     """Duplicate groups at `level` (exact, same, similar; see the module), biggest first.
 
     `threshold` is the cosine of the similar level (default DEFAULT_THRESHOLD). `under` restricts both members
     of every pair to those folders; images under a root that no longer exists (deleted or unmounted) are left
     out, as from query results. `vectors` may be None for exact, and for same (then nothing is confirmed by
-    an embedding).
+    an embedding). `photo` (capture time, camera, place) restricts both members of every pair like `under`.
     """
     level = check_level(level)
     if threshold is not None and level != "similar":
@@ -262,13 +264,19 @@ def find_duplicates(catalog: CatalogReads, vectors: VectorStore | None, level: s
     under = [canonical(u) for u in under] if under else None
     notes = [f"no indexed images under {u}" for u in under or () if catalog.count_under(u) == 0]
     hidden = [r["path"] for r in catalog.roots() if not os.path.isdir(r["path"])]  # vanished roots
+    photo_ids = catalog.filter_ids(under, hidden_under=hidden, stills_only=True, photo=photo) if photo else None
     if level == "exact":
-        groups = [_group(*rank(records), level) for records in catalog.duplicate_digests(under, hidden_under=hidden)]
+        digest_groups = catalog.duplicate_digests(under, hidden_under=hidden)
+        if photo_ids is not None:  # only the files the photo filters allow, as if the others were not there
+            kept = set(photo_ids.tolist())
+            digest_groups = [g for g in ([r for r in records if r.id in kept] for records in digest_groups)
+                             if len(g) > 1]
+        groups = [_group(*rank(records), level) for records in digest_groups]
         return Duplicates(_biggest_first(groups), notes)
     if level == "same":
         from clipsearch.query.same_picture import same_groups
 
-        same, unhashed = same_groups(catalog, vectors, under, hidden, SAME_DISTANCE, SAME_CONFIRM)
+        same, unhashed = same_groups(catalog, vectors, under, hidden, SAME_DISTANCE, SAME_CONFIRM, photo_ids)
         if unhashed:
             notes.append(f"{unhashed} {'image has' if unhashed == 1 else 'images have'} no perceptual hashes yet "
                          "(indexed by an older clipsearch): index their folders again to compute them (nothing "
@@ -280,8 +288,9 @@ def find_duplicates(catalog: CatalogReads, vectors: VectorStore | None, level: s
     from clipsearch.vectors.join import JoinStats
 
     stills_only = catalog.has_videos()  # a video's frames are moments of one file, not duplicates
-    filtered = bool(under or hidden or stills_only)
-    allowed = catalog.filter_ids(under, hidden_under=hidden, stills_only=stills_only) if filtered else None
+    filtered = bool(under or hidden or stills_only or photo)
+    allowed = catalog.filter_ids(under, hidden_under=hidden, stills_only=stills_only, photo=photo or None) \
+        if filtered else None
     stats = JoinStats()
     records: dict[int, ImageRecord] = {}
 

@@ -17,7 +17,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
@@ -206,6 +206,11 @@ class TextEncoder(Protocol):
     def encode_texts(self, texts: list[str]) -> np.ndarray: ...
 
 
+class LanguageTextEncoder(Protocol):
+    """A text encoder told the query's language (NLLB-CLIP's torch tower); `Store.search` checks the model is one."""
+    def encode_texts(self, texts: list[str], language: str | None = None) -> np.ndarray: ...
+
+
 @dataclass
 class Query:
     """A parsed query: weighted positive/negative texts and images, and the filters."""
@@ -221,6 +226,7 @@ class Query:
     all_frames: bool = False  # every matching frame of a video, not only its best moment
     image_data: list[bytes] = field(default_factory=list)  # query images given as bytes (uploads), weight 1
     like: list[int] = field(default_factory=list)  # indexed images whose stored embeddings join the query
+    language: str | None = None  # the text's language code for a model told it (NLLB-CLIP); None: detected
     photo: PhotoFilter = field(default_factory=PhotoFilter)  # capture time, camera, place
     text_in_image: list[str] | None = None  # words the image's text must hold (`text_match.filter_words`)
 
@@ -229,7 +235,8 @@ class Query:
               minus_images: Sequence[str] = (), k: int = 10, under: Sequence[str] | None = None,
               exts: Sequence[str] | None = None, after: Any = None, before: Any = None,
               all_frames: bool = False, *, image_data: Sequence[bytes] = (), like: Sequence[int] = (),
-              photo: PhotoFilter | None = None, text_in_image: str | None = None) -> Query:
+              language: str | None = None, photo: PhotoFilter | None = None,
+              text_in_image: str | None = None) -> Query:
         check_bounds(texts, images, minus, minus_images, under, exts, len(image_data), len(like))
         pos_texts = [parse_term(t) for t in texts if t and t.strip()]
         pos_images = [(canonical(p), w) for p, w in (parse_term(i) for i in images if i and i.strip())]
@@ -248,7 +255,7 @@ class Query:
                    [canonical(u) for u in under] if under else None,
                    sorted({alias for e in exts for alias in _ext_aliases(e)}) if exts else None,
                    _date_ns(after, "after"), _date_ns(before, "before"), all_frames, list(image_data),
-                   [int(i) for i in like], photo or PhotoFilter(), words)
+                   [int(i) for i in like], language or None, photo or PhotoFilter(), words)
 
     @property
     def has_terms(self) -> bool:
@@ -359,7 +366,10 @@ class QueryEngine:
         total = np.zeros(self.vectors.dim, dtype=np.float32)
         for terms, sign in ((q.texts, 1.0), (q.minus, -1.0)):
             if terms:
-                embs = self.text_encoder().encode_texts([t for t, _w in terms])
+                texts = [t for t, _w in terms]
+                encoder = self.text_encoder()
+                embs = (cast("LanguageTextEncoder", encoder).encode_texts(texts, language=q.language) if q.language
+                        else encoder.encode_texts(texts))
                 for (_t, w), e in zip(terms, embs, strict=False):
                     total += sign * w * e
         digests: list[str] = []

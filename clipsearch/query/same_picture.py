@@ -49,12 +49,17 @@ def picture_distances(words: np.ndarray, keeper: int, rows: np.ndarray) -> np.nd
 
 
 def same_groups(catalog: CatalogReads, vectors: VectorStore | None, under: Sequence[str] | None,
-                hidden: Sequence[str], distance: int, confirm: float) -> tuple[list[SameGroup], int]:
-    """The groups, and how many images in scope have no hashes yet (indexed before hashes were kept)."""
+                hidden: Sequence[str], distance: int, confirm: float,
+                allowed: np.ndarray | None = None) -> tuple[list[SameGroup], int]:
+    """The groups, and how many images in scope have no hashes yet (indexed before hashes were kept);
+    `allowed`: only these ids (e.g. what the photo metadata filters allow)."""
     from clipsearch.query.dupes import connected_groups
 
     unhashed = catalog.count_unhashed(under, hidden)
     ids, words = catalog.picture_hashes(under, hidden)
+    if allowed is not None:
+        keep = np.isin(ids, allowed)
+        ids, words = ids[keep], words[keep]
     if len(ids) < 2:
         return [], unhashed
     a, b = hash_pairs(words, distance)

@@ -30,6 +30,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from clipsearch.encoders.languages import LanguageNote
 from clipsearch.errors import ClipsearchError, NotFoundError
 from clipsearch.query.engine import PixelBudgetError, check_pixel_budget, parse_term, split_terms
 from clipsearch.server.guard import Guard
@@ -313,7 +314,8 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
         started = time.perf_counter()
         hits = store.search(**kwargs)
         took = (time.perf_counter() - started) * 1e3
-        return {"results": [h.to_dict() for h in hits], "notes": hits.notes, "k": kwargs["k"],
+        return {"results": [h.to_dict() for h in hits], "notes": [str(n) for n in hits.notes],
+                "languages": [n.to_dict() for n in hits.notes if isinstance(n, LanguageNote)], "k": kwargs["k"],
                 "query_ms": round(took, 1), "typical": hits.typical}
 
     def filters(under: list[str], ext: list[str], after: str | None, before: str | None,
@@ -342,16 +344,17 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
     def search(q: str = "", k: int = 20, minus: list[str] = Query([]), under: list[str] = Query([]),
                ext: list[str] = Query([]), after: str | None = None, before: str | None = None,
                like: list[str] = Query([]), photo: dict[str, str | None] = Depends(photo_query),
-               text_in_image: str | None = None) -> dict[str, Any]:
+               text_in_image: str | None = None, lang: str | None = None) -> dict[str, Any]:
         """Text query with the CLI's syntax (`beach::2 -people`); filters as in `clipsearch query`
         (`text_in_image`: words the image's text must hold; alone, it ranks by them); `like` adds indexed images
-        by id ("more like this"). The answer's `terms` and `minus` are the parts the syntax read; `typical` is
-        the median and spread of the query's scores over the store. On a store that reads text, each result
-        carries `text` and `text_matches`."""
+        by id ("more like this"); `lang` the text's language code (NLLB-CLIP). The answer's `terms` and `minus`
+        are the parts the syntax read; `typical` is the median and spread of the query's scores over the store. On
+        a store that reads text, each result carries `text` and `text_matches`."""
         plus, subtract = split_terms(q)
         subtract += list(minus)
         return with_terms(run_search(text=plus, minus=subtract, k=_k(k), like=[_parse_id(i) for i in like],
-                                     **filters(under, ext, after, before, photo, text_in_image)), plus, subtract)
+                                     language=lang or None, **filters(under, ext, after, before, photo,
+                                                                      text_in_image)), plus, subtract)
 
     @api.post("/api/search")
     def search_upload(image: list[UploadFile] = File([]), q: str = Form(""), k: int = Form(20),

@@ -36,9 +36,12 @@ def store_info(folder: StoreFolder, place: CatalogPlace, lock: WriterLock, disk:
             last["status"] = "in progress" if lock.active(run_id) else "interrupted"
         last.update(seconds=round(last["seconds"], 2), started_at=parse_datetime(last["started_at"]),
                     finished_at=parse_datetime(last["finished_at"]))
+    model = (folder.manifest or {}).get("model")
+    if model is not None and "languages" not in model:  # recorded since the model description has them
+        model = {**model, "languages": list(_languages(model["spec"]))}
     return {
         "store": str(path.resolve()),
-        "model": (folder.manifest or {}).get("model"),
+        "model": model,
         "catalog": place.where(),
         **counts,
         "photo_metadata": catalog.photo_counts() if catalog is not None else
@@ -52,6 +55,18 @@ def store_info(folder: StoreFolder, place: CatalogPlace, lock: WriterLock, disk:
         "last_reembed": last_reembed(catalog) if catalog is not None else None,
         "text": catalog.text_info() if catalog is not None else None,  # the text read inside images (OCR)
     }
+
+
+def _languages(spec_text: str) -> tuple[str, ...]:
+    """The languages of a recorded model spec (by its name when its model folder is gone)."""
+    from clipsearch.encoders.languages import languages_of_name, model_languages
+    from clipsearch.encoders.spec import parse_spec
+    from clipsearch.errors import ClipsearchError
+
+    try:
+        return model_languages(parse_spec(spec_text))
+    except ClipsearchError:
+        return languages_of_name(spec_text)
 
 
 def count_line(counts: dict[str, Any]) -> str:

@@ -33,6 +33,7 @@ class ReembedPlan:
     targets: list[str]
     vanished_roots: list[str]
     gone: list[int]
+    frame_interval: float | None = None  # as the store's videos were sampled (None: the default)
 
 
 def plan(catalog: Catalog) -> ReembedPlan:
@@ -45,7 +46,7 @@ def plan(catalog: Catalog) -> ReembedPlan:
     singles = [p for p in dict.fromkeys(catalog.indexed_paths()) if not is_inside(p, roots)]
     gone = [p for p in singles if not os.path.exists(p)]
     ids = [i for known in catalog.known_rows([], gone).values() for i in known.all_ids] if gone else []
-    return ReembedPlan(present + [p for p in singles if p not in gone], vanished, ids)
+    return ReembedPlan(present + [p for p in singles if p not in gone], vanished, ids, catalog.frame_interval())
 
 
 def prepare_copy(catalog: Catalog, target: Path, drop: list[int]) -> None:

@@ -271,7 +271,8 @@ class Store:
                under: Iterable[str] | None = None, ext: Iterable[str] | None = None,
                after: Any = None, before: Any = None, all_frames: bool = False,
                like: Iterable[int] = (), taken_after: Any = None, taken_before: Any = None,
-               camera: str | None = None, near: Any = None, text_in_image: str | None = None) -> Hits:
+               camera: str | None = None, near: Any = None, text_in_image: str | None = None,
+               language: str | None = None) -> Hits:
         """Text terms and query images (paths, or bytes such as an upload: decoded in memory, never written),
         minus either; `like` adds the stored embeddings of indexed images by id ("more like this"; those images
         are left out of the results). Filters: `under` folders, `ext` extensions, file modified in
@@ -286,11 +287,20 @@ class Store:
         Text inside images: `text_in_image` keeps only images whose text (read with `add(..., ocr=True)`) holds
         every word of it, as a substring (alone, it ranks by that text). On a store that reads text, text terms
         are also matched against it and fused with the CLIP ranking, and each hit carries `text` and
-        `text_matches` (the lines where the words matched, with their boxes)."""
+        `text_matches` (the lines where the words matched, with their boxes).
+
+        `language`: the text's FLORES-200 code (e.g. fra_Latn) for a model told each query's language
+        (NLLB-CLIP); by default it is detected from the text's script."""
+        from clipsearch.encoders.languages import check_language_code, language_notes, takes_language_code
         from clipsearch.query.engine import Query, QueryEngine
         from clipsearch.query.photo_filters import photo_filter
 
         self._folder.require_manifest()
+        if language:
+            check_language_code(language)
+        if language and not takes_language_code(self.model_spec):
+            raise ClipsearchError(f"model {self.model_spec.text} is not told the query's language",
+                                  "a language code is for NLLB-CLIP models; leave it out", param="language")
         texts = [text] if isinstance(text, str) else list(text or [])
         images = [image] if isinstance(image, (str, Path, bytes)) else list(image or [])
         query = Query.parse(texts=texts, images=[str(i) for i in images if not isinstance(i, bytes)],
@@ -299,29 +309,35 @@ class Store:
                             after=after, before=before, all_frames=all_frames,
                             image_data=[i for i in images if isinstance(i, bytes)], like=list(like),
                             photo=photo_filter(taken_after, taken_before, camera, near),
-                            text_in_image=text_in_image)
+                            text_in_image=text_in_image, language=language)
         engine = QueryEngine(self.reads, self.vectors, self.text_encoder, lambda: self.encoder)
-        return engine.search(query)
+        hits = engine.search(query)
+        hits.notes.extend(language_notes([t for t, _w in query.texts + query.minus], self.model_spec))
+        return hits
 
     def duplicates(self, level: str = "same", *, threshold: float | None = None,
-                   under: Iterable[str] | None = None) -> Duplicates:
+                   under: Iterable[str] | None = None, taken_after: Any = None, taken_before: Any = None,
+                   camera: str | None = None, near: Any = None) -> Duplicates:
         """Groups of duplicate images, biggest first, each with a suggested keeper and why (nothing is deleted).
 
         `level`: "exact" (byte-identical files, by content digest), "same" (the default: the same picture
         resized, recompressed, converted or lightly cropped, by perceptual hash, confirmed by the embedding;
         works with any model) or "similar" (embeddings with cosine >= `threshold`, default 0.99; lower values
-        also find edits, crops, then other shots of one scene). `under`: only images inside these folders.
+        also find edits, crops, then other shots of one scene). `under`: only images inside these folders;
+        `taken_after`, `taken_before`, `camera`, `near`: only photos those metadata filters allow (as `search`).
         """
         from clipsearch.query.dupes import check_level, check_threshold, find_duplicates
+        from clipsearch.query.photo_filters import photo_filter
 
         check_level(level)
         if threshold is not None:
             check_threshold(threshold)
+        photo = photo_filter(taken_after, taken_before, camera, near)
         self._folder.require_manifest()
         if self.catalog.counts()["images"] == 0:
             raise ClipsearchError(f"store {self.path} holds no images", "index a folder into it first")
         return find_duplicates(self.catalog, None if level == "exact" else self.vectors, level, threshold,
-                               [str(u) for u in under] if under else None)
+                               [str(u) for u in under] if under else None, photo)
 
     def extensions(self) -> dict[str, int]:
         """File extension → number of indexed images, most common first (e.g. for a page's type filter)."""
@@ -373,7 +389,7 @@ class Store:
                 new._models.adopt(self._models.loaded, keep)  # same model already loaded here: no second load
                 call = WriteCall(int8=keep == "int8", progress=progress)
                 summary = new.add(plan.targets, batch_size=batch_size, workers=workers, progress=progress,
-                                  int8=keep == "int8")
+                                  int8=keep == "int8", frame_interval=plan.frame_interval)
                 if new.manifest is None:  # nothing to encode now (every root vanished): record the model anyway
                     new._models.for_run(call, None)
                 if forced:

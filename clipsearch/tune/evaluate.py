@@ -14,7 +14,7 @@ import numpy as np
 
 from clipsearch.errors import ClipsearchError
 from clipsearch.media.images import decode_paths
-from clipsearch.tune.datasets import DEFAULT_TEMPLATES, LabelledSet
+from clipsearch.tune.datasets import LabelledSet, templates_for
 
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
@@ -34,13 +34,15 @@ def embed_texts(encoder: Encoder, texts: Sequence[str], batch: int = 256) -> np.
     return np.concatenate([encoder.encode_texts(texts[i:i + batch]) for i in range(0, len(texts), batch)])
 
 
-def class_embeddings(encoder: Encoder, classes: Sequence[str],
-                     templates: Sequence[str] = DEFAULT_TEMPLATES) -> np.ndarray:
+def class_embeddings(encoder: Encoder, classes: Sequence[str], templates: Sequence[str] = ()) -> np.ndarray:
     """One embedding per class: the mean of its prompts' embeddings, normalised (prompts encoded in batches of
-    256, not a call per class: fine-tuning scores every epoch)."""
-    prompts = [t.format(name) for name in classes for t in templates]
+    256, not a call per class: fine-tuning scores every epoch). Without `templates`, each class gets the
+    templates of its label's language (`templates_for`)."""
+    per_class = [templates_for(name, templates) for name in classes]
+    prompts = [t.format(name) for name, ts in zip(classes, per_class, strict=True) for t in ts]
     flat = embed_texts(encoder, prompts)
-    e = flat.reshape(len(classes), len(templates), -1).mean(axis=1)
+    bounds = np.cumsum([0] + [len(ts) for ts in per_class])
+    e = np.stack([flat[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
     return (e / np.linalg.norm(e, axis=1, keepdims=True)).astype(np.float32)
 
 
@@ -126,7 +128,7 @@ def embedding_metrics(img: np.ndarray, data: LabelledSet, text_emb: np.ndarray) 
     return metrics, (ranks < 5).astype(np.float64)
 
 
-def evaluate(encoder: Encoder, data: LabelledSet, templates: Sequence[str] = DEFAULT_TEMPLATES,
+def evaluate(encoder: Encoder, data: LabelledSet, templates: Sequence[str] = (),
              probe_train: LabelledSet | None = None, pixels: np.ndarray | None = None) -> dict[str, float]:
     """Metrics on `data`; `pixels` may be passed pre-decoded (fine-tuning evaluates the same set often)."""
     if pixels is None:
@@ -153,7 +155,7 @@ def evaluate(encoder: Encoder, data: LabelledSet, templates: Sequence[str] = DEF
 
 
 def classify(encoder: Encoder, paths: Sequence[str], labels: Sequence[str],
-             templates: Sequence[str] = DEFAULT_TEMPLATES, k: int = 5) -> list[dict]:
+             templates: Sequence[str] = (), k: int = 5) -> list[dict]:
     """Zero-shot classification: top-k labels with softmax probabilities (temperature = the model's logit scale)."""
     labels = [lab.strip() for lab in labels if lab.strip()]
     if len(labels) < 2:
@@ -180,8 +182,9 @@ def classify(encoder: Encoder, paths: Sequence[str], labels: Sequence[str],
 
 
 def model_templates(encoder: Encoder, templates: Sequence[str] = ()) -> tuple[str, ...]:
-    """The prompts to use: those given, else the ones a fine-tuned model was trained with, else the defaults."""
-    return tuple(templates) or tuple(encoder.spec.extra.get("templates") or DEFAULT_TEMPLATES)
+    """The prompts to use: those given, else the ones a fine-tuned model was trained with, else none (each
+    label then gets its language's defaults, `templates_for`)."""
+    return tuple(templates) or tuple(encoder.spec.extra.get("templates") or ())
 
 
 def resolve_model(model: str | None, store_path: Path | None = None) -> tuple[str, object | None]:

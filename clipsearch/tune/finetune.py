@@ -26,7 +26,7 @@ from clipsearch.media.images import decode_paths
 from clipsearch.tune import datasets
 from clipsearch.tune.checkpoint import Checkpoint, data_digest
 from clipsearch.tune.config import TrainConfig, model_family, resolve_config, settings_dict
-from clipsearch.tune.datasets import DEFAULT_TEMPLATES, LabelledSet
+from clipsearch.tune.datasets import LabelledSet
 from clipsearch.tune.runs import ALPHA_GRID, SMALL_SPLIT, FinetuneRun, choose
 from clipsearch.tune.stats import paired_difference, wilson
 from clipsearch.tune.training import OnStep
@@ -120,7 +120,7 @@ def finetune(data_path: str | Path, out: str | Path, *, base_model: str = DEFAUL
     from clipsearch.encoders.torch_encoder import load_encoder, save_model_folder
 
     config = config or TrainConfig()
-    templates = tuple(templates or DEFAULT_TEMPLATES)
+    templates = tuple(templates or ())  # none: each label's language's defaults (datasets.templates_for)
     if any("{}" not in t for t in templates):
         raise ClipsearchError("every template needs a {} where the label goes", 'e.g. "a photo of a {}."',
                               param="templates")

@@ -15,7 +15,7 @@ import numpy as np
 from clipsearch.errors import ClipsearchError
 from clipsearch.tune.checkpoint import Checkpoint, trained_keys
 from clipsearch.tune.config import TrainConfig
-from clipsearch.tune.datasets import LabelledSet
+from clipsearch.tune.datasets import LabelledSet, templates_for
 from clipsearch.tune.evaluate import class_embeddings, embed_texts, embedding_metrics
 from clipsearch.tune.image_side import ImageSide, image_side_for
 from clipsearch.tune.locks import apply_locks, text_is_frozen
@@ -53,7 +53,9 @@ def captions_of(data: LabelledSet, templates: Sequence[str], seed: int) -> tuple
     if data.has_classes:
         rng = np.random.default_rng(seed)
         labels = data.labels()
-        caps = [templates[int(rng.integers(len(templates)))].format(data.classes[label]) for label in labels]
+        per_class = [templates_for(name, templates) for name in data.classes]
+        caps = [per_class[label][int(rng.integers(len(per_class[label])))].format(data.classes[label])
+                for label in labels]
         return caps, labels
     caps = [it.caption or "" for it in data.items]
     ids: dict[str, int] = {}

@@ -13,6 +13,7 @@ import shutil
 import threading
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from playwright import sync_api  # the test extra; the browser is Debian's (scripts/install-system-deps.sh)
@@ -150,6 +151,19 @@ def test_markup_names_are_text_and_errors_are_shown(browser_page, live_server: s
     page.wait_for_function("() => !document.getElementById('message').hidden")
     assert "No results" in page.locator("#message").text_content()
     assert page.evaluate("window.__xss") is None
+
+
+def test_a_query_in_a_script_the_model_does_not_read_says_so(browser_page, live_server: str) -> None:
+    page = browser_page
+    page.goto(live_server + "?q=" + quote("红色的三角形"))
+    page.wait_for_function(THUMBS_LOADED, timeout=30_000)  # still answered
+    page.wait_for_function("() => !document.getElementById('message').hidden")
+    text = page.locator("#message").text_content() or ""
+    assert "Chinese (Han script)" in text and "noise" in text
+    assert "Switch: clipsearch reindex --model chinese-clip:ViT-B-16" in text
+    page.goto(live_server + "?q=a+red+triangle")
+    page.wait_for_function(THUMBS_LOADED, timeout=30_000)
+    assert page.locator("#message").is_hidden()
 
 
 DROP = """async ([bytes, kind]) => {

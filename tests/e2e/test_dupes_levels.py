@@ -144,6 +144,10 @@ def test_same_level_on_both_catalog_backends_and_after_the_hash_pass(runner, cat
     store = tmp_path / "index"
     cli(runner, "index", root, "--index", store, "--model", "clipsearch-tiny", *db_args(catalog_db))
     assert _groups(root.resolve(), cli_json(runner, "dupes", "--index", store)) == expected
+    exact = cli_json(runner, "dupes", "--level", "exact", "--index", store)
+    assert _groups(root.resolve(), exact) == {"originals/camera.png": expected["originals/camera.png"]}
+    similar = cli_json(runner, "dupes", "--level", "similar", "--index", store)  # random weights: it only runs
+    assert all(g["level"] == "similar" and g["similarity"] >= 0.99 for g in similar)
     from sqlalchemy import create_engine, text
 
     engine = create_engine(catalog_db or f"sqlite:///{store / 'catalog.sqlite'}")

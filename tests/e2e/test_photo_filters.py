@@ -110,3 +110,25 @@ def test_http_filters_fields_and_errors(store) -> None:
     paged = client.get("/api/browse", params={"k": 2, "offset": 1, "camera": "nikon"}).json()["results"]
     everything = client.get("/api/browse", params={"k": 20, "camera": "nikon"}).json()["results"]
     assert [h["id"] for h in paged] == [h["id"] for h in everything][1:3]
+
+
+@pytest.mark.parametrize("level", ["exact", "same", "similar"])
+def test_dupes_take_the_same_filters(runner, tmp_path: Path, level: str) -> None:
+    photos = tmp_path / "photos"
+    facts = {str(p): f for p, f in make_exif_photos(photos, 6, size=96)}
+    canon = sorted(p for p, f in facts.items() if f.make == "Canon")
+    nikon = sorted(p for p, f in facts.items() if f.make.startswith("NIKON"))
+    for source in (canon[0], nikon[0]):  # a byte-identical copy of one Canon and one Nikon photo
+        Path(source).with_name("copy_" + Path(source).name).write_bytes(Path(source).read_bytes())
+    index = tmp_path / "index"
+    cli(runner, "index", photos, "--index", index, "--model", "clipsearch-tiny")
+    extra = ["--threshold", "0.5"] if level == "similar" else []
+    everything = cli_json(runner, "dupes", "--level", level, *extra, "--index", index)
+    assert {Path(im["path"]).name for g in everything for im in g["images"]} >= \
+        {Path(canon[0]).name, Path(nikon[0]).name}
+    only = cli_json(runner, "dupes", "--level", level, *extra, "--camera", "canon", "--index", index)
+    names = {Path(im["path"]).name for g in only for im in g["images"]}
+    assert {Path(canon[0]).name, "copy_" + Path(canon[0]).name} <= names
+    assert all(name.removeprefix("copy_") in {Path(p).name for p in canon} for name in names)
+    bad = cli(runner, "dupes", "--level", level, "--near", "0,500", "--index", index, ok=False)
+    assert bad.exit_code != 0 and "--near longitude 500 is out of range" in bad.stderr

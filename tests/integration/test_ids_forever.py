@@ -149,3 +149,18 @@ def test_the_cli_says_what_a_reembed_kept_for_a_vanished_folder(tmp_path: Path) 
     assert "2 images of vanished folders kept" in plain.replace("\n", " ")
     info = cli_json(runner, "info", "--index", idx)
     assert info["last_reembed"]["waiting"] == 2 and info["last_reembed"]["to"] == info["model"]["spec"]
+
+
+def test_a_reembed_keeps_the_id_of_every_video_frame(tmp_path: Path, shapes_source: Path) -> None:
+    from tests.e2e.test_video import make_video, scene
+
+    folder = tmp_path / "media"
+    _photos(folder, 3)
+    make_video(folder / "walk.mp4", [scene(shapes_source, "red circle"), scene(shapes_source, "blue square")])
+    with clipsearch.open(tmp_path / "index", model=MODEL) as store:
+        store.add([folder], frame_interval=1.0)
+        frames = {h.id: (h.path, h.timestamp) for h in store.search("a photo", k=100, all_frames=True)}
+        assert sum(t is not None for _p, t in frames.values()) >= 4 and len(frames) >= 7
+        summary = store.reembed(MODEL)
+        assert summary.updated == 4 and summary.added == 0  # three photos and one video, each in its rows
+        assert {h.id: (h.path, h.timestamp) for h in store.search("a photo", k=100, all_frames=True)} == frames

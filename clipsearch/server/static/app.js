@@ -174,7 +174,9 @@ function render(data, roundTrip, keepScroll) {
     showMessage(t("msg.noResults"), filtered ? t("msg.widen") :
       (state.info && state.info.empty ? t("msg.emptyStore") : t("msg.tryOther")));
   } else if (data.notes && data.notes.length) {
-    showMessage(t("msg.note"), data.notes.join("; "));
+    // a query in a script the store's model does not read: the note names a model that does, and how to switch
+    const switches = (data.languages || []).map(l => t("msg.switchModel", l.switch_to));
+    showMessage(t("msg.note"), data.notes.concat([...new Set(switches)]).join("; "));
   } else {
     hideMessage();
   }
