@@ -219,8 +219,8 @@ def decode(data: bytes, size: int, resize_mode: str = "shortest") -> Decoded:
     return Decoded(pixels, w, h, fmt, hashes, meta)
 
 
-def read_and_decode(path: str, size: int, resize_mode: str = "shortest") -> tuple[str, Decoded]:
-    """Read once, hash and decode from memory: the digest for move detection costs no extra I/O."""
+def _read_file(path: str) -> bytes:
+    """The whole file, read once; an unreadable or empty file is a DecodeError naming why."""
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -228,6 +228,12 @@ def read_and_decode(path: str, size: int, resize_mode: str = "shortest") -> tupl
         raise DecodeError(f"cannot read: {exc.strerror or exc}") from exc
     if not data:
         raise DecodeError("empty file")
+    return data
+
+
+def read_and_decode(path: str, size: int, resize_mode: str = "shortest") -> tuple[str, Decoded]:
+    """Read once, hash and decode from memory: the digest for move detection costs no extra I/O."""
+    data = _read_file(path)
     return digest_bytes(data), decode(data, size, resize_mode)
 
 
@@ -236,13 +242,7 @@ def read_and_hash(path: str, draft_to: int = 224) -> tuple[str, bytes]:
     indexed before hashes were kept (decoded at the same reduced size as for a 224-pixel model)."""
     from clipsearch.media.phash import picture_hashes
 
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        raise DecodeError(f"cannot read: {exc.strerror or exc}") from exc
-    if not data:
-        raise DecodeError("empty file")
+    data = _read_file(path)
     im = open_image(data, draft_to=draft_to)[0]
     try:
         return digest_bytes(data), picture_hashes(im)

@@ -10,21 +10,15 @@ The query is "a red triangle": the tiny model separates triangles by a wide marg
 from __future__ import annotations
 
 import shutil
-import threading
-import time
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from playwright import sync_api  # the test extra; the browser is Debian's (scripts/install-system-deps.sh)
 
 import clipsearch
-from clipsearch.server import bind, create_app, url_of
 from tests.conftest import label_of
+from tests.e2e.live import chromium, serving
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 MARKUP_NAMES = ["<img src=x onerror=\"window.__xss=1\">.png", "<script>window.__xss=2;<\\script>.png",
                 "it's \"quoted\" & <svg onload=window.__xss=3>.png"]
 THUMBS_LOADED = """() => {
@@ -36,7 +30,6 @@ THUMBS_LOADED = """() => {
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory: pytest.TempPathFactory, indexed: Path, shapes_source: Path):
     """A uvicorn server in a thread over a copy of the session store (+ files named like markup); yields its URL."""
-    import uvicorn
 
     root = tmp_path_factory.mktemp("browser")
     store_path = root / "index"
@@ -47,37 +40,19 @@ def live_server(tmp_path_factory: pytest.TempPathFactory, indexed: Path, shapes_
         shutil.copyfile(src, odd / name)
     with clipsearch.open(store_path, create=False) as store:
         store.add([odd])
-    app = create_app(store_path, allowed_hosts=["127.0.0.1", "localhost"])
-    app.holder.warm()
-    sock = bind("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "the server did not start"
-    yield url_of(sock, "127.0.0.1", None)
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with serving(store_path) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser_page(live_server: str, tmp_path_factory: pytest.TempPathFactory):
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/install-system-deps.sh (the README's install step)")
-    profile = tmp_path_factory.mktemp("chromium-profile")  # a fresh user-data-dir
-    with sync_api.sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(str(profile), executable_path=CHROMIUM, headless=True,
-                                                       args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 860})
+    with chromium(tmp_path_factory.mktemp("chromium-profile"), viewport={"width": 1280, "height": 860}) as context:
         page = context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
         page.errors = errors  # type: ignore[attr-defined]
         yield page
-        context.close()
 
 
 def _names(page) -> list[str]:

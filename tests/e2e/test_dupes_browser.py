@@ -5,57 +5,33 @@ switches level, exports the non-keepers' paths as text, and links back to the se
 from __future__ import annotations
 
 import shutil
-import threading
-import time
 from pathlib import Path
 
 import pytest
-from playwright import sync_api
 
 import clipsearch
-from clipsearch.server import bind, create_app, url_of
+from tests.e2e.live import chromium, serving
 from tests.e2e.test_dupes_levels import make_collection
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 MARKUP_NAME = "<img src=x onerror=\"window.__xss=1\">.png"
 
 
 @pytest.fixture(scope="module")
 def dupes_server(tmp_path_factory: pytest.TempPathFactory):
     """A uvicorn server in a thread over photos and their copies (any model: the random tiny one)."""
-    import uvicorn
-
     base = tmp_path_factory.mktemp("dupes-browser")
     root = base / "photos"
     make_collection(root)
     shutil.copyfile(root / "originals/moon.png", root / "copies" / MARKUP_NAME)
     with clipsearch.open(base / "index", model="clipsearch-tiny") as store:
         store.add([root])
-    app = create_app(base / "index", allowed_hosts=["127.0.0.1", "localhost"])
-    sock = bind("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "the server did not start"
-    yield url_of(sock, "127.0.0.1", None), root.resolve()
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with serving(base / "index") as url:
+        yield url, root.resolve()
 
 
 def test_the_duplicates_view_shows_groups_keepers_and_exports_paths(dupes_server, tmp_path: Path) -> None:
     url, root = dupes_server
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/install-system-deps.sh (the README's install step)")
-    with sync_api.sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=CHROMIUM,
-                                                       headless=True, args=CHROMIUM_ARGS, accept_downloads=True,
-                                                       viewport={"width": 1280, "height": 900})
+    with chromium(tmp_path / "profile", accept_downloads=True, viewport={"width": 1280, "height": 900}) as context:
         page = context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -86,4 +62,3 @@ def test_the_duplicates_view_shows_groups_keepers_and_exports_paths(dupes_server
         page.click("#back")
         page.wait_for_url(url.rstrip("/") + "/")
         assert errors == []
-        context.close()

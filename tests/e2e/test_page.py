@@ -3,44 +3,18 @@ video tiles and the player, the layout, the detail view. Screenshots are saved u
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from playwright import sync_api
 
-from clipsearch.server import bind, create_app, url_of
-from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, THUMBS_LOADED
+from tests.e2e.live import chromium, serving
+from tests.e2e.test_browser import THUMBS_LOADED
 from tests.e2e.test_video_outputs import INTERVAL, mixed_store  # noqa: F401 (a fixture)
 
 DESKTOP = {"width": 1400, "height": 900}
 PHONE = {"width": 390, "height": 844}
-
-
-@contextmanager
-def serving(store: Path) -> Iterator[str]:
-    """`clipsearch serve` over `store` in a thread (uvicorn, as serve runs it); yields its URL."""
-    import uvicorn
-
-    app = create_app(store, allowed_hosts=["127.0.0.1", "localhost"])
-    app.holder.warm()
-    sock = bind("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "the server did not start"
-    try:
-        yield url_of(sock, "127.0.0.1", None)
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 @pytest.fixture(scope="module")
@@ -51,12 +25,8 @@ def site(mixed_store: Path) -> Iterator[str]:  # noqa: F811 (the fixture importe
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sync_api.BrowserContext]:
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    with sync_api.sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(str(profile), executable_path=CHROMIUM, headless=True,
-                                                       args=CHROMIUM_ARGS, viewport=DESKTOP, locale="en-US")
+    with chromium(tmp_path_factory.mktemp("chromium-profile"), viewport=DESKTOP, locale="en-US") as context:
         yield context
-        context.close()
 
 
 @pytest.fixture()
