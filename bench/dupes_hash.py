@@ -28,8 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from clipsearch.query.dupes import SAME_DISTANCE, connected_groups  # noqa: E402
-from clipsearch.query.same_picture import hash_pairs, split_by_hash  # noqa: E402
+from clipsearch.query.grouping import connected_groups  # noqa: E402
+from clipsearch.query.same_picture import SAME_DISTANCE, hash_pairs, split_by_hash  # noqa: E402
 from clipsearch.vectors.hamming import popcount  # noqa: E402
 
 

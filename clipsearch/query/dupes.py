@@ -33,7 +33,9 @@ from clipsearch.catalog.records import ImageRecord
 from clipsearch.errors import ClipsearchError
 from clipsearch.indexing.scan import canonical
 from clipsearch.query.engine import check_filters
+from clipsearch.query.grouping import connected_groups
 from clipsearch.query.keeper import keeper_key, original_format, rank, why
+from clipsearch.query.same_picture import SAME_DISTANCE, same_groups
 
 if TYPE_CHECKING:  # pragma: no cover
     from clipsearch.vectors.index import VectorIndex
@@ -43,10 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover
 LEVELS = ("exact", "same", "similar")
 DEFAULT_LEVEL = "same"
 DEFAULT_THRESHOLD = 0.99
-# "same": hash distance (of 64 bits) and the embedding's confirmation. At 8 bits the transform bench
-# (bench/phash_transforms.py) finds every resized (0.25-2x), recompressed (JPEG q30-95), converted (PNG, WebP)
-# copy, 98-100 % of centred 5-15 % crops and 91 % of watermarked ones, and no pair of different photos.
-SAME_DISTANCE = 8
+# "same": the embedding's confirmation of a hash match (the distance is same_picture.SAME_DISTANCE).
 # The embedding's veto: pictures whose hashes collide but that the model sees as unrelated (flat, nearly uniform
 # images hash to noise) are not "same". Only a veto, set low: offline-mini puts skimage's rocket and its
 # half-size q70 copy at 0.75 while two different photos (moon, Hubble field) reach 0.88 — a cosine cannot tell
@@ -57,7 +56,6 @@ SAME_CONFIRM = 0.50
 # data with 1% injected copies, 1 already found every injected pair at 100k; 4 found every one at 100k and 1M,
 # and at 100k every pair above 0.99 that brute force found (bench/dupes.py).
 MAX_VISITS = 4
-_REDUCE_EVERY = 1 << 20  # union-find edges kept before they are reduced to a spanning forest again
 
 
 @dataclass(frozen=True)
@@ -131,60 +129,6 @@ def check_level(level: Any) -> str:
                               "lightly cropped; the default) or similar (near in the model's eyes: bursts, edits)",
                               param="level")
     return str(level)
-
-
-# --- grouping ----------------------------------------------------------------------------------------------
-
-def components(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Union-find over the edges (a[i], b[i]), vectorised: the distinct nodes, and for each the smallest node of
-    its connected component."""
-    a = np.asarray(a, dtype=np.int64)
-    b = np.asarray(b, dtype=np.int64)
-    nodes, inverse = np.unique(np.concatenate([a, b]), return_inverse=True)
-    ea, eb = inverse[:len(a)], inverse[len(a):]
-    parent = np.arange(len(nodes))  # invariant: parent[x] <= x, and every node points straight at its root
-    while True:
-        ra, rb = parent[ea], parent[eb]
-        differ = ra != rb
-        if not differ.any():
-            return nodes, nodes[parent]
-        lo, hi = np.minimum(ra[differ], rb[differ]), np.maximum(ra[differ], rb[differ])
-        np.minimum.at(parent, hi, lo)  # hook each larger root under a smaller one
-        while True:  # pointer jumping until every node points at a root again
-            up = parent[parent]
-            if np.array_equal(up, parent):
-                break
-            parent = up
-
-
-def connected_groups(pairs: Iterable[tuple[np.ndarray, np.ndarray, Any]]) -> list[np.ndarray]:
-    """Connected components (each of 2 or more ids) of the edges streamed as (ids_a, ids_b, ...) blocks.
-
-    Memory stays bounded by the number of ids in pairs, not of pairs: every block is reduced to a spanning
-    forest (edges id -> smallest id of its component) as it arrives.
-    """
-    forest_a: list[np.ndarray] = []
-    forest_b: list[np.ndarray] = []
-    held = 0
-    for a, b, *_rest in pairs:
-        if len(a) == 0:
-            continue
-        nodes, labels = components(a, b)
-        keep = nodes != labels
-        forest_a.append(nodes[keep])
-        forest_b.append(labels[keep])
-        held += int(keep.sum())
-        if held > _REDUCE_EVERY:
-            nodes, labels = components(np.concatenate(forest_a), np.concatenate(forest_b))
-            keep = nodes != labels
-            forest_a, forest_b, held = [nodes[keep]], [labels[keep]], int(keep.sum())
-    if not forest_a:
-        return []
-    nodes, labels = components(np.concatenate(forest_a), np.concatenate(forest_b))
-    order = np.argsort(labels, kind="stable")
-    nodes, labels = nodes[order], labels[order]
-    starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]])
-    return [g for g in np.split(nodes, starts[1:]) if len(g) >= 2]
 
 
 def split_by_keeper(ids: Sequence[int], vectors: np.ndarray, keys: Sequence[Any],
@@ -274,8 +218,6 @@ def find_duplicates(catalog: CatalogReads, vectors: VectorStore | None, level: s
         groups = [_group(*rank(records), level) for records in digest_groups]
         return Duplicates(_biggest_first(groups), notes)
     if level == "same":
-        from clipsearch.query.same_picture import same_groups
-
         same, unhashed = same_groups(catalog, vectors, under, hidden, SAME_DISTANCE, SAME_CONFIRM, photo_ids)
         if unhashed:
             notes.append(f"{unhashed} {'image has' if unhashed == 1 else 'images have'} no perceptual hashes yet "

@@ -17,11 +17,17 @@ import numpy as np
 
 from clipsearch.catalog.reads import CatalogReads
 from clipsearch.catalog.records import ImageRecord
+from clipsearch.query.grouping import connected_groups
 from clipsearch.query.keeper import keeper_key, original_format, why
 from clipsearch.vectors.hamming import pairs_within, popcount
 
 if TYPE_CHECKING:  # pragma: no cover
     from clipsearch.vectors.store import VectorStore
+
+# "same": hash distance (of 64 bits) and the embedding's confirmation. At 8 bits the transform bench
+# (bench/phash_transforms.py) finds every resized (0.25-2x), recompressed (JPEG q30-95), converted (PNG, WebP)
+# copy, 98-100 % of centred 5-15 % crops and 91 % of watermarked ones, and no pair of different photos.
+SAME_DISTANCE = 8
 
 # (records keeper first, why that keeper, cosine to the keeper or None, hash distance to the keeper) per group
 SameGroup = tuple[list[ImageRecord], str, list[float | None], list[int]]
@@ -53,8 +59,6 @@ def same_groups(catalog: CatalogReads, vectors: VectorStore | None, under: Seque
                 allowed: np.ndarray | None = None) -> tuple[list[SameGroup], int]:
     """The groups, and how many images in scope have no hashes yet (indexed before hashes were kept);
     `allowed`: only these ids (e.g. what the photo metadata filters allow)."""
-    from clipsearch.query.dupes import connected_groups
-
     unhashed = catalog.count_unhashed(under, hidden)
     ids, words = catalog.picture_hashes(under, hidden)
     if allowed is not None:
@@ -114,8 +118,6 @@ def in_store_notes(catalog: CatalogReads, pictures: list[tuple[str, bytes]], hid
     """A note per query image (label, perceptual hashes) whose picture the store holds: a byte copy, or the same
     picture resized, recompressed, converted or lightly cropped (within the `same` level's distance), naming the
     nearest stored file. One read of the stored hashes per query that has images."""
-    from clipsearch.query.dupes import SAME_DISTANCE
-
     ids, words = catalog.picture_hashes(hidden_under=hidden)
     if not len(ids):
         return []

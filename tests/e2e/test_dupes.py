@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 
 import clipsearch
 from clipsearch.errors import ClipsearchError
-from clipsearch.query.dupes import components, connected_groups, near_groups, split_by_keeper
+from clipsearch.query.dupes import near_groups, split_by_keeper
+from clipsearch.query.grouping import components, connected_groups
 from clipsearch.vectors import index as vectors_mod
 from clipsearch.vectors.index import JoinStats, VectorIndex
 from tests.conftest import cli, cli_json
