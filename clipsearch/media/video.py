@@ -13,7 +13,8 @@ import hashlib
 import os
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -113,32 +114,43 @@ def frame_thumbnail(f: BinaryIO, ms: int, size: int) -> bytes:
 
     av = _import_av()
     target = ms / 1000
+    with _video_stream(av, f) as (container, stream):
+        if stream.time_base and target > 0:
+            container.seek(int(target / stream.time_base), stream=stream, backward=True, any_frame=False)
+        chosen = None
+        for frame in container.decode(stream):
+            if frame.time is None:
+                continue
+            chosen = frame
+            if frame.time >= target - 0.0005:
+                break
+        if chosen is None:
+            raise DecodeError("no decodable frame at that time")
+        image = _image_within(chosen, size)
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, "WEBP", quality=80, method=4)
+    return buf.getvalue()
+
+
+@contextmanager
+def _video_stream(av: Any, source: str | BinaryIO) -> Iterator[tuple[Any, Any]]:
+    """An open container and its first video stream; whatever fails while decoding inside (FFmpeg, I/O, a bad
+    stream) becomes one DecodeError line, as for still images."""
     try:
-        with av.open(f, metadata_errors="ignore") as container:
+        with av.open(source, metadata_errors="ignore") as container:
             if not container.streams.video:
                 raise DecodeError("no video stream")
-            stream = container.streams.video[0]
-            if stream.time_base and target > 0:
-                container.seek(int(target / stream.time_base), stream=stream, backward=True, any_frame=False)
-            chosen = None
-            for frame in container.decode(stream):
-                if frame.time is None:
-                    continue
-                chosen = frame
-                if frame.time >= target - 0.0005:
-                    break
-            if chosen is None:
-                raise DecodeError("no decodable frame at that time")
-            w, h = chosen.width, chosen.height
-            scale = min(1.0, size / max(w, h))
-            image = chosen.to_image(width=max(1, round(w * scale)), height=max(1, round(h * scale)))
+            yield container, container.streams.video[0]
     except DecodeError:
         raise
     except (av.FFmpegError, OSError, ValueError, IndexError, MemoryError) as exc:
         raise DecodeError(f"cannot decode video: {_reason(exc)}") from exc
-    buf = io.BytesIO()
-    image.convert("RGB").save(buf, "WEBP", quality=80, method=4)
-    return buf.getvalue()
+
+
+def _image_within(frame: Any, max_side: int) -> Any:
+    """A decoded frame as a PIL image whose longer side is at most `max_side` (scaled in libswscale)."""
+    scale = min(1.0, max_side / max(frame.width, frame.height))
+    return frame.to_image(width=max(1, round(frame.width * scale)), height=max(1, round(frame.height * scale)))
 
 
 def _import_av() -> Any:
@@ -162,34 +174,25 @@ def sample_frames(path: str, size: int, resize_mode: str = "shortest", interval:
     except OSError as exc:
         raise DecodeError(f"cannot read: {exc.strerror or exc}") from exc
     started = time.monotonic()
-    try:
-        with av.open(path, metadata_errors="ignore") as container:
-            if not container.streams.video:
-                raise DecodeError("no video stream")
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            width, height = stream.codec_context.width, stream.codec_context.height
-            fmt = container_format(container.format.name, path)
-            out = VideoFrames(digest, width, height, fmt, meta=exif.of_container(container))
-            last = None
-            for frame in container.decode(stream):
-                if time.monotonic() - started > time_limit:
-                    raise DecodeError(f"gave up after {time_limit:.0f} s of decoding")
-                if frame.time is None:
-                    continue
-                t = float(frame.time)
-                if last is not None and t - last < (interval / 2 if frame.key_frame else interval):
-                    continue
-                out.frames.append((int(round(t * 1000)), _pixels(frame, size, resize_mode)))
-                last = t
-                if len(out.frames) >= max_frames:  # keep memory bounded: coarser sampling from here on
-                    out.frames = out.frames[::2]
-                    interval *= 2
-    except DecodeError:
-        raise
-    except (av.FFmpegError, OSError, ValueError, IndexError, MemoryError) as exc:
-        reason = _reason(exc)
-        raise DecodeError(f"cannot decode video: {reason}") from exc
+    with _video_stream(av, path) as (container, stream):
+        stream.thread_type = "AUTO"
+        width, height = stream.codec_context.width, stream.codec_context.height
+        fmt = container_format(container.format.name, path)
+        out = VideoFrames(digest, width, height, fmt, meta=exif.of_container(container))
+        last = None
+        for frame in container.decode(stream):
+            if time.monotonic() - started > time_limit:
+                raise DecodeError(f"gave up after {time_limit:.0f} s of decoding")
+            if frame.time is None:
+                continue
+            t = float(frame.time)
+            if last is not None and t - last < (interval / 2 if frame.key_frame else interval):
+                continue
+            out.frames.append((int(round(t * 1000)), _pixels(frame, size, resize_mode)))
+            last = t
+            if len(out.frames) >= max_frames:  # keep memory bounded: coarser sampling from here on
+                out.frames = out.frames[::2]
+                interval *= 2
     if not out.frames:
         raise DecodeError("no decodable frames")
     return out
@@ -217,24 +220,14 @@ def frames_at(path: str, times_ms: Iterable[int], max_side: int, time_limit: flo
     wanted = set(times_ms)
     found: dict[int, Any] = {}
     started = time.monotonic()
-    try:
-        with av.open(path, metadata_errors="ignore") as container:
-            if not container.streams.video:
-                raise DecodeError("no video stream")
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            for frame in container.decode(stream):
-                if time.monotonic() - started > time_limit:
-                    raise DecodeError(f"gave up after {time_limit:.0f} s of decoding")
-                ms = None if frame.time is None else int(round(float(frame.time) * 1000))
-                if ms in wanted and ms not in found:
-                    scale = min(1.0, max_side / max(frame.width, frame.height))
-                    found[ms] = frame.to_image(width=max(1, round(frame.width * scale)),
-                                               height=max(1, round(frame.height * scale))).convert("RGB")
-                    if len(found) == len(wanted):
-                        break
-    except DecodeError:
-        raise
-    except (av.FFmpegError, OSError, ValueError, IndexError, MemoryError) as exc:
-        raise DecodeError(f"cannot decode video: {_reason(exc)}") from exc
+    with _video_stream(av, path) as (container, stream):
+        stream.thread_type = "AUTO"
+        for frame in container.decode(stream):
+            if time.monotonic() - started > time_limit:
+                raise DecodeError(f"gave up after {time_limit:.0f} s of decoding")
+            ms = None if frame.time is None else int(round(float(frame.time) * 1000))
+            if ms in wanted and ms not in found:
+                found[ms] = _image_within(frame, max_side).convert("RGB")
+                if len(found) == len(wanted):
+                    break
     return found
