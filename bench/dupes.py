@@ -37,11 +37,9 @@ from clipsearch.vectors.join import JoinStats  # noqa: E402
 from clipsearch.vectors.kinds import choose_type
 
 
-def with_copies(n: int, dim: int, seed: int, fraction: float = 0.01,
-                noise: float = 0.0025) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Clustered unit vectors, `fraction` of them overwritten by near copies; returns (vectors, injected groups)."""
-    vecs = clustered(n, dim, seed)
-    rng = np.random.default_rng(seed + 1)
+def copy_slots(n: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Where injected copies go: source rows, and for each the rows its 1-3 copies overwrite (70/20/10 %),
+    `fraction` of the n rows in all, no row used twice."""
     n_copies = int(n * fraction)
     per_source = rng.choice([1, 2, 3], p=[0.7, 0.2, 0.1], size=n_copies)
     per_source = per_source[:np.searchsorted(np.cumsum(per_source), n_copies) + 1]
@@ -49,6 +47,15 @@ def with_copies(n: int, dim: int, seed: int, fraction: float = 0.01,
     per_source = per_source[per_source > 0]
     slots = rng.permutation(n)[:len(per_source) + n_copies]
     sources, copies = slots[:len(per_source)], np.split(slots[len(per_source):], np.cumsum(per_source)[:-1])
+    return sources, copies
+
+
+def with_copies(n: int, dim: int, seed: int, fraction: float = 0.01,
+                noise: float = 0.0025) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Clustered unit vectors, `fraction` of them overwritten by near copies; returns (vectors, injected groups)."""
+    vecs = clustered(n, dim, seed)
+    rng = np.random.default_rng(seed + 1)
+    sources, copies = copy_slots(n, fraction, rng)
     groups = []
     for src, dst in zip(sources, copies, strict=False):
         block = vecs[src] + noise * rng.normal(size=(len(dst), dim)).astype(np.float32)

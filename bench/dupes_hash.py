@@ -27,6 +27,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from dupes import copy_slots  # noqa: E402  (the same injection as the embedding bench)
 
 from clipsearch.query.grouping import connected_groups  # noqa: E402
 from clipsearch.query.same_picture import SAME_DISTANCE, hash_pairs, split_by_hash  # noqa: E402
@@ -55,13 +58,7 @@ def with_copies(n: int, seed: int, fraction: float = 0.01) -> tuple[np.ndarray, 
     full = rng.integers(0, 2**63, size=n, dtype=np.int64).astype(np.uint64) * np.uint64(2) \
         + rng.integers(0, 2, size=n).astype(np.uint64)
     words = np.stack([full, flip_fast(full, 10, rng), flip_fast(full, 14, rng)], axis=1)
-    n_copies = int(n * fraction)
-    per_source = rng.choice([1, 2, 3], p=[0.7, 0.2, 0.1], size=n_copies)
-    per_source = per_source[:np.searchsorted(np.cumsum(per_source), n_copies) + 1]
-    per_source[-1] -= per_source.sum() - n_copies
-    per_source = per_source[per_source > 0]
-    slots = rng.permutation(n)[:len(per_source) + n_copies]
-    sources, copies = slots[:len(per_source)], np.split(slots[len(per_source):], np.cumsum(per_source)[:-1])
+    sources, copies = copy_slots(n, fraction, rng)
     groups = []
     for src, dst in zip(sources, copies, strict=True):
         for c in dst:

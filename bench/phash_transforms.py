@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from clipsearch.media.images import open_image  # noqa: E402
 from clipsearch.media.phash import HASHES, distance, picture_distance, picture_hashes  # noqa: E402
-from clipsearch.media.synthetic import COLORS, SHAPES  # noqa: E402
+from clipsearch.media.synthetic import COLORS, SHAPES, draw_shape  # noqa: E402
 
 DISTANCES = (0, 2, 4, 6, 8, 10, 12, 14, 16, 20)
 # each scheme: (hash of a decoded image, distance of two hashes); the store keeps the last one
@@ -85,12 +85,7 @@ def scene(rng_seed: int, shape: str, color: str, centre: tuple[float, float], si
     r = size // 5
     cx, cy = int(centre[0] * size), int(centre[1] * size)
     fill = COLORS[color]
-    if shape == "circle":
-        d.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill)
-    elif shape == "square":
-        d.rectangle((cx - r, cy - r, cx + r, cy + r), fill=fill)
-    else:
-        d.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=fill)
+    draw_shape(d, shape, cx, cy, r, fill)
     return im
 
 

@@ -31,6 +31,16 @@ class Sample:
     shape: str
 
 
+def draw_shape(d: ImageDraw.ImageDraw, shape: str, cx: int, cy: int, r: int, fill: tuple[int, ...]) -> None:
+    """A filled circle, square or triangle of radius `r` centred on (cx, cy)."""
+    if shape == "circle":
+        d.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill)
+    elif shape == "square":
+        d.rectangle((cx - r, cy - r, cx + r, cy + r), fill=fill)
+    else:
+        d.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=fill)
+
+
 def classes() -> list[tuple[str, str]]:
     return [(c, s) for c in COLORS for s in SHAPES]
 
@@ -46,12 +56,7 @@ def draw(color: str, shape: str, rng: np.random.Generator, size: int = 96) -> Im
     cx, cy = (int(v) for v in rng.integers(r + 2, size - r - 2, size=2))
     jitter = rng.integers(-20, 21, size=3)
     fill = tuple(int(np.clip(c + j, 0, 255)) for c, j in zip(COLORS[color], jitter, strict=False))
-    if shape == "circle":
-        d.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill)
-    elif shape == "square":
-        d.rectangle((cx - r, cy - r, cx + r, cy + r), fill=fill)
-    else:
-        d.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=fill)
+    draw_shape(d, shape, cx, cy, r, fill)
     return im
 
 
