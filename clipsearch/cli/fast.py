@@ -38,6 +38,7 @@ def parse(argv: list[str]) -> tuple[str, list[str], dict[str, Any]] | None:
         if not arg.startswith("-"):
             positional.append(arg)
             continue
+        given: Any
         name, eq, value = arg.partition("=")
         if eq and not name.startswith("--"):  # -k=5 is not how click reads a short option
             return None

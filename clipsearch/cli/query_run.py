@@ -38,7 +38,7 @@ def run_query(text: Sequence[str], *, image: Sequence[Path] = (), minus: Sequenc
         protocol = image_protocol()
     pictures: list[bytes | None] = []
     with open_store(index_path, device=device, backend=backend) as store:
-        hits = store.search(text or [], image=[str(i) for i in image], minus=list(minus),
+        hits = store.search(list(text), image=[str(i) for i in image], minus=list(minus),
                             minus_image=[str(i) for i in minus_image], k=k,
                             under=[str(u) for u in under] or None, ext=list(ext) or None, after=after, before=before,
                             all_frames=all_frames, taken_after=taken_after, taken_before=taken_before,
