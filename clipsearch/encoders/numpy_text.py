@@ -128,7 +128,7 @@ class BPETokenizer:
         while len(word) > 1:
             pairs = {(a, b) for a, b in zip(word, word[1:], strict=False)}
             ranked = {p: self.rank(f"{p[0]} {p[1]}") for p in pairs}
-            best = min(pairs, key=lambda p: inf if ranked[p] is None else ranked[p])  # type: ignore[return-value]
+            best = min(pairs, key=lambda p: inf if ranked[p] is None else float(ranked[p] or 0))
             rank = ranked[best]
             if rank is None:
                 break
