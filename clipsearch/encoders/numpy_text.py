@@ -184,10 +184,16 @@ class NumpyTextEncoder:
         self._w: dict[str, np.ndarray] = {}
 
     @classmethod
-    def load(cls, folder: Path, key: str) -> NumpyTextEncoder | None:
+    def load(cls, folder: Path, key: str) -> Any:
+        """The text tower in `folder` when it is `key`'s (None otherwise): this NumPy tower, or a published
+        export's ONNX graph (`onnx_text`, family "onnx")."""
         try:
+            if json.loads((Path(folder) / CONFIG).read_text()).get("family") == "onnx":
+                from clipsearch.encoders.onnx_text import OnnxTextEncoder
+
+                return OnnxTextEncoder.load(folder, key)
             enc = cls(folder)
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, AttributeError):
             return None
         return enc if enc.config.get("format") == FORMAT and enc.key == key else None
 
