@@ -105,6 +105,7 @@ class OnnxTextEncoder:
             feeds = {self.inputs[0]: ids[start:start + step]}
             if len(self.inputs) > 1:  # M-CLIP: input_ids and attention_mask
                 feeds[self.inputs[1]] = mask[start:start + step]
-            parts.append(np.asarray(self.session.run(None, feeds)[0], dtype=np.float32).reshape(len(feeds[self.inputs[0]]), -1))
+            rows = len(feeds[self.inputs[0]])
+            parts.append(np.asarray(self.session.run(None, feeds)[0], dtype=np.float32).reshape(rows, -1))
         out = np.concatenate(parts) if parts else np.zeros((0, int(self.config.get("embed_dim", 0))), np.float32)
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)

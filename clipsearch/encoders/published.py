@@ -236,8 +236,9 @@ def download(source: Source, name: str, revision: str | None) -> Path:
     what = f"{source.prefix}:{name}"
     if not hub_reachable():
         offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+        why = "HF_HUB_OFFLINE is set" if offline else "the hub is unreachable"
         raise ModelUnavailableError(
-            f"model {what} is not in the Hugging Face cache and {'HF_HUB_OFFLINE is set' if offline else 'the hub is unreachable'}",
+            f"model {what} is not in the Hugging Face cache and {why}",
             f"download it once with network access{' (unset HF_HUB_OFFLINE)' if offline else ''}, e.g. "
             f"`clipsearch index PHOTOS --model {what}`, or pass a folder in {source.layout.name}'s layout")
     from huggingface_hub import snapshot_download
@@ -333,7 +334,8 @@ def install(spec: ModelSpec, cache_root: Path | None = None) -> Export:
             tok_cfg = _read_json(files["textual/tokenizer_config.json"])
             tokenizer: dict[str, Any] = {"kind": "hf", "pad_token": _token_text(tok_cfg.get("pad_token"))}
             kwargs = text_cfg.get("tokenizer_kwargs")
-            clean = "canonicalize" if isinstance(kwargs, dict) and kwargs.get("clean") == "canonicalize" else "whitespace"
+            canonical = isinstance(kwargs, dict) and kwargs.get("clean") == "canonicalize"
+            clean = "canonicalize" if canonical else "whitespace"
         else:
             shutil.copyfile(files[BPE_VOCAB], text_dir / BPE_VOCAB)
             tokenizer, clean = {"kind": "bpe"}, "none"
