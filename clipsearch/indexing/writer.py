@@ -199,7 +199,9 @@ class EncodePool(Protocol):
     as `encoder` — same backend, precision and batches, so the same embeddings — and hands every file's result
     to `writer` as it arrives (`encoded`, `failed` or `unchanged`). With `read_text` (a store that reads text) it
     may also read the text of the files it encodes and hand it over with the embedding (`encoded(text=...)`);
-    a file handed over without it is read by the run's text stage."""
+    a file handed over without it is read by the run's text stage. A pool that also has
+    `read_texts(tasks, deliver)` (`RayPool`) is given the still images earlier runs left unread, once encoding is
+    done; it hands each back as the task with its `lines`."""
 
     def encode(self, items: list[tuple[FileFacts, Known | None]], encoder: ImageEncoder, batch_size: int,
                writer: ChunkWriter, read_text: bool = False) -> None: ...
