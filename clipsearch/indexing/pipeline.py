@@ -291,7 +291,7 @@ def _encode_all(catalog: Catalog, vectors: VectorStore, encoder: ImageEncoder,
         stills = [(f, k) for f, k in todo if not is_video_file(f.path)]
         if stills:
             t = time.perf_counter()
-            pool.encode(stills, encoder, batch_size, writer)
+            pool.encode(stills, encoder, batch_size, writer, read_text=committed is not None)
             summary.encode_seconds += time.perf_counter() - t
             todo = [(f, k) for f, k in todo if is_video_file(f.path)]  # videos: frames are encoded here
     if todo:

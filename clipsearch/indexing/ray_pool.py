@@ -1,5 +1,8 @@
 """Encoding on a Ray cluster: the work list goes out in shards to actors that load the model once; the
 (path facts, digest, embedding) results stream back to this process, the single writer, which commits them.
+In a store that reads text, the actors also read the text of the files they encode (RapidOCR loaded once per
+actor; `text_stage.read_still`, as the local stage reads it) and send the lines back with the embeddings; the
+run's text stage commits them with the rows (a file an actor could not read is read by the stage).
 
 Ray Data carries the work: a dataset with one row per encoder batch (the batches a run in this process would
 make, so int8's per-batch activation scales, and therefore the embeddings, are the same), split into shards
@@ -23,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from clipsearch.catalog.records import PhotoMeta
+from clipsearch.catalog.codec import lines_from_json
+from clipsearch.catalog.records import PhotoMeta, TextLine
 from clipsearch.errors import ClipsearchError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -82,6 +86,7 @@ class _EncodeActor:
     """A Ray Data callable class: one per actor, the model loaded once in `__init__`, one batch per call."""
 
     recipe: EncoderRecipe  # set on a subclass made per run (`RayPool._run`): no constructor arguments
+    read_text: bool = False  # also read the text of what it encodes (set with the recipe)
 
     def __init__(self) -> None:
         import ray
@@ -93,6 +98,12 @@ class _EncodeActor:
         self.threads = max(1, int(cpus))
         self.encoder = recipe.load(device, self.threads)
         self.decoders = ThreadPoolExecutor(max_workers=max(2, self.threads), thread_name_prefix="clipsearch-decode")
+        self.reader: Any = None
+        if self.read_text:
+            from clipsearch.ocr.reader import TextReader, check_available
+
+            check_available()  # a worker without the OCR extra fails the run with the fix, as the driver would
+            self.reader = TextReader(threads=self.threads)
 
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from clipsearch.media.images import DecodeError, read_and_decode
@@ -130,11 +141,29 @@ class _EncodeActor:
         vectors = np.zeros((len(index), dim), dtype=np.float32)
         if pixels:
             vectors[encode_at] = self.encoder.encode_images(np.stack(pixels))
+        texts = [""] * len(index)  # "": not read here
+        if self.reader is not None:
+            paths = [str(p) for ps in rows["paths"] for p in ps]
+            for at in encode_at:
+                texts[at] = self._text(paths[at], digest[at])
         return {"index": np.asarray(index, dtype=np.int64), "status": np.asarray(status, dtype=np.int8),
                 "digest": np.asarray(digest, dtype=object), "width": np.asarray(width, dtype=np.int64),
                 "height": np.asarray(height, dtype=np.int64), "format": np.asarray(fmt, dtype=object),
                 "error": np.asarray(error, dtype=object), "hashes": np.asarray(hashes, dtype=object),
-                "meta": np.asarray(meta, dtype=object), "vector": vectors}
+                "meta": np.asarray(meta, dtype=object), "vector": vectors, "text": np.asarray(texts, dtype=object)}
+
+    def _text(self, path: str, digest: str) -> str:
+        """The lines of text in one file as JSON (`lines_to_json`), or "" when they could not be read here (the
+        driver's text stage then reads the file, and reports a failure the way a local run does)."""
+        from clipsearch.catalog.codec import lines_to_json
+        from clipsearch.indexing.text_stage import read_still
+        from clipsearch.ocr.reader import DRAFT_TO
+
+        try:
+            lines = read_still(path, digest, self.reader.read, DRAFT_TO)
+        except Exception:  # noqa: BLE001 - unreadable file or a model refusing it: left to the driver's stage
+            return ""
+        return "" if lines is None else lines_to_json((line.text, line.box) for line in lines)
 
 
 class RayPool:
@@ -160,7 +189,7 @@ class RayPool:
         return self
 
     def encode(self, items: list[tuple[FileFacts, Known | None]], encoder: ImageEncoder, batch_size: int,
-               writer: ChunkWriter) -> None:
+               writer: ChunkWriter, read_text: bool = False) -> None:
         unreachable = _unreachable(self.address)  # before importing Ray (seconds): it retries for minutes
         if unreachable:
             raise ClipsearchError(f"cannot reach the Ray cluster at {self.address}: {unreachable}",
@@ -169,7 +198,7 @@ class RayPool:
         ray = _import_ray()
         started_here = self._connect(ray)
         try:
-            self._run(ray, items, encoder, batch_size, writer)
+            self._run(ray, items, encoder, batch_size, writer, read_text)
         finally:
             if started_here:
                 ray.shutdown()
@@ -204,7 +233,7 @@ class RayPool:
         return actors, {"num_cpus": cpus_each, "num_gpus": gpus_each}
 
     def _run(self, ray: Any, items: list[tuple[FileFacts, Known | None]], encoder: ImageEncoder,
-             batch_size: int, writer: ChunkWriter) -> None:
+             batch_size: int, writer: ChunkWriter, read_text: bool = False) -> None:
         from ray.data import DataContext
 
         rows = [{"first": i, "paths": [f.path for f, _k in items[i:i + batch_size]],
@@ -221,7 +250,8 @@ class RayPool:
         data_log.setLevel(logging.ERROR)  # execution plans and timings at INFO: not for a user's terminal
         try:
             ds = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // BATCHES_PER_SHARD)))
-            actor = type("EncodeActor", (_EncodeActor,), {"recipe": EncoderRecipe.of(encoder, self._device)})
+            actor = type("EncodeActor", (_EncodeActor,), {"recipe": EncoderRecipe.of(encoder, self._device),
+                                                          "read_text": read_text})
             ds = ds.map_batches(actor,
                                 batch_size=1, batch_format="numpy", **resources,
                                 # two calls at once per actor: one decodes while the other encodes
@@ -249,12 +279,18 @@ class RayPool:
             else:
                 writer.encoded(facts, known, str(out["digest"][j]), int(out["width"][j]), int(out["height"][j]),
                                str(out["format"][j]), np.asarray(out["vector"][j], dtype=np.float32),
-                               bytes(out["hashes"][j]) or None, _meta(out["meta"][j]))
+                               bytes(out["hashes"][j]) or None, _meta(out["meta"][j]), _lines(out["text"][j]))
 
 
 def _meta(column: Any) -> PhotoMeta:
     """An actor's photo metadata (JSON of the record's fields, in order) back into the record."""
     return PhotoMeta(*json.loads(str(column)))
+
+
+def _lines(column: Any) -> tuple[TextLine, ...] | None:
+    """An actor's text (`lines_to_json`; "": not read there) back into lines."""
+    text = str(column)
+    return tuple(TextLine(t, box) for t, box in lines_from_json(text)) if text else None
 
 
 def _unreachable(address: str | None) -> str | None:
