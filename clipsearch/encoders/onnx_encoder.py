@@ -253,5 +253,8 @@ class OnnxImageEncoder:
                 self._text = load_encoder(self.spec, self._device)
         return self._text
 
-    def encode_texts(self, texts: Iterable[str]) -> np.ndarray:
-        return self.text_tower().encode_texts(list(texts))
+    def encode_texts(self, texts: Iterable[str], language: str | None = None) -> np.ndarray:
+        """`language`: the texts' language code, for a tower told it (NLLB-CLIP); None: detected from each text."""
+        if language is None:
+            return self.text_tower().encode_texts(list(texts))
+        return self.text_tower().encode_texts(list(texts), language=language)
