@@ -57,18 +57,23 @@ def fill(url: str, rows: int) -> None:
     engine.dispose()
 
 
+def matching_sql(word: str) -> tuple[str, dict[str, str]]:
+    """The catalog's SQL selecting the ids whose text holds `word`, and its bound values."""
+    params: dict[str, str] = {}
+
+    def bind(value: str) -> str:
+        params[f"p{len(params)}"] = value
+        return f":p{len(params) - 1}"
+
+    return fulltext.all_words("postgresql", bind, [word]), params
+
+
 def timed(url: str, repeat: int) -> dict[str, dict[str, float | int | bool]]:
     engine = create_engine(url)
     out: dict[str, dict[str, float | int | bool]] = {}
     with engine.connect() as conn:
         for word in WORDS:
-            params: dict[str, str] = {}
-
-            def bind(value: str) -> str:
-                params[f"p{len(params)}"] = value
-                return f":p{len(params) - 1}"
-
-            sql = fulltext.all_words("postgresql", bind, [word])
+            sql, params = matching_sql(word)
             plan = " ".join(str(r[0]) for r in conn.execute(text("EXPLAIN " + sql), params))
             conn.execute(text(sql), params).all()  # warm: the first run reads the pages into the cache
             seconds = []
