@@ -275,7 +275,7 @@ class OnnxImageEncoder:
         return self._text
 
     def encode_texts(self, texts: Iterable[str], language: str | None = None) -> np.ndarray:
-        tower = self.text_tower()
-        if language is not None:
-            return tower.encode_texts(list(texts), language=language)
-        return tower.encode_texts(list(texts))
+        """`language`: the texts' language code, for a tower told it (NLLB-CLIP); None: detected from each text."""
+        if language is None:
+            return self.text_tower().encode_texts(list(texts))
+        return self.text_tower().encode_texts(list(texts), language=language)
