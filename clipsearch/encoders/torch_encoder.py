@@ -221,6 +221,10 @@ def load_encoder(spec: ModelSpec | str, device: str | None = None) -> Encoder:
     """Load weights (downloading pretrained tags through open_clip, as users expect) and wrap them."""
     if isinstance(spec, str):
         spec = parse_spec(spec)
+    if spec.kind == "published":
+        raise ModelUnavailableError(
+            f"{spec.text} is a published ONNX export, which runs on ONNX Runtime only (torch cannot load it)",
+            "for fine-tuning or the torch backend use the model's open_clip name, e.g. ViT-B-32:openai")
     require_torch(f"loading model {spec.text} with torch")
     import open_clip
     import torch
@@ -398,8 +402,14 @@ def list_models() -> list[dict[str, Any]]:
 
     rows += [{"spec": f"{chinese_clip.FAMILY}:{arch}", "kind": f"Chinese-CLIP (Hugging Face {repo})",
               "cached": repo_cached(repo)} for arch, repo in chinese_clip.REPOS.items()]
-    table = _pretrained_table()
-    for arch, tag in table.list_pretrained():
+    from clipsearch.encoders import published
+
+    rows += published.list_rows()
+    try:
+        table = _pretrained_table()
+    except ImportError:  # the torch-free core: open_clip's checkpoints need the [torch] extra
+        table = None
+    for arch, tag in table.list_pretrained() if table is not None else ():
         rows.append({"spec": f"{arch}:{tag}", "kind": "open_clip pretrained",
                      "cached": weights_cached(table.get_pretrained_cfg(arch, tag) or {})})
     for row in rows:
