@@ -114,7 +114,7 @@ class StoreHolder:
             self._store, self._stamp = None, None
             if stamp is not None:
                 store = open_store(self.path, create=False, device=self.device)
-                store.coalesce_text_queries()  # concurrent requests share text-encoder passes
+                store.warm_text_queries()  # ONNX Runtime, one thread a request; concurrent ones share passes
                 self._store, self._stamp = store, stamp
             return self._store
 
