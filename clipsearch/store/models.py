@@ -203,14 +203,16 @@ class StoreModel:
             if self._fast_text is not None:
                 if self._warm_text is not None:
                     from clipsearch.encoders.numpy_text import CoalescingTextEncoder
+                    from clipsearch.encoders.recent_texts import RecentTexts
 
-                    self._fast_text = CoalescingTextEncoder(self._fast_text)
+                    self._fast_text = RecentTexts(CoalescingTextEncoder(self._fast_text))
                 return self._fast_text
         return self.encoder()
 
     def warm_text_queries(self, threads: int = 1) -> None:
         """From now on text queries run as in a long-running process: the text tower on ONNX Runtime with
-        `threads` each, and concurrent queries sharing packed passes (`CoalescingTextEncoder`)."""
+        `threads` each, concurrent queries sharing packed passes (`CoalescingTextEncoder`), and the texts asked
+        for last answered from memory (`RecentTexts`)."""
         if self._warm_text != threads:
             self._warm_text = threads
             self._fast_text = None

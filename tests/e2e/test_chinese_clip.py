@@ -90,7 +90,7 @@ def test_index_uses_onnx_runtime_and_keeps_a_numpy_text_tower(hf_cache, chinese_
         assert type(store.encoder).__name__ == "OnnxImageEncoder"
         assert store.info(disk=False)["model"]["languages"] == ["zh"]
         store.warm_text_queries()  # a server's text tower: the same BERT on ONNX Runtime
-        assert isinstance(store.text_encoder().inner, OnnxTextTower)
+        assert isinstance(store.text_encoder().inner.inner, OnnxTextTower)
         texts = ["蓝色的正方形", "a red circle 红色", "猫" * 80]
         assert np.abs(store.text_encoder().encode_texts(texts) - cold.encode_texts(texts)).max() <= 1e-5
     assert json.loads((cold.folder / "config.json").read_text())["pooling"] == "cls"

@@ -542,7 +542,7 @@ def test_concurrent_text_queries_share_exact_passes(served) -> None:
         for text, got in results.items():
             assert np.abs(got - inner.encode_texts([text, "a circle"])).max() < 1e-5
         store.warm_text_queries()
-        assert isinstance(store.text_encoder(), CoalescingTextEncoder)
+        assert isinstance(store.text_encoder().inner, CoalescingTextEncoder)
 
     class Failing:
         def encode_texts(self, texts):

@@ -13,6 +13,7 @@ import clipsearch
 from clipsearch.encoders import factory, onnx_text_export, onnx_text_tower
 from clipsearch.encoders.numpy_text import CoalescingTextEncoder, NumpyTextEncoder
 from clipsearch.encoders.onnx_text_tower import OnnxTextTower
+from clipsearch.encoders.recent_texts import RecentTexts
 from clipsearch.encoders.text_export import export_text_tower
 from clipsearch.encoders.torch_encoder import load_encoder
 
@@ -98,9 +99,10 @@ def test_stores_share_the_cache_tower_and_cold_and_warm_rank_alike(indexed: Path
         warm.warm_text_queries()
         cold_enc, warm_enc = cold.text_encoder(), warm.text_encoder()
         assert isinstance(cold_enc, NumpyTextEncoder)
-        assert isinstance(warm_enc, CoalescingTextEncoder) and isinstance(warm_enc.inner, OnnxTextTower)
+        assert isinstance(warm_enc, RecentTexts) and isinstance(warm_enc.inner, CoalescingTextEncoder)
+        assert isinstance(warm_enc.inner.inner, OnnxTextTower)
         spec = cold.model_spec
-        assert cold_enc.folder == warm_enc.inner.folder == factory.text_tower_dir(spec, spec.key)
+        assert cold_enc.folder == warm_enc.folder == factory.text_tower_dir(spec, spec.key)
         for query in QUERIES + ["一只红色的圆", "square " * 90]:
             a, b = cold.search(query, k=10), warm.search(query, k=10)
             assert [h.id for h in a] == [h.id for h in b], query
