@@ -11,7 +11,7 @@ weights + the ONNX graph, `encoders/text_export.py`, `encoders/onnx_text_export.
     --cold-runs, the two runtimes alternating; the NumPy tower is the baseline of the ratios.
 
     python bench/text_tower.py                                   # offline-mini and ViT-B-32
-    python bench/text_tower.py --models ViT-B-32 --cold-runs 5
+    python bench/text_tower.py --models ViT-B-32 --cold-runs 5 --cold-only
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def cold_s(folder: Path, runs: int) -> dict[str, float]:
     return {r: statistics.median(v) for r, v in out.items()}
 
 
-def report(spec: str, cold_runs: int, warm_queries: int) -> None:
+def report(spec: str, cold_runs: int, warm_queries: int, cold_only: bool = False) -> None:
     from index_throughput import skimage_gallery
     from threadpoolctl import threadpool_limits
 
@@ -115,6 +115,11 @@ def report(spec: str, cold_runs: int, warm_queries: int) -> None:
         enc, took = export(spec, folder)
         size = (folder / "text.onnx").stat().st_size / 2**20
         print(f"{spec}: text graph exported and checked in {took:.1f} s ({size:.0f} MB)")
+        if cold_only:
+            cold = cold_s(folder, cold_runs)
+            print(f"  cold process, start to first embedding (median of {cold_runs}): numpy {cold['numpy'] * 1e3:.0f} "
+                  f"ms, onnx fp32 {cold['onnx'] * 1e3:.0f} ms  RATIO onnx / numpy {cold['onnx'] / cold['numpy']:.2f}x")
+            return
         pixels, _names = skimage_gallery(enc.image_size, enc.resize_mode)
         gallery = np.concatenate([enc.encode_images(pixels[i:i + 32]) for i in range(0, len(pixels), 32)])
         ref = enc.encode_texts(queries)
@@ -147,9 +152,10 @@ def main() -> None:
     ap.add_argument("--models", default="offline-mini,ViT-B-32")
     ap.add_argument("--cold-runs", type=int, default=5)
     ap.add_argument("--warm-queries", type=int, default=60)
+    ap.add_argument("--cold-only", action="store_true", help="only the cold process rows (no gallery, no warm)")
     args = ap.parse_args()
     for spec in args.models.split(","):
-        report(spec, args.cold_runs, args.warm_queries)
+        report(spec, args.cold_runs, args.warm_queries, args.cold_only)
 
 
 if __name__ == "__main__":
