@@ -148,6 +148,9 @@ TEXT_RUNTIMES = ("numpy", "onnx")
 # tower"). Both give torch's embedding to 1e-5, so a CLI query and a server rank alike whichever runs.
 COLD_TEXT_RUNTIME = "numpy"  # one query, then exit: no session to build, the weights are read as they are used
 WARM_TEXT_RUNTIME = "onnx"  # a server or a library session: ONNX Runtime is ~3x faster a query once loaded
+# the towers `onnx_text_export` makes a graph of (open_clip's CLIP text transformer; MiniLM and Chinese-CLIP's
+# BERT); the multilingual Hugging Face towers ("hf") and published graphs ("onnx") load as NumpyTextEncoder.load says
+GRAPH_FAMILIES = ("clip", "bert")
 
 
 def text_tower_dir(spec: ModelSpec | None, key: str, store_copy: Path | None = None) -> Path | None:
@@ -189,7 +192,8 @@ def load_text_encoder(folder: Path, key: str, *, runtime: str | None = None, war
 
         if importlib.util.find_spec("onnxruntime") is None:
             continue
-        if onnx_text_tower.read_record(folder, key) is None and warm and spec is not None:
+        if onnx_text_tower.read_record(folder, key) is None and warm and spec is not None \
+                and _tower_config(folder).get("family", "clip") in GRAPH_FAMILIES:
             _add_text_graph(spec, folder, stage)
         encoder = onnx_text_tower.OnnxTextTower.load(folder, key, threads=threads)
         if encoder is not None:
@@ -197,15 +201,20 @@ def load_text_encoder(folder: Path, key: str, *, runtime: str | None = None, war
     return NumpyTextEncoder.load(folder, key)  # what else it loads (None: nothing here is this model's)
 
 
-def _numpy_weights(folder: Path) -> bool:
-    """Whether the tower in `folder` has the NumPy runtime's weights (a tower made only as a graph has none)."""
+def _tower_config(folder: Path) -> dict[str, Any]:
     import json
 
     try:
         config = json.loads((Path(folder) / "config.json").read_text())
     except (OSError, ValueError):
-        return False
-    return isinstance(config, dict) and ("blocks" in config or "layers" in config)
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def _numpy_weights(folder: Path) -> bool:
+    """Whether the tower in `folder` has the NumPy runtime's weights (a tower made only as a graph has none)."""
+    config = _tower_config(folder)
+    return "blocks" in config or "layers" in config
 
 
 def _add_text_graph(spec: ModelSpec, folder: Path, stage: Callable[[str], None]) -> None:
@@ -218,6 +227,10 @@ def _add_text_graph(spec: ModelSpec, folder: Path, stage: Callable[[str], None])
         return
     from clipsearch.encoders.onnx_text_export import TextExportRefused, export_text_onnx
 
+    try:
+        model = _torch(spec, "cpu")
+    except ClipsearchError:  # e.g. weights not cached offline: NumPy answers, the graph waits for another day
+        return
     stage(f"exporting the text tower of {spec.text} to ONNX (once per model)")
     with contextlib.suppress(TextExportRefused):  # remembered in the folder; NumPy answers
-        export_text_onnx(_torch(spec, "cpu"), folder)
+        export_text_onnx(model, folder)

@@ -169,5 +169,6 @@ class OnnxTextTower:
         out = self.session.run(None, self.feeds(token_lists))[0].astype(np.float32, copy=False)
         return out / np.linalg.norm(out, axis=1, keepdims=True)
 
-    def encode_texts(self, texts: Iterable[str]) -> np.ndarray:
+    def encode_texts(self, texts: Iterable[str], language: str | None = None) -> np.ndarray:
+        """L2-normalised embeddings (`language` is for towers told it, as NLLB's: these towers are not)."""
         return self.encode_tokens([self.tokenize(t) for t in texts])

@@ -25,7 +25,7 @@ class RecentTexts:
     def __init__(self, inner: Any, size: int = RECENT_TEXTS) -> None:
         self.inner = inner
         self.size = size
-        self._rows: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._rows: OrderedDict[tuple[str | None, str], np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
 
     def __getattr__(self, name: str) -> object:  # key, family, folder...: the wrapped encoder's
@@ -33,18 +33,20 @@ class RecentTexts:
             raise AttributeError(name)
         return getattr(self.inner, name)
 
-    def encode_texts(self, texts: Iterable[str]) -> np.ndarray:
+    def encode_texts(self, texts: Iterable[str], language: str | None = None) -> np.ndarray:
+        """The texts' embeddings; `language` (NLLB's code, for a tower told it) is part of what is remembered."""
         texts = list(texts)
         with self._lock:
-            known = {t: self._rows[t] for t in texts if t in self._rows}
+            known = {t: self._rows[(language, t)] for t in texts if (language, t) in self._rows}
             for t in known:
-                self._rows.move_to_end(t)
+                self._rows.move_to_end((language, t))
         missing = list(dict.fromkeys(t for t in texts if t not in known))
         if missing:
-            fresh = self.inner.encode_texts(missing)
+            fresh = (self.inner.encode_texts(missing) if language is None
+                     else self.inner.encode_texts(missing, language))
             with self._lock:
                 for t, row in zip(missing, fresh, strict=True):
-                    known[t] = self._rows[t] = np.array(row, dtype=np.float32)
+                    known[t] = self._rows[(language, t)] = np.array(row, dtype=np.float32)
                 while len(self._rows) > self.size:
                     self._rows.popitem(last=False)
         return np.stack([known[t] for t in texts]) if texts else self.inner.encode_texts([])

@@ -14,8 +14,8 @@ class _Tower:
         self.calls: list[list[str]] = []
         self.key = "tower-key"
 
-    def encode_texts(self, texts):
-        self.calls.append(list(texts))
+    def encode_texts(self, texts, language=None):
+        self.calls.append([f"{language}:{t}" if language else t for t in texts])
         out = np.array([[len(t), sum(map(ord, t)) % 97, 1.0] for t in texts], dtype=np.float32).reshape(-1, 3)
         return out
 
@@ -33,6 +33,8 @@ def test_only_new_texts_reach_the_tower_and_answers_are_exact() -> None:
     assert tower.calls[-1] == ["a cat"]
     assert recent.key == "tower-key"  # the wrapped encoder's attributes show through
     assert recent.encode_texts([]).shape == (0, 3)
+    recent.encode_texts(["a cat"], language="fra_Latn")  # another language: not the English row
+    assert tower.calls[-1] == ["fra_Latn:a cat"]
 
 
 def test_concurrent_callers_get_their_own_rows() -> None:
