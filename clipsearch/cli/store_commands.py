@@ -158,6 +158,9 @@ def query(
     image: list[Path] = typer.Option([], "--image", "-i", help="Query image (repeatable)."),
     minus: list[str] = typer.Option([], "--minus", help="Text to steer away from (repeatable)."),
     minus_image: list[Path] = typer.Option([], "--minus-image", help="Image to steer away from (repeatable)."),
+    like: list[int] = typer.Option(
+        [], "--like", min=1, help="More like an indexed image, by its id (the id of --json or the page; "
+        "repeatable: similar to all of them). It, and a video's other moments, are left out."),
     k: int = typer.Option(10, "-k", "--top", min=1, help="Number of results."),
     under: list[Path] = typer.Option([], "--under", help="Only results inside this folder (repeatable)."),
     ext: list[str] = typer.Option([], "--ext", help="Only these extensions, e.g. --ext jpg (repeatable)."),
@@ -200,8 +203,9 @@ def query(
         help="NLLB-CLIP models: the text's language code, e.g. fra_Latn (default: detected from its script)."),
 ) -> None:
     """Find images by text, by example image, or both."""
-    if not any(t.strip() for t in (text or [])) and not image and not (text_in_image or "").strip():
-        raise ClipsearchError("empty query", 'give some text, e.g. clipsearch query "a dog on grass", or --image PATH')
+    if not any(t.strip() for t in (text or [])) and not image and not like and not (text_in_image or "").strip():
+        raise ClipsearchError("empty query", 'give some text, e.g. clipsearch query "a dog on grass", --image PATH '
+                              "or --like ID")
     # One query's matrix products are tiny (a few tokens): OpenBLAS's threads only spin, costing ~1 s of CPU
     # on 2 cores. Set before NumPy loads (nothing has imported it yet in a CLI process); a user's value wins.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -212,7 +216,7 @@ def query(
     pictures: list[bytes | None] = []
     with open_store(index_path, device=device, backend=backend) as store:
         hits = store.search(text or [], image=[str(i) for i in image], minus=minus,
-                            minus_image=[str(i) for i in minus_image], k=k,
+                            minus_image=[str(i) for i in minus_image], like=like, k=k,
                             under=[str(u) for u in under] or None, ext=ext or None, after=after, before=before,
                             all_frames=all_frames, taken_after=taken_after, taken_before=taken_before,
                             camera=camera, near=near, text_in_image=text_in_image, language=lang)

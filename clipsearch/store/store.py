@@ -270,12 +270,13 @@ class Store:
                minus: Iterable[str] = (), minus_image: Iterable[str] = (), k: int = 10,
                under: Iterable[str] | None = None, ext: Iterable[str] | None = None,
                after: Any = None, before: Any = None, all_frames: bool = False,
-               like: Iterable[int] = (), taken_after: Any = None, taken_before: Any = None,
+               like: int | Iterable[int] = (), taken_after: Any = None, taken_before: Any = None,
                camera: str | None = None, near: Any = None, text_in_image: str | None = None,
                language: str | None = None) -> Hits:
         """Text terms and query images (paths, or bytes such as an upload: decoded in memory, never written),
-        minus either; `like` adds the stored embeddings of indexed images by id ("more like this"; those images
-        are left out of the results). Filters: `under` folders, `ext` extensions, file modified in
+        minus either; `like` adds the stored embeddings of indexed images by id, one or several ("more like
+        this", "similar to #3 and #7": each counts as one term; those images, and the other moments of a video
+        among them, are left out of the results). Filters: `under` folders, `ext` extensions, file modified in
         [after, before) (dates or ISO strings). A video is one hit at its best moment (`timestamp`), unless
         `all_frames`.
 
@@ -307,7 +308,8 @@ class Store:
                             minus=list(minus), minus_images=[str(i) for i in minus_image], k=k,
                             under=list(under) if under else None, exts=list(ext) if ext else None,
                             after=after, before=before, all_frames=all_frames,
-                            image_data=[i for i in images if isinstance(i, bytes)], like=list(like),
+                            image_data=[i for i in images if isinstance(i, bytes)],
+                            like=[like] if isinstance(like, int) else list(like),
                             photo=photo_filter(taken_after, taken_before, camera, near),
                             text_in_image=text_in_image, language=language)
         engine = QueryEngine(self.reads, self.vectors, self.text_encoder, lambda: self.encoder)
