@@ -44,7 +44,7 @@ from clipsearch.catalog.records import (
 )
 from clipsearch.catalog.schema import EmbeddingRow, ImageRow, MetaRow, RootRow, RunRow, utcnow
 from clipsearch.catalog.writes import ChunkCommit, bump_version, delete_rows, ext_of, get_meta, record_photo_meta
-from clipsearch.errors import ClipsearchError, disk_full, is_disk_full
+from clipsearch.errors import ClipsearchError, disk_full, is_disk_full, server_short_of
 
 STORE_ID = "store_id"  # the store a shared catalog belongs to (its manifest holds the same id)
 STORE_FOLDER = "store_folder"  # where that store's folder was when it claimed the catalog (for messages)
@@ -85,6 +85,9 @@ class Catalog(SqlReads):
                 self._open(conn, folder, new)
         except (OperationalError, DBAPIError) as exc:
             self.engine.dispose()
+            short = server_short_of(exc, self.where, "opening the catalog") if self.shared else None
+            if short is not None:  # e.g. no room for a new store's tables, or no free connection
+                raise short from exc
             if self.shared and isinstance(exc, OperationalError):
                 raise database.unreachable(url, exc) from exc
             if not self.shared and is_disk_full(exc, Path(location).parent):

@@ -105,8 +105,13 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
             if settings().debug:
                 raise
-            from clipsearch.errors import is_disk_full
+            from clipsearch.errors import is_disk_full, server_short_of
 
+            short = server_short_of(exc)  # a database server short of disk, memory or connections
+            if short is not None:
+                err.print(f"[bold red]error:[/] {safe(short.message)}")
+                err.print(f"[yellow]hint:[/] {safe(short.hint or '')}")
+                raise typer.Exit(1) from None
             if is_disk_full(exc):
                 err.print("[bold red]error:[/] the disk is full (no space left on device); nothing half-written "
                           "was kept")

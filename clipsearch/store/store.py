@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from clipsearch.encoders.factory import BACKENDS, check_backend
 from clipsearch.encoders.spec import ModelSpec, parse_spec
-from clipsearch.errors import ClipsearchError, disk_full, is_disk_full
+from clipsearch.errors import ClipsearchError, disk_full, is_disk_full, server_short_of
 from clipsearch.store.catalog_place import CatalogPlace, resolve_db
 from clipsearch.store.folder import StoreFolder, check_new_store_folder, reembed_folder, remove_store_files, swap_in
 from clipsearch.store.manifest import precision as stored_precision, read_manifest
@@ -87,6 +87,9 @@ class Store:
         except ClipsearchError:
             raise
         except Exception as exc:
+            short = server_short_of(exc, self._place.database, doing) if self.shared else None
+            if short is not None:  # the database server's disk (or memory, connections), not the store folder's
+                raise short from exc
             if is_disk_full(exc):
                 raise disk_full(self.path, doing) from exc
             raise
