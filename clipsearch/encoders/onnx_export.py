@@ -156,7 +156,8 @@ def export(encoder: Encoder, cache_root: Path | None = None) -> Path:
             raise ExportRefused(f"ONNX and torch embeddings differ (cosine {cosine:.6f} < {MIN_COSINE})")
         text = export_text_tower(encoder, tmp / TEXT_DIR)
         meta = {"format": EXPORT_FORMAT, "key": encoder.spec.cache_key, "model": _description(encoder),
-                "opset": OPSET, "min_cosine": cosine, "text_tower": text, "torch": torch.__version__,
+                "opset": OPSET, "min_cosine": cosine, "text_tower": text, "logit_scale": encoder.logit_scale,
+                "torch": torch.__version__,
                 "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
         atomic_write_text(tmp / META_FILE, json.dumps(meta, indent=2))
     except ExportRefused as exc:
