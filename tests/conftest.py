@@ -168,6 +168,27 @@ def catalog_db(request: pytest.FixtureRequest) -> str | None:
     return new_database(request.getfixturevalue("pg_server"))
 
 
+@pytest.fixture(scope="session")
+def pg_trgm_server():
+    """A PostgreSQL with pg_trgm (the system's, with contrib: tests/pg_cluster.py), beside `pg_server`, which
+    lacks it (so `catalog_db` tests the catalog's fallback, ILIKE scans). ~2 s to start."""
+    from tests.pg_cluster import ContribCluster
+
+    server = ContribCluster()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "postgresql-pg_trgm"])
+def text_catalog_db(request: pytest.FixtureRequest) -> str | None:
+    """`catalog_db` for the text read inside images, whose full-text index differs on each: SQLite's FTS5,
+    PostgreSQL without pg_trgm (ILIKE scans) and PostgreSQL with it (a GIN trigram index)."""
+    if request.param == "sqlite":
+        return None
+    server = "pg_trgm_server" if request.param == "postgresql-pg_trgm" else "pg_server"
+    return new_database(request.getfixturevalue(server))
+
+
 def db_args(db: str | None) -> list[str]:
     """The CLI options that start a store on `db` (none for SQLite)."""
     return ["--db", db] if db else []

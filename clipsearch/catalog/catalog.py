@@ -318,8 +318,9 @@ class Catalog(SqlReads):
                 tasks += text_rows.lacking_text(s, ImageRow.path.in_(files[i:i + CHUNK]))
         return tasks
 
-    def save_texts(self, texts: Sequence[ReadText]) -> int:
-        """One transaction: the text read in these images (kept only where the content is still the one read)."""
+    def save_texts(self, texts: Sequence[ReadText]) -> list[ReadText]:
+        """One transaction: the text read in these images, kept only where the content is still the one read
+        (returned: those kept)."""
         with self._session() as s, s.begin():
             return text_rows.save_texts(s, texts)
 

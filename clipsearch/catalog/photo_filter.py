@@ -1,5 +1,6 @@
 """Filters on photo metadata, as SQL both catalog dialects accept: capture time (falling back to the file's time),
-camera, and a distance from a point (a bounding box in SQL, the exact great-circle distance after it).
+camera, and a distance from a point (a bounding box in SQL, the exact great-circle distance after it); and the
+time a listing without a query orders by (`when_sql`, `when_us`).
 
 Capture times are compared in the frame each row has: a bound written without an offset (`2023-06-01`) is a
 wall-clock time and meets a photo's own wall clock (what its camera showed, wherever it was); a bound with an
@@ -9,6 +10,7 @@ file without a capture time is compared by its modification time, read as the bo
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from clipsearch.catalog.codec import escape_like
+from clipsearch.catalog.records import PhotoMeta
 
 EARTH_KM = 6371.0088  # mean Earth radius
 KM_PER_DEGREE = math.pi * EARTH_KM / 180
@@ -58,6 +61,30 @@ def _time(bind: Bind, bound: TimeBound, op: str) -> str:
     return (f"((taken_offset IS NOT NULL AND taken_local IS NOT NULL AND {utc} {op} {bind(bound.instant)}) OR "
             f"(taken_local IS NOT NULL AND taken_offset IS NULL AND taken_local {op} {bind(bound.wall)}) OR "
             f"{by_file})")
+
+
+# --- a listing by capture time --------------------------------------------------------------------------------
+# One instant per row, microseconds since the epoch: the capture instant where the offset is known; a capture
+# time without one read in this machine's zone (as a bound without an offset is read against file times); a file
+# without a capture time by its modification time. Integer division truncates towards zero in both dialects.
+def zone_minutes() -> int:
+    """This machine's UTC offset now, in minutes east (what a capture time without its own offset is read in)."""
+    offset = dt.datetime.now().astimezone().utcoffset()
+    return round(offset.total_seconds() / 60) if offset is not None else 0
+
+
+def when_sql(bind: Bind, zone: int) -> str:
+    """The SQL of each row's instant for ordering (`zone`: minutes east, for capture times without an offset)."""
+    return ("CASE WHEN taken_local IS NULL THEN mtime_ns / 1000 "
+            f"ELSE taken_local - CAST(COALESCE(taken_offset, {bind(zone)}) AS BIGINT) * 60000000 END")
+
+
+def when_us(mtime_ns: int, meta: PhotoMeta | None, zone: int) -> int:
+    """`when_sql` of one record, in Python (for listings filtered after SQL): the same instant, the same ties."""
+    if meta is None or meta.taken_local is None:
+        return mtime_ns // 1000 if mtime_ns >= 0 else -(-mtime_ns // 1000)
+    offset = meta.taken_offset if meta.taken_offset is not None else zone
+    return meta.taken_local - offset * 60_000_000
 
 
 def bounding_box(lat: float, lon: float, km: float) -> tuple[float, float, list[tuple[float, float]]]:

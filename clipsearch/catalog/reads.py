@@ -89,8 +89,9 @@ class CatalogReads(Protocol):
     def newest(self, limit: int, offset: int = 0, under: Sequence[str] | None = None,
                exts: Sequence[str] | None = None, after_ns: int | None = None, before_ns: int | None = None,
                hidden_under: Sequence[str] = ()) -> list[ImageRecord]:
-        """Indexed files newest first (by modification time; a video once, as its first moment), filtered like
-        `filter_ids`: a page of a listing without a query."""
+        """Indexed files newest first (by capture time, else modification time: `photo_filter.when_sql`; ties by
+        id, so pages neither skip nor repeat; a video once, as its first moment), filtered like `filter_ids`: a
+        page of a listing without a query."""
         ...
 
     def images(self, ids: Sequence[int]) -> dict[int, ImageRecord]:
@@ -308,9 +309,11 @@ class SqlReads(CatalogReads):
         where = _filters(p, under, exts, after_ns, before_ns, hidden_under, stills_only=False)
         still = p(STILL)
         first_moments = f"SELECT min(id) FROM images WHERE frame_ms <> {still} GROUP BY path"
+        # a catalog before schema 5 (read as it is) has no capture times: its files' times order it
+        when = photo_filter.when_sql(p, photo_filter.zone_minutes()) if self._photo_columns() else "mtime_ns"
         return [record_of(row) for row in self._rows(
             f"SELECT {self._columns()} FROM images WHERE {where} AND (frame_ms = {still} OR id IN ({first_moments})) "
-            f"ORDER BY mtime_ns DESC, id DESC LIMIT {p(int(limit))} OFFSET {p(int(offset))}", p.values)]
+            f"ORDER BY {when} DESC, id DESC LIMIT {p(int(limit))} OFFSET {p(int(offset))}", p.values)]
 
     def images(self, ids: Sequence[int]) -> dict[int, ImageRecord]:
         out: dict[int, ImageRecord] = {}

@@ -118,6 +118,7 @@ class Encoded(EncodedFile):
     known: Known | None
     hashes: bytes | None = None  # perceptual hashes (media/phash.picture_hashes)
     meta: PhotoMeta = NO_META
+    text: tuple[TextLine, ...] | None = None  # its text, read where it was encoded (a Ray actor); None: not read
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,7 @@ class TextTask:
     path: str
     frame_ms: int
     digest: str
+    lines: tuple[TextLine, ...] | None = None  # already read with its embedding (on a Ray actor): saved as is
 
 
 @dataclass(frozen=True)

@@ -29,17 +29,17 @@ def lacking_text(session: Session, where: ColumnElement[bool]) -> list[TextTask]
     return [TextTask(i, p, ms, d) for i, p, ms, d in session.execute(stmt) if d]
 
 
-def save_texts(session: Session, texts: Sequence[ReadText]) -> int:
-    """Write what was read; returns how many rows were written (the others' content changed meanwhile)."""
+def save_texts(session: Session, texts: Sequence[ReadText]) -> list[ReadText]:
+    """Write what was read; returns what was written (the others' content changed meanwhile)."""
     if not texts:
-        return 0
+        return []
     current = dict(session.execute(select(ImageRow.id, ImageRow.digest)
                                    .where(ImageRow.id.in_([t.image_id for t in texts]), ImageRow.ok.is_(True))).all())
     fresh = [t for t in texts if current.get(t.image_id) == t.digest]
     forget_text(session, [t.image_id for t in fresh])  # a second reader of the same row: the last one wins
     session.add_all(ImageTextRow(image_id=t.image_id, digest=t.digest, text=t.text,
                                  lines=lines_to_json((line.text, line.box) for line in t.lines)) for t in fresh)
-    return len(fresh)
+    return fresh
 
 
 def mark_reads_text(session: Session) -> None:

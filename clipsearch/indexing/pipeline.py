@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from clipsearch.catalog.catalog import Catalog
+from clipsearch.catalog.codec import STILL
 from clipsearch.catalog.records import EncodedVideo, Known, TextTask
 from clipsearch.encoders.base import ImageEncoder, runs_on
 from clipsearch.indexing.metadata_pass import read_missing_metadata
@@ -175,6 +176,7 @@ def run_index(catalog: Catalog, bench: Workbench, roots: list[str], scanned: Sca
     status = "failed"
     vectors: VectorStore | None = None
     stage: TextStage | None = None
+    backlog: list[TextTask] = []
     try:
         d = diff(scanned, catalog.known_rows(roots, singles), summary, options.verify)
         if d.todo or d.new or d.missing:
@@ -197,7 +199,7 @@ def run_index(catalog: Catalog, bench: Workbench, roots: list[str], scanned: Sca
                 vectors.apply(gone, [], [], catalog.delete_images(gone))
                 summary.removed = len(gone)
             d.unread_meta.extend((f.path, k) for f, k in moves if not k.has_meta)
-            stage = _start_text_stage(catalog, bench, options, roots, singles, summary)
+            stage, backlog = _start_text_stage(catalog, bench, options, roots, singles, summary)
             todo = d.todo + [(facts, None) for facts in new]
             if todo:
                 _encode_all(catalog, vectors, bench.encoder(), todo, summary, options, progress, bench.pool,
@@ -206,7 +208,9 @@ def run_index(catalog: Catalog, bench: Workbench, roots: list[str], scanned: Sca
             vectors.save()
         else:
             bench.vectors().sync_file()  # e.g. after a killed run: persist the rebuilt index once
-            stage = _start_text_stage(catalog, bench, options, roots, singles, summary)
+            stage, backlog = _start_text_stage(catalog, bench, options, roots, singles, summary)
+        if stage is not None and backlog:
+            _read_backlog_on_pool(bench.pool, backlog, stage, progress)
         if d.unhashed:
             hash_unhashed(catalog, d.unhashed, summary, options, progress)
         if d.unread_meta:  # rows from before metadata was read: their headers, no pixel, nothing encoded
@@ -228,17 +232,39 @@ def run_index(catalog: Catalog, bench: Workbench, roots: list[str], scanned: Sca
 
 
 def _start_text_stage(catalog: Catalog, bench: Workbench, options: IndexOptions, roots: list[str],
-                      singles: list[str], summary: RunSummary) -> TextStage | None:
+                      singles: list[str], summary: RunSummary) -> tuple[TextStage | None, list[TextTask]]:
     """The text stage, when the store reads text (`options.ocr` turns that on for good), fed at once with the
-    rows earlier runs left unread. A row this run re-encodes may be among them: its file no longer holds the
-    row's content, so the stage skips it, and reads it when its new chunk commits."""
+    rows earlier runs left unread — or, where the run has a pool that reads text (Ray), with their videos only:
+    the stills are returned, for the pool to read once encoding is done. A row this run re-encodes may be among
+    them: its file no longer holds the row's content, so it is skipped, and read when its new chunk commits."""
     if bench.text_reader is None or not (options.ocr or catalog.reads_text()):
-        return None
+        return None, []
     if options.ocr:
         catalog.mark_reads_text()
     stage = TextStage(catalog, bench.text_reader, summary)
-    stage.put(catalog.lacking_text(roots, singles))
-    return stage
+    unread = catalog.lacking_text(roots, singles)
+    remote = [t for t in unread if t.frame_ms == STILL] if getattr(bench.pool, "read_texts", None) else []
+    stage.put([t for t in unread if t.frame_ms != STILL] if remote else unread)
+    return stage, remote
+
+
+def _read_backlog_on_pool(pool: EncodePool | None, backlog: list[TextTask], stage: TextStage,
+                          progress: Progress | None) -> None:
+    """The stills earlier runs left unread, read on the pool's workers (`RayPool.read_texts`) and committed by the
+    stage as they come back (one the workers could not read, the stage reads itself)."""
+    read_texts = getattr(pool, "read_texts", None)  # only a pool that has it is given a backlog
+    if read_texts is None:
+        stage.put(backlog)
+        return
+    if progress:
+        progress.start(len(backlog), "reading text")
+
+    def arrived(tasks: list[TextTask]) -> None:
+        stage.put(tasks)
+        if progress:
+            progress.advance(len(tasks))
+
+    read_texts(backlog, arrived)
 
 
 def hash_unhashed(catalog: Catalog, items: list[tuple[FileFacts, Known]], summary: RunSummary,
@@ -291,7 +317,7 @@ def _encode_all(catalog: Catalog, vectors: VectorStore, encoder: ImageEncoder,
         stills = [(f, k) for f, k in todo if not is_video_file(f.path)]
         if stills:
             t = time.perf_counter()
-            pool.encode(stills, encoder, batch_size, writer)
+            pool.encode(stills, encoder, batch_size, writer, read_text=committed is not None)
             summary.encode_seconds += time.perf_counter() - t
             todo = [(f, k) for f, k in todo if is_video_file(f.path)]  # videos: frames are encoded here
     if todo:

@@ -1,5 +1,8 @@
 """Encoding on a Ray cluster: the work list goes out in shards to actors that load the model once; the
 (path facts, digest, embedding) results stream back to this process, the single writer, which commits them.
+In a store that reads text, the actors also read the text of the files they encode (RapidOCR loaded once per
+actor; `text_stage.read_still`, as the local stage reads it) and send the lines back with the embeddings; the
+run's text stage commits them with the rows (a file an actor could not read is read by the stage).
 
 Ray Data carries the work: a dataset with one row per encoder batch (the batches a run in this process would
 make, so int8's per-batch activation scales, and therefore the embeddings, are the same), split into shards
@@ -16,14 +19,17 @@ import dataclasses
 import json
 import logging
 import os
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from clipsearch.catalog.records import PhotoMeta
+from clipsearch.catalog.codec import lines_from_json
+from clipsearch.catalog.records import PhotoMeta, TextLine, TextTask
 from clipsearch.errors import ClipsearchError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -35,6 +41,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 INSTALL_HINT = 'install Ray with: pip install "clipsearch[ray]"'
 BATCHES_PER_SHARD = 4  # encoder batches per shard: small enough to balance actors and stream results back
+TEXTS_PER_CALL = 4  # images an OCR actor reads per call (~1 s each): results stream back, progress moves
+TEXTS_PER_SHARD = 16
+CHANGED = "changed"  # an actor's text column: the file no longer holds the content its row was made from
 OK, FAILED, SAME = 0, 1, 2  # what became of a file on a worker
 
 
@@ -82,6 +91,7 @@ class _EncodeActor:
     """A Ray Data callable class: one per actor, the model loaded once in `__init__`, one batch per call."""
 
     recipe: EncoderRecipe  # set on a subclass made per run (`RayPool._run`): no constructor arguments
+    read_text: bool = False  # also read the text of what it encodes (set with the recipe)
 
     def __init__(self) -> None:
         import ray
@@ -93,6 +103,12 @@ class _EncodeActor:
         self.threads = max(1, int(cpus))
         self.encoder = recipe.load(device, self.threads)
         self.decoders = ThreadPoolExecutor(max_workers=max(2, self.threads), thread_name_prefix="clipsearch-decode")
+        self.reader: Any = None
+        if self.read_text:
+            from clipsearch.ocr.reader import TextReader, check_available
+
+            check_available()  # a worker without the OCR extra fails the run with the fix, as the driver would
+            self.reader = TextReader(threads=self.threads)
 
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from clipsearch.media.images import DecodeError, read_and_decode
@@ -130,11 +146,52 @@ class _EncodeActor:
         vectors = np.zeros((len(index), dim), dtype=np.float32)
         if pixels:
             vectors[encode_at] = self.encoder.encode_images(np.stack(pixels))
+        texts = [""] * len(index)  # "": not read here
+        if self.reader is not None:
+            paths = [str(p) for ps in rows["paths"] for p in ps]
+            for at in encode_at:
+                texts[at] = self._text(paths[at], digest[at])
         return {"index": np.asarray(index, dtype=np.int64), "status": np.asarray(status, dtype=np.int8),
                 "digest": np.asarray(digest, dtype=object), "width": np.asarray(width, dtype=np.int64),
                 "height": np.asarray(height, dtype=np.int64), "format": np.asarray(fmt, dtype=object),
                 "error": np.asarray(error, dtype=object), "hashes": np.asarray(hashes, dtype=object),
-                "meta": np.asarray(meta, dtype=object), "vector": vectors}
+                "meta": np.asarray(meta, dtype=object), "vector": vectors, "text": np.asarray(texts, dtype=object)}
+
+    def _text(self, path: str, digest: str) -> str:
+        text = read_text_here(self.reader, path, digest)
+        return "" if text == CHANGED else text  # changed since it was decoded: the driver's stage sees it
+
+
+class _TextActor:
+    """A Ray Data callable class reading the text of catalogued still images: RapidOCR loaded once per actor."""
+
+    def __init__(self) -> None:
+        import ray
+
+        from clipsearch.ocr.reader import TextReader, check_available
+
+        check_available()
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU") or 1
+        self.reader = TextReader(threads=max(1, int(cpus)))
+
+    def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        texts = [read_text_here(self.reader, str(p), str(d)) for p, d in zip(rows["path"], rows["digest"], strict=True)]
+        return {"id": np.asarray(rows["id"], dtype=np.int64), "text": np.asarray(texts, dtype=object)}
+
+
+def read_text_here(reader: Any, path: str, digest: str) -> str:
+    """On an actor: the lines of text in one file as JSON (`lines_to_json`); CHANGED when the file no longer holds
+    `digest`; "" when they could not be read here (the driver's text stage then reads the file, and reports a
+    failure the way a local run does)."""
+    from clipsearch.catalog.codec import lines_to_json
+    from clipsearch.indexing.text_stage import read_still
+    from clipsearch.ocr.reader import DRAFT_TO
+
+    try:
+        lines = read_still(path, digest, reader.read, DRAFT_TO)
+    except Exception:  # noqa: BLE001 - unreadable file or a model refusing it: left to the driver's stage
+        return ""
+    return CHANGED if lines is None else lines_to_json((line.text, line.box) for line in lines)
 
 
 class RayPool:
@@ -160,7 +217,21 @@ class RayPool:
         return self
 
     def encode(self, items: list[tuple[FileFacts, Known | None]], encoder: ImageEncoder, batch_size: int,
-               writer: ChunkWriter) -> None:
+               writer: ChunkWriter, read_text: bool = False) -> None:
+        with self._session() as ray:
+            self._run(ray, items, encoder, batch_size, writer, read_text)
+
+    def read_texts(self, tasks: list[TextTask], deliver: Callable[[list[TextTask]], None]) -> None:
+        """Read the text of still images already in the catalog (rows earlier runs left unread) on actors that
+        load only RapidOCR; each result goes to `deliver` as the task with its `lines` (None: the actor could not
+        read it, the driver will). A file whose content changed since its row was written is dropped (the run
+        that encodes it reads it)."""
+        with self._session() as ray:
+            self._run_texts(ray, tasks, deliver)
+
+    @contextmanager
+    def _session(self) -> Iterator[Any]:
+        """Ray, connected (or started here, and shut down afterwards), with Ray Data's terminal output off."""
         unreachable = _unreachable(self.address)  # before importing Ray (seconds): it retries for minutes
         if unreachable:
             raise ClipsearchError(f"cannot reach the Ray cluster at {self.address}: {unreachable}",
@@ -168,9 +239,23 @@ class RayPool:
                                   param="ray_address")
         ray = _import_ray()
         started_here = self._connect(ray)
+        from ray.data import DataContext
+
+        context = DataContext.get_current()
+        saved = (context.execution_options.preserve_order, context.enable_progress_bars)
+        context.enable_progress_bars = False  # the caller shows progress
+        data_log = logging.getLogger("ray.data")
+        level = data_log.level
+        data_log.setLevel(logging.ERROR)  # execution plans and timings at INFO: not for a user's terminal
         try:
-            self._run(ray, items, encoder, batch_size, writer)
+            yield ray
+        except Exception as exc:
+            if not _from_ray(exc):
+                raise  # e.g. the writer's own errors
+            raise _as_clipsearch_error(exc) from None
         finally:
+            context.execution_options.preserve_order, context.enable_progress_bars = saved
+            data_log.setLevel(level)
             if started_here:
                 ray.shutdown()
 
@@ -204,7 +289,7 @@ class RayPool:
         return actors, {"num_cpus": cpus_each, "num_gpus": gpus_each}
 
     def _run(self, ray: Any, items: list[tuple[FileFacts, Known | None]], encoder: ImageEncoder,
-             batch_size: int, writer: ChunkWriter) -> None:
+             batch_size: int, writer: ChunkWriter, read_text: bool = False) -> None:
         from ray.data import DataContext
 
         rows = [{"first": i, "paths": [f.path for f, _k in items[i:i + batch_size]],
@@ -212,29 +297,29 @@ class RayPool:
                            for _f, k in items[i:i + batch_size]]}
                 for i in range(0, len(items), batch_size)]
         actors, resources = self._resources(ray)
-        context = DataContext.get_current()
-        saved = (context.execution_options.preserve_order, context.enable_progress_bars)
-        context.execution_options.preserve_order = True  # commit in the work list's order: a local run's ids
-        context.enable_progress_bars = False  # the caller shows progress
-        data_log = logging.getLogger("ray.data")
-        level = data_log.level
-        data_log.setLevel(logging.ERROR)  # execution plans and timings at INFO: not for a user's terminal
-        try:
-            ds = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // BATCHES_PER_SHARD)))
-            actor = type("EncodeActor", (_EncodeActor,), {"recipe": EncoderRecipe.of(encoder, self._device)})
-            ds = ds.map_batches(actor,
-                                batch_size=1, batch_format="numpy", **resources,
-                                # two calls at once per actor: one decodes while the other encodes
-                                compute=ray.data.ActorPoolStrategy(size=actors, max_concurrent_calls_per_actor=2))
-            for out in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2):
-                self._deliver(out, items, writer)
-        except Exception as exc:
-            if not _from_ray(exc):
-                raise  # e.g. the writer's own errors
-            raise _as_clipsearch_error(exc) from None
-        finally:
-            context.execution_options.preserve_order, context.enable_progress_bars = saved
-            data_log.setLevel(level)
+        DataContext.get_current().execution_options.preserve_order = True  # commit in order: a local run's ids
+        ds = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // BATCHES_PER_SHARD)))
+        actor = type("EncodeActor", (_EncodeActor,), {"recipe": EncoderRecipe.of(encoder, self._device),
+                                                      "read_text": read_text})
+        ds = ds.map_batches(actor,
+                            batch_size=1, batch_format="numpy", **resources,
+                            # two calls at once per actor: one decodes while the other encodes
+                            compute=ray.data.ActorPoolStrategy(size=actors, max_concurrent_calls_per_actor=2))
+        for out in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2):
+            self._deliver(out, items, writer)
+
+    def _run_texts(self, ray: Any, tasks: list[TextTask], deliver: Callable[[list[TextTask]], None]) -> None:
+        cpus = float(ray.cluster_resources().get("CPU", 1))
+        cpus_each = self.cpus_per_actor or min(4.0, cpus)  # RapidOCR runs on CPUs: no GPU is asked for
+        actors = self.actors or max(1, int(cpus // cpus_each))
+        rows = [{"id": t.id, "path": t.path, "digest": t.digest} for t in tasks]
+        by_id = {t.id: t for t in tasks}
+        ds = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // TEXTS_PER_SHARD)))
+        ds = ds.map_batches(_TextActor, batch_size=TEXTS_PER_CALL, batch_format="numpy", num_cpus=cpus_each,
+                            num_gpus=0, compute=ray.data.ActorPoolStrategy(size=actors))
+        for out in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2):
+            deliver([replace(by_id[int(i)], lines=_lines(text))
+                     for i, text in zip(out["id"], out["text"], strict=True) if str(text) != CHANGED])
 
     @staticmethod
     def _deliver(out: dict[str, np.ndarray], items: list[tuple[FileFacts, Known | None]],
@@ -249,12 +334,18 @@ class RayPool:
             else:
                 writer.encoded(facts, known, str(out["digest"][j]), int(out["width"][j]), int(out["height"][j]),
                                str(out["format"][j]), np.asarray(out["vector"][j], dtype=np.float32),
-                               bytes(out["hashes"][j]) or None, _meta(out["meta"][j]))
+                               bytes(out["hashes"][j]) or None, _meta(out["meta"][j]), _lines(out["text"][j]))
 
 
 def _meta(column: Any) -> PhotoMeta:
     """An actor's photo metadata (JSON of the record's fields, in order) back into the record."""
     return PhotoMeta(*json.loads(str(column)))
+
+
+def _lines(column: Any) -> tuple[TextLine, ...] | None:
+    """An actor's text (`lines_to_json`; "": not read there) back into lines."""
+    text = str(column)
+    return tuple(TextLine(t, box) for t, box in lines_from_json(text)) if text else None
 
 
 def _unreachable(address: str | None) -> str | None:

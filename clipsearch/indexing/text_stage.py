@@ -8,7 +8,9 @@ or a run that was killed), then each chunk the writer commits — reads each fil
 (`Catalog.save_texts`, every `BATCH` images or `COMMIT_SECONDS`). A text row is kept only while the image still
 holds the content that was read (its digest), so a file changed meanwhile is read again on the next run, and
 a kill at any moment leaves a store whose next run reads just what is still missing. Where a run encodes on
-Ray, the text is read here, beside it, from the committed rows.
+Ray, the actors read the text of the files they encode (`read_still`, beside the encoder) and it comes back
+with the embeddings: the stage only commits it (a row read there arrives as a `TextTask` with its `lines`);
+what earlier runs left unread, and videos, are read here.
 """
 
 from __future__ import annotations
@@ -130,23 +132,23 @@ class TextStage:
 
     def _commit(self, batch: list[ReadText]) -> None:
         if batch:
-            self.catalog.save_texts(batch)
-            self._counts.read += len(batch)
-            self._counts.found += sum(1 for t in batch if t.lines)
+            saved = self.catalog.save_texts(batch)  # text read elsewhere may be of content changed since
+            self._counts.read += len(saved)
+            self._counts.found += sum(1 for t in saved if t.lines)
             batch.clear()
 
     def _read(self, group: list[TextTask]) -> list[ReadText]:
-        """One file's rows read. A file that changed or cannot be opened is skipped (its next run handles it); one
-        the text models fail on is recorded as holding no text, with the reason among the run's problems."""
+        """One file's rows read (or already read where they were encoded). A file that changed or cannot be opened
+        is skipped (its next run handles it); one the text models fail on is recorded as holding no text, with the
+        reason among the run's problems."""
+        task = group[0]
+        if task.lines is not None:
+            return [ReadText(t.id, t.digest, t.lines) for t in group if t.lines is not None]
         try:
-            if group[0].frame_ms == STILL:
-                task = group[0]
-                with open(task.path, "rb") as f:
-                    data = f.read()
-                if digest_bytes(data) != task.digest:
-                    return []
-                image = open_image(data, draft_to=self.draft_to)[0]
-                return [ReadText(task.id, task.digest, self._lines(image, task.path))]
+            if task.frame_ms == STILL:
+                lines = read_still(task.path, task.digest, lambda image: self._lines(image, task.path),
+                                   self.draft_to)
+                return [] if lines is None else [ReadText(task.id, task.digest, lines)]
             return self._read_video(group)
         except (OSError, DecodeError):
             return []
@@ -169,3 +171,15 @@ class TextStage:
             return []
         frames = frames_at(path, [t.frame_ms for t in group], self.max_side)
         return [ReadText(t.id, digest, self._lines(frames[t.frame_ms], path)) for t in group if t.frame_ms in frames]
+
+
+def read_still(path: str, digest: str, read: Callable[[Any], tuple[TextLine, ...]],
+               draft_to: int = 1080) -> tuple[TextLine, ...] | None:
+    """The lines `read` finds in the still image at `path`, opened at a size fit for text (a JPEG drafted so its
+    shorter side covers `draft_to`); None when the file no longer holds the content `digest` names. The text
+    stage and the Ray actors read a file the same way. Raises OSError or DecodeError for an unreadable file."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if digest_bytes(data) != digest:
+        return None
+    return read(open_image(data, draft_to=draft_to)[0])

@@ -15,7 +15,7 @@ import numpy as np
 
 from clipsearch.catalog.catalog import Catalog
 from clipsearch.catalog.codec import STILL
-from clipsearch.catalog.records import NO_META, Encoded, EncodedVideo, Failed, Known, PhotoMeta, TextTask
+from clipsearch.catalog.records import NO_META, Encoded, EncodedVideo, Failed, Known, PhotoMeta, TextLine, TextTask
 from clipsearch.encoders.base import ImageEncoder
 from clipsearch.errors import ClipsearchError
 from clipsearch.indexing.scan import FileFacts
@@ -127,13 +127,15 @@ class ChunkWriter:
         self.last_commit = time.perf_counter()
 
     def encoded(self, facts: FileFacts, known: Known | None, digest: str, width: int, height: int, fmt: str,
-                vector: np.ndarray, hashes: bytes | None = None, meta: PhotoMeta = NO_META) -> None:
+                vector: np.ndarray, hashes: bytes | None = None, meta: PhotoMeta = NO_META,
+                text: tuple[TextLine, ...] | None = None) -> None:
+        """`text`: the lines read in the file where it was encoded (a Ray actor), None where it was not read."""
         if vector.shape[-1] != self.vectors.dim:
             raise ClipsearchError(f"the model makes {vector.shape[-1]}-d embeddings but the store holds "
                                   f"{self.vectors.dim}-d ones", "index into a new store, or re-embed this one")
         self.summary.encoded += 1
         self.pending.encoded.append(Encoded(facts.path, facts.size, facts.mtime_ns, digest, width, height, fmt,
-                                            vector, known, hashes, meta))
+                                            vector, known, hashes, meta, text))
         self._done()
 
     def failed(self, facts: FileFacts, known: Known | None, error: str) -> None:
@@ -183,17 +185,23 @@ class ChunkWriter:
 
 
 def _written(pending: _Pending, ids: list[int]) -> list[TextTask]:
-    """The rows a chunk wrote whose text is to be read (`vector_ids` follow stills, then videos' frames); a still
-    re-encoded over the same content (a re-embed) keeps the text it has."""
-    files = [(e.path, STILL, e.digest, e.known is not None and e.known.digest == e.digest) for e in pending.encoded]
-    files += [(v.path, ms, v.digest, False) for v in pending.videos for ms, _vec in v.frames]
-    return [TextTask(i, path, ms, digest) for i, (path, ms, digest, kept) in zip(ids, files, strict=True) if not kept]
+    """The rows a chunk wrote whose text is to be read, or was read with the embedding (`vector_ids` follow stills,
+    then videos' frames); a still re-encoded over the same content (a re-embed) keeps the text it has."""
+    files = [(e.path, STILL, e.digest, e.known is not None and e.known.digest == e.digest, e.text)
+             for e in pending.encoded]
+    files += [(v.path, ms, v.digest, False, None) for v in pending.videos for ms, _vec in v.frames]
+    return [TextTask(i, path, ms, digest, lines)
+            for i, (path, ms, digest, kept, lines) in zip(ids, files, strict=True) if not kept]
 
 
 class EncodePool(Protocol):
     """Encodes still images somewhere else (e.g. `ray_pool.RayPool`: actors on a cluster) with the same model
     as `encoder` — same backend, precision and batches, so the same embeddings — and hands every file's result
-    to `writer` as it arrives (`encoded`, `failed` or `unchanged`)."""
+    to `writer` as it arrives (`encoded`, `failed` or `unchanged`). With `read_text` (a store that reads text) it
+    may also read the text of the files it encodes and hand it over with the embedding (`encoded(text=...)`);
+    a file handed over without it is read by the run's text stage. A pool that also has
+    `read_texts(tasks, deliver)` (`RayPool`) is given the still images earlier runs left unread, once encoding is
+    done; it hands each back as the task with its `lines`."""
 
     def encode(self, items: list[tuple[FileFacts, Known | None]], encoder: ImageEncoder, batch_size: int,
-               writer: ChunkWriter) -> None: ...
+               writer: ChunkWriter, read_text: bool = False) -> None: ...

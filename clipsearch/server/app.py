@@ -400,8 +400,9 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
     def browse(k: int = 20, offset: int = 0, under: list[str] = Query([]), ext: list[str] = Query([]),
                after: str | None = None, before: str | None = None,
                photo: dict[str, str | None] = Depends(photo_query)) -> dict[str, Any]:
-        """The newest indexed files first (by modification time; a video once), with the usual filters: what
-        the page shows before any query. Items have a hit's keys without rank and score."""
+        """The newest indexed files first (by capture time, else modification time; ties by id; a video once),
+        with the usual filters: what the page shows before any query. Items have a hit's keys without rank and
+        score."""
         if offset < 0:
             raise ClipsearchError(f"offset must be at least 0, got {offset}", param="offset")
         f = filters(under, ext, after, before, photo)

@@ -73,8 +73,10 @@ class StoreMedia:
         return facts
 
     def newest(self, k: int, offset: int = 0, **filters: Any) -> list[dict[str, Any]]:
-        """The facts of up to k indexed files, newest first (a video once, at its first moment), from `offset`;
-        filters as a query's (under, exts, after, before); files under vanished roots are left out."""
+        """The facts of up to k indexed files, newest first (by capture time, else modification time; a video
+        once, at its first moment), from `offset`; filters as a query's (under, exts, after, before, and the
+        photo ones); files under vanished roots are left out."""
+        from clipsearch.catalog.photo_filter import when_us, zone_minutes
         from clipsearch.query.engine import parse_filters
         from clipsearch.query.photo_filters import photo_filter
 
@@ -93,7 +95,8 @@ class StoreMedia:
         firsts: dict[str, ImageRecord] = {}
         for rec in sorted(catalog.images(ids.tolist()).values(), key=lambda r: r.id):
             firsts.setdefault(rec.path, rec)  # a video once, at its first moment
-        ordered = sorted(firsts.values(), key=lambda r: (r.mtime_ns, r.id), reverse=True)
+        zone = zone_minutes()  # the order of `catalog.newest`, the same ties
+        ordered = sorted(firsts.values(), key=lambda r: (when_us(r.mtime_ns, r.meta, zone), r.id), reverse=True)
         return [self.facts(rec) for rec in ordered[offset:offset + k]]
 
     def image_bytes(self, image_id: int) -> tuple[bytes, str, str | None]:

@@ -436,7 +436,8 @@ class Store:
         return self._media.image_bytes(image_id)
 
     def newest(self, k: int, offset: int = 0, **filters: Any) -> list[dict[str, Any]]:
-        """Indexed files newest first (a video once), filtered like a query (under, exts, after, before,
+        """Indexed files newest first (by capture time, else modification time; ties by id, so pages from
+        `offset` neither skip nor repeat; a video once), filtered like a query (under, exts, after, before,
         taken_after, taken_before, camera, near)."""
         return self._media.newest(k, offset, **filters)
 

@@ -1,4 +1,5 @@
-"""The text inside images, end to end with the real RapidOCR models, on SQLite and PostgreSQL (`catalog_db`).
+"""The text inside images, end to end with the real RapidOCR models, on SQLite and PostgreSQL (`catalog_db`; the
+end-to-end test also on PostgreSQL with pg_trgm, `text_catalog_db`).
 
 A folder of generated shapes beside photos with English and Chinese text drawn at test time: an existing store
 learns to read text without encoding anything again, the text filter and fused text queries find the pictures
@@ -45,7 +46,13 @@ def folder(tmp_path: Path, shapes_source: Path) -> Path:
     return photos
 
 
-def test_text_in_images_end_to_end(tmp_path: Path, folder: Path, runner, catalog_db: str | None) -> None:
+INDEX_KINDS = {"sqlite": "FTS5 trigram", "postgresql": "none (pg_trgm missing: ILIKE scans)",
+               "postgresql-pg_trgm": "pg_trgm"}  # what `info` says serves the matches, per `text_catalog_db`
+
+
+def test_text_in_images_end_to_end(tmp_path: Path, folder: Path, runner, text_catalog_db: str | None,
+                                   request: pytest.FixtureRequest) -> None:
+    catalog_db = text_catalog_db
     idx = tmp_path / "index"
     total = 9
     first = cli_json(runner, "index", folder, "--index", idx, "--model", MODEL, *db_args(catalog_db))
@@ -60,6 +67,7 @@ def test_text_in_images_end_to_end(tmp_path: Path, folder: Path, runner, catalog
     assert (reading["text_read"], reading["text_found"]) == (total, 2)
     info = cli_json(runner, "info", "--index", idx)
     assert info["text"]["read"] == total and info["text"]["with_text"] == 2
+    assert info["text"]["index"] == INDEX_KINDS[request.node.callspec.params["text_catalog_db"]]
 
     # the filter: by a word, a part of a glued word, Chinese of two characters (below a trigram) and of one
     for words in ("invoice", "2024", "发票", "票"):

@@ -312,8 +312,8 @@ def test_schema_6_store_gains_the_text_index(built, store: Path) -> None:
         assert sorted(t.id for t in tasks) == sorted(ids_before)  # every image is still to be read
         s.catalog.mark_reads_text()
         line = TextLine("发票INVOICE2024", (0.1, 0.2, 0.6, 0.3))
-        assert s.catalog.save_texts([ReadText(first.id, first.digest, (line,)),
-                                     ReadText(ids_before[1], "another content", (line,))]) == 1
+        assert len(s.catalog.save_texts([ReadText(first.id, first.digest, (line,)),
+                                         ReadText(ids_before[1], "another content", (line,))])) == 1
     with clipsearch.open(store, create=False) as s:
         for words in ("invoice", "INVOICE2024", "发票", "票"):
             hits = s.search(text_in_image=words)

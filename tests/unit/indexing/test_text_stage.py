@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -89,4 +90,21 @@ def test_a_reencoded_row_keeps_its_text_while_its_content_is_the_same(tmp_path: 
     catalog.commit_chunk(again, [], [])
     assert catalog.texts([t.id for t in tasks]) == {tasks[0].id: (TextLine("W40", (0.0, 0.0, 1.0, 0.5)),)}
     assert [t.id for t in catalog.lacking_text([str(tmp_path)], [])] == [tasks[1].id]
+    catalog.close()
+
+
+def test_text_read_where_it_was_encoded_is_committed_without_reading(tmp_path: Path) -> None:
+    """A Ray actor reads the text of what it encodes: such rows reach the stage with their lines and are committed
+    as they are (the reader never runs); a row whose content changed meanwhile gets none; the others are read."""
+    catalog, tasks = _catalog(tmp_path, [40, 50, 60])
+    elsewhere = (TextLine("发票 INVOICE", (0.1, 0.2, 0.9, 0.4)),)
+    pre_read = [replace(tasks[0], lines=elsewhere), replace(tasks[1], lines=(), digest="0" * 32), tasks[2]]
+    summary = RunSummary()
+    reader = FakeReader()
+    stage = TextStage(catalog, lambda: reader, summary)
+    stage.put(pre_read)
+    stage.finish()
+    assert reader.calls == 1 and (summary.text_read, summary.text_found) == (2, 2)
+    assert catalog.texts([t.id for t in tasks]) == {tasks[0].id: elsewhere,
+                                                    tasks[2].id: (TextLine("W60", (0.0, 0.0, 1.0, 0.5)),)}
     catalog.close()
