@@ -28,7 +28,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from clipsearch.catalog import database, schema, text_rows
-from clipsearch.catalog.codec import HAS_VIDEO, SCHEMA_READABLE, STILL, TEXT_INDEX, escape_like
+from clipsearch.catalog.codec import HAS_VIDEO, HASHES_VERSION, SCHEMA_READABLE, STILL, TEXT_INDEX, escape_like
 from clipsearch.catalog.locks import WriterLocks, lock_schema
 from clipsearch.catalog.reads import CHUNK, STREAM_BATCH, Row, SqlReads, record_of
 from clipsearch.catalog.records import (
@@ -351,11 +351,12 @@ class Catalog(SqlReads):
 
     def set_hashes(self, hashed: Sequence[tuple[int, bytes]]) -> None:
         """(id, perceptual hashes) of images indexed before hashes were kept; embeddings are untouched, so the
-        vectors version stays."""
+        vectors version stays and the hashes version rises (what a process keeping the hashes checks)."""
         if not hashed:
             return
         with self._session() as s, s.begin():
             ChunkCommit(s).hashes(hashed)
+            bump_version(s, HASHES_VERSION)
 
     def record_moves(self, moves: Sequence[tuple[str, int, int, int]]) -> None:
         """(new path, id, size, mtime): a file moved inside the collection keeps its row and embedding."""

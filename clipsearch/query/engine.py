@@ -34,6 +34,7 @@ from clipsearch.query.text_side import TextSide
 if TYPE_CHECKING:  # pragma: no cover
     from clipsearch.catalog.reads import CatalogReads
     from clipsearch.encoders.base import ImageEncoder
+    from clipsearch.query.same_picture import StoredPictures
     from clipsearch.vectors.store import VectorStore
 
 
@@ -337,11 +338,14 @@ class QueryEngine:
     """Answers queries from a catalog and a vector store; encoders are loaded only when a query needs them."""
 
     def __init__(self, catalog: CatalogReads, vectors: VectorStore, text_encoder: Callable[[], TextEncoder],
-                 image_encoder: Callable[[], ImageEncoder]) -> None:
+                 image_encoder: Callable[[], ImageEncoder], pictures: StoredPictures | None = None) -> None:
+        """`pictures`: the store's kept perceptual hashes, for saying a query image is in the store (without
+        it, each image query reads them)."""
         self.catalog = catalog
         self.vectors = vectors
         self.text_encoder = text_encoder
         self.image_encoder = image_encoder
+        self.pictures = pictures
 
     def _image_vectors(self, paths: list[str]) -> tuple[list[np.ndarray], list[str], list[bytes | None]]:
         vecs, digests, hashes = [], [], []
@@ -411,7 +415,7 @@ class QueryEngine:
         if pictures:
             from clipsearch.query.same_picture import in_store_notes
 
-            notes += in_store_notes(self.catalog, pictures, hidden)
+            notes += in_store_notes(self.catalog, pictures, hidden, self.pictures)
         excluded = self.catalog.ids_of([p for p, _w in q.images], digests) | set(q.like)
         allowed = None
         if q.filtered or hidden:

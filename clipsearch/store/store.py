@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from clipsearch.progress import Progress
     from clipsearch.query.dupes import Duplicates
     from clipsearch.query.engine import Hit, Hits
+    from clipsearch.query.same_picture import StoredPictures
     from clipsearch.vectors.index import VectorIndex
     from clipsearch.vectors.store import VectorStore
 
@@ -77,6 +78,7 @@ class Store:
         self._lock = WriterLock(self._folder, self._place)
         self._media = StoreMedia(self._folder, self._place)
         self._vectors: VectorStore | None = None
+        self._pictures: StoredPictures | None = None  # the perceptual hashes an image query compares with
 
     @contextlib.contextmanager
     def _space(self, doing: str) -> Iterator[None]:
@@ -313,7 +315,11 @@ class Store:
                             image_data=[i for i in images if isinstance(i, bytes)], like=list(like),
                             photo=photo_filter(taken_after, taken_before, camera, near),
                             text_in_image=text_in_image, language=language)
-        engine = QueryEngine(self.reads, self.vectors, self.text_encoder, lambda: self.encoder)
+        if self._pictures is None:
+            from clipsearch.query.same_picture import StoredPictures
+
+            self._pictures = StoredPictures()
+        engine = QueryEngine(self.reads, self.vectors, self.text_encoder, lambda: self.encoder, self._pictures)
         hits = engine.search(query)
         hits.notes.extend(language_notes([t for t, _w in query.texts + query.minus], self.model_spec))
         return hits
