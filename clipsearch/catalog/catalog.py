@@ -27,7 +27,7 @@ from sqlalchemy import Connection, delete, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
-from clipsearch.catalog import database, schema, text_rows
+from clipsearch.catalog import database, fulltext, schema, text_rows
 from clipsearch.catalog.codec import HAS_VIDEO, HASHES_VERSION, SCHEMA_READABLE, STILL, TEXT_INDEX, escape_like
 from clipsearch.catalog.locks import WriterLocks, lock_schema
 from clipsearch.catalog.reads import CHUNK, STREAM_BATCH, Row, SqlReads, record_of
@@ -114,6 +114,7 @@ class Catalog(SqlReads):
             schema.upgrade(conn)
             if self.shared:
                 self._check_owner(conn, folder, new, claim=True)
+                fulltext.retry_trigram(conn)  # pg_trgm installed since the catalog was made: index the text now
 
     def _check_owner(self, conn: Connection, folder: str, new: bool, claim: bool) -> None:
         """A shared catalog belongs to one store: refuse another store's (unless ours is new, in the same folder,

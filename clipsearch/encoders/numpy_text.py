@@ -8,8 +8,9 @@ cannot change the result: we compute only the real tokens, not all 77, which is 
 
 Exported: the standard open_clip text tower (TextTransformer with argmax pooling and the CLIP BPE
 tokenizer), the offline model's MiniLM (BERT, mean pooling, WordPiece via `tokenizers`) and Chinese-CLIP's
-Chinese RoBERTa (BERT, the CLS token through the projection, its WordPiece via `tokenizers`); any other
-model keeps the torch path. Tests check both paths agree to 1e-5.
+Chinese RoBERTa (BERT, the CLS token through the projection, its WordPiece via `tokenizers`) and the
+multilingual towers (XLM-R, NLLB: `numpy_hf_text`); any other model keeps the torch path. Tests check both
+paths agree to 1e-5.
 """
 
 from __future__ import annotations
@@ -179,22 +180,33 @@ class NumpyTextEncoder:
             self.wordpiece = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
             self.wordpiece.no_padding()
             self.wordpiece.enable_truncation(self.config["context_length"])
+        elif self.family == "hf":  # XLM-R, NLLB: the multilingual open_clip models' Hugging Face towers
+            from clipsearch.encoders.numpy_hf_text import HFTextTower
+
+            self.hf = HFTextTower(self.folder, self.config, self.w)
         else:
             self.tokenizer = BPETokenizer(self.folder / VOCAB, self.config["context_length"])
         self._w: dict[str, np.ndarray] = {}
 
     @classmethod
-    def load(cls, folder: Path, key: str) -> NumpyTextEncoder | None:
+    def load(cls, folder: Path, key: str) -> Any:
+        """The text tower in `folder` when it is `key`'s (None otherwise): this NumPy tower, or a published
+        export's ONNX graph (`onnx_text`, family "onnx")."""
         try:
+            if json.loads((Path(folder) / CONFIG).read_text()).get("family") == "onnx":
+                from clipsearch.encoders.onnx_text import OnnxTextEncoder
+
+                return OnnxTextEncoder.load(folder, key)
             enc = cls(folder)
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, AttributeError):
             return None
         return enc if enc.config.get("format") == FORMAT and enc.key == key else None
 
     def w(self, name: str) -> np.ndarray:
         """Weights load on first use; the 100 MB token table stays memory-mapped (a query reads a few rows)."""
         if name not in self._w:
-            mapped = name in ("token_embedding", "bert.embeddings.word_embeddings.weight")
+            mapped = name in ("token_embedding", "bert.embeddings.word_embeddings.weight",
+                              "hf.embeddings.word_embeddings.weight", "hf.embed_tokens.weight")
             self._w[name] = np.load(self.folder / f"{name}.npy", mmap_mode="r" if mapped else None)
         return self._w[name]
 
@@ -263,9 +275,12 @@ class NumpyTextEncoder:
             pooled = pooled @ self.w("text_projection")
         return pooled.astype(np.float32)
 
-    def encode_texts(self, texts: Iterable[str]) -> np.ndarray:
+    def encode_texts(self, texts: Iterable[str], language: str | None = None) -> np.ndarray:
+        """L2-normalised embeddings; `language`: the texts' code for a tower told it (NLLB), else detected."""
         texts = list(texts)
-        if self.family == "bert":
+        if self.family == "hf":
+            out = self.hf.encode(texts, language)
+        elif self.family == "bert":
             out = self._encode_bert(texts)
         else:
             out = self._encode_clip([self.tokenizer(t) for t in texts])
@@ -305,7 +320,9 @@ class CoalescingTextEncoder:
             raise AttributeError(name)
         return getattr(self.inner, name)
 
-    def encode_texts(self, texts: Iterable[str]) -> np.ndarray:
+    def encode_texts(self, texts: Iterable[str], language: str | None = None) -> np.ndarray:
+        if language is not None:  # a code given for these texts only: not packed with others' texts
+            return self.inner.encode_texts(texts, language)
         call = self._Call(list(texts))
         with self._lock:
             self._queue.append(call)

@@ -127,7 +127,6 @@ def test_classify_and_eval_without_torch(runner, trained_model: Path, shapes_sou
     ["index", "{photos}", "--index", "{tmp}/t", "--model", MODEL, "--backend", "torch"],  # the torch backend
     ["index", "{photos}", "--index", "{tmp}/v", "--model", "ViT-B-32"],  # a model with no export: exporting
     ["finetune", "{photos}", "--out", "{tmp}/m", "--model", MODEL],
-    ["models"],
     ["classify", "{photos}/red_circle_000.png", "--labels", "a,b", "--model", MODEL, "--backend", "torch"],
     ["classify", "{photos}/red_circle_000.png", "--labels", "a,b", "--model", "ViT-B-32"],  # exporting needs torch
 ])
