@@ -3,9 +3,10 @@ precisions an image embedding may have."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import numpy as np
+if TYPE_CHECKING:  # pragma: no cover - the CLI imports this module at start-up: no NumPy before a command runs
+    import numpy as np
 
 PRECISIONS = ("fp32", "int8")  # of the image embeddings; a manifest without one (older stores) holds fp32
 # A new store's precision on a CPU (onnx backend). int8 is the default because its retrieval agrees with fp32:

@@ -60,6 +60,8 @@ def load_image_encoder(spec: ModelSpec, *, backend: str | None = None, precision
     `stage` gets what is happening ("exporting ..."), `notice` what the user should know (a torch fallback).
     """
     check_backend(backend)
+    if spec.kind == "published":
+        return _published(spec, backend, precision, device, threads, export_dir, stage)
     if backend == "torch":
         if precision == "int8" and stored:
             raise ClipsearchError("int8 runs on the onnx backend", "index with backend onnx, or without int8",
@@ -98,6 +100,27 @@ def load_image_encoder(spec: ModelSpec, *, backend: str | None = None, precision
                                   param="int8")
         notice(f"{why_not}; using torch")
         return torch_encoder or _torch(spec, device)
+    return ox.OnnxImageEncoder(spec, export, precision or ox.default_precision(device), device, threads)
+
+
+def _published(spec: ModelSpec, backend: str | None, precision: str | None, device: str | None,
+               threads: int | None, export_dir: Path | None, stage: Callable[[str], None]) -> OnnxImageEncoder:
+    """A published ONNX export (`published`): ONNX Runtime only; its export-cache entry made once, without torch."""
+    from clipsearch.encoders import onnx_encoder as ox
+
+    if backend == "torch":
+        raise ClipsearchError(f"{spec.text} is a published ONNX export: it runs on the onnx backend",
+                              "leave out backend torch", param="backend")
+    why_not = ox.unavailable(device, explicit=True)
+    if why_not is not None:
+        raise ClipsearchError(f"{spec.text} runs on ONNX Runtime, and {why_not}",
+                              'install clipsearch[cpu] (or [gpu] for onnxruntime-gpu)', param="backend")
+    export = _cached_export(spec.cache_key, export_dir)
+    if export is None:
+        from clipsearch.encoders.published import install
+
+        stage(f"setting up {spec.text} (once per model)")
+        export = install(spec)
     return ox.OnnxImageEncoder(spec, export, precision or ox.default_precision(device), device, threads)
 
 

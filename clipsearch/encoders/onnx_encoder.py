@@ -220,6 +220,9 @@ class OnnxImageEncoder:
         plist = providers(device)
         self.on_gpu = plist[0] != "CPUExecutionProvider"
         self.session = session(export.image_path(precision), plist, threads)
+        # a published export's graph (`published`) takes normalised float NCHW, some one image at a time
+        graph_input = export.meta.get("input")
+        self._float_input = graph_input if isinstance(graph_input, dict) else None
         self._text: Any = None
         self._device = device
 
@@ -238,7 +241,22 @@ class OnnxImageEncoder:
         return {**self.export.model, "precision": self.precision}
 
     def encode_images(self, batch_uint8: np.ndarray) -> np.ndarray:
+        if self._float_input is not None:
+            return self._encode_float(batch_uint8, self._float_input)
         return self.session.run(None, {"pixels": np.ascontiguousarray(batch_uint8, dtype=np.uint8)})[0]
+
+    def _encode_float(self, batch_uint8: np.ndarray, graph_input: dict[str, Any]) -> np.ndarray:
+        """uint8 NHWC → (x/255 - mean)/std as NCHW in the graph's float type, in the graph's fixed batch size
+        where it has one; L2-normalised (rclip's graph returns raw features)."""
+        scale = 1.0 / (255.0 * np.asarray(self.std, np.float32))
+        shift = np.asarray(self.mean, np.float32) / np.asarray(self.std, np.float32)
+        x = (batch_uint8.astype(np.float32) * scale - shift).transpose(0, 3, 1, 2)
+        x = np.ascontiguousarray(x, dtype=np.float16 if graph_input.get("dtype") == "float16" else np.float32)
+        step = int(graph_input.get("batch") or 0) or max(len(x), 1)
+        out = np.concatenate([np.asarray(self.session.run(None, {graph_input["name"]: x[i:i + step]})[0],
+                                         dtype=np.float32).reshape(len(x[i:i + step]), -1)
+                              for i in range(0, len(x), step)])
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
     def text_tower(self) -> Any:
         """The NumPy text tower from the export, else the torch model (loaded once, for its text tower)."""
@@ -247,11 +265,17 @@ class OnnxImageEncoder:
 
             folder = self.export.text_dir
             self._text = NumpyTextEncoder.load(folder, self.spec.key) if folder else None
+            if self._text is None and self.spec.kind == "published":
+                raise ClipsearchError(f"the text tower of {self.spec.text} in {folder} does not load",
+                                      "delete that folder and run again")
             if self._text is None:
                 from clipsearch.encoders.torch_encoder import load_encoder
 
                 self._text = load_encoder(self.spec, self._device)
         return self._text
 
-    def encode_texts(self, texts: Iterable[str]) -> np.ndarray:
-        return self.text_tower().encode_texts(list(texts))
+    def encode_texts(self, texts: Iterable[str], language: str | None = None) -> np.ndarray:
+        """`language`: the texts' language code, for a tower told it (NLLB-CLIP); None: detected from each text."""
+        if language is None:
+            return self.text_tower().encode_texts(list(texts))
+        return self.text_tower().encode_texts(list(texts), language=language)

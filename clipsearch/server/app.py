@@ -30,7 +30,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from clipsearch.encoders.languages import LanguageNote
+from clipsearch.encoders.languages import LanguageNote, takes_language_code
 from clipsearch.errors import ClipsearchError, NotFoundError
 from clipsearch.query.engine import PixelBudgetError, check_pixel_budget, parse_term, split_terms
 from clipsearch.server.guard import Guard
@@ -293,7 +293,8 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
     @api.get("/api/info")
     def info() -> dict[str, Any]:
         """The store: model, counts (images: photos; videos: files; moments: their sampled frames), roots (for the
-        folder filter), extensions (files of each), last run."""
+        folder filter), extensions (files of each), last run; `language_code`: the model is told each query's
+        language (NLLB-CLIP: the page offers the `lang` field)."""
         store = holder.get()
         if store is None:
             return {"empty": True, "store": str(holder.path), "images": 0, "videos": 0, "moments": 0, "model": None,
@@ -307,7 +308,8 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
                 "model": model.get("spec"), "embed_dim": model.get("embed_dim"), "roots": data["roots"],
                 "vanished_roots": data["vanished_roots"], "extensions": store.extensions(),
                 "photo_metadata": data["photo_metadata"], "text": data["text"],
-                "last_run": data["last_run"], "version": _version()}
+                "last_run": data["last_run"], "version": _version(),
+                "language_code": takes_language_code(store.model_spec)}
 
     def run_search(**kwargs: Any) -> dict[str, Any]:
         store = holder.require()
@@ -361,10 +363,12 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
                       minus: list[str] = Form([]), under: list[str] = Form([]), ext: list[str] = Form([]),
                       after: str | None = Form(None), before: str | None = Form(None),
                       like: list[str] = Form([]), text_in_image: str | None = Form(None),
-                      photo: dict[str, str | None] = Depends(photo_form)) -> dict[str, Any]:
+                      photo: dict[str, str | None] = Depends(photo_form),
+                      lang: str | None = Form(None)) -> dict[str, Any]:
         """Query by uploaded image(s) (multipart field `image`, 20 MB and MAX_UPLOAD_PIXELS decoded in all), with
-        or without text terms. Uploads are decoded in memory with the indexer's safe decoder, at reduced size
-        where the format allows (JPEG), one request at a time, and never written anywhere."""
+        or without text terms (`lang`: their language code, NLLB-CLIP, as on GET). Uploads are decoded in memory
+        with the indexer's safe decoder, at reduced size where the format allows (JPEG), one request at a time,
+        and never written anywhere."""
         if len(image) > MAX_UPLOADS:
             raise ClipsearchError(f"at most {MAX_UPLOADS} query images", param="image")
         datas = [f.file.read() for f in image]
@@ -373,7 +377,7 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
         plus, subtract = split_terms(q)
         subtract += list(minus)
         kwargs: dict[str, Any] = dict(text=plus, image=datas, minus=subtract, k=_k(k),
-                                      like=[_parse_id(i) for i in like],
+                                      like=[_parse_id(i) for i in like], language=lang or None,
                                       **filters(under, ext, after, before, photo, text_in_image))
         if not datas:
             return with_terms(run_search(**kwargs), plus, subtract)

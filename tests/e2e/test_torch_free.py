@@ -103,7 +103,6 @@ def test_index_query_dupes_and_serve_without_torch(exported, runner, shapes_sour
     ["index", "{photos}", "--index", "{tmp}/t", "--model", MODEL, "--backend", "torch"],  # the torch backend
     ["index", "{photos}", "--index", "{tmp}/v", "--model", "ViT-B-32"],  # a model with no export: exporting
     ["finetune", "{photos}", "--out", "{tmp}/m", "--model", MODEL],
-    ["models"],
 ])
 def test_what_needs_torch_says_what_to_install(args: list[str], shapes_source: Path, tmp_path: Path) -> None:
     run = blocked(tmp_path, CLI, *[a.format(photos=shapes_source, tmp=tmp_path) for a in args])
