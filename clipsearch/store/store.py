@@ -156,15 +156,17 @@ class Store:
         return self._models.encoder()
 
     def text_encoder(self) -> Any:
-        """The NumPy text encoder when the store has one for its model (no torch import), else the model."""
+        """The text tower of the store's model without torch (NumPy for a cold query, ONNX Runtime once
+        `warm_text_queries` was called; the same embeddings), else the model."""
         return self._models.text_encoder()
 
-    def coalesce_text_queries(self) -> None:
-        """From now on, concurrent text queries (a server's threads) share packed passes of the NumPy text tower."""
-        self._models.coalesce_text_queries()
+    def warm_text_queries(self, threads: int = 1) -> None:
+        """For a long-running process (a server, a notebook): from now on text queries run on ONNX Runtime with
+        `threads` each, and concurrent ones (a server's request threads) share packed passes."""
+        self._models.warm_text_queries(threads)
 
     def loaded(self) -> dict[str, bool]:
-        """Which encoders this process holds now: `text` (NumPy tower or model), `images` (the model)."""
+        """Which encoders this process holds now: `text` (a text tower or the model), `images` (the model)."""
         return self._models.loaded_towers()
 
     # --- vectors -------------------------------------------------------------------------------------
