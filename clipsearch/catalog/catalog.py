@@ -37,7 +37,6 @@ from clipsearch.catalog.records import (
     EncodedVideo,
     Failed,
     ImageRecord,
-    Known,
     PhotoMeta,
     ReadText,
     TextTask,
@@ -169,27 +168,6 @@ class Catalog(SqlReads):
         return Session(self.engine, expire_on_commit=False)
 
     # --- reading ------------------------------------------------------------------------------------------
-    def known_rows(self, roots: Sequence[str], files: Sequence[str]) -> dict[str, Known]:
-        q = (select(ImageRow.path, ImageRow.id, ImageRow.size, ImageRow.mtime_ns, ImageRow.ok, ImageRow.digest,
-                    EmbeddingRow.image_id, ImageRow.frame_ms, ImageRow.phash.is_not(None), ImageRow.meta_read)
-             .outerjoin(EmbeddingRow, EmbeddingRow.image_id == ImageRow.id).order_by(ImageRow.id))
-        stmts = [q.where(under_clause(roots))] if roots else []
-        stmts += [q.where(ImageRow.path.in_(files[i:i + CHUNK])) for i in range(0, len(files), CHUNK)]
-        known: dict[str, Known] = {}
-        with self._session() as s:
-            for stmt in stmts:
-                for path, id_, size, mtime, ok, digest, emb, frame_ms, hashed, meta_read in s.execute(stmt):
-                    prev = known.get(path)
-                    if frame_ms == STILL or prev is None:
-                        known[path] = Known(id_, size, mtime, ok, digest, emb is not None,
-                                            (id_,) if frame_ms != STILL else (), bool(hashed),
-                                            has_meta=bool(meta_read))
-                    elif id_ not in prev.frame_ids:  # another frame of the same video
-                        known[path] = Known(prev.id, prev.size, prev.mtime_ns, prev.ok, prev.digest,
-                                            prev.has_vector and emb is not None, (*prev.frame_ids, id_),
-                                            has_meta=prev.has_meta and bool(meta_read))
-        return known
-
     def image(self, image_id: int) -> ImageRecord | None:
         """One indexed (readable, embedded) image by id; None for an unknown, deleted or failed one."""
         if not 0 < int(image_id) < 2**63:

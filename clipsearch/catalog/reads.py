@@ -39,7 +39,7 @@ from clipsearch.catalog.codec import (
     under_patterns,
 )
 from clipsearch.catalog.photo_filter import PhotoFilter
-from clipsearch.catalog.records import ImageRecord, PhotoMeta, TextLine
+from clipsearch.catalog.records import ImageRecord, Known, PhotoMeta, TextLine
 from clipsearch.errors import ClipsearchError
 
 CHUNK = 900  # values per IN (...) list: under SQLite's limit of bound variables
@@ -270,6 +270,34 @@ class SqlReads(CatalogReads):
 
     def has_videos(self) -> bool:
         return bool(self._value(_META, {"key": HAS_VIDEO}))
+
+    def known_rows(self, roots: Sequence[str], files: Sequence[str]) -> dict[str, Known]:
+        """An index run's read (not a query's): what the catalog knows of every path under `roots` and of the
+        single `files`, a video's frames gathered under its path."""
+        sql = ("SELECT path, images.id, size, mtime_ns, ok, digest, embeddings.image_id, frame_ms, "
+               "phash IS NOT NULL, meta_read FROM images LEFT OUTER JOIN embeddings "
+               "ON embeddings.image_id = images.id WHERE {} ORDER BY images.id")
+        statements = []
+        if roots:
+            p = _Params()
+            statements.append((sql.format(_under(p, roots)), p.values))
+        for chunk in _chunks([path_to_db(f) for f in files]):
+            p = _Params()
+            statements.append((sql.format(f"path IN ({p.many(chunk)})"), p.values))
+        known: dict[str, Known] = {}
+        for statement, params in statements:
+            for stored, id_, size, mtime, ok, digest, emb, frame_ms, hashed, meta_read in self._rows(statement,
+                                                                                                      params):
+                path = path_from_db(stored)
+                prev = known.get(path)
+                if frame_ms == STILL or prev is None:
+                    known[path] = Known(id_, size, mtime, bool(ok), digest, emb is not None,
+                                        (id_,) if frame_ms != STILL else (), bool(hashed), has_meta=bool(meta_read))
+                elif id_ not in prev.frame_ids:  # another frame of the same video
+                    known[path] = Known(prev.id, prev.size, prev.mtime_ns, prev.ok, prev.digest,
+                                        prev.has_vector and emb is not None, (*prev.frame_ids, id_),
+                                        has_meta=prev.has_meta and bool(meta_read))
+        return known
 
     def count_under(self, path: str) -> int:
         p = _Params()

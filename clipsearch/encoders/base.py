@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol
 
-import numpy as np
+if TYPE_CHECKING:  # pragma: no cover - the CLI imports this module at start-up: no NumPy before a command runs
+    import numpy as np
 
-if TYPE_CHECKING:  # pragma: no cover
     from clipsearch.encoders.spec import ModelSpec
 
 PRECISIONS = ("fp32", "int8")  # of the image embeddings; a manifest without one (older stores) holds fp32

@@ -11,7 +11,8 @@ Cache layout, one folder per model (`ModelSpec.cache_key`: the key, and a model 
     <sha256(key)[:24]>/meta.json         key, model description, export check (min cosine), opset, logit scale
                        image.onnx        fp32 image tower (preprocessing and normalisation inside)
                        image.int8.onnx   dynamic int8 quantisation of it (made on first use, no torch)
-                       text_encoder/     the NumPy text tower (`textfast`), copied into each new store
+                       text_encoder/     the text tower: tokenizer, NumPy weights (`numpy_text`) and its ONNX
+                                         graph (`onnx_text_tower`), fp32 + int8; shared by every store of the model
                        refused.json      instead of the above: why this model stays on torch
 """
 
@@ -270,12 +271,13 @@ class OnnxImageEncoder:
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
     def text_tower(self) -> Any:
-        """The NumPy text tower from the export, else the torch model (loaded once, for its text tower)."""
+        """The export's text tower (ONNX Runtime, else NumPy: `factory.load_text_encoder`), else the torch model
+        (loaded once, for its text tower)."""
         if self._text is None:
-            from clipsearch.encoders.numpy_text import NumpyTextEncoder
+            from clipsearch.encoders.factory import load_text_encoder
 
             folder = self.export.text_dir
-            self._text = NumpyTextEncoder.load(folder, self.spec.key) if folder else None
+            self._text = load_text_encoder(folder, self.spec.key, warm=True) if folder else None
             if self._text is None and self.spec.kind == "published":
                 raise ClipsearchError(f"the text tower of {self.spec.text} in {folder} does not load",
                                       "delete that folder and run again")
