@@ -8,6 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+def canonical(path: str | Path) -> str:
+    """The real absolute path (symlinks resolved): the one name under which a file is catalogued."""
+    return os.path.realpath(os.path.expanduser(os.fspath(path)))
+
+
 def _fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)

@@ -252,3 +252,65 @@ def hf_cache(chinese_hub: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
     ch.use_cache(monkeypatch, chinese_hub)
     return chinese_hub
+
+
+# --- multilingual open_clip models (XLM-R, NLLB-CLIP): tiny ones in a Hugging Face cache ------------------------
+@pytest.fixture(scope="session")
+def multilingual_hub(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A hub cache holding every repository `xlm-roberta-base-ViT-B-32:laion5b_s13b_b90k`,
+    `xlm-roberta-large-ViT-H-14:frozen_laion5b_s13b_b90k`, `nllb-clip-base:v1` and `nllb-clip-base-siglip:v1` load
+    from (tests/multilingual_hub.py: toy sizes, tokenizers in the real formats), with seeded random weights."""
+    from tests import multilingual_hub as mh
+
+    cache = tmp_path_factory.mktemp("multilingual") / "hub"
+    with pytest.MonkeyPatch.context() as mp:
+        mh.use_cache(mp, cache)
+        mh.use_tiny_configs(mp)
+        mh.write_hub(cache)
+    return cache
+
+
+@pytest.fixture(scope="session")
+def bilingual_hub(tmp_path_factory: pytest.TempPathFactory, multilingual_hub: Path) -> Path:
+    """multilingual_hub whose XLM-R base checkpoint is a bilingual one (revision 0 → 1): fine-tuned 8 epochs
+    through the public finetune API on generated shapes captioned in English ("a red circle") for half the
+    images and in Chinese ("红色的圆形") for the other half. In that time it learns the colour words of both
+    languages (all of the top 5 images of each caption, in either language, have its colour) and the shapes at
+    about chance (2 of 5), so tests assert on colours."""
+    import csv
+
+    from clipsearch.encoders.torch_encoder import load_encoder
+    from clipsearch.tune.config import TrainConfig
+    from clipsearch.tune.finetune import finetune
+    from tests import multilingual_hub as mh
+
+    root = tmp_path_factory.mktemp("bilingual")
+    train = root / "train"
+    rows = [{"image": s.path.name,
+             "caption": f"a {s.color} {s.shape}" if i % 2 == 0 else mh.caption_zh(s.color, s.shape)}
+            for i, s in enumerate(synthetic.make_dataset(train, per_class=TRAIN_PER_CLASS, seed=1))]
+    with open(train / "captions.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, ["image", "caption"])
+        writer.writeheader()
+        writer.writerows(rows)
+    with pytest.MonkeyPatch.context() as mp:
+        mh.use_cache(mp, multilingual_hub)
+        mh.use_tiny_configs(mp)
+        finetune(train / "captions.csv", root / "model", base_model=mh.XLMR,
+                 config=TrainConfig(epochs=8, batch_size=16, lr=3e-3, warmup_steps=5, seed=0),
+                 alpha=1.0, device="cpu", val_fraction=0.2, test_fraction=0.0, folds=1)
+        trained = load_encoder(str(root / "model"), "cpu")
+        mh.write_checkpoint(multilingual_hub, mh.ARCHS["xlm-roberta-base-ViT-B-32"][1],
+                            {k: v.detach().clone() for k, v in trained.model.state_dict().items()}, "1" * 40)
+    return multilingual_hub
+
+
+@pytest.fixture()
+def ml_cache(multilingual_hub: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """This test sees the multilingual hub cache, offline, with open_clip's configs of those architectures at the
+    cache's toy sizes."""
+    from tests import multilingual_hub as mh
+
+    mh.use_cache(monkeypatch, multilingual_hub)
+    mh.use_tiny_configs(monkeypatch)
+    return multilingual_hub

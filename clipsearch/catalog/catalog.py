@@ -27,8 +27,8 @@ from sqlalchemy import Connection, delete, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
-from clipsearch.catalog import database, schema, text_rows
-from clipsearch.catalog.codec import HAS_VIDEO, SCHEMA_READABLE, STILL, TEXT_INDEX, escape_like
+from clipsearch.catalog import database, fulltext, schema, text_rows
+from clipsearch.catalog.codec import HAS_VIDEO, HASHES_VERSION, SCHEMA_READABLE, STILL, TEXT_INDEX, escape_like
 from clipsearch.catalog.locks import WriterLocks, lock_schema
 from clipsearch.catalog.reads import CHUNK, STREAM_BATCH, Row, SqlReads, record_of
 from clipsearch.catalog.records import (
@@ -37,14 +37,13 @@ from clipsearch.catalog.records import (
     EncodedVideo,
     Failed,
     ImageRecord,
-    Known,
     PhotoMeta,
     ReadText,
     TextTask,
 )
 from clipsearch.catalog.schema import EmbeddingRow, ImageRow, MetaRow, RootRow, RunRow, utcnow
 from clipsearch.catalog.writes import ChunkCommit, bump_version, delete_rows, ext_of, get_meta, record_photo_meta
-from clipsearch.errors import ClipsearchError, disk_full, is_disk_full
+from clipsearch.errors import ClipsearchError, disk_full, is_disk_full, server_short_of
 
 STORE_ID = "store_id"  # the store a shared catalog belongs to (its manifest holds the same id)
 STORE_FOLDER = "store_folder"  # where that store's folder was when it claimed the catalog (for messages)
@@ -85,6 +84,9 @@ class Catalog(SqlReads):
                 self._open(conn, folder, new)
         except (OperationalError, DBAPIError) as exc:
             self.engine.dispose()
+            short = server_short_of(exc, self.where, "opening the catalog") if self.shared else None
+            if short is not None:  # e.g. no room for a new store's tables, or no free connection
+                raise short from exc
             if self.shared and isinstance(exc, OperationalError):
                 raise database.unreachable(url, exc) from exc
             if not self.shared and is_disk_full(exc, Path(location).parent):
@@ -111,6 +113,7 @@ class Catalog(SqlReads):
             schema.upgrade(conn)
             if self.shared:
                 self._check_owner(conn, folder, new, claim=True)
+                fulltext.retry_trigram(conn)  # pg_trgm installed since the catalog was made: index the text now
 
     def _check_owner(self, conn: Connection, folder: str, new: bool, claim: bool) -> None:
         """A shared catalog belongs to one store: refuse another store's (unless ours is new, in the same folder,
@@ -165,27 +168,6 @@ class Catalog(SqlReads):
         return Session(self.engine, expire_on_commit=False)
 
     # --- reading ------------------------------------------------------------------------------------------
-    def known_rows(self, roots: Sequence[str], files: Sequence[str]) -> dict[str, Known]:
-        q = (select(ImageRow.path, ImageRow.id, ImageRow.size, ImageRow.mtime_ns, ImageRow.ok, ImageRow.digest,
-                    EmbeddingRow.image_id, ImageRow.frame_ms, ImageRow.phash.is_not(None), ImageRow.meta_read)
-             .outerjoin(EmbeddingRow, EmbeddingRow.image_id == ImageRow.id).order_by(ImageRow.id))
-        stmts = [q.where(under_clause(roots))] if roots else []
-        stmts += [q.where(ImageRow.path.in_(files[i:i + CHUNK])) for i in range(0, len(files), CHUNK)]
-        known: dict[str, Known] = {}
-        with self._session() as s:
-            for stmt in stmts:
-                for path, id_, size, mtime, ok, digest, emb, frame_ms, hashed, meta_read in s.execute(stmt):
-                    prev = known.get(path)
-                    if frame_ms == STILL or prev is None:
-                        known[path] = Known(id_, size, mtime, ok, digest, emb is not None,
-                                            (id_,) if frame_ms != STILL else (), bool(hashed),
-                                            has_meta=bool(meta_read))
-                    elif id_ not in prev.frame_ids:  # another frame of the same video
-                        known[path] = Known(prev.id, prev.size, prev.mtime_ns, prev.ok, prev.digest,
-                                            prev.has_vector and emb is not None, (*prev.frame_ids, id_),
-                                            has_meta=prev.has_meta and bool(meta_read))
-        return known
-
     def image(self, image_id: int) -> ImageRecord | None:
         """One indexed (readable, embedded) image by id; None for an unknown, deleted or failed one."""
         if not 0 < int(image_id) < 2**63:
@@ -348,11 +330,12 @@ class Catalog(SqlReads):
 
     def set_hashes(self, hashed: Sequence[tuple[int, bytes]]) -> None:
         """(id, perceptual hashes) of images indexed before hashes were kept; embeddings are untouched, so the
-        vectors version stays."""
+        vectors version stays and the hashes version rises (what a process keeping the hashes checks)."""
         if not hashed:
             return
         with self._session() as s, s.begin():
             ChunkCommit(s).hashes(hashed)
+            bump_version(s, HASHES_VERSION)
 
     def record_moves(self, moves: Sequence[tuple[str, int, int, int]]) -> None:
         """(new path, id, size, mtime): a file moved inside the collection keeps its row and embedding."""

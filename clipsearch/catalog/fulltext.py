@@ -7,7 +7,8 @@ part. A word of one or two characters has no trigram; it is matched with LIKE ov
 
 PostgreSQL: `pg_trgm`'s GIN index serves `ILIKE '%word%'` (also substrings, case-insensitive). Where the
 extension cannot be created (not shipped, or the user may not create it) the same ILIKE runs as a scan, and
-`meta.text_index` says "scan" (`info` shows it); results are the same, only slower on large stores.
+`meta.text_index` says "scan" (`info` shows it); results are the same, only slower on large stores. Such a
+catalog gets the index on a writable open once the extension can be created (`retry_trigram`).
 
 A match is a substring match of every word (`all_words`) or of any (`any_word`); each returns the SQL of a
 subquery selecting `image_id`s, with values bound through `bind`, so callers compose it with their filters.
@@ -61,6 +62,18 @@ def install(conn: Connection) -> None:
                              "USING gin (text gin_trgm_ops)")
     conn.execute(text("DELETE FROM meta WHERE key = :k"), {"k": TEXT_INDEX})
     conn.execute(text("INSERT INTO meta (key, value) VALUES (:k, :v)"), {"k": TEXT_INDEX, "v": kind})
+
+
+def retry_trigram(conn: Connection) -> None:
+    """A PostgreSQL catalog made where pg_trgm could not be created (`meta.text_index` "scan") gets the trigram
+    index on a writable open once the extension can be created (e.g. postgresql-contrib installed since): one
+    CREATE EXTENSION attempt per writable open while it cannot, and the index built once when it can."""
+    from sqlalchemy import text
+
+    if conn.dialect.name == "sqlite":
+        return
+    if conn.execute(text("SELECT value FROM meta WHERE key = :k"), {"k": TEXT_INDEX}).scalar() == "scan":
+        install(conn)
 
 
 def _phrase(word: str) -> str:

@@ -23,6 +23,7 @@ import numpy as np
 from clipsearch.catalog import fulltext, photo_filter
 from clipsearch.catalog.codec import (
     HAS_VIDEO,
+    HASHES_VERSION,
     READS_TEXT,
     SCHEMA_HASHES,
     SCHEMA_PHOTO_META,
@@ -38,7 +39,7 @@ from clipsearch.catalog.codec import (
     under_patterns,
 )
 from clipsearch.catalog.photo_filter import PhotoFilter
-from clipsearch.catalog.records import ImageRecord, PhotoMeta, TextLine
+from clipsearch.catalog.records import ImageRecord, Known, PhotoMeta, TextLine
 from clipsearch.errors import ClipsearchError
 
 CHUNK = 900  # values per IN (...) list: under SQLite's limit of bound variables
@@ -52,6 +53,10 @@ class CatalogReads(Protocol):
 
     def version(self) -> int:
         """The vectors version: bumped by every transaction that changes embeddings."""
+        ...
+
+    def hashes_version(self) -> int:
+        """Bumped when perceptual hashes are added to stored rows without a new vectors version."""
         ...
 
     def all_embeddings(self, dim: int) -> tuple[int, np.ndarray, np.ndarray]:
@@ -229,6 +234,10 @@ class SqlReads(CatalogReads):
         value = self._value(_META, {"key": VECTORS_VERSION})
         return int(value) if value is not None else 0
 
+    def hashes_version(self) -> int:
+        value = self._value(_META, {"key": HASHES_VERSION})
+        return int(value) if value is not None else 0
+
     def _photo_columns(self) -> bool:
         """Whether the catalog has the photo metadata columns (a read-only store may be at schema 3)."""
         known: bool | None = getattr(self, "_has_photo_columns", None)
@@ -261,6 +270,34 @@ class SqlReads(CatalogReads):
 
     def has_videos(self) -> bool:
         return bool(self._value(_META, {"key": HAS_VIDEO}))
+
+    def known_rows(self, roots: Sequence[str], files: Sequence[str]) -> dict[str, Known]:
+        """An index run's read (not a query's): what the catalog knows of every path under `roots` and of the
+        single `files`, a video's frames gathered under its path."""
+        sql = ("SELECT path, images.id, size, mtime_ns, ok, digest, embeddings.image_id, frame_ms, "
+               "phash IS NOT NULL, meta_read FROM images LEFT OUTER JOIN embeddings "
+               "ON embeddings.image_id = images.id WHERE {} ORDER BY images.id")
+        statements = []
+        if roots:
+            p = _Params()
+            statements.append((sql.format(_under(p, roots)), p.values))
+        for chunk in _chunks([path_to_db(f) for f in files]):
+            p = _Params()
+            statements.append((sql.format(f"path IN ({p.many(chunk)})"), p.values))
+        known: dict[str, Known] = {}
+        for statement, params in statements:
+            for stored, id_, size, mtime, ok, digest, emb, frame_ms, hashed, meta_read in self._rows(statement,
+                                                                                                      params):
+                path = path_from_db(stored)
+                prev = known.get(path)
+                if frame_ms == STILL or prev is None:
+                    known[path] = Known(id_, size, mtime, bool(ok), digest, emb is not None,
+                                        (id_,) if frame_ms != STILL else (), bool(hashed), has_meta=bool(meta_read))
+                elif id_ not in prev.frame_ids:  # another frame of the same video
+                    known[path] = Known(prev.id, prev.size, prev.mtime_ns, prev.ok, prev.digest,
+                                        prev.has_vector and emb is not None, (*prev.frame_ids, id_),
+                                        has_meta=prev.has_meta and bool(meta_read))
+        return known
 
     def count_under(self, path: str) -> int:
         p = _Params()

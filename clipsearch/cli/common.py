@@ -1,23 +1,42 @@
-"""What every command shares: the typer app, consoles, one-line errors, the progress adapter, small printers."""
+"""What every typer command shares: the app, its shared options, and the wrapper that turns failures into one line.
+
+What needs no typer (consoles, printers, the progress adapter, `failure_code`) lives in `plain.py`, shared with
+the fast path; it is re-exported here, and `out` / `err` here are this invocation's consoles.
+"""
 
 from __future__ import annotations
 
 import functools
-import json
-import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
 
-from clipsearch.errors import ClipsearchError
-from clipsearch.terminal import make_console, safe
+from clipsearch.cli import plain
+from clipsearch.cli.plain import (  # noqa: F401 - what command modules take from here
+    OPTION_OF,
+    RichProgress,
+    _print_note,
+    _print_problems,
+    _shell_quote,
+    cli_terms,
+    emit_json,
+    failure_code,
+    human_size,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.console import Console
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
                   help="Search your image collections by text or by example image (CLIP + FAISS).")
-out = make_console()
-err = make_console(stderr=True)
+
+
+def __getattr__(name: str) -> Console:
+    """`out` and `err`: the consoles of this invocation (`plain.console`), made when first printed to."""
+    if name in ("out", "err"):
+        return plain.console(stderr=name == "err")
+    raise AttributeError(name)
 
 
 def _print_version(asked: bool) -> None:
@@ -32,8 +51,7 @@ def _print_version(asked: bool) -> None:
 def _setup(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
                                         help="Print the version and exit.")) -> None:
     """Consoles are made per invocation, so width and TTY detection follow the streams of this run."""
-    global out, err
-    out, err = make_console(), make_console(stderr=True)
+    plain.reset_consoles()
 
 IndexOpt = typer.Option(None, "--index", envvar="CLIPSEARCH_INDEX",
                         help="Store folder (default: ./index of the checkout, else ~/.local/share/clipsearch/index).")
@@ -42,174 +60,19 @@ BackendOpt = typer.Option(None, "--backend", help="Image encoder: onnx (ONNX Run
                           "and cached) or torch. Default: onnx where the model exports, else torch.")
 
 
-# library parameter → the option that sets it, for errors the library reports by parameter
-OPTION_OF = {"language": "--lang",
-             "alpha": "--alpha", "val": "--val", "labels": "--labels", "templates": "--template", "int8": "--int8",
-             "model": "--model", "frame_interval": "--frame-interval", "k": "-k", "after": "--after",
-             "before": "--before", "under": "--under", "threshold": "--threshold", "grid": "--grid",
-             "token": "--token", "port": "--port", "host": "--host", "backend": "--backend", "device": "--device",
-             "ray_address": "--ray-address", "db": "--db", "like": "--like", "taken_after": "--taken-after",
-             "taken_before": "--taken-before", "camera": "--camera", "near": "--near",
-             "test": "--test", "val_fraction": "--val-fraction", "unlocked_layers": "--unlocked-layers",
-             "lock_image": "--lock-image", "accumulate": "--accumulate",
-             "unlocked_text_layers": "--unlocked-text-layers", "resume": "--resume", "restart": "--restart",
-             "folds": "--folds", "test_fraction": "--test-fraction", "grad_checkpointing": "--grad-checkpointing"}
-
-
-def cli_terms(text: str) -> str:
-    """The library names its parameters in backticks (`resume`); the CLI shows the option (--resume)."""
-    import re
-
-    return re.sub(r"`(\w+)`", lambda m: OPTION_OF.get(m.group(1), m.group(1)), text)
-
-
-def _in_cli_terms(exc: ClipsearchError) -> str:
-    """A message that starts with the library parameter's name starts with the option instead."""
-    option = OPTION_OF.get(exc.param or "")
-    message = cli_terms(exc.message)
-    if not option:
-        return message
-    if message.startswith(f"{exc.param} "):
-        return option + message[len(exc.param or ""):]
-    return f"{message} (option {option})"
-
-
 def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Every failure becomes one line plus a hint, never a traceback (CLIPSEARCH_DEBUG=1 shows it)."""
+    """Every failure becomes one line plus a hint, never a traceback (`plain.failure_code`)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except ClipsearchError as exc:
-            err.print(f"[bold red]error:[/] {safe(_in_cli_terms(exc))}")
-            if exc.hint:
-                err.print(f"[yellow]hint:[/] {safe(cli_terms(exc.hint))}")
-            raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            err.print("[bold red]interrupted:[/] committed work is kept; run the same command again to resume")
-            raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort, SystemExit):
             raise
-        except ImportError as exc:  # a path that needs the [torch] extra and did not say so first
-            from clipsearch.encoders.torch_needed import TorchMissingError, is_torch_module
-
-            if not is_torch_module(exc.name):
+        except BaseException as exc:
+            code = failure_code(exc, fn.__name__)
+            if code is None:
                 raise
-            missing = TorchMissingError(f"clipsearch {fn.__name__}", exc.name)
-            err.print(f"[bold red]error:[/] {safe(missing.message)}")
-            err.print(f"[yellow]hint:[/] {safe(missing.hint or '')}")
-            raise typer.Exit(1) from None
-        except Exception as exc:  # the last line of defence for the user
-            from clipsearch.config import settings
-
-            if settings().debug:
-                raise
-            from clipsearch.errors import is_disk_full
-
-            if is_disk_full(exc):
-                err.print("[bold red]error:[/] the disk is full (no space left on device); nothing half-written "
-                          "was kept")
-                err.print("[yellow]hint:[/] free some space, then run the same command again")
-                raise typer.Exit(1) from None
-            first = str(exc).splitlines()[0] if str(exc) else ""
-            err.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {safe(first)}")
-            err.print("[yellow]hint:[/] run again with CLIPSEARCH_DEBUG=1 for the full traceback and report it")
-            raise typer.Exit(1) from None
+            raise typer.Exit(code) from None
 
     return wrapper
-
-
-def human_size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1024 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
-
-
-def emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
-
-
-class RichProgress:
-    """Adapter from the library's Progress protocol to rich: a bar with files/s and ETA, a status line for
-    work without a count (loading a model), and notes printed the moment they happen."""
-
-    def __init__(self, console: Console) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            SpinnerColumn,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.progress = Progress(
-            SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-            console=console, transient=False,
-        )
-        self.task: Any = None
-        self._stage: Any = None
-
-    def __enter__(self) -> RichProgress:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._end_stage()
-        self.progress.stop()
-
-    def _end_stage(self) -> None:
-        if self._stage is not None:
-            self.progress.remove_task(self._stage)
-            self._stage = None
-
-    def stage(self, message: str) -> None:
-        self._end_stage()
-        self._stage = self.progress.add_task(safe(message), total=None, rate="")
-
-    def note(self, message: Any) -> None:
-        _print_note(message)
-
-    def start(self, total: int, description: str) -> None:
-        self._end_stage()
-        self.task = self.progress.add_task(safe(description), total=total, rate="")
-
-    def advance(self, n: int = 1) -> None:
-        self.progress.advance(self.task, n)
-        speed = next(t.speed for t in self.progress.tasks if t.id == self.task)
-        self.progress.update(self.task, rate=f"{speed:.1f} files/s" if speed else "")
-
-
-def _print_note(notice: Any) -> None:
-    """Notes go to stderr, whatever the bar's console; a model fallback says how to switch in CLI terms."""
-    from clipsearch.encoders.spec import ModelNotice
-
-    if isinstance(notice, ModelNotice):
-        notice = f"{notice.message} Switch later with: clipsearch index FOLDER --model {notice.switch_to} --reembed"
-    err.print(f"[yellow]note:[/] {safe(notice)}")
-
-
-def _print_problems(summary: Any) -> None:
-    for path, why in summary.failures[:20]:
-        err.print(f"[red]failed:[/] {safe(path)}: {safe(why)}")
-    if len(summary.failures) > 20:
-        err.print(f"... and {len(summary.failures) - 20} more: clipsearch info --failures")
-    for path, why in summary.problems[:20]:
-        err.print(f"[yellow]could not read:[/] {safe(path)}: {safe(why)} (what was indexed there is kept)")
-    for root in summary.vanished_roots:
-        err.print(f"[yellow]vanished:[/] {safe(root)} no longer exists; its images are hidden from results "
-                  f"(drop them: clipsearch forget {safe(_shell_quote(root))})")
-
-
-def _shell_quote(path: str) -> str:
-    import shlex
-
-    return shlex.quote(path)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -15,12 +13,13 @@ from clipsearch.cli.common import (
     IndexOpt,
     JsonOpt,
     RichProgress,
-    _print_problems,
     app,
     emit_json,
     friendly_errors,
     human_size,
 )
+from clipsearch.cli.index_run import _waiting, run_index
+from clipsearch.cli.query_run import _write_paths, run_query
 from clipsearch.errors import ClipsearchError
 from clipsearch.terminal import path_text, safe, table as new_table, visible
 
@@ -32,13 +31,6 @@ def _default_precision() -> str:
     from clipsearch.encoders.base import CPU_DEFAULT_PRECISION
 
     return CPU_DEFAULT_PRECISION
-
-
-def _clock(seconds: float) -> str:
-    """83.4 → '00:01:23'."""
-    from clipsearch.store.media import clock
-
-    return clock(seconds)
 
 
 @app.command()
@@ -97,58 +89,10 @@ def index(
     as_json: bool = JsonOpt,
 ) -> None:
     """Index folders incrementally: new, changed, moved and deleted files are handled."""
-    from clipsearch.store.store import open_store
-
-    if reembed and not model:
-        raise ClipsearchError("--reembed needs --model NEW_MODEL")
-    progress_console = ui.err if as_json else ui.out
-    with open_store(index_path, None if reembed else model, create=True, device=device, backend=backend,
-                    db=db) as store, \
-            RichProgress(progress_console) as progress:
-        reembedded = None
-        if reembed and model:
-            reembedded = store.switch_model(model, batch_size=batch_size, workers=workers, progress=progress)
-        summary = store.add(paths, exclude=exclude, include_hidden=include_hidden, verify=verify,
-                            frame_interval=frame_interval, batch_size=batch_size, workers=workers,
-                            progress=progress, int8=int8, thumbnails=thumbnails,
-                            ray_address=ray_address or ("local" if ray else None), ocr=ocr)
-    if as_json:
-        emit_json({**summary.to_dict(), **({"reembedded": reembedded.encoded, "reembed_waiting": reembedded.waiting}
-                                           if reembedded is not None else {})})
-        return
-    _print_problems(summary)
-    if not summary.scanned:
-        ui.err.print(f"[yellow]no images found[/] in {', '.join(safe(p) for p in paths)}")
-        return
-    t = new_table(show_header=False, title=f"indexed into {safe(store.path)}")
-    t.add_column()
-    t.add_column(overflow="fold")
-    if reembedded is not None:  # the images the re-embed encoded; the run after it finds them unchanged
-        t.add_row("re-embedded", f"{reembedded.encoded} images with {safe(model or '')} in {reembedded.seconds:.1f} s"
-                  + _waiting(reembedded.to_dict()))
-    for key in ("scanned", "added", "updated", "moved", "removed", "unchanged", "failed", "not_images"):
-        t.add_row(key.replace("_", " "), str(getattr(summary, key)))
-    if summary.metadata_read:
-        t.add_row("metadata read", f"{summary.metadata_read} files' photo metadata from their headers (not re-encoded)")
-    if summary.verified:
-        t.add_row("verified", f"{summary.verified} digests re-checked")
-    if summary.hashed:
-        t.add_row("hashed", f"{summary.hashed} images given perceptual hashes (not re-encoded)")
-    if thumbnails:
-        t.add_row("thumbnails", f"{summary.thumbnails} made")
-    if summary.aliases:
-        t.add_row("aliases", f"{summary.aliases} links to files indexed under their real path (skipped)")
-    if summary.text_read:
-        t.add_row("text read", f"{summary.text_read} images, {summary.text_found} with text "
-                               f"({summary.text_seconds:.1f} s of reading, beside encoding)")
-    t.add_row("time", f"{summary.seconds:.2f} s")
-    if summary.encoded and summary.backend:
-        t.add_row("encoder", f"{summary.backend}, {summary.precision} on {summary.device}")
-    if summary.encoded:
-        after_load = summary.encoded / max(summary.seconds - summary.model_seconds, 1e-9)
-        t.add_row("speed", f"{summary.images_per_second:.1f} images/s overall, {after_load:.1f} images/s "
-                           f"after {summary.model_seconds:.1f} s of model loading")
-    ui.out.print(t)
+    run_index(paths, index_path=index_path, model=model, exclude=exclude, include_hidden=include_hidden,
+              frame_interval=frame_interval, verify=verify, batch_size=batch_size, workers=workers, device=device,
+              reembed=reembed, int8=int8, backend=backend, thumbnails=thumbnails, ray=ray, ray_address=ray_address,
+              ocr=ocr, db=db, as_json=as_json)
 
 
 @app.command()
@@ -203,65 +147,12 @@ def query(
         help="NLLB-CLIP models: the text's language code, e.g. fra_Latn (default: detected from its script)."),
 ) -> None:
     """Find images by text, by example image, or both."""
-    if not any(t.strip() for t in (text or [])) and not image and not like and not (text_in_image or "").strip():
-        raise ClipsearchError("empty query", 'give some text, e.g. clipsearch query "a dog on grass", --image PATH '
-                              "or --like ID")
-    # One query's matrix products are tiny (a few tokens): OpenBLAS's threads only spin, costing ~1 s of CPU
-    # on 2 cores. Set before NumPy loads (nothing has imported it yet in a CLI process); a user's value wins.
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from clipsearch.store.store import open_store
-    from clipsearch.terminal import IMAGE_TERMINALS, image_protocol
-
-    protocol = image_protocol() if preview else None
-    pictures: list[bytes | None] = []
-    with open_store(index_path, device=device, backend=backend) as store:
-        hits = store.search(text or [], image=[str(i) for i in image], minus=minus,
-                            minus_image=[str(i) for i in minus_image], like=like, k=k,
-                            under=[str(u) for u in under] or None, ext=ext or None, after=after, before=before,
-                            all_frames=all_frames, taken_after=taken_after, taken_before=taken_before,
-                            camera=camera, near=near, text_in_image=text_in_image, language=lang)
-        sheet = store.contact_sheet(hits, grid) if grid and hits else None
-        if protocol:
-            pictures = [store.thumbnail_png(h.id) for h in hits]
-    for note in hits.notes:
-        ui.err.print(f"[yellow]note:[/] {safe(ui.cli_terms(_with_switch(note)))}")
-    if grid and not hits:
-        ui.err.print("[yellow]note:[/] no results: no contact sheet written")
-    if sheet is not None:
-        ui.err.print(f"contact sheet: {safe(grid)} ({len(hits)} images, {sheet.columns}x{sheet.rows} grid)")
-    if preview and not protocol:
-        ui.err.print(f"[yellow]note:[/] --preview draws pictures only in {IMAGE_TERMINALS}; this terminal "
-                     f"(TERM={safe(os.environ.get('TERM', ''))}) has no image protocol, so here is the table")
-    if protocol and not (as_json or paths_only or paths0):
-        _print_previews(hits, pictures, protocol)
-    elif as_json:
-        emit_json([h.to_dict() for h in hits])
-    elif paths_only or paths0:
-        _write_paths([h.path for h in hits], nul=paths0)
-    elif not hits:
-        ui.out.print("no results")
-    else:
-        reads_text = any(h.text is not None for h in hits)
-        columns = ("rank", "score", "path", "size", "pixels", "taken") + (("text matched",) if reads_text else ())
-        t = new_table(*columns, right=("rank", "score", "size", "pixels"))
-        for h in hits:
-            cell = path_text(h.path, link=True)
-            if h.timestamp is not None:
-                cell.append(f" @ {_clock(h.timestamp)}")
-            row: list[Any] = [str(h.rank), f"{h.score:.3f}", cell, human_size(h.size),
-                              f"{h.width}x{h.height}" if h.width else "-", safe(h.taken or "-")]
-            if reads_text:
-                row.append(safe(" | ".join(str(m["text"]) for m in h.text_matches or ())) or "-")
-            t.add_row(*row)
-        ui.out.print(t)
-
-
-def _write_paths(paths: list[str], nul: bool) -> None:
-    """The real bytes of each name, one per line or NUL-terminated (for xargs -0): any file name survives."""
-    sys.stdout.flush()
-    end = b"\0" if nul else b"\n"
-    sys.stdout.buffer.write(b"".join(os.fsencode(p) + end for p in paths))
-    sys.stdout.buffer.flush()
+    run_query(text or [], image=image, minus=minus, minus_image=minus_image, like=like, k=k, under=under, ext=ext,
+              after=after, before=before, text_in_image=text_in_image, taken_after=taken_after,
+              taken_before=taken_before,
+              camera=camera, near=near, index_path=index_path, as_json=as_json, paths_only=paths_only,
+              all_frames=all_frames, paths0=paths0, device=device, grid=grid, preview=preview, backend=backend,
+              lang=lang)
 
 
 @app.command()
@@ -407,14 +298,6 @@ def info(
     ui.out.print(t)
 
 
-def _waiting(reembed: dict) -> str:
-    """The images of vanished roots a re-embed kept for later, as a sentence (empty when there are none)."""
-    if not reembed.get("waiting"):
-        return ""
-    return (f"; {reembed['waiting']} images of vanished folders kept, re-encoded when their folder is back "
-            f"(index it again then)")
-
-
 @app.command()
 @friendly_errors
 def forget(
@@ -486,27 +369,3 @@ def reindex(
         ui.out.print(f"rebuilt a {result['index_type']} index of {result['vectors']} vectors in {result['seconds']} s")
     else:
         ui.out.print(f"re-encoded {result['encoded']} images in {result['seconds']:.1f} s" + _waiting(result))
-
-
-def _with_switch(note: str) -> str:
-    """A language note ends with the command that switches the store to a model that reads the query."""
-    from clipsearch.encoders.languages import LanguageNote
-
-    if isinstance(note, LanguageNote):
-        return f"{note} Switch: clipsearch reindex --model {note.switch_to}"
-    return note
-
-
-def _print_previews(hits: list, pictures: list, protocol: str) -> None:
-    """Each hit as a small inline picture with its rank, score and path under it (raw escapes: not via rich)."""
-    from clipsearch.terminal import inline_image
-
-    out = sys.stdout
-    for h, png in zip(hits, pictures, strict=False):
-        if png is not None:
-            out.write(inline_image(png, protocol) + "\n")
-        else:
-            out.write("[picture unavailable: the file is gone or changed]\n")
-        moment = f" @ {_clock(h.timestamp)}" if h.timestamp is not None else ""
-        out.write(f"{h.rank:>3}  {h.score:.3f}  {visible(h.path)}{moment}\n\n")
-    out.flush()

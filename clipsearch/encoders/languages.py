@@ -60,7 +60,8 @@ ENGLISH_MODEL = "ViT-B-32:laion2b_s34b_b79k"
 
 # open_clip architectures whose text tower is multilingual, by name (the rest read English: CLIP's BPE was
 # learnt on English captions).
-_MULTILINGUAL_ARCH_MARKS = ("xlm-roberta", "nllb-clip", "mt5-", "i18n", "SigLIP2")
+_MULTILINGUAL_ARCH_MARKS = ("xlm-roberta", "nllb-clip", "mt5-", "i18n", "SigLIP2", "LABSE")
+_PUBLISHERS = ("immich", "rclip")  # published exports (`published`): immich:NAME, rclip:NAME, by NAME
 
 
 def script_of(ch: str) -> str | None:
@@ -87,7 +88,9 @@ def languages_of_name(name: str) -> tuple[str, ...]:
 
     if name == offline_model.NAME:
         return ("en",)
-    family, _sep, _rest = name.partition(":")
+    family, _sep, rest = name.partition(":")
+    if family in _PUBLISHERS and rest:
+        family = rest.partition("@")[0]
     if family == "chinese-clip" or "chinese-clip" in name.lower():
         return ("zh",)
     if any(mark.lower() in family.lower() for mark in _MULTILINGUAL_ARCH_MARKS):
@@ -104,7 +107,7 @@ def model_languages(spec: ModelSpec) -> tuple[str, ...]:
         return languages_of_name(str(spec.extra.get("base") or spec.arch))
     if spec.kind == "chinese_clip":
         return ("zh",)
-    return languages_of_name(spec.arch if spec.kind == "open_clip" else spec.text)
+    return languages_of_name(spec.arch if spec.kind in ("open_clip", "published") else spec.text)
 
 
 def describe_languages(languages: Iterable[str]) -> str:

@@ -8,10 +8,11 @@ creating one `InferenceSession`.
 Cache layout, one folder per model (`ModelSpec.cache_key`: the key, and a model folder's manifest) under
 `settings().cache_dir / "onnx"`:
 
-    <sha256(key)[:24]>/meta.json         key, model description, export check (min cosine), opset
+    <sha256(key)[:24]>/meta.json         key, model description, export check (min cosine), opset, logit scale
                        image.onnx        fp32 image tower (preprocessing and normalisation inside)
                        image.int8.onnx   dynamic int8 quantisation of it (made on first use, no torch)
-                       text_encoder/     the NumPy text tower (`textfast`), copied into each new store
+                       text_encoder/     the text tower: tokenizer, NumPy weights (`numpy_text`) and its ONNX
+                                         graph (`onnx_text_tower`), fp32 + int8; shared by every store of the model
                        refused.json      instead of the above: why this model stays on torch
 """
 
@@ -78,6 +79,17 @@ class Export:
         if export is None:
             raise ClipsearchError(f"the model export in {folder} is incomplete", "delete that folder and run again")
         return export
+
+    def record(self, name: str, value: Any) -> Any:
+        """Add `name` to meta.json (an older export learning a newer field); a read-only cache keeps it in memory."""
+        from clipsearch.fsutil import atomic_write_text
+
+        self.meta[name] = value
+        try:
+            atomic_write_text(self.folder / META_FILE, json.dumps(self.meta, indent=2))
+        except OSError:
+            pass
+        return value
 
     def image_path(self, precision: str) -> Path:
         return self.folder / IMAGE_FP32 if precision == "fp32" else write_int8(self.folder)
@@ -220,6 +232,9 @@ class OnnxImageEncoder:
         plist = providers(device)
         self.on_gpu = plist[0] != "CPUExecutionProvider"
         self.session = session(export.image_path(precision), plist, threads)
+        # a published export's graph (`published`) takes normalised float NCHW, some one image at a time
+        graph_input = export.meta.get("input")
+        self._float_input = graph_input if isinstance(graph_input, dict) else None
         self._text: Any = None
         self._device = device
 
@@ -238,20 +253,59 @@ class OnnxImageEncoder:
         return {**self.export.model, "precision": self.precision}
 
     def encode_images(self, batch_uint8: np.ndarray) -> np.ndarray:
+        if self._float_input is not None:
+            return self._encode_float(batch_uint8, self._float_input)
         return self.session.run(None, {"pixels": np.ascontiguousarray(batch_uint8, dtype=np.uint8)})[0]
 
+    def _encode_float(self, batch_uint8: np.ndarray, graph_input: dict[str, Any]) -> np.ndarray:
+        """uint8 NHWC → (x/255 - mean)/std as NCHW in the graph's float type, in the graph's fixed batch size
+        where it has one; L2-normalised (rclip's graph returns raw features)."""
+        scale = 1.0 / (255.0 * np.asarray(self.std, np.float32))
+        shift = np.asarray(self.mean, np.float32) / np.asarray(self.std, np.float32)
+        x = (batch_uint8.astype(np.float32) * scale - shift).transpose(0, 3, 1, 2)
+        x = np.ascontiguousarray(x, dtype=np.float16 if graph_input.get("dtype") == "float16" else np.float32)
+        step = int(graph_input.get("batch") or 0) or max(len(x), 1)
+        out = np.concatenate([np.asarray(self.session.run(None, {graph_input["name"]: x[i:i + step]})[0],
+                                         dtype=np.float32).reshape(len(x[i:i + step]), -1)
+                              for i in range(0, len(x), step)])
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
     def text_tower(self) -> Any:
-        """The NumPy text tower from the export, else the torch model (loaded once, for its text tower)."""
+        """The export's text tower (ONNX Runtime, else NumPy: `factory.load_text_encoder`), else the torch model
+        (loaded once, for its text tower)."""
         if self._text is None:
-            from clipsearch.encoders.numpy_text import NumpyTextEncoder
+            from clipsearch.encoders.factory import load_text_encoder
 
             folder = self.export.text_dir
-            self._text = NumpyTextEncoder.load(folder, self.spec.key) if folder else None
+            self._text = load_text_encoder(folder, self.spec.key, warm=True) if folder else None
+            if self._text is None and self.spec.kind == "published":
+                raise ClipsearchError(f"the text tower of {self.spec.text} in {folder} does not load",
+                                      "delete that folder and run again")
             if self._text is None:
                 from clipsearch.encoders.torch_encoder import load_encoder
 
                 self._text = load_encoder(self.spec, self._device)
         return self._text
 
-    def encode_texts(self, texts: Iterable[str]) -> np.ndarray:
-        return self.text_tower().encode_texts(list(texts))
+    def encode_texts(self, texts: Iterable[str], language: str | None = None) -> np.ndarray:
+        """`language`: the texts' language code, for a tower told it (NLLB-CLIP); None: detected from each text."""
+        if language is None:
+            return self.text_tower().encode_texts(list(texts))
+        return self.text_tower().encode_texts(list(texts), language=language)
+
+    @property
+    def logit_scale(self) -> float:
+        """The temperature of the model's image-text logits (classify's probabilities), from the export's meta.
+        An export from before meta.json kept it gets it from the torch model once, recorded there; a published
+        export (no torch model behind it) uses 100, trained CLIP's (open_clip clamps the scale there)."""
+        scale = self.export.meta.get("logit_scale")
+        if scale is None and self.spec.kind == "published":
+            return 100.0
+        if scale is None:
+            text = self._text if self._text is not None and hasattr(self._text, "model") else None
+            if text is None:
+                from clipsearch.encoders.torch_encoder import load_encoder
+
+                text = load_encoder(self.spec, self._device)
+            scale = self.export.record("logit_scale", text.logit_scale)
+        return float(scale)

@@ -7,7 +7,9 @@ Spec syntax, in the order it is tried:
   * ``ARCH`` – the architecture with random weights (seeded, so every process builds the same model);
     useful for benchmarks and for the tiny configs this package ships;
   * ``chinese-clip:ARCH`` (ViT-B-16, ViT-L-14, ViT-L-14-336, ViT-H-14) or its Hugging Face id
-    (``OFA-Sys/chinese-clip-vit-base-patch16``) – Chinese-CLIP from the hub's cache (`chinese_clip`).
+    (``OFA-Sys/chinese-clip-vit-base-patch16``) – Chinese-CLIP from the hub's cache (`chinese_clip`);
+  * ``immich:NAME`` / ``rclip:ViT-B-32-256`` (pinned as ``…@REVISION``), or a folder in immich's or rclip's layout
+    – a published ONNX export, run on ONNX Runtime without torch (`published`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class ModelSpec:
     """A parsed spec; `key` identifies the weights so a store can refuse mixed vectors."""
 
     text: str
-    kind: str  # "open_clip", "folder", "offline" or "chinese_clip"
+    kind: str  # "open_clip", "folder", "offline", "chinese_clip" or "published"
     arch: str
     pretrained: str | None = None  # tag, checkpoint path, or None for random init
     folder: Path | None = None
@@ -79,13 +81,22 @@ def parse_spec(text: str) -> ModelSpec:
     chinese = _chinese_clip(text)
     if chinese is not None:
         return chinese
+    from clipsearch.encoders import published
+
+    hub = published.parse_hub(text)
+    if hub is not None:
+        return hub
     as_path = Path(text).expanduser()
     if as_path.is_dir():
         manifest_path = as_path / FOLDER_MANIFEST
+        layout = None if manifest_path.is_file() else published.folder_layout(as_path)
+        if layout is not None:
+            return published.parse_folder(as_path, layout)
         if not manifest_path.is_file():
             raise ModelUnavailableError(
                 f"{text} is a folder but not a clipsearch model (no {FOLDER_MANIFEST})",
-                "pass a folder written by `clipsearch finetune`, or ARCH:CHECKPOINT for a raw open_clip checkpoint",
+                "pass a folder written by `clipsearch finetune` or one in immich's or rclip's ONNX layout, or "
+                "ARCH:CHECKPOINT for a raw open_clip checkpoint",
             )
         try:
             meta = json.loads(manifest_path.read_text())
@@ -113,6 +124,11 @@ def parse_spec(text: str) -> ModelSpec:
         return ModelSpec(text=f"{arch}:{ckpt.resolve()}", kind="open_clip", arch=arch, pretrained=str(ckpt.resolve()),
                          key=f"{arch}:file:{_file_fingerprint(ckpt)}")
     return ModelSpec(text=text, kind="open_clip", arch=arch, pretrained=tag, key=f"{arch}:{tag or 'random'}")
+
+
+def is_untrained(spec: ModelSpec) -> bool:
+    """An architecture with random weights (a shipped config without a checkpoint): its scores are chance."""
+    return spec.kind == "open_clip" and spec.pretrained is None
 
 
 def _chinese_clip(text: str) -> ModelSpec | None:

@@ -34,6 +34,8 @@ def exportable(encoder: Encoder) -> str | None:
     if type(model).__name__ == "OfflineDualEncoder":
         act = getattr(getattr(model.text, "config", None), "hidden_act", None)
         return None if act == "gelu" else f"BERT activation {act}"
+    if type(model).__name__ == "CustomTextCLIP" and type(getattr(model, "text", None)).__name__ == "HFTextEncoder":
+        return _hf_exportable(encoder)
     if type(model) is not open_clip.CLIP:
         return f"model class {type(model).__name__}"
     if getattr(model, "text_pool_type", "argmax") != "argmax" or model.attn_mask is None:
@@ -71,6 +73,8 @@ def export_text_tower(encoder: Encoder, folder: Path) -> bool:
         config = _export_chinese_clip(model, encoder, tmp, save)
     elif type(model).__name__ == "OfflineDualEncoder":
         config = _export_bert(model, encoder, tmp, save)
+    elif type(model).__name__ == "CustomTextCLIP":
+        config = _export_hf(model, encoder, tmp, save)
     else:
         config = _export_clip(model, encoder, tmp, save)
     atomic_write_text(tmp / CONFIG, json.dumps(config))
@@ -154,3 +158,66 @@ def _export_clip(model, encoder: Encoder, tmp: Path, save) -> dict:
             "ln_final_eps": model.ln_final.eps, "context_length": int(model.positional_embedding.shape[0]),
             "has_projection": proj is not None,
             "projection_bias": isinstance(proj, torch.nn.Linear) and proj.bias is not None}
+
+
+def _hf_exportable(encoder: Encoder) -> str | None:
+    """None for an XLM-R or NLLB text tower as open_clip builds them (mean or CLS pooling; no, linear or MLP
+    projection; the tokenizer's own cleaning), else what differs."""
+    import torch
+
+    text: Any = encoder.model.text
+    cfg = text.config
+    if cfg.model_type == "xlm-roberta":
+        if cfg.hidden_act != "gelu" or getattr(cfg, "position_embedding_type", "absolute") != "absolute":
+            return f"XLM-R activation {cfg.hidden_act}"
+        if type(text.pooler).__name__ != "MeanPooler":
+            return f"XLM-R pooling {type(text.pooler).__name__}"
+    elif cfg.model_type == "m2m_100":
+        if cfg.activation_function not in ("relu", "gelu") or type(text.pooler).__name__ != "ClsPooler":
+            return f"M2M-100 activation {cfg.activation_function}, pooling {type(text.pooler).__name__}"
+    else:
+        return f"text tower {cfg.model_type}"
+    proj = text.proj
+    plain = isinstance(proj, (torch.nn.Identity, torch.nn.Linear)) and getattr(proj, "bias", None) is None
+    mlp = (isinstance(proj, torch.nn.Sequential) and len(proj) == 3 and isinstance(proj[1], torch.nn.GELU)
+           and proj[1].approximate == "none" and all(p.bias is None for p in (proj[0], proj[2])))
+    if not (plain or mlp):
+        return "text projection"
+    tok = encoder.tokenizer
+    if tok.tokenizer_mode or tok.strip_sep_token or getattr(tok.clean_fn, "__name__", "") != "_clean_whitespace":
+        return "tokenizer mode or cleaning"
+    return None
+
+
+def _export_hf(model, encoder: Encoder, tmp: Path, save) -> dict:
+    """An XLM-R or NLLB text tower (`numpy_hf_text`): the transformer's weights by their HF names (and M2M-100's
+    sinusoidal position table, a buffer outside its state dict), the projection, the tokenizer.json its torch
+    tokenizer runs."""
+    import torch
+
+    from clipsearch.encoders.numpy_hf_text import FAMILY, TOKENIZER, scale_of
+
+    text = model.text
+    cfg = text.config
+    with torch.no_grad():
+        for name, tensor in text.transformer.state_dict().items():
+            if not name.startswith("pooler."):
+                save("hf." + name, tensor)
+        if cfg.model_type == "m2m_100":
+            save("hf.embed_positions.weights", text.transformer.embed_positions.weights)
+        for name, tensor in text.proj.state_dict().items():
+            save("proj." + name, tensor)
+    hf = encoder.tokenizer.tokenizer
+    hf.backend_tokenizer.save(str(tmp / TOKENIZER))
+    m2m = cfg.model_type == "m2m_100"
+    return {"format": FORMAT, "family": FAMILY, "key": encoder.spec.key, "model_type": cfg.model_type,
+            "layers": cfg.encoder_layers if m2m else cfg.num_hidden_layers,
+            "heads": cfg.encoder_attention_heads if m2m else cfg.num_attention_heads,
+            "eps": 1e-5 if m2m else cfg.layer_norm_eps, "pad_id": cfg.pad_token_id,
+            "bos_id": hf.bos_token_id, "eos_id": hf.eos_token_id,
+            "activation": cfg.activation_function if m2m else cfg.hidden_act,
+            "embed_scale": scale_of(text.transformer) if m2m else 1.0,
+            "pooling": "cls" if m2m else "mean",
+            "projection": ("mlp" if isinstance(text.proj, torch.nn.Sequential) else
+                           "linear" if isinstance(text.proj, torch.nn.Linear) else "none"),
+            "context_length": encoder.tokenizer.context_length}

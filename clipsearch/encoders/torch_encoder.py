@@ -81,6 +81,12 @@ class Encoder:
                                                                                    dtype=torch.qint8)
         self.precision = "int8"
 
+    @property
+    def logit_scale(self) -> float:
+        """The temperature of the model's image-text logits: exp of its learned log scale (100 without one)."""
+        scale = getattr(self.model, "logit_scale", None)
+        return float(scale.exp().item()) if scale is not None else 100.0
+
     def _probe_dim(self) -> int:
         return int(self._encode_tokens(["probe"]).shape[1])
 
@@ -121,17 +127,54 @@ class Encoder:
         """Embeddings of `texts`. A tokenizer told each text's language (NLLB-CLIP's) gets `language`, or the
         code detected from each text's script (`languages.nllb_language`): texts run in groups of one code."""
         texts = list(texts)
-        if callable(getattr(self.tokenizer, "set_lang_fn", None)):
-            from clipsearch.encoders.languages import nllb_language
+        if not self.takes_language:
+            return self._encode_tokens(texts)
+        out = np.zeros((len(texts), self.embed_dim), np.float32)
+        for code, rows in self._language_groups(texts, language).items():
+            self._set_language(code)
+            out[rows] = self._encode_tokens([texts[i] for i in rows])
+        return out
 
-            codes = [language or nllb_language(t) for t in texts]
-            out = np.zeros((len(texts), self.embed_dim), np.float32)
-            for code in dict.fromkeys(codes):
-                rows = [i for i, c in enumerate(codes) if c == code]
-                self.tokenizer.set_language(code)
-                out[rows] = self._encode_tokens([texts[i] for i in rows])
-            return out
-        return self._encode_tokens(texts)
+    @property
+    def takes_language(self) -> bool:
+        """Whether the tokenizer puts a language code before the text (NLLB's)."""
+        return callable(getattr(self.tokenizer, "set_lang_fn", None))
+
+    def tokenize(self, texts: list[str], language: str | None = None) -> torch.Tensor:
+        """Token ids of `texts` as the text tower reads them: for NLLB-CLIP each text with its language code
+        (given, or detected from its script), as at query time, so training sees what queries will."""
+        if not self.takes_language:
+            return self.tokenizer(texts)
+        import torch
+
+        out: torch.Tensor | None = None
+        for code, rows in self._language_groups(texts, language).items():
+            self._set_language(code)
+            ids = self.tokenizer([texts[i] for i in rows])
+            if out is None:
+                out = torch.zeros((len(texts), ids.shape[1]), dtype=ids.dtype)
+            out[rows] = ids
+        assert out is not None or not texts
+        return out if out is not None else self.tokenizer([])
+
+    @staticmethod
+    def _language_groups(texts: list[str], language: str | None) -> dict[str, list[int]]:
+        from clipsearch.encoders.languages import nllb_language
+
+        groups: dict[str, list[int]] = {}
+        for i, text in enumerate(texts):
+            groups.setdefault(language or nllb_language(text), []).append(i)
+        return groups
+
+    def _set_language(self, code: str) -> None:
+        """NLLB's tokenizer starts each text with `code`. open_clip's `set_language` changes the tokenizer's
+        post-processor, which transformers 5 resets to `src_lang`'s on every call (its input mode): the code
+        would silently stay eng_Latn. Setting `src_lang` holds in both versions."""
+        hf = getattr(self.tokenizer, "tokenizer", None)
+        if hf is not None and hasattr(hf, "src_lang"):
+            hf.src_lang = code
+        else:
+            self.tokenizer.set_language(code)
 
     def _encode_tokens(self, texts: list[str]) -> np.ndarray:
         import torch
@@ -162,11 +205,19 @@ def _register_shipped_configs() -> None:
         open_clip.add_model_config(SHIPPED_CONFIG_DIR)
 
 
-def _build_from_cfg(cfg: dict) -> torch.nn.Module:
-    """Instantiate an open_clip model from a full config dict (as saved in a model folder)."""
+HF_TEXT_DIR = "text_tower"  # a model folder's Hugging Face text tower: its config and tokenizer files
+
+
+def _build_from_cfg(cfg: dict, text_dir: Path | None = None) -> torch.nn.Module:
+    """Instantiate an open_clip model from a full config dict (as saved in a model folder). A Hugging Face text
+    tower (XLM-R, NLLB) is built from its config in `text_dir` (the folder's copy) without its base weights:
+    the folder's weights follow."""
     import open_clip
 
     cfg = dict(cfg)
+    if "hf_model_name" in cfg.get("text_cfg", {}):
+        cfg["text_cfg"] = {**cfg["text_cfg"], "hf_model_pretrained": False,
+                           **({"hf_model_name": str(text_dir)} if text_dir is not None else {})}
     custom_text = cfg.pop("custom_text", False) or "hf_model_name" in cfg.get("text_cfg", {})
     cls = open_clip.CustomTextCLIP if custom_text else open_clip.CLIP
     return cls(**cfg)
@@ -176,6 +227,10 @@ def load_encoder(spec: ModelSpec | str, device: str | None = None) -> Encoder:
     """Load weights (downloading pretrained tags through open_clip, as users expect) and wrap them."""
     if isinstance(spec, str):
         spec = parse_spec(spec)
+    if spec.kind == "published":
+        raise ModelUnavailableError(
+            f"{spec.text} is a published ONNX export, which runs on ONNX Runtime only (torch cannot load it)",
+            "for fine-tuning or the torch backend use the model's open_clip name, e.g. ViT-B-32:openai")
     require_torch(f"loading model {spec.text} with torch")
     import open_clip
     import torch
@@ -201,6 +256,13 @@ def load_encoder(spec: ModelSpec | str, device: str | None = None) -> Encoder:
                 from clipsearch.encoders import chinese_clip
 
                 model, tokenizer = chinese_clip.from_folder_state(state, cfg, Path(spec.folder or spec.text))
+            elif (Path(spec.folder or spec.text) / HF_TEXT_DIR).is_dir():  # XLM-R, NLLB: their files travel along
+                text_dir = Path(spec.folder or spec.text) / HF_TEXT_DIR
+                model = _build_from_cfg(cfg, text_dir)
+                model.load_state_dict(state)
+                tokenizer = open_clip.tokenizer.HFTokenizer(
+                    str(text_dir), context_length=cfg.get("text_cfg", {}).get("context_length", 77),
+                    **cfg.get("text_cfg", {}).get("tokenizer_kwargs", {}))
             else:
                 model = _build_from_cfg(cfg)
                 model.load_state_dict(state)
@@ -291,6 +353,11 @@ def save_model_folder(encoder: Encoder, folder: Path, extra: dict[str, Any] | No
 
     if spec.kind == "chinese_clip" or spec.extra.get("model_cfg", {}).get("family") == chinese_clip.FAMILY:
         encoder.tokenizer.save(folder / chinese_clip.TOKENIZER_DIR)  # the vocabulary travels with the weights
+    elif callable(getattr(encoder.tokenizer, "save_pretrained", None)) and hasattr(encoder.model, "text"):
+        hf_config = getattr(encoder.model.text, "config", None)  # an HF text tower (XLM-R, NLLB): its files travel
+        if hf_config is not None:
+            hf_config.save_pretrained(str(folder / HF_TEXT_DIR))
+            encoder.tokenizer.save_pretrained(str(folder / HF_TEXT_DIR))
     meta = {
         "format": 1,
         "arch": spec.arch,
@@ -341,8 +408,14 @@ def list_models() -> list[dict[str, Any]]:
 
     rows += [{"spec": f"{chinese_clip.FAMILY}:{arch}", "kind": f"Chinese-CLIP (Hugging Face {repo})",
               "cached": repo_cached(repo)} for arch, repo in chinese_clip.REPOS.items()]
-    table = _pretrained_table()
-    for arch, tag in table.list_pretrained():
+    from clipsearch.encoders import published
+
+    rows += published.list_rows()
+    try:
+        table = _pretrained_table()
+    except ImportError:  # the torch-free core: open_clip's checkpoints need the [torch] extra
+        table = None
+    for arch, tag in table.list_pretrained() if table is not None else ():
         rows.append({"spec": f"{arch}:{tag}", "kind": "open_clip pretrained",
                      "cached": weights_cached(table.get_pretrained_cfg(arch, tag) or {})})
     for row in rows:
@@ -383,11 +456,6 @@ def _pretrained_table() -> Any:
     finally:
         if held:
             del sys.modules["safetensors.torch"]
-
-
-def is_untrained(spec: ModelSpec) -> bool:
-    """An architecture with random weights (a shipped config without a checkpoint): its scores are chance."""
-    return spec.kind == "open_clip" and spec.pretrained is None
 
 
 def _offline_installed() -> bool:

@@ -17,14 +17,16 @@ import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from clipsearch.catalog.catalog import Catalog
+from clipsearch.catalog.codec import STILL
 from clipsearch.catalog.records import EncodedVideo, Known, TextTask
 from clipsearch.encoders.base import ImageEncoder, runs_on
+from clipsearch.indexing.diff import Diff, diff  # noqa: F401 - diff: where callers have found it
 from clipsearch.indexing.metadata_pass import read_missing_metadata
 from clipsearch.indexing.scan import IMAGE_EXTENSIONS, FileFacts, ScanResult, is_inside, sniff_file
 from clipsearch.indexing.text_stage import LineReader, TextStage
@@ -45,53 +47,6 @@ class Workbench:
     vectors: Callable[[], VectorStore]
     pool: EncodePool | None = None
     text_reader: Callable[[], LineReader] | None = None  # reads the text inside images (the store's OCR)
-
-
-@dataclass
-class Diff:
-    """What a scan means against the catalog."""
-    todo: list[tuple[FileFacts, Known | None]] = field(default_factory=list)  # changed (or unverified) files
-    new: list[FileFacts] = field(default_factory=list)
-    missing: list[Known] = field(default_factory=list)
-    unread_meta: list[tuple[str, Known]] = field(default_factory=list)  # unchanged rows whose metadata is unread
-    unhashed: list[tuple[FileFacts, Known]] = field(default_factory=list)  # unchanged, but without perceptual hashes
-
-
-def diff(scanned: ScanResult, known: dict[str, Known], summary: RunSummary, verify: bool = False) -> Diff:
-    """Sort scanned files into unchanged / changed / new, and catalogued files into missing.
-
-    Unchanged means same size and mtime (one stat, no read); `verify` also re-hashes those and treats a
-    changed digest as a change. Rows under a folder that could not be read are kept, never "missing".
-    """
-    d = Diff()
-    seen: set[str] = set()
-    for facts in scanned.files:
-        seen.add(facts.path)
-        row = known.get(facts.path)
-        if row is None:
-            if facts.has_media_ext or sniff_file(facts.path):
-                d.new.append(facts)
-            else:
-                summary.not_images += 1
-        elif row.size == facts.size and row.mtime_ns == facts.mtime_ns and (not row.ok or row.has_vector):
-            if verify and row.ok and row.digest:
-                summary.verified += 1
-                try:
-                    same = file_digest(facts.path) == row.digest
-                except OSError:
-                    same = False
-                if not same:
-                    d.todo.append((facts, row))
-                    continue
-            summary.unchanged += 1
-            if row.ok and not row.has_meta:
-                d.unread_meta.append((facts.path, row))
-            if row.needs_hash:
-                d.unhashed.append((facts, row))
-        else:
-            d.todo.append((facts, row))
-    d.missing = [row for path, row in known.items() if path not in seen and not is_inside(path, scanned.unreadable)]
-    return d
 
 
 def detect_moves(new: list[FileFacts], missing: list[Known]) -> tuple[list[tuple[FileFacts, Known]], list[FileFacts]]:
@@ -175,6 +130,7 @@ def run_index(catalog: Catalog, bench: Workbench, roots: list[str], scanned: Sca
     status = "failed"
     vectors: VectorStore | None = None
     stage: TextStage | None = None
+    backlog: list[TextTask] = []
     try:
         d = diff(scanned, catalog.known_rows(roots, singles), summary, options.verify)
         if d.todo or d.new or d.missing:
@@ -197,7 +153,7 @@ def run_index(catalog: Catalog, bench: Workbench, roots: list[str], scanned: Sca
                 vectors.apply(gone, [], [], catalog.delete_images(gone))
                 summary.removed = len(gone)
             d.unread_meta.extend((f.path, k) for f, k in moves if not k.has_meta)
-            stage = _start_text_stage(catalog, bench, options, roots, singles, summary)
+            stage, backlog = _start_text_stage(catalog, bench, options, roots, singles, summary)
             todo = d.todo + [(facts, None) for facts in new]
             if todo:
                 _encode_all(catalog, vectors, bench.encoder(), todo, summary, options, progress, bench.pool,
@@ -206,7 +162,9 @@ def run_index(catalog: Catalog, bench: Workbench, roots: list[str], scanned: Sca
             vectors.save()
         else:
             bench.vectors().sync_file()  # e.g. after a killed run: persist the rebuilt index once
-            stage = _start_text_stage(catalog, bench, options, roots, singles, summary)
+            stage, backlog = _start_text_stage(catalog, bench, options, roots, singles, summary)
+        if stage is not None and backlog:
+            _read_backlog_on_pool(bench.pool, backlog, stage, progress)
         if d.unhashed:
             hash_unhashed(catalog, d.unhashed, summary, options, progress)
         if d.unread_meta:  # rows from before metadata was read: their headers, no pixel, nothing encoded
@@ -228,17 +186,39 @@ def run_index(catalog: Catalog, bench: Workbench, roots: list[str], scanned: Sca
 
 
 def _start_text_stage(catalog: Catalog, bench: Workbench, options: IndexOptions, roots: list[str],
-                      singles: list[str], summary: RunSummary) -> TextStage | None:
+                      singles: list[str], summary: RunSummary) -> tuple[TextStage | None, list[TextTask]]:
     """The text stage, when the store reads text (`options.ocr` turns that on for good), fed at once with the
-    rows earlier runs left unread. A row this run re-encodes may be among them: its file no longer holds the
-    row's content, so the stage skips it, and reads it when its new chunk commits."""
+    rows earlier runs left unread — or, where the run has a pool that reads text (Ray), with their videos only:
+    the stills are returned, for the pool to read once encoding is done. A row this run re-encodes may be among
+    them: its file no longer holds the row's content, so it is skipped, and read when its new chunk commits."""
     if bench.text_reader is None or not (options.ocr or catalog.reads_text()):
-        return None
+        return None, []
     if options.ocr:
         catalog.mark_reads_text()
     stage = TextStage(catalog, bench.text_reader, summary)
-    stage.put(catalog.lacking_text(roots, singles))
-    return stage
+    unread = catalog.lacking_text(roots, singles)
+    remote = [t for t in unread if t.frame_ms == STILL] if getattr(bench.pool, "read_texts", None) else []
+    stage.put([t for t in unread if t.frame_ms != STILL] if remote else unread)
+    return stage, remote
+
+
+def _read_backlog_on_pool(pool: EncodePool | None, backlog: list[TextTask], stage: TextStage,
+                          progress: Progress | None) -> None:
+    """The stills earlier runs left unread, read on the pool's workers (`RayPool.read_texts`) and committed by the
+    stage as they come back (one the workers could not read, the stage reads itself)."""
+    read_texts = getattr(pool, "read_texts", None)  # only a pool that has it is given a backlog
+    if read_texts is None:
+        stage.put(backlog)
+        return
+    if progress:
+        progress.start(len(backlog), "reading text")
+
+    def arrived(tasks: list[TextTask]) -> None:
+        stage.put(tasks)
+        if progress:
+            progress.advance(len(tasks))
+
+    read_texts(backlog, arrived)
 
 
 def hash_unhashed(catalog: Catalog, items: list[tuple[FileFacts, Known]], summary: RunSummary,

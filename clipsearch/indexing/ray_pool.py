@@ -19,15 +19,17 @@ import dataclasses
 import json
 import logging
 import os
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from clipsearch.catalog.codec import lines_from_json
-from clipsearch.catalog.records import PhotoMeta, TextLine
+from clipsearch.catalog.records import PhotoMeta, TextLine, TextTask
 from clipsearch.errors import ClipsearchError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -39,6 +41,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 INSTALL_HINT = 'install Ray with: pip install "clipsearch[ray]"'
 BATCHES_PER_SHARD = 4  # encoder batches per shard: small enough to balance actors and stream results back
+TEXTS_PER_CALL = 4  # images an OCR actor reads per call (~1 s each): results stream back, progress moves
+TEXTS_PER_SHARD = 16
+CHANGED = "changed"  # an actor's text column: the file no longer holds the content its row was made from
 OK, FAILED, SAME = 0, 1, 2  # what became of a file on a worker
 
 
@@ -153,17 +158,40 @@ class _EncodeActor:
                 "meta": np.asarray(meta, dtype=object), "vector": vectors, "text": np.asarray(texts, dtype=object)}
 
     def _text(self, path: str, digest: str) -> str:
-        """The lines of text in one file as JSON (`lines_to_json`), or "" when they could not be read here (the
-        driver's text stage then reads the file, and reports a failure the way a local run does)."""
-        from clipsearch.catalog.codec import lines_to_json
-        from clipsearch.indexing.text_stage import read_still
-        from clipsearch.ocr.reader import DRAFT_TO
+        text = read_text_here(self.reader, path, digest)
+        return "" if text == CHANGED else text  # changed since it was decoded: the driver's stage sees it
 
-        try:
-            lines = read_still(path, digest, self.reader.read, DRAFT_TO)
-        except Exception:  # noqa: BLE001 - unreadable file or a model refusing it: left to the driver's stage
-            return ""
-        return "" if lines is None else lines_to_json((line.text, line.box) for line in lines)
+
+class _TextActor:
+    """A Ray Data callable class reading the text of catalogued still images: RapidOCR loaded once per actor."""
+
+    def __init__(self) -> None:
+        import ray
+
+        from clipsearch.ocr.reader import TextReader, check_available
+
+        check_available()
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU") or 1
+        self.reader = TextReader(threads=max(1, int(cpus)))
+
+    def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        texts = [read_text_here(self.reader, str(p), str(d)) for p, d in zip(rows["path"], rows["digest"], strict=True)]
+        return {"id": np.asarray(rows["id"], dtype=np.int64), "text": np.asarray(texts, dtype=object)}
+
+
+def read_text_here(reader: Any, path: str, digest: str) -> str:
+    """On an actor: the lines of text in one file as JSON (`lines_to_json`); CHANGED when the file no longer holds
+    `digest`; "" when they could not be read here (the driver's text stage then reads the file, and reports a
+    failure the way a local run does)."""
+    from clipsearch.catalog.codec import lines_to_json
+    from clipsearch.indexing.text_stage import read_still
+    from clipsearch.ocr.reader import DRAFT_TO
+
+    try:
+        lines = read_still(path, digest, reader.read, DRAFT_TO)
+    except Exception:  # noqa: BLE001 - unreadable file or a model refusing it: left to the driver's stage
+        return ""
+    return CHANGED if lines is None else lines_to_json((line.text, line.box) for line in lines)
 
 
 class RayPool:
@@ -190,6 +218,20 @@ class RayPool:
 
     def encode(self, items: list[tuple[FileFacts, Known | None]], encoder: ImageEncoder, batch_size: int,
                writer: ChunkWriter, read_text: bool = False) -> None:
+        with self._session() as ray:
+            self._run(ray, items, encoder, batch_size, writer, read_text)
+
+    def read_texts(self, tasks: list[TextTask], deliver: Callable[[list[TextTask]], None]) -> None:
+        """Read the text of still images already in the catalog (rows earlier runs left unread) on actors that
+        load only RapidOCR; each result goes to `deliver` as the task with its `lines` (None: the actor could not
+        read it, the driver will). A file whose content changed since its row was written is dropped (the run
+        that encodes it reads it)."""
+        with self._session() as ray:
+            self._run_texts(ray, tasks, deliver)
+
+    @contextmanager
+    def _session(self) -> Iterator[Any]:
+        """Ray, connected (or started here, and shut down afterwards), with Ray Data's terminal output off."""
         unreachable = _unreachable(self.address)  # before importing Ray (seconds): it retries for minutes
         if unreachable:
             raise ClipsearchError(f"cannot reach the Ray cluster at {self.address}: {unreachable}",
@@ -197,9 +239,23 @@ class RayPool:
                                   param="ray_address")
         ray = _import_ray()
         started_here = self._connect(ray)
+        from ray.data import DataContext
+
+        context = DataContext.get_current()
+        saved = (context.execution_options.preserve_order, context.enable_progress_bars)
+        context.enable_progress_bars = False  # the caller shows progress
+        data_log = logging.getLogger("ray.data")
+        level = data_log.level
+        data_log.setLevel(logging.ERROR)  # execution plans and timings at INFO: not for a user's terminal
         try:
-            self._run(ray, items, encoder, batch_size, writer, read_text)
+            yield ray
+        except Exception as exc:
+            if not _from_ray(exc):
+                raise  # e.g. the writer's own errors
+            raise _as_clipsearch_error(exc) from None
         finally:
+            context.execution_options.preserve_order, context.enable_progress_bars = saved
+            data_log.setLevel(level)
             if started_here:
                 ray.shutdown()
 
@@ -241,30 +297,29 @@ class RayPool:
                            for _f, k in items[i:i + batch_size]]}
                 for i in range(0, len(items), batch_size)]
         actors, resources = self._resources(ray)
-        context = DataContext.get_current()
-        saved = (context.execution_options.preserve_order, context.enable_progress_bars)
-        context.execution_options.preserve_order = True  # commit in the work list's order: a local run's ids
-        context.enable_progress_bars = False  # the caller shows progress
-        data_log = logging.getLogger("ray.data")
-        level = data_log.level
-        data_log.setLevel(logging.ERROR)  # execution plans and timings at INFO: not for a user's terminal
-        try:
-            ds = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // BATCHES_PER_SHARD)))
-            actor = type("EncodeActor", (_EncodeActor,), {"recipe": EncoderRecipe.of(encoder, self._device),
-                                                          "read_text": read_text})
-            ds = ds.map_batches(actor,
-                                batch_size=1, batch_format="numpy", **resources,
-                                # two calls at once per actor: one decodes while the other encodes
-                                compute=ray.data.ActorPoolStrategy(size=actors, max_concurrent_calls_per_actor=2))
-            for out in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2):
-                self._deliver(out, items, writer)
-        except Exception as exc:
-            if not _from_ray(exc):
-                raise  # e.g. the writer's own errors
-            raise _as_clipsearch_error(exc) from None
-        finally:
-            context.execution_options.preserve_order, context.enable_progress_bars = saved
-            data_log.setLevel(level)
+        DataContext.get_current().execution_options.preserve_order = True  # commit in order: a local run's ids
+        ds = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // BATCHES_PER_SHARD)))
+        actor = type("EncodeActor", (_EncodeActor,), {"recipe": EncoderRecipe.of(encoder, self._device),
+                                                      "read_text": read_text})
+        ds = ds.map_batches(actor,
+                            batch_size=1, batch_format="numpy", **resources,
+                            # two calls at once per actor: one decodes while the other encodes
+                            compute=ray.data.ActorPoolStrategy(size=actors, max_concurrent_calls_per_actor=2))
+        for out in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2):
+            self._deliver(out, items, writer)
+
+    def _run_texts(self, ray: Any, tasks: list[TextTask], deliver: Callable[[list[TextTask]], None]) -> None:
+        cpus = float(ray.cluster_resources().get("CPU", 1))
+        cpus_each = self.cpus_per_actor or min(4.0, cpus)  # RapidOCR runs on CPUs: no GPU is asked for
+        actors = self.actors or max(1, int(cpus // cpus_each))
+        rows = [{"id": t.id, "path": t.path, "digest": t.digest} for t in tasks]
+        by_id = {t.id: t for t in tasks}
+        ds = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // TEXTS_PER_SHARD)))
+        ds = ds.map_batches(_TextActor, batch_size=TEXTS_PER_CALL, batch_format="numpy", num_cpus=cpus_each,
+                            num_gpus=0, compute=ray.data.ActorPoolStrategy(size=actors))
+        for out in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2):
+            deliver([replace(by_id[int(i)], lines=_lines(text))
+                     for i, text in zip(out["id"], out["text"], strict=True) if str(text) != CHANGED])
 
     @staticmethod
     def _deliver(out: dict[str, np.ndarray], items: list[tuple[FileFacts, Known | None]],

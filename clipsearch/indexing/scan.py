@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clipsearch.errors import ClipsearchError
-from clipsearch.media.video import VIDEO_EXTENSIONS, sniff_video
+from clipsearch.fsutil import canonical  # noqa: F401 - scan.canonical: where callers have found it
+from clipsearch.media.sniff import VIDEO_EXTENSIONS, sniff_video
 
 # Extensions we treat as image candidates without sniffing: a bad file with one of these is reported as a
 # failure (the user expected an image), while other files become candidates only if their bytes say so.
@@ -80,11 +81,6 @@ def _excluded(rel: str, name: str, patterns: tuple[str, ...]) -> bool:
 def is_inside(path: str, folders: Iterable[str]) -> bool:
     """`path` is one of `folders` or lies below one of them (plain string prefixes of absolute paths)."""
     return any(path == f or path.startswith(f.rstrip("/") + "/") for f in folders)
-
-
-def canonical(path: str | Path) -> str:
-    """The real absolute path (symlinks resolved): the one name under which a file is catalogued."""
-    return os.path.realpath(os.path.expanduser(os.fspath(path)))
 
 
 def walk(root: str, *, exclude: Iterable[str] = (), include_hidden: bool = False, skip_dirs: Iterable[str] = (),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -19,6 +19,7 @@ from clipsearch.catalog.records import NO_META, Encoded, EncodedVideo, Failed, K
 from clipsearch.encoders.base import ImageEncoder
 from clipsearch.errors import ClipsearchError
 from clipsearch.indexing.scan import FileFacts
+from clipsearch.indexing.summary import RunSummary  # noqa: F401 - its old home
 from clipsearch.media.video import DEFAULT_INTERVAL
 from clipsearch.progress import Progress
 
@@ -27,52 +28,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 COMMIT_SECONDS = 5.0  # also commit at least this often, so a kill loses seconds of work, not minutes
-
-
-@dataclass
-class RunSummary:
-    scanned: int = 0
-    added: int = 0
-    updated: int = 0
-    moved: int = 0
-    removed: int = 0
-    unchanged: int = 0
-    failed: int = 0
-    not_images: int = 0
-    encoded: int = 0
-    hashed: int = 0  # images given perceptual hashes without being re-encoded (indexed before hashes were kept)
-    metadata_read: int = 0  # files whose photo metadata was read from their headers alone (nothing encoded)
-    verified: int = 0
-    aliases: int = 0
-    thumbnails: int = 0
-    waiting: int = 0  # a re-embed: images of vanished roots kept, re-encoded when their folder is back
-    seconds: float = 0.0
-    encode_seconds: float = 0.0
-    model_seconds: float = 0.0
-    backend: str = ""  # where the run's embeddings were made (`encoders.base.runs_on`); "" without encoding
-    device: str = ""
-    precision: str = ""
-    text_read: int = 0  # images (and video frames) whose text was read this run (`text_stage`)
-    text_found: int = 0  # of those, the ones holding some text
-    text_seconds: float = 0.0  # the text stage's busy time (it runs beside encoding)
-    failures: list[tuple[str, str]] = field(default_factory=list)
-    problems: list[tuple[str, str]] = field(default_factory=list)
-    vanished_roots: list[str] = field(default_factory=list)
-
-    @property
-    def images_per_second(self) -> float:
-        return self.encoded / self.seconds if self.seconds > 0 else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in self.__dict__.items() if k not in ("failures", "problems")}
-        d["images_per_second"] = round(self.images_per_second, 2)
-        d["failures"] = [{"path": p, "error": e} for p, e in self.failures]
-        d["problems"] = [{"path": p, "error": e} for p, e in self.problems]
-        return d
-
-    def counts(self) -> dict[str, Any]:
-        keys = ("scanned", "added", "updated", "moved", "removed", "unchanged", "failed", "seconds")
-        return {k: getattr(self, k) for k in keys}
 
 
 @dataclass
@@ -199,7 +154,9 @@ class EncodePool(Protocol):
     as `encoder` — same backend, precision and batches, so the same embeddings — and hands every file's result
     to `writer` as it arrives (`encoded`, `failed` or `unchanged`). With `read_text` (a store that reads text) it
     may also read the text of the files it encodes and hand it over with the embedding (`encoded(text=...)`);
-    a file handed over without it is read by the run's text stage."""
+    a file handed over without it is read by the run's text stage. A pool that also has
+    `read_texts(tasks, deliver)` (`RayPool`) is given the still images earlier runs left unread, once encoding is
+    done; it hands each back as the task with its `lines`."""
 
     def encode(self, items: list[tuple[FileFacts, Known | None]], encoder: ImageEncoder, batch_size: int,
                writer: ChunkWriter, read_text: bool = False) -> None: ...

@@ -23,8 +23,8 @@ import numpy as np
 from clipsearch.catalog.records import NO_META, PhotoMeta
 from clipsearch.media import exif
 from clipsearch.media.images import DecodeError, fit
+from clipsearch.media.sniff import VIDEO_EXTENSIONS, is_video_name, sniff_video  # noqa: F401 - their old home
 
-VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"}
 DEFAULT_INTERVAL = 2.0  # seconds between sampled frames
 MAX_FRAMES = 1000
 TIME_LIMIT = 300.0  # seconds of decoding per file
@@ -38,20 +38,6 @@ class VideoFrames:
     format: str
     frames: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (timestamp in ms, HWC uint8)
     meta: PhotoMeta = NO_META  # creation time, camera, place from the container's tags
-
-
-_HEIF_BRANDS = (b"heic", b"heix", b"mif1", b"msf1", b"heim", b"heis", b"avif", b"avis")
-
-
-def sniff_video(head: bytes) -> bool:
-    """MP4/MOV (an ftyp box that is not HEIF/AVIF), Matroska/WebM (EBML), or AVI, by the first 16 bytes."""
-    if head[4:8] == b"ftyp":
-        return head[8:12] not in _HEIF_BRANDS
-    return head[:4] == b"\x1a\x45\xdf\xa3" or (head[:4] == b"RIFF" and head[8:12] == b"AVI ")
-
-
-def is_video_name(path: str) -> bool:
-    return os.path.splitext(path)[1].lower() in VIDEO_EXTENSIONS
 
 
 def fingerprint(path: str) -> str:

@@ -41,6 +41,15 @@ def typical_scores(catalog: Any, qvec: np.ndarray) -> dict[str, float] | None:
     if len(matrix) < 3:
         return None
     scores = matrix @ qvec.astype(np.float32)
-    median = float(np.median(scores))
-    spread = 1.4826 * float(np.median(np.abs(scores - median)))
+    median = _median(scores)
+    spread = 1.4826 * _median(np.abs(scores - median))
     return {"median": round(median, 6), "spread": round(spread, 6)}
+
+
+def _median(values: np.ndarray) -> float:
+    """np.median's value (the mean of the two middle values when their number is even), without its NaN check,
+    which imports numpy.ma (~25 ms of a cold query)."""
+    n = len(values)
+    low, high = (n - 1) // 2, n // 2
+    part = np.partition(values, [low, high])
+    return float((part[low] + part[high]) / 2)

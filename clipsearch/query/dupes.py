@@ -31,7 +31,7 @@ from clipsearch.catalog.photo_filter import PhotoFilter
 from clipsearch.catalog.reads import CatalogReads
 from clipsearch.catalog.records import ImageRecord
 from clipsearch.errors import ClipsearchError
-from clipsearch.indexing.scan import canonical
+from clipsearch.fsutil import canonical
 from clipsearch.query.engine import check_filters
 from clipsearch.query.grouping import connected_groups
 from clipsearch.query.keeper import keeper_key, original_format, rank, why

@@ -25,8 +25,7 @@ from clipsearch.catalog.codec import STILL
 from clipsearch.catalog.photo_filter import PhotoFilter
 from clipsearch.catalog.records import PhotoMeta
 from clipsearch.errors import ClipsearchError, NotFoundError
-from clipsearch.indexing.scan import canonical
-from clipsearch.media.images import DecodeError, decode, digest_bytes, probe, read_and_decode
+from clipsearch.fsutil import canonical
 from clipsearch.query.baseline import typical_scores
 from clipsearch.query.photo_filters import notes as photo_notes
 from clipsearch.query.text_match import filter_words
@@ -35,6 +34,8 @@ from clipsearch.query.text_side import TextSide
 if TYPE_CHECKING:  # pragma: no cover
     from clipsearch.catalog.reads import CatalogReads
     from clipsearch.encoders.base import ImageEncoder
+    from clipsearch.media.images import DecodeError
+    from clipsearch.query.same_picture import StoredPictures
     from clipsearch.vectors.store import VectorStore
 
 
@@ -309,6 +310,8 @@ def check_pixel_budget(image_data: Sequence[bytes], draft_to: int, max_pixels: i
     """Refuse query images (bytes) that together would decode to more than `max_pixels`, from their headers
     alone: a JPEG counts at the reduced scale it is decoded at (so a big photo passes), anything else whole.
     Raises PixelBudgetError, or ClipsearchError for bytes that are no image."""
+    from clipsearch.media.images import DecodeError, probe
+
     probes = []
     for data in image_data:
         try:
@@ -338,13 +341,18 @@ class QueryEngine:
     """Answers queries from a catalog and a vector store; encoders are loaded only when a query needs them."""
 
     def __init__(self, catalog: CatalogReads, vectors: VectorStore, text_encoder: Callable[[], TextEncoder],
-                 image_encoder: Callable[[], ImageEncoder]) -> None:
+                 image_encoder: Callable[[], ImageEncoder], pictures: StoredPictures | None = None) -> None:
+        """`pictures`: the store's kept perceptual hashes, for saying a query image is in the store (without
+        it, each image query reads them)."""
         self.catalog = catalog
         self.vectors = vectors
         self.text_encoder = text_encoder
         self.image_encoder = image_encoder
+        self.pictures = pictures
 
     def _image_vectors(self, paths: list[str]) -> tuple[list[np.ndarray], list[str], list[bytes | None]]:
+        from clipsearch.media.images import DecodeError, read_and_decode
+
         vecs, digests, hashes = [], [], []
         for path in paths:
             if os.path.isdir(path):
@@ -383,6 +391,8 @@ class QueryEngine:
                                         "been removed since", param="like")
                 total += stored[image_id]
         for data in q.image_data:
+            from clipsearch.media.images import DecodeError, decode, digest_bytes
+
             enc = self.image_encoder()
             try:
                 dec = decode(data, enc.image_size, enc.resize_mode)
@@ -412,7 +422,7 @@ class QueryEngine:
         if pictures:
             from clipsearch.query.same_picture import in_store_notes
 
-            notes += in_store_notes(self.catalog, pictures, hidden)
+            notes += in_store_notes(self.catalog, pictures, hidden, self.pictures)
         excluded = self.catalog.ids_of([p for p, _w in q.images], digests) | self._like_files(q.like)
         allowed = None
         if q.filtered or hidden:

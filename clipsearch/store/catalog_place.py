@@ -89,12 +89,38 @@ class CatalogPlace:
         schema) a sqlite3 reader of the same reads that spares a cold query SQLAlchemy."""
         if self._catalog is not None or self.shared:
             return self.catalog
+        quick = self._open_quick()
+        return quick if quick is not None else self.catalog
+
+    def _open_quick(self) -> QuickCatalog | None:
         if not self._quick_tried:
             from clipsearch.catalog.sqlite_reader import QuickCatalog
 
             self._quick_tried = True
             self._quick = QuickCatalog.open(self._folder.path / CATALOG, self._folder.readonly)
-        return self._quick if self._quick is not None else self.catalog
+        return self._quick
+
+    def quick_reads(self) -> QuickCatalog | None:
+        """The sqlite3 reader of a writable SQLite catalog at this release's schema while the full catalog is not
+        open (what an unchanged re-run reads and writes its run through), else None."""
+        if self._catalog is not None or self.shared or self._folder.readonly:
+            return None
+        return self._open_quick()
+
+    @property
+    def sqlite_path(self) -> Path:
+        """The SQLite catalog file of a store that keeps its catalog in its folder."""
+        return self._folder.path / CATALOG
+
+    @property
+    def database(self) -> str | None:
+        """The catalog's database URL without its password (None: SQLite in the folder), known without
+        connecting: what an error about the server names."""
+        if self._db is None:
+            return None
+        from clipsearch.catalog.database import public_url
+
+        return public_url(self._db)
 
     def where(self) -> str:
         """Where the catalog is, as `info` shows it: the database URL without password, or "sqlite"."""

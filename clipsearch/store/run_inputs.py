@@ -15,11 +15,12 @@ from clipsearch.errors import ClipsearchError
 
 if TYPE_CHECKING:  # pragma: no cover
     from clipsearch.catalog.catalog import Catalog
+    from clipsearch.catalog.reads import CatalogReads
     from clipsearch.indexing.text_stage import LineReader
     from clipsearch.indexing.writer import EncodePool
 
 
-def check_target(catalog: Catalog, target: str | Path, store_roots: list[str]) -> None:
+def check_target(catalog: CatalogReads, target: str | Path, store_roots: list[str]) -> None:
     """Refuse a target that does not exist, saying so kindly when it is one of the store's vanished roots."""
     from clipsearch.indexing.scan import canonical
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from clipsearch.encoders.factory import BACKENDS, check_backend
 from clipsearch.encoders.spec import ModelSpec, parse_spec
-from clipsearch.errors import ClipsearchError, disk_full, is_disk_full
+from clipsearch.errors import ClipsearchError, disk_full, is_disk_full, server_short_of
 from clipsearch.store.catalog_place import CatalogPlace, resolve_db
 from clipsearch.store.folder import StoreFolder, check_new_store_folder, reembed_folder, remove_store_files, swap_in
 from clipsearch.store.manifest import precision as stored_precision, read_manifest
@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from clipsearch.progress import Progress
     from clipsearch.query.dupes import Duplicates
     from clipsearch.query.engine import Hit, Hits
+    from clipsearch.query.same_picture import StoredPictures
     from clipsearch.vectors.index import VectorIndex
     from clipsearch.vectors.store import VectorStore
 
@@ -77,6 +78,7 @@ class Store:
         self._lock = WriterLock(self._folder, self._place)
         self._media = StoreMedia(self._folder, self._place)
         self._vectors: VectorStore | None = None
+        self._pictures: StoredPictures | None = None  # the perceptual hashes an image query compares with
 
     @contextlib.contextmanager
     def _space(self, doing: str) -> Iterator[None]:
@@ -87,6 +89,9 @@ class Store:
         except ClipsearchError:
             raise
         except Exception as exc:
+            short = server_short_of(exc, self._place.database, doing) if self.shared else None
+            if short is not None:  # the database server's disk (or memory, connections), not the store folder's
+                raise short from exc
             if is_disk_full(exc):
                 raise disk_full(self.path, doing) from exc
             raise
@@ -156,15 +161,17 @@ class Store:
         return self._models.encoder()
 
     def text_encoder(self) -> Any:
-        """The NumPy text encoder when the store has one for its model (no torch import), else the model."""
+        """The text tower of the store's model without torch (NumPy for a cold query, ONNX Runtime once
+        `warm_text_queries` was called; the same embeddings), else the model."""
         return self._models.text_encoder()
 
-    def coalesce_text_queries(self) -> None:
-        """From now on, concurrent text queries (a server's threads) share packed passes of the NumPy text tower."""
-        self._models.coalesce_text_queries()
+    def warm_text_queries(self, threads: int = 1) -> None:
+        """For a long-running process (a server, a notebook): from now on text queries run on ONNX Runtime with
+        `threads` each, and concurrent ones (a server's request threads) share packed passes."""
+        self._models.warm_text_queries(threads)
 
     def loaded(self) -> dict[str, bool]:
-        """Which encoders this process holds now: `text` (NumPy tower or model), `images` (the model)."""
+        """Which encoders this process holds now: `text` (a text tower or the model), `images` (the model)."""
         return self._models.loaded_towers()
 
     # --- vectors -------------------------------------------------------------------------------------
@@ -217,9 +224,7 @@ class Store:
         beside the actors, from the rows they commit.
         """
         from clipsearch.config import settings
-        from clipsearch.indexing.pipeline import Workbench, run_index
         from clipsearch.indexing.scan import canonical, scan
-        from clipsearch.indexing.writer import IndexOptions
         from clipsearch.store.run_inputs import check_target, encode_pool_for, text_reader_for
 
         targets = list(paths)
@@ -228,12 +233,25 @@ class Store:
             call = WriteCall(int8=int8, progress=progress)
             self._models.precision(call)  # a mismatch fails before anything is scanned
             with self.writer_lock([canonical(t) for t in targets]):
-                store_roots = [r["path"] for r in self.catalog.roots()]
+                plain_run = not (verify or ocr or thumbnails or frame_interval is not None or ray_address
+                                 or encode_pool is not None)
+                quick = self._place.quick_reads() if plain_run and self.manifest is not None else None
+                store_roots = [r["path"] for r in (quick or self.catalog).roots()]
                 for target in targets:
-                    check_target(self.catalog, target, store_roots)
+                    check_target(quick or self.catalog, target, store_roots)
                 existing = [r for r in store_roots if os.path.isdir(r)]
                 roots, scanned = scan(targets, covered=existing, exclude=tuple(exclude),
                                       include_hidden=include_hidden, skip_dirs=[canonical(self.path)])
+                if quick is not None:  # nothing changed: a stat per file and the run's record, no pipeline
+                    from clipsearch.indexing.unchanged import run_if_unchanged
+
+                    unchanged = run_if_unchanged(quick, self._place.sqlite_path, roots, scanned, store_roots,
+                                                 lambda: self._vectors_in_step(quick))
+                    if unchanged is not None:
+                        return unchanged
+                from clipsearch.indexing.pipeline import Workbench, run_index
+                from clipsearch.indexing.writer import IndexOptions
+
                 options = IndexOptions(verify=verify, batch_size=batch_size, workers=workers,
                                        commit_every=commit_every or settings().commit_every, ocr=ocr)
                 if frame_interval is not None:
@@ -250,6 +268,17 @@ class Store:
                 summary.thumbnails, failed = self.make_thumbnails(workers=workers, progress=progress)
                 summary.problems.extend(failed)
             return summary
+
+    def _vectors_in_step(self, reads: CatalogReads) -> bool:
+        """Whether the saved vector index reflects the catalog now (what `VectorStore.sync_file` would keep as
+        it is); IVF-PQ's re-rank file is left to that check, which verifies every block."""
+        from clipsearch.vectors.store import FAISS_FILE, load_index, saved_meta
+
+        path = self.path / FAISS_FILE
+        if (saved_meta(path) or {}).get("kind") == "ivfpq":
+            return False
+        loaded = load_index(path, self._models.dim(), device=self.device)
+        return loaded is not None and loaded[1] == reads.version()
 
     def forget(self, path: str | Path) -> dict[str, int]:
         """Drop a folder (e.g. a vanished root) or file from the store: its rows, embeddings and vectors."""
@@ -312,7 +341,11 @@ class Store:
                             like=[like] if isinstance(like, int) else list(like),
                             photo=photo_filter(taken_after, taken_before, camera, near),
                             text_in_image=text_in_image, language=language)
-        engine = QueryEngine(self.reads, self.vectors, self.text_encoder, lambda: self.encoder)
+        if self._pictures is None:
+            from clipsearch.query.same_picture import StoredPictures
+
+            self._pictures = StoredPictures()
+        engine = QueryEngine(self.reads, self.vectors, self.text_encoder, lambda: self.encoder, self._pictures)
         hits = engine.search(query)
         hits.notes.extend(language_notes([t for t, _w in query.texts + query.minus], self.model_spec))
         return hits

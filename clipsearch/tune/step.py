@@ -154,7 +154,7 @@ class ContrastiveStep:
         unique_caps = sorted(set(captions))
         cap_index = {c: i for i, c in enumerate(unique_caps)}
         self.cap_ids = np.asarray([cap_index[c] for c in captions])
-        self.tokens = encoder.tokenizer(unique_caps)
+        self.tokens = encoder.tokenize(unique_caps)  # NLLB-CLIP: each caption with its language code
         self.frozen_text: torch.Tensor | None = None  # every caption's embedding, when the text tower is frozen
         if text_is_frozen(self.model):
             self.model.eval()

@@ -26,6 +26,7 @@ import numpy as np
 from clipsearch.errors import ClipsearchError
 from clipsearch.vectors import gpu
 from clipsearch.vectors.exact import ExactVectors
+from clipsearch.vectors.flat_file import FlatFile
 from clipsearch.vectors.join import EXACT_JOIN_MAX, JoinStats, join_cells, member_test
 from clipsearch.vectors.kinds import (
     HNSW_EF_SEARCH,
@@ -60,17 +61,34 @@ IVF_FILTER_MIN = 16_384
 
 class VectorIndex:
     def __init__(self, dim: int, kind: str, index: Any, forced: bool = False, mapped: bool = False,
-                 exact: ExactVectors | None = None, device: str | None = None) -> None:
+                 exact: ExactVectors | None = None, device: str | None = None, flat: FlatFile | None = None) -> None:
         self.dim = dim
         self.kind = kind
-        self.index = index
+        self._index = index
+        # a saved flat index mapped without FAISS (`flat_file.read_flat`): NumPy searches it, and the FAISS index
+        # is built from the same arrays only if something else is asked of it
+        self.flat = flat
         self.forced = forced  # chosen by the user: size thresholds no longer switch the type
         self.mapped = mapped  # FAISS arrays are views of a mapped file: read-only (FAISS aborts on a change)
         self.exact = exact  # IVF-PQ: the float16 vectors candidates are re-ranked with
         self.device = device  # where FAISS may search: `gpu.gpu_number`'s rules
 
     @property
+    def index(self) -> Any:
+        """The FAISS index; for a flat file mapped without FAISS, built from its arrays on first use."""
+        if self._index is None and self.flat is not None:
+            faiss = import_faiss()
+            index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+            if len(self.flat.ids):
+                index.add_with_ids(np.ascontiguousarray(self.flat.vectors, dtype=np.float32),
+                                   np.ascontiguousarray(self.flat.ids, dtype=np.int64))
+            self._index = index
+        return self._index
+
+    @property
     def ntotal(self) -> int:
+        if self.flat is not None:
+            return len(self.flat.ids)
         return int(self.index.ntotal)
 
     @property
@@ -196,6 +214,12 @@ class VectorIndex:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
         if self.kind == "ivfpq":
             return self._search_pq(queries, k, allowed)
+        if self.flat is not None:  # exact in NumPy: the same ids as FAISS's flat search, and no FAISS import
+            if allowed is not None:
+                allowed = np.ascontiguousarray(allowed, dtype=np.int64).ravel()
+                if len(allowed) == 0:
+                    return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+            return self._search_numpy(queries, k, allowed)
         if allowed is None:
             scores, labels = (self._gpu() or self.index).search(queries, k)
             short = (labels < 0).any(axis=1)
@@ -206,6 +230,19 @@ class VectorIndex:
         if len(allowed) == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
         return self._search_allowed(queries, k, allowed)
+
+    def _search_numpy(self, queries: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Flat, mapped without FAISS: one matrix product over the vectors (or the allowed ones), then top-k."""
+        assert self.flat is not None
+        vectors, position_ids = self.flat.vectors, self.flat.ids
+        if allowed is not None:
+            _ids, pos = self._lookup().locate(allowed)
+            pos = np.unique(pos)
+            if len(pos) * GATHER_DIV <= len(position_ids):  # few allowed: score those rows only
+                return top_k(np.einsum("qd,md->qm", queries, vectors[pos]), position_ids[pos], k)
+            scores = (queries @ vectors.T)[:, pos]
+            return top_k(scores, position_ids[pos], k)
+        return top_k(queries @ vectors.T, position_ids, k)
 
     def _search_allowed(self, queries: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.kind == "ivf":
@@ -316,8 +353,11 @@ class VectorIndex:
         n = self.ntotal
         if n == 0:
             return np.zeros(0, np.int64), np.zeros((0, self.dim), np.float32)
-        faiss = import_faiss()
-        vecs = faiss.rev_swig_ptr(self._storage().get_xb(), n * self.dim).reshape(n, self.dim)
+        if self.flat is not None:
+            vecs = self.flat.vectors
+        else:
+            faiss = import_faiss()
+            vecs = faiss.rev_swig_ptr(self._storage().get_xb(), n * self.dim).reshape(n, self.dim)
         lookup = self._lookup()
         if allowed is None:
             return lookup.position_ids, vecs
@@ -334,6 +374,10 @@ class VectorIndex:
     def _lookup(self) -> IdLookup:
         """External id -> internal position (flat, HNSW) or inverted list number (IVF); rebuilt after add/remove."""
         if getattr(self, "_lookup_cache", None) is None:
+            if self.flat is not None:
+                self._lookup_cache = IdLookup(self.flat.ids, np.arange(len(self.flat.ids), dtype=np.int64),
+                                              keep_ids=True)
+                return self._lookup_cache
             faiss = import_faiss()
             if self.kind in ("ivf", "ivfpq"):
                 invlists = self.index.invlists

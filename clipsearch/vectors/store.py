@@ -28,6 +28,7 @@ from clipsearch.catalog.codec import VECTOR_DTYPE
 from clipsearch.config import settings
 from clipsearch.fsutil import atomic_write, atomic_write_text
 from clipsearch.vectors.exact import DamagedVectors, ExactVectors
+from clipsearch.vectors.flat_file import numpy_may_search, read_flat
 from clipsearch.vectors.index import VectorIndex
 from clipsearch.vectors.kinds import INDEX_TYPES, PQ_TRAIN_MIN, choose_type, import_faiss, ivf_nlist
 
@@ -70,16 +71,24 @@ def load_index(path: Path, dim: int, mapped: bool = True, device: str | None = N
     """The saved index and the catalog version it reflects; None if missing, damaged or not this store's.
 
     `mapped`: FAISS arrays are views of the file (read-only); else owned copies (a writer's). `device`: where
-    FAISS may search it (`gpu.gpu_number`)."""
+    FAISS may search it (`gpu.gpu_number`). A mapped flat index that FAISS would search on the CPU is mapped
+    without FAISS and searched in NumPy (`flat_file`): a small store's cold query never imports FAISS."""
     meta = saved_meta(path)
     if not meta or meta.get("dim") != dim or meta.get("kind") not in INDEX_TYPES:
         return None
-    faiss = import_faiss()
+    without_faiss = mapped and meta["kind"] == "flat" and numpy_may_search(device)
     try:
         with open(path, "rb") as f:
             if _crc(f) != (meta.get("crc32"), meta.get("bytes")):
                 return None
             checked = os.fstat(f.fileno())
+            flat = read_flat(path, dim, int(meta.get("count", -1))) if without_faiss else None
+            if flat is not None:
+                if flat.inode != (checked.st_dev, checked.st_ino):  # replaced since the check: not the file read
+                    return None
+                return (VectorIndex(dim, "flat", None, bool(meta.get("forced")), mapped=True, device=device,
+                                    flat=flat), int(meta["version"]))
+            faiss = import_faiss()
             try:
                 index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC if mapped else 0)
             except (RuntimeError, ValueError):

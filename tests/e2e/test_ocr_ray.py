@@ -1,7 +1,8 @@
-"""`clipsearch index --ray --ocr`: the Ray actors read the text of the files they encode, and it comes back with the
-embeddings (the driver's own text reader never runs), under a TMPDIR too long for Ray's Unix sockets (the local
-Ray the CLI starts gets a short temp dir). Later runs follow the same rules as local ones: an unchanged or moved
-file is not read again, a changed one is, on an actor. Deselect with `-m "not ray"`."""
+"""`clipsearch index --ray --ocr`: the Ray actors read the text inside images — of a store indexed before without
+it (actors that load only RapidOCR) and of the files they encode (it comes back with the embeddings) — and the
+driver's own text reader never runs, under a TMPDIR too long for Ray's Unix sockets (the local Ray the CLI starts
+gets a short temp dir). Runs follow the same rules as local ones: an unchanged or moved file is not read again, a
+changed one is. Deselect with `-m "not ray"`."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def names(hits: list[dict]) -> list[str]:
     return [Path(h["path"]).name for h in hits]
 
 
-def test_ray_actors_read_the_text_of_what_they_encode(tmp_path: Path, shapes_source: Path, runner,
+def test_ray_actors_read_the_text_inside_images(tmp_path: Path, shapes_source: Path, runner,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     long_tmp = tmp_path / ("a-temporary-folder-with-a-long-name-" * 3)
     long_tmp.mkdir()
@@ -47,8 +48,9 @@ def test_ray_actors_read_the_text_of_what_they_encode(tmp_path: Path, shapes_sou
     render(photos / "sign.png", ["一只在草地上的狗"], "chelsea")
     idx = tmp_path / "index"
 
-    first = cli_json(runner, "index", photos, "--index", idx, "--model", MODEL, "--ray", "--ocr")
-    assert (first["added"], first["device"], first["failed"]) == (4, "ray", 0)
+    assert cli_json(runner, "index", photos, "--index", idx, "--model", MODEL)["added"] == 4  # here, no text
+    first = cli_json(runner, "index", photos, "--index", idx, "--ray", "--ocr")  # the text only, on actors
+    assert (first["encoded"], first["unchanged"], first["failed"]) == (0, 4, 0)
     assert (first["text_read"], first["text_found"], first["problems"]) == (4, 2, [])
     assert read_here == []  # every file's text came back from an actor
     assert names(cli_json(runner, "query", "--text-in-image", "发票", "--index", idx)) == ["receipt.png"]
@@ -59,7 +61,8 @@ def test_ray_actors_read_the_text_of_what_they_encode(tmp_path: Path, shapes_sou
     (photos / "receipt.png").rename(photos / "kept" / "moved.png")
     render(photos / "sign.png", ["RECEIPT 收据"], "rocket")
     again = cli_json(runner, "index", photos, "--index", idx, "--ray")  # the store remembers to read text
-    assert (again["moved"], again["updated"], again["unchanged"], again["encoded"]) == (1, 1, 2, 1)
+    assert (again["moved"], again["updated"], again["unchanged"], again["encoded"], again["device"]) == \
+        (1, 1, 2, 1, "ray")  # the changed file is encoded on an actor, which reads its text too
     assert (again["text_read"], again["text_found"]) == (1, 1) and read_here == []
     assert names(cli_json(runner, "query", "--text-in-image", "invoice", "--index", idx)) == ["moved.png"]
     assert names(cli_json(runner, "query", "--text-in-image", "收据", "--index", idx)) == ["sign.png"]

@@ -102,3 +102,27 @@ def test_pg_trgm_catalog_has_the_extension_and_its_index(pg_trgm_server) -> None
         indexdef = conn.execute(text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_image_text_trgm'")).scalar()
         assert indexdef is not None and "gin" in indexdef and "gin_trgm_ops" in indexdef
     engine.dispose()
+
+
+def test_a_catalog_made_without_pg_trgm_gets_its_index_once_the_extension_is_there(pg_trgm_server) -> None:
+    """As if made where pg_trgm was missing (no extension, no index, `meta.text_index` "scan"): the next writable
+    open creates both; a read-only open changes nothing."""
+    url = new_database(pg_trgm_server)
+    Catalog(url, owner="test-store", folder="/photos", new=True).close()
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP EXTENSION pg_trgm CASCADE")  # drops the index with it
+        conn.exec_driver_sql("UPDATE meta SET value = 'scan' WHERE key = 'text_index'")
+
+    def state() -> tuple[str | None, bool]:
+        with engine.connect() as conn:
+            kind = conn.execute(text("SELECT value FROM meta WHERE key = 'text_index'")).scalar()
+            indexed = conn.execute(text("SELECT 1 FROM pg_indexes WHERE indexname = 'ix_image_text_trgm'")).first()
+        return kind, indexed is not None
+
+    assert state() == ("scan", False)
+    Catalog(url, owner="test-store", folder="/photos", readonly=True).close()
+    assert state() == ("scan", False)
+    Catalog(url, owner="test-store", folder="/photos").close()
+    assert state() == ("trigram", True)
+    engine.dispose()

@@ -15,13 +15,17 @@ import { t, pickLanguage, language, setLanguage } from "./i18n.js";
 
 // The filters, each a control of the same id and a parameter of the same name in the URL and the API: folder,
 // type, file date, the photo metadata ones (capture time, camera, place), and the text read in the picture (shown
-// only on a store that reads it: index --ocr).
-const FILTERS = ["under", "ext", "after", "before", "taken_after", "taken_before", "camera", "near", "text_in_image"];
-const TYPED_FILTERS = ["after", "before", "taken_after", "taken_before", "camera", "near", "text_in_image"]; // inputs
+// only on a store that reads it: index --ocr), and the query's language code (shown only where the model is told
+// it: NLLB-CLIP; `qlang` in the page's URL, where `lang` is the page's own language, and `lang` in the API).
+const FILTERS = ["under", "ext", "after", "before", "taken_after", "taken_before", "camera", "near", "text_in_image",
+                 "qlang"];
+const TYPED_FILTERS = ["after", "before", "taken_after", "taken_before", "camera", "near", "text_in_image",
+                       "qlang"]; // inputs
+const API_NAME = { qlang: "lang" }; // a filter whose API parameter has another name
 
 const state = {
   q: "", k: 20, step: 20, under: "", ext: "", after: "", before: "", likes: [],
-  taken_after: "", taken_before: "", camera: "", near: "", text_in_image: "",
+  taken_after: "", taken_before: "", camera: "", near: "", text_in_image: "", qlang: "",
   image: null, imageURL: null, results: [], info: null, lb: -1, seq: 0, lastStatus: "", loading: false,
   terms: [], minus: [], open: "", detail: null, openPushed: false,
 };
@@ -105,7 +109,7 @@ function writeURL(push) {
 function filterParams() {
   const p = new URLSearchParams();
   p.set("k", String(state.k));
-  for (const key of FILTERS) if (state[key]) p.set(key, state[key]);
+  for (const key of FILTERS) if (state[key]) p.set(API_NAME[key] || key, state[key]);
   return p;
 }
 
@@ -501,6 +505,7 @@ function fillFilters(info) {
   setSelect("under", state.under);
   setSelect("ext", state.ext);
   $("text-filter").hidden = !info.text && !state.text_in_image;
+  $("qlang-filter").hidden = !info.language_code && !state.qlang;
 }
 
 async function init() {
