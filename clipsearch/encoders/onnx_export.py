@@ -153,6 +153,7 @@ def export(encoder: Encoder, cache_root: Path | None = None) -> Path:
         text_graph = add_text_graph(encoder, tmp / TEXT_DIR) if text else "no text tower"
         meta = {"format": EXPORT_FORMAT, "key": encoder.spec.cache_key, "model": _description(encoder),
                 "opset": OPSET, "min_cosine": cosine, "text_tower": text, "text_onnx": text_graph,
+                "logit_scale": encoder.logit_scale,
                 "torch": torch.__version__,
                 "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
         atomic_write_text(tmp / META_FILE, json.dumps(meta, indent=2))
