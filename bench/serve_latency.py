@@ -6,9 +6,11 @@ embeddings are the real photos' embeddings plus Gaussian noise, renormalised (cl
 uniform), under paths that do not exist: a text query never opens a file, so they cost what real rows cost.
 
 Then `clipsearch serve` runs in its own process (as a user starts it) and --clients threads, each with a
-keep-alive connection, send distinct text queries (no two alike: nothing is answered from a cache). Printed:
-p50/p99 over HTTP, throughput, the cold CLI query (`clipsearch query ... --paths`, process start to output),
-and their ratio. Targets: p50 <= 40 ms, p99 <= 100 ms.
+keep-alive connection, send distinct text queries (no two alike: nothing is answered from a cache) — twice:
+with the text tower on NumPy (`CLIPSEARCH_TEXT_RUNTIME=numpy`, the server before ONNX Runtime: the baseline)
+and on ONNX Runtime (the default). Printed: p50/p99 over HTTP, throughput and server CPU a query for each, their
+ratios, and the cold CLI query (`clipsearch query ... --paths`, process start to output). Targets (ONNX Runtime):
+p50 <= 40 ms, p99 <= 100 ms.
 
     python bench/serve_latency.py                       # 100k vectors, 4 clients, offline-mini
     python bench/serve_latency.py --vectors 20000 --queries 50
@@ -79,9 +81,9 @@ def cold_cli(store: Path, runs: int) -> float:
     return statistics.median(times)
 
 
-def start_server(store: Path) -> tuple[subprocess.Popen, str]:
+def start_server(store: Path, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen([sys.executable, "-m", "clipsearch", "serve", "--index", str(store), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None
     for line in proc.stdout:
         match = re.search(r"http://\S+", line)
@@ -105,6 +107,50 @@ def get(conn: http.client.HTTPConnection, path: str) -> dict:
     return json.loads(body)
 
 
+def measure(store: Path, runtime: str, clients: int, queries: int) -> dict[str, float]:
+    """One server with the text tower on `runtime` (CLIPSEARCH_TEXT_RUNTIME), `clients` threads of distinct queries."""
+    proc, url = start_server(store, {**os.environ, "CLIPSEARCH_TEXT_RUNTIME": runtime})
+    try:
+        host = urlparse(url)
+        conn = http.client.HTTPConnection(host.hostname, host.port, timeout=60)
+        while not get(conn, "/api/health")["ready"]["images"]:  # the image model loads in the background:
+            time.sleep(0.5)  # measure text queries without it competing for the CPU
+        for i in range(10):
+            get(conn, f"/api/search?k=20&q={quote(f'warm up {i}')}")
+        latencies: list[float] = []
+        server_ms: list[float] = []
+        lock = threading.Lock()
+
+        def client(c: int) -> None:
+            own = http.client.HTTPConnection(host.hostname, host.port, timeout=60)
+            rng = np.random.default_rng(c)
+            for i in range(queries):
+                text = " ".join(rng.choice(WORDS, 3)) + f" {runtime} {c}-{i}"  # distinct: no cache can answer
+                t = time.perf_counter()
+                data = get(own, f"/api/search?k=20&q={quote(text)}")
+                took = (time.perf_counter() - t) * 1e3
+                with lock:
+                    latencies.append(took)
+                    server_ms.append(data["query_ms"])
+
+        cpu_before, load_before = cpu_seconds(proc.pid), os.getloadavg()[0]
+        started = time.perf_counter()
+        threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - started
+        server_cpu = cpu_seconds(proc.pid) - cpu_before
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    return {"p50": float(np.percentile(latencies, 50)), "p99": float(np.percentile(latencies, 99)),
+            "mean": float(np.mean(latencies)), "server_p50": float(np.percentile(server_ms, 50)),
+            "qps": len(latencies) / wall, "cpu_ms": server_cpu / len(latencies) * 1e3, "n": len(latencies),
+            "load": (load_before + os.getloadavg()[0]) / 2}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="offline-mini")
@@ -122,53 +168,20 @@ def main() -> None:
         else:
             store = build_store(folder, args.model, args.vectors)
         cold = cold_cli(store, args.cold_runs)
-        proc, url = start_server(store)
-        try:
-            host = urlparse(url)
-            conn = http.client.HTTPConnection(host.hostname, host.port, timeout=60)
-            while not get(conn, "/api/health")["ready"]["images"]:  # the image model loads in the background:
-                time.sleep(0.5)  # measure text queries without it competing for the CPU
-            for i in range(10):
-                get(conn, f"/api/search?k=20&q={quote(f'warm up {i}')}")
-            latencies: list[float] = []
-            server_ms: list[float] = []
-            lock = threading.Lock()
-
-            def client(c: int) -> None:
-                own = http.client.HTTPConnection(host.hostname, host.port, timeout=60)
-                rng = np.random.default_rng(c)
-                for i in range(args.queries):
-                    text = " ".join(rng.choice(WORDS, 3)) + f" {c}-{i}"  # distinct: no cache can answer
-                    t = time.perf_counter()
-                    data = get(own, f"/api/search?k=20&q={quote(text)}")
-                    took = (time.perf_counter() - t) * 1e3
-                    with lock:
-                        latencies.append(took)
-                        server_ms.append(data["query_ms"])
-
-            cpu_before, load_before = cpu_seconds(proc.pid), os.getloadavg()[0]
-            started = time.perf_counter()
-            threads = [threading.Thread(target=client, args=(c,)) for c in range(args.clients)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            wall = time.perf_counter() - started
-            server_cpu = cpu_seconds(proc.pid) - cpu_before
-        finally:
-            proc.terminate()
-            proc.wait(10)
-    p50, p99 = np.percentile(latencies, 50), np.percentile(latencies, 99)
-    print(f"{len(latencies)} text queries over HTTP, {args.clients} concurrent clients, k=20, {os.cpu_count()} CPUs")
-    print(f"warm HTTP latency: p50 {p50:.1f} ms, p99 {p99:.1f} ms, mean {np.mean(latencies):.1f} ms "
-          f"(in-server search time p50 {np.percentile(server_ms, 50):.1f} ms); {len(latencies) / wall:.0f} queries/s")
-    print(f"server CPU per query: {server_cpu / len(latencies) * 1e3:.1f} ms (its process CPU time / queries); "
-          f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after (a shared machine: other jobs "
-          "take CPU too)")
-    print(f"cold CLI query (process start to output, median of {args.cold_runs}): {cold * 1e3:.0f} ms")
-    print(f"RATIO cold CLI / warm HTTP p50: {cold * 1e3 / p50:.0f}x")
-    print(f"targets: p50 <= 40 ms {'met' if p50 <= 40 else 'MISSED'}; "
-          f"p99 <= 100 ms {'met' if p99 <= 100 else 'MISSED'}")
+        rows = {runtime: measure(store, runtime, args.clients, args.queries) for runtime in ("numpy", "onnx")}
+    print(f"text queries over HTTP, {args.clients} concurrent clients, k=20, {os.cpu_count()} CPUs; the server's "
+          "text tower on NumPy (the baseline: the path before ONNX Runtime) and on ONNX Runtime (the default)")
+    for runtime, r in rows.items():
+        print(f"  {runtime:5}: p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, mean {r['mean']:.1f} ms over {r['n']:.0f} "
+              f"(in-server p50 {r['server_p50']:.1f} ms); {r['qps']:.0f} queries/s; server CPU {r['cpu_ms']:.1f} ms "
+              f"a query; load average {r['load']:.1f} (a shared machine: other jobs take CPU too)")
+    base, new = rows["numpy"], rows["onnx"]
+    print(f"RATIO onnx / numpy: p50 {new['p50'] / base['p50']:.2f}x, p99 {new['p99'] / base['p99']:.2f}x, "
+          f"CPU a query {new['cpu_ms'] / base['cpu_ms']:.2f}x")
+    print(f"cold CLI query (process start to output, median of {args.cold_runs}): {cold * 1e3:.0f} ms; "
+          f"RATIO cold CLI / warm HTTP p50 (onnx): {cold * 1e3 / new['p50']:.0f}x")
+    print(f"targets (onnx): p50 <= 40 ms {'met' if new['p50'] <= 40 else 'MISSED'}; "
+          f"p99 <= 100 ms {'met' if new['p99'] <= 100 else 'MISSED'}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from clipsearch.errors import ClipsearchError
 
 # every variable a setting depends on: the settings are cached per distinct set of their values
 _NAMES = ("CLIPSEARCH_INDEX", "XDG_DATA_HOME", "CLIPSEARCH_COMMIT_EVERY", "CLIPSEARCH_DEBUG", "CLIPSEARCH_CACHE",
-          "XDG_CACHE_HOME", "CLIPSEARCH_DB", "CLIPSEARCH_PQ_MIN")
+          "XDG_CACHE_HOME", "CLIPSEARCH_DB", "CLIPSEARCH_PQ_MIN", "CLIPSEARCH_TEXT_RUNTIME")
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class Settings:
     cache_dir: Path  # CLIPSEARCH_CACHE, else $XDG_CACHE_HOME/clipsearch (~/.cache/clipsearch): model exports
     db: str | None  # CLIPSEARCH_DB: a new store's catalog database URL (else SQLite in the store folder)
     pq_min: int | None  # CLIPSEARCH_PQ_MIN: above this many vectors the index is IVF-PQ (None: the default)
+    text_runtime: str | None = None  # CLIPSEARCH_TEXT_RUNTIME: numpy | onnx for every text query (None: per process)
 
 
 def _default_store(env: Mapping[str, str | None]) -> Path:
@@ -59,7 +60,8 @@ def _settings_for(values: tuple[str | None, ...]) -> Settings:
     env = dict(zip(_NAMES, values, strict=True))
     return Settings(store_path=_default_store(env), commit_every=_positive(env, "CLIPSEARCH_COMMIT_EVERY") or 256,
                     debug=bool(env["CLIPSEARCH_DEBUG"]), cache_dir=_default_cache(env),
-                    db=env["CLIPSEARCH_DB"] or None, pq_min=_positive(env, "CLIPSEARCH_PQ_MIN"))
+                    db=env["CLIPSEARCH_DB"] or None, pq_min=_positive(env, "CLIPSEARCH_PQ_MIN"),
+                    text_runtime=env["CLIPSEARCH_TEXT_RUNTIME"] or None)
 
 
 def settings() -> Settings:

@@ -69,6 +69,61 @@ def is_disk_full(exc: BaseException | None, where: object = None) -> bool:
     return False
 
 
+# SQLSTATE class 53 (insufficient resources): what each means, and what the user can do about it
+_SERVER_SHORT = {
+    "53100": ("its disk is full (SQLSTATE 53100 disk_full)",
+              "free space on the disk that holds the database (its data folder or tablespace), or ask its "
+              "administrator to"),
+    "53200": ("it is out of memory (SQLSTATE 53200 out_of_memory)", "ask its administrator to give it more memory"),
+    "53300": ("it has no free connection (SQLSTATE 53300 too_many_connections)",
+              "close other clients, or ask its administrator to raise max_connections"),
+    "53400": ("a configured limit was reached (SQLSTATE 53400 configuration_limit_exceeded)",
+              "ask its administrator which limit (the server's log says) and to raise it"),
+}
+
+
+def sqlstate(exc: BaseException | None) -> str | None:
+    """The SQLSTATE of a database server's error in `exc` or what caused it (psycopg's `sqlstate`, psycopg2's
+    `pgcode`), else None."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        code = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+        if isinstance(code, str) and len(code) == 5:
+            return code
+        exc = getattr(exc, "orig", None) or exc.__cause__ or exc.__context__
+    return None
+
+
+def _from_database(exc: BaseException | None) -> bool:
+    """Whether `exc` or what caused it was raised by a database driver (psycopg, or SQLAlchemy wrapping one)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if type(exc).__module__.partition(".")[0] in ("psycopg", "psycopg2", "sqlalchemy"):
+            return True
+        exc = getattr(exc, "orig", None) or exc.__cause__ or exc.__context__
+    return False
+
+
+def server_short_of(exc: BaseException | None, where: str | None = None,
+                    doing: str | None = None) -> ClipsearchError | None:
+    """The one line for a database server out of a resource (SQLSTATE class 53: a full disk, memory,
+    connections) while `doing` something with the catalog at `where` (a URL without password); None for any
+    other error. The server rolled the failed transaction back: the catalog holds what was committed before."""
+    code = sqlstate(exc)
+    if code is None and _from_database(exc) and is_disk_full(exc):
+        code = "53100"  # a FATAL at login ("could not write init file: No space left on device") carries no code
+    if code is None or not code.startswith("53"):
+        return None
+    what, todo = _SERVER_SHORT.get(code, (f"it is short of a resource (SQLSTATE {code} insufficient_resources)",
+                                          "see the server's log, or ask its administrator"))
+    message = (f"the database server of the catalog{f' {where}' if where else ''} refused the work"
+               f"{f' while {doing}' if doing else ''}: {what}; the catalog is as it was before the failed write")
+    hint = f"{todo}, then run the same command again: committed work is kept"
+    return DiskFullError(message, hint) if code == "53100" else ClipsearchError(message, hint)
+
+
 def disk_full(where: object, doing: str) -> DiskFullError:
     """The one line for a full disk while `doing` something in the store at `where`."""
     return DiskFullError(f"the disk holding {where} is full (no space left) while {doing}; the store is as it was "

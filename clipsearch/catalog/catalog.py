@@ -28,7 +28,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from clipsearch.catalog import database, fulltext, schema, text_rows
-from clipsearch.catalog.codec import HAS_VIDEO, SCHEMA_READABLE, STILL, TEXT_INDEX, escape_like
+from clipsearch.catalog.codec import HAS_VIDEO, HASHES_VERSION, SCHEMA_READABLE, STILL, TEXT_INDEX, escape_like
 from clipsearch.catalog.locks import WriterLocks, lock_schema
 from clipsearch.catalog.reads import CHUNK, STREAM_BATCH, Row, SqlReads, record_of
 from clipsearch.catalog.records import (
@@ -43,7 +43,7 @@ from clipsearch.catalog.records import (
 )
 from clipsearch.catalog.schema import EmbeddingRow, ImageRow, MetaRow, RootRow, RunRow, utcnow
 from clipsearch.catalog.writes import ChunkCommit, bump_version, delete_rows, ext_of, get_meta, record_photo_meta
-from clipsearch.errors import ClipsearchError, disk_full, is_disk_full
+from clipsearch.errors import ClipsearchError, disk_full, is_disk_full, server_short_of
 
 STORE_ID = "store_id"  # the store a shared catalog belongs to (its manifest holds the same id)
 STORE_FOLDER = "store_folder"  # where that store's folder was when it claimed the catalog (for messages)
@@ -84,6 +84,9 @@ class Catalog(SqlReads):
                 self._open(conn, folder, new)
         except (OperationalError, DBAPIError) as exc:
             self.engine.dispose()
+            short = server_short_of(exc, self.where, "opening the catalog") if self.shared else None
+            if short is not None:  # e.g. no room for a new store's tables, or no free connection
+                raise short from exc
             if self.shared and isinstance(exc, OperationalError):
                 raise database.unreachable(url, exc) from exc
             if not self.shared and is_disk_full(exc, Path(location).parent):
@@ -327,11 +330,12 @@ class Catalog(SqlReads):
 
     def set_hashes(self, hashed: Sequence[tuple[int, bytes]]) -> None:
         """(id, perceptual hashes) of images indexed before hashes were kept; embeddings are untouched, so the
-        vectors version stays."""
+        vectors version stays and the hashes version rises (what a process keeping the hashes checks)."""
         if not hashed:
             return
         with self._session() as s, s.begin():
             ChunkCommit(s).hashes(hashed)
+            bump_version(s, HASHES_VERSION)
 
     def record_moves(self, moves: Sequence[tuple[str, int, int, int]]) -> None:
         """(new path, id, size, mtime): a file moved inside the collection keeps its row and embedding."""

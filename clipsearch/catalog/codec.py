@@ -21,6 +21,7 @@ SCHEMA_HASHES = 4  # images.phash
 SCHEMA_PHOTO_META = 5  # images' photo metadata columns (`SqlReads._photo_columns` says whether they are there)
 SCHEMA_VERSION = "schema_version"  # meta keys
 VECTORS_VERSION = "vectors_version"
+HASHES_VERSION = "hashes_version"  # bumped when hashes are added to rows already stored (the vectors version stays)
 HAS_VIDEO = "has_video"
 READS_TEXT = "reads_text"  # the store reads the text inside its images (index --ocr), from then on
 TEXT_INDEX = "text_index"  # PostgreSQL: "trigram" (pg_trgm's GIN index) or "scan" (no pg_trgm: ILIKE scans)

@@ -23,6 +23,7 @@ import numpy as np
 from clipsearch.catalog import fulltext, photo_filter
 from clipsearch.catalog.codec import (
     HAS_VIDEO,
+    HASHES_VERSION,
     READS_TEXT,
     SCHEMA_HASHES,
     SCHEMA_PHOTO_META,
@@ -52,6 +53,10 @@ class CatalogReads(Protocol):
 
     def version(self) -> int:
         """The vectors version: bumped by every transaction that changes embeddings."""
+        ...
+
+    def hashes_version(self) -> int:
+        """Bumped when perceptual hashes are added to stored rows without a new vectors version."""
         ...
 
     def all_embeddings(self, dim: int) -> tuple[int, np.ndarray, np.ndarray]:
@@ -227,6 +232,10 @@ class SqlReads(CatalogReads):
 
     def version(self) -> int:
         value = self._value(_META, {"key": VECTORS_VERSION})
+        return int(value) if value is not None else 0
+
+    def hashes_version(self) -> int:
+        value = self._value(_META, {"key": HASHES_VERSION})
         return int(value) if value is not None else 0
 
     def _photo_columns(self) -> bool:

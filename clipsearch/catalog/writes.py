@@ -178,13 +178,14 @@ def set_flag(session: Session, key: str) -> None:
         session.execute(insert(MetaRow).values(key=key, value="1").prefix_with("OR IGNORE"))
 
 
-def bump_version(session: Session) -> int:
-    """One atomic increment: its row lock, held to commit, orders concurrent writers' commits, so versions
-    rise strictly in commit order (a read-then-write would let two transactions take the same number)."""
-    new = session.execute(update(MetaRow).where(MetaRow.key == VECTORS_VERSION)
+def bump_version(session: Session, key: str = VECTORS_VERSION) -> int:
+    """One atomic increment of the meta counter `key` (the vectors version, or HASHES_VERSION): its row lock,
+    held to commit, orders concurrent writers' commits, so versions rise strictly in commit order (a
+    read-then-write would let two transactions take the same number)."""
+    new = session.execute(update(MetaRow).where(MetaRow.key == key)
                           .values(value=cast(cast(MetaRow.value, Integer) + 1, Text)).returning(MetaRow.value)
                           .execution_options(synchronize_session=False)).scalar()
     if new is None:  # a catalog that never held a vector
-        session.execute(insert(MetaRow).values(key=VECTORS_VERSION, value="1"))
+        session.execute(insert(MetaRow).values(key=key, value="1"))
         return 1
     return int(new)

@@ -9,6 +9,7 @@ import typer
 
 from clipsearch.cli import common as ui
 from clipsearch.cli.common import (
+    BackendOpt,
     IndexOpt,
     JsonOpt,
     RichProgress,
@@ -241,6 +242,7 @@ def eval_cmd(
     templates_file: Path | None = typer.Option(
         None, "--templates", help="File of prompt templates, one with {} a line (default: by the label's language)."),
     device: str | None = typer.Option(None, "--device"),
+    backend: str | None = BackendOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Zero-shot accuracy (class sets) or retrieval recall (caption sets) of a model."""
@@ -248,8 +250,8 @@ def eval_cmd(
     from clipsearch.tune.evaluate import evaluate_set
 
     labelled = datasets.load(data)
-    encoder = _load_encoder(model, None, device)
-    from clipsearch.encoders.torch_encoder import is_untrained
+    encoder = _load_encoder(model, None, device, backend)
+    from clipsearch.encoders.spec import is_untrained
 
     metrics = evaluate_set(encoder, labelled, _templates(template, templates_file), linear_probe=linear_probe)
     untrained = is_untrained(encoder.spec)
@@ -280,10 +282,12 @@ def _model_or_default(model: str | None, store_path: Path | None = None) -> str:
     return name
 
 
-def _load_encoder(model: str | None, store_path: Path | None, device: str | None) -> Any:
-    from clipsearch.encoders.torch_encoder import load_encoder
+def _load_encoder(model: str | None, store_path: Path | None, device: str | None, backend: str | None) -> Any:
+    """Both towers for eval and classify: ONNX Runtime and the NumPy text tower once the model is exported."""
+    from clipsearch.tune.evaluate import load_scorer
 
-    return load_encoder(_model_or_default(model, store_path), device)
+    return load_scorer(_model_or_default(model, store_path), backend=backend, device=device, notice=_print_note,
+                       stage=lambda message: ui.err.print(safe(message)))
 
 
 @app.command()
@@ -299,13 +303,14 @@ def classify(
     templates_file: Path | None = typer.Option(
         None, "--templates", help="File of prompt templates, one with {} a line (default: by the label's language)."),
     device: str | None = typer.Option(None, "--device"),
+    backend: str | None = BackendOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Zero-shot classification: the top-k labels with probabilities."""
     from clipsearch.store.store import default_store_path
     from clipsearch.tune.evaluate import classify as run_classify, model_templates
 
-    encoder = _load_encoder(model, Path(index_path) if index_path else default_store_path(), device)
+    encoder = _load_encoder(model, Path(index_path) if index_path else default_store_path(), device, backend)
     names = [name.strip() for name in labels.replace("，", ",").split(",") if name.strip()]  # a Chinese comma too
     results = run_classify(encoder, [str(p) for p in images], names,
                            model_templates(encoder, _templates(template, templates_file)), k)

@@ -46,7 +46,7 @@ OPTION_OF = {"language": "--lang",
              "model": "--model", "frame_interval": "--frame-interval", "k": "-k", "after": "--after",
              "before": "--before", "under": "--under", "threshold": "--threshold", "grid": "--grid",
              "token": "--token", "port": "--port", "host": "--host", "backend": "--backend", "device": "--device",
-             "ray_address": "--ray-address", "db": "--db", "taken_after": "--taken-after",
+             "ray_address": "--ray-address", "db": "--db", "like": "--like", "taken_after": "--taken-after",
              "taken_before": "--taken-before", "camera": "--camera", "near": "--near",
              "test": "--test", "val_fraction": "--val-fraction", "unlocked_layers": "--unlocked-layers",
              "lock_image": "--lock-image", "accumulate": "--accumulate",
@@ -99,8 +99,13 @@ def failure_code(exc: BaseException, command: str) -> int | None:
 
     if settings().debug:
         return None
-    from clipsearch.errors import is_disk_full
+    from clipsearch.errors import is_disk_full, server_short_of
 
+    short = server_short_of(exc)  # a database server short of disk, memory or connections
+    if short is not None:
+        err.print(f"[bold red]error:[/] {safe(short.message)}")
+        err.print(f"[yellow]hint:[/] {safe(short.hint or '')}")
+        return 1
     if is_disk_full(exc):
         err.print("[bold red]error:[/] the disk is full (no space left on device); nothing half-written "
                   "was kept")

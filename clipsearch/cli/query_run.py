@@ -16,7 +16,8 @@ from clipsearch.errors import ClipsearchError
 
 
 def run_query(text: Sequence[str], *, image: Sequence[Path] = (), minus: Sequence[str] = (),
-              minus_image: Sequence[Path] = (), k: int = 10, under: Sequence[Path] = (), ext: Sequence[str] = (),
+              minus_image: Sequence[Path] = (), like: Sequence[int] = (), k: int = 10,
+              under: Sequence[Path] = (), ext: Sequence[str] = (),
               after: str | None = None, before: str | None = None,
               text_in_image: str | None = None, taken_after: str | None = None, taken_before: str | None = None,
               camera: str | None = None, near: str | None = None, index_path: Path | None = None,
@@ -24,8 +25,9 @@ def run_query(text: Sequence[str], *, image: Sequence[Path] = (), minus: Sequenc
               device: str | None = None, grid: Path | None = None, preview: bool = False,
               backend: str | None = None, lang: str | None = None) -> None:
     """`clipsearch query`: search the store and print the hits (a table, --json, --paths or -0)."""
-    if not any(t.strip() for t in (text or [])) and not image and not (text_in_image or "").strip():
-        raise ClipsearchError("empty query", 'give some text, e.g. clipsearch query "a dog on grass", or --image PATH')
+    if not any(t.strip() for t in (text or [])) and not image and not like and not (text_in_image or "").strip():
+        raise ClipsearchError("empty query", 'give some text, e.g. clipsearch query "a dog on grass", --image PATH '
+                              "or --like ID")
     # One query's matrix products are tiny (a few tokens): OpenBLAS's threads only spin, costing ~1 s of CPU
     # on 2 cores. Set before NumPy loads (nothing has imported it yet in a CLI process); a user's value wins.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -39,7 +41,7 @@ def run_query(text: Sequence[str], *, image: Sequence[Path] = (), minus: Sequenc
     pictures: list[bytes | None] = []
     with open_store(index_path, device=device, backend=backend) as store:
         hits = store.search(list(text), image=[str(i) for i in image], minus=list(minus),
-                            minus_image=[str(i) for i in minus_image], k=k,
+                            minus_image=[str(i) for i in minus_image], like=list(like), k=k,
                             under=[str(u) for u in under] or None, ext=list(ext) or None, after=after, before=before,
                             all_frames=all_frames, taken_after=taken_after, taken_before=taken_before,
                             camera=camera, near=near, text_in_image=text_in_image, language=lang)

@@ -102,6 +102,9 @@ def query(
     image: list[Path] = typer.Option([], "--image", "-i", help="Query image (repeatable)."),
     minus: list[str] = typer.Option([], "--minus", help="Text to steer away from (repeatable)."),
     minus_image: list[Path] = typer.Option([], "--minus-image", help="Image to steer away from (repeatable)."),
+    like: list[int] = typer.Option(
+        [], "--like", min=1, help="More like an indexed image, by its id (the id of --json or the page; "
+        "repeatable: similar to all of them). It, and a video's other moments, are left out."),
     k: int = typer.Option(10, "-k", "--top", min=1, help="Number of results."),
     under: list[Path] = typer.Option([], "--under", help="Only results inside this folder (repeatable)."),
     ext: list[str] = typer.Option([], "--ext", help="Only these extensions, e.g. --ext jpg (repeatable)."),
@@ -144,8 +147,9 @@ def query(
         help="NLLB-CLIP models: the text's language code, e.g. fra_Latn (default: detected from its script)."),
 ) -> None:
     """Find images by text, by example image, or both."""
-    run_query(text or [], image=image, minus=minus, minus_image=minus_image, k=k, under=under, ext=ext, after=after,
-              before=before, text_in_image=text_in_image, taken_after=taken_after, taken_before=taken_before,
+    run_query(text or [], image=image, minus=minus, minus_image=minus_image, like=like, k=k, under=under, ext=ext,
+              after=after, before=before, text_in_image=text_in_image, taken_after=taken_after,
+              taken_before=taken_before,
               camera=camera, near=near, index_path=index_path, as_json=as_json, paths_only=paths_only,
               all_frames=all_frames, paths0=paths0, device=device, grid=grid, preview=preview, backend=backend,
               lang=lang)

@@ -3,10 +3,13 @@ precisions an image embedding may have."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:  # pragma: no cover - the CLI imports this module at start-up: no NumPy before a command runs
     import numpy as np
+
+    from clipsearch.encoders.spec import ModelSpec
 
 PRECISIONS = ("fp32", "int8")  # of the image embeddings; a manifest without one (older stores) holds fp32
 # A new store's precision on a CPU (onnx backend). int8 is the default because its retrieval agrees with fp32:
@@ -24,6 +27,17 @@ class ImageEncoder(Protocol):
     def default_batch_size(self) -> int: ...
 
     def encode_images(self, batch_uint8: np.ndarray) -> np.ndarray: ...
+
+
+class DualEncoder(ImageEncoder, Protocol):
+    """Both towers of a model, as scoring needs them (eval, classify, fine-tuning's evaluation): torch's
+    `Encoder`, or ONNX Runtime's image tower with the NumPy text tower (`OnnxImageEncoder`)."""
+    spec: ModelSpec
+
+    def encode_texts(self, texts: Iterable[str]) -> np.ndarray: ...
+
+    @property
+    def logit_scale(self) -> float: ...
 
 
 def runs_on(encoder: object) -> dict[str, str]:

@@ -8,10 +8,11 @@ creating one `InferenceSession`.
 Cache layout, one folder per model (`ModelSpec.cache_key`: the key, and a model folder's manifest) under
 `settings().cache_dir / "onnx"`:
 
-    <sha256(key)[:24]>/meta.json         key, model description, export check (min cosine), opset
+    <sha256(key)[:24]>/meta.json         key, model description, export check (min cosine), opset, logit scale
                        image.onnx        fp32 image tower (preprocessing and normalisation inside)
                        image.int8.onnx   dynamic int8 quantisation of it (made on first use, no torch)
-                       text_encoder/     the NumPy text tower (`textfast`), copied into each new store
+                       text_encoder/     the text tower: tokenizer, NumPy weights (`numpy_text`) and its ONNX
+                                         graph (`onnx_text_tower`), fp32 + int8; shared by every store of the model
                        refused.json      instead of the above: why this model stays on torch
 """
 
@@ -78,6 +79,17 @@ class Export:
         if export is None:
             raise ClipsearchError(f"the model export in {folder} is incomplete", "delete that folder and run again")
         return export
+
+    def record(self, name: str, value: Any) -> Any:
+        """Add `name` to meta.json (an older export learning a newer field); a read-only cache keeps it in memory."""
+        from clipsearch.fsutil import atomic_write_text
+
+        self.meta[name] = value
+        try:
+            atomic_write_text(self.folder / META_FILE, json.dumps(self.meta, indent=2))
+        except OSError:
+            pass
+        return value
 
     def image_path(self, precision: str) -> Path:
         return self.folder / IMAGE_FP32 if precision == "fp32" else write_int8(self.folder)
@@ -259,12 +271,13 @@ class OnnxImageEncoder:
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
     def text_tower(self) -> Any:
-        """The NumPy text tower from the export, else the torch model (loaded once, for its text tower)."""
+        """The export's text tower (ONNX Runtime, else NumPy: `factory.load_text_encoder`), else the torch model
+        (loaded once, for its text tower)."""
         if self._text is None:
-            from clipsearch.encoders.numpy_text import NumpyTextEncoder
+            from clipsearch.encoders.factory import load_text_encoder
 
             folder = self.export.text_dir
-            self._text = NumpyTextEncoder.load(folder, self.spec.key) if folder else None
+            self._text = load_text_encoder(folder, self.spec.key, warm=True) if folder else None
             if self._text is None and self.spec.kind == "published":
                 raise ClipsearchError(f"the text tower of {self.spec.text} in {folder} does not load",
                                       "delete that folder and run again")
@@ -279,3 +292,20 @@ class OnnxImageEncoder:
         if language is None:
             return self.text_tower().encode_texts(list(texts))
         return self.text_tower().encode_texts(list(texts), language=language)
+
+    @property
+    def logit_scale(self) -> float:
+        """The temperature of the model's image-text logits (classify's probabilities), from the export's meta.
+        An export from before meta.json kept it gets it from the torch model once, recorded there; a published
+        export (no torch model behind it) uses 100, trained CLIP's (open_clip clamps the scale there)."""
+        scale = self.export.meta.get("logit_scale")
+        if scale is None and self.spec.kind == "published":
+            return 100.0
+        if scale is None:
+            text = self._text if self._text is not None and hasattr(self._text, "model") else None
+            if text is None:
+                from clipsearch.encoders.torch_encoder import load_encoder
+
+                text = load_encoder(self.spec, self._device)
+            scale = self.export.record("logit_scale", text.logit_scale)
+        return float(scale)

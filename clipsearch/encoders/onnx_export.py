@@ -140,12 +140,7 @@ def export(encoder: Encoder, cache_root: Path | None = None) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        on_cpu = encoder.device.type == "cpu"
-        if not on_cpu:  # export and verify on the CPU, in fp32: the graph is device-neutral
-            from clipsearch.encoders.torch_encoder import Encoder
-
-            encoder = Encoder(encoder.spec, _cpu_copy(encoder.model), encoder.tokenizer, encoder.preprocess_cfg,
-                              torch.device("cpu"))
+        encoder = cpu_encoder(encoder)  # export and verify on the CPU, in fp32: the graph is device-neutral
         try:
             _export_image(encoder, tmp / IMAGE_FP32)
         except Exception as exc:  # any exporter failure means: this model stays on torch
@@ -155,8 +150,11 @@ def export(encoder: Encoder, cache_root: Path | None = None) -> Path:
         if cosine < MIN_COSINE:
             raise ExportRefused(f"ONNX and torch embeddings differ (cosine {cosine:.6f} < {MIN_COSINE})")
         text = export_text_tower(encoder, tmp / TEXT_DIR)
+        text_graph = add_text_graph(encoder, tmp / TEXT_DIR) if text else "no text tower"
         meta = {"format": EXPORT_FORMAT, "key": encoder.spec.cache_key, "model": _description(encoder),
-                "opset": OPSET, "min_cosine": cosine, "text_tower": text, "torch": torch.__version__,
+                "opset": OPSET, "min_cosine": cosine, "text_tower": text, "text_onnx": text_graph,
+                "logit_scale": encoder.logit_scale,
+                "torch": torch.__version__,
                 "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
         atomic_write_text(tmp / META_FILE, json.dumps(meta, indent=2))
     except ExportRefused as exc:
@@ -170,10 +168,34 @@ def export(encoder: Encoder, cache_root: Path | None = None) -> Path:
     return folder
 
 
+def add_text_graph(encoder: Encoder, text_dir: Path) -> str:
+    """The text tower's ONNX graph into `text_dir` (`onnx_text_export`): "ok", or why it was refused (the text
+    then stays on NumPy)."""
+    from clipsearch.encoders.onnx_text_export import TextExportRefused, export_text_onnx
+
+    try:
+        export_text_onnx(encoder, text_dir)
+    except TextExportRefused as exc:
+        return str(exc)
+    return "ok"
+
+
 def _description(encoder: Encoder) -> dict[str, Any]:
     desc = encoder.describe()
     desc.pop("precision", None)  # the export serves both precisions; the runtime says which it runs
     return desc
+
+
+def cpu_encoder(encoder: Encoder) -> Encoder:
+    """`encoder` itself on a CPU, else a CPU fp32 copy of it (a CUDA encoder is left as it is)."""
+    import torch
+
+    if encoder.device.type == "cpu":
+        return encoder
+    from clipsearch.encoders.torch_encoder import Encoder
+
+    return Encoder(encoder.spec, _cpu_copy(encoder.model), encoder.tokenizer, encoder.preprocess_cfg,
+                   torch.device("cpu"))
 
 
 def _cpu_copy(model: torch.nn.Module) -> torch.nn.Module:

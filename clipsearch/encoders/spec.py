@@ -126,6 +126,11 @@ def parse_spec(text: str) -> ModelSpec:
     return ModelSpec(text=text, kind="open_clip", arch=arch, pretrained=tag, key=f"{arch}:{tag or 'random'}")
 
 
+def is_untrained(spec: ModelSpec) -> bool:
+    """An architecture with random weights (a shipped config without a checkpoint): its scores are chance."""
+    return spec.kind == "open_clip" and spec.pretrained is None
+
+
 def _chinese_clip(text: str) -> ModelSpec | None:
     """`chinese-clip:ARCH` or a Chinese-CLIP repository id → its spec (the text is canonical: chinese-clip:ARCH);
     None for any other text."""

@@ -81,6 +81,12 @@ class Encoder:
                                                                                    dtype=torch.qint8)
         self.precision = "int8"
 
+    @property
+    def logit_scale(self) -> float:
+        """The temperature of the model's image-text logits: exp of its learned log scale (100 without one)."""
+        scale = getattr(self.model, "logit_scale", None)
+        return float(scale.exp().item()) if scale is not None else 100.0
+
     def _probe_dim(self) -> int:
         return int(self._encode_tokens(["probe"]).shape[1])
 
@@ -450,11 +456,6 @@ def _pretrained_table() -> Any:
     finally:
         if held:
             del sys.modules["safetensors.torch"]
-
-
-def is_untrained(spec: ModelSpec) -> bool:
-    """An architecture with random weights (a shipped config without a checkpoint): its scores are chance."""
-    return spec.kind == "open_clip" and spec.pretrained is None
 
 
 def _offline_installed() -> bool:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
+from clipsearch.catalog.codec import STILL
 from clipsearch.catalog.photo_filter import PhotoFilter
 from clipsearch.catalog.records import PhotoMeta
 from clipsearch.errors import ClipsearchError, NotFoundError
@@ -34,6 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from clipsearch.catalog.reads import CatalogReads
     from clipsearch.encoders.base import ImageEncoder
     from clipsearch.media.images import DecodeError
+    from clipsearch.query.same_picture import StoredPictures
     from clipsearch.vectors.store import VectorStore
 
 
@@ -339,11 +341,14 @@ class QueryEngine:
     """Answers queries from a catalog and a vector store; encoders are loaded only when a query needs them."""
 
     def __init__(self, catalog: CatalogReads, vectors: VectorStore, text_encoder: Callable[[], TextEncoder],
-                 image_encoder: Callable[[], ImageEncoder]) -> None:
+                 image_encoder: Callable[[], ImageEncoder], pictures: StoredPictures | None = None) -> None:
+        """`pictures`: the store's kept perceptual hashes, for saying a query image is in the store (without
+        it, each image query reads them)."""
         self.catalog = catalog
         self.vectors = vectors
         self.text_encoder = text_encoder
         self.image_encoder = image_encoder
+        self.pictures = pictures
 
     def _image_vectors(self, paths: list[str]) -> tuple[list[np.ndarray], list[str], list[bytes | None]]:
         from clipsearch.media.images import DecodeError, read_and_decode
@@ -417,8 +422,8 @@ class QueryEngine:
         if pictures:
             from clipsearch.query.same_picture import in_store_notes
 
-            notes += in_store_notes(self.catalog, pictures, hidden)
-        excluded = self.catalog.ids_of([p for p, _w in q.images], digests) | set(q.like)
+            notes += in_store_notes(self.catalog, pictures, hidden, self.pictures)
+        excluded = self.catalog.ids_of([p for p, _w in q.images], digests) | self._like_files(q.like)
         allowed = None
         if q.filtered or hidden:
             allowed = self.catalog.filter_ids(q.under, q.exts, q.after_ns, q.before_ns, hidden_under=hidden,
@@ -456,6 +461,14 @@ class QueryEngine:
                     hits.notes.extend(photo_notes(q.photo, [rows[h.id] for h in hits], unread))
                 return hits
             fetch *= 4
+
+    def _like_files(self, like: Sequence[int]) -> set[int]:
+        """The ids of the files a "similar to" query starts from: the images themselves, and every moment of a
+        video among them (more like a video's moment lists other pictures, not the same video again)."""
+        if not like:
+            return set()
+        paths = [rec.path for rec in self.catalog.images(like).values() if rec.frame_ms != STILL]
+        return set(like) | (self.catalog.ids_of(paths, []) if paths else set())
 
     @staticmethod
     def _hits(pairs: list[tuple[float, int]], rows: dict, k: int, collapse: bool, notes: list[str]) -> Hits:

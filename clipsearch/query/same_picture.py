@@ -10,6 +10,7 @@ keeper when their hashes are within `distance` and, where both have an embedding
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,7 @@ import numpy as np
 
 from clipsearch.catalog.reads import CatalogReads
 from clipsearch.catalog.records import ImageRecord
+from clipsearch.indexing.scan import is_inside
 from clipsearch.query.grouping import connected_groups
 from clipsearch.query.keeper import keeper_key, original_format, why
 from clipsearch.vectors.hamming import pairs_within, popcount
@@ -114,22 +116,55 @@ def _cosine(embedded: dict[int, np.ndarray], a: int, b: int) -> float | None:
     return float(min(float(embedded[a] @ embedded[b]), 1.0))
 
 
-def in_store_notes(catalog: CatalogReads, pictures: list[tuple[str, bytes]], hidden: Sequence[str]) -> list[str]:
-    """A note per query image (label, perceptual hashes) whose picture the store holds: a byte copy, or the same
-    picture resized, recompressed, converted or lightly cropped (within the `same` level's distance), naming the
-    nearest stored file. One read of the stored hashes per query that has images."""
-    ids, words = catalog.picture_hashes(hidden_under=hidden)
-    if not len(ids):
-        return []
-    notes = []
-    for label, blob in pictures:
+class StoredPictures:
+    """The perceptual hashes of a store's still pictures, read from the catalog once and kept in memory while
+    the catalog's vectors and hashes versions stay (two meta reads per query), so an image query or an upload
+    in a long-running process does not read every stored hash again: a few MB at 100k pictures.
+    One per open store; threads share it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: tuple[int, int] | None = None
+        self._ids = np.zeros(0, np.int64)
+        self._words = np.zeros((0, 1), np.uint64)
+
+    def hashes(self, catalog: CatalogReads) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, (n, HASH_WORDS) uint64) of every still with hashes, as the catalog holds them now."""
+        key = (catalog.version(), catalog.hashes_version())
+        with self._lock:
+            if key != self._key:
+                self._ids, self._words = catalog.picture_hashes()
+                self._key = key
+            return self._ids, self._words
+
+    def nearest(self, catalog: CatalogReads, blob: bytes, hidden: Sequence[str]) -> tuple[ImageRecord, int] | None:
+        """The stored picture nearest to the query's hashes within the `same` level's distance, and that
+        distance (the lowest id among equals), leaving out what lies under `hidden` (vanished roots)."""
+        ids, words = self.hashes(catalog)
+        if not len(ids):
+            return None
         query = np.frombuffer(blob, dtype=">u8").astype(np.uint64)
         both = np.concatenate([query[None, :], words])
         dists = picture_distances(both, 0, np.arange(1, len(both)))
-        best = int(np.argmin(dists))
-        if dists[best] <= SAME_DISTANCE:
-            record = catalog.images([int(ids[best])]).get(int(ids[best]))
-            if record is not None:
-                how = "the same picture" if dists[best] else "the same picture, hash for hash"
-                notes.append(f"{label} is in the store: {record.path} ({how})")
+        close = np.flatnonzero(dists <= SAME_DISTANCE)
+        for row in close[np.argsort(dists[close], kind="stable")]:
+            record = catalog.images([int(ids[row])]).get(int(ids[row]))
+            if record is not None and not is_inside(record.path, hidden):
+                return record, int(dists[row])
+        return None
+
+
+def in_store_notes(catalog: CatalogReads, pictures: list[tuple[str, bytes]], hidden: Sequence[str],
+                   stored: StoredPictures | None = None) -> list[str]:
+    """A note per query image (label, perceptual hashes) whose picture the store holds: a byte copy, or the same
+    picture resized, recompressed, converted or lightly cropped (within the `same` level's distance), naming the
+    nearest stored file. `stored`: the store's kept hashes (without it, they are read for this query)."""
+    stored = stored or StoredPictures()
+    notes = []
+    for label, blob in pictures:
+        found = stored.nearest(catalog, blob, hidden)
+        if found is not None:
+            record, distance = found
+            how = "the same picture" if distance else "the same picture, hash for hash"
+            notes.append(f"{label} is in the store: {record.path} ({how})")
     return notes

@@ -63,7 +63,17 @@ class Json(JSONResponse):
     """JSON with non-ASCII escaped: a file name that is not UTF-8 (lone surrogates) is sent, not a 500."""
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":"), default=_jsonable).encode("ascii")
+
+
+def _jsonable(value: Any) -> Any:
+    """What json.dumps cannot write itself (a NumPy number, a dataclass) as FastAPI would encode it."""
+    import numpy as np
+    from fastapi.encoders import jsonable_encoder
+
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    return jsonable_encoder(value)
 
 
 class StoreApp(Guard):
@@ -114,7 +124,7 @@ class StoreHolder:
             self._store, self._stamp = None, None
             if stamp is not None:
                 store = open_store(self.path, create=False, device=self.device)
-                store.coalesce_text_queries()  # concurrent requests share text-encoder passes
+                store.warm_text_queries()  # ONNX Runtime, one thread a request; concurrent ones share passes
                 self._store, self._stamp = store, stamp
             return self._store
 
@@ -336,17 +346,18 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
         """The same filters in a multipart form."""
         return {"taken_after": taken_after, "taken_before": taken_before, "camera": camera, "near": near}
 
-    def with_terms(result: dict[str, Any], plus: list[str], subtract: list[str]) -> dict[str, Any]:
-        """The query's parts as the search box's syntax read them (what the page shows as chips)."""
+    def with_terms(result: dict[str, Any], plus: list[str], subtract: list[str]) -> Json:
+        """The query's parts as the search box's syntax read them (what the page shows as chips); the answer as
+        JSON at once (a route returning a dict has FastAPI walk and validate all of it first: ~10x json.dumps)."""
         result["terms"] = [{"text": t, "weight": w} for t, w in map(parse_term, plus)]
         result["minus"] = [{"text": t, "weight": w} for t, w in map(parse_term, subtract)]
-        return result
+        return Json(result)
 
     @api.get("/api/search")
     def search(q: str = "", k: int = 20, minus: list[str] = Query([]), under: list[str] = Query([]),
                ext: list[str] = Query([]), after: str | None = None, before: str | None = None,
                like: list[str] = Query([]), photo: dict[str, str | None] = Depends(photo_query),
-               text_in_image: str | None = None, lang: str | None = None) -> dict[str, Any]:
+               text_in_image: str | None = None, lang: str | None = None) -> Json:
         """Text query with the CLI's syntax (`beach::2 -people`); filters as in `clipsearch query`
         (`text_in_image`: words the image's text must hold; alone, it ranks by them); `like` adds indexed images
         by id ("more like this"); `lang` the text's language code (NLLB-CLIP). The answer's `terms` and `minus`
@@ -364,7 +375,7 @@ def create_app(store_path: str | Path, *, token: str | None = None, allowed_host
                       after: str | None = Form(None), before: str | None = Form(None),
                       like: list[str] = Form([]), text_in_image: str | None = Form(None),
                       photo: dict[str, str | None] = Depends(photo_form),
-                      lang: str | None = Form(None)) -> dict[str, Any]:
+                      lang: str | None = Form(None)) -> Json:
         """Query by uploaded image(s) (multipart field `image`, 20 MB and MAX_UPLOAD_PIXELS decoded in all), with
         or without text terms (`lang`: their language code, NLLB-CLIP, as on GET). Uploads are decoded in memory
         with the indexer's safe decoder, at reduced size where the format allows (JPEG), one request at a time,

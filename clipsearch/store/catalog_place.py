@@ -112,6 +112,16 @@ class CatalogPlace:
         """The SQLite catalog file of a store that keeps its catalog in its folder."""
         return self._folder.path / CATALOG
 
+    @property
+    def database(self) -> str | None:
+        """The catalog's database URL without its password (None: SQLite in the folder), known without
+        connecting: what an error about the server names."""
+        if self._db is None:
+            return None
+        from clipsearch.catalog.database import public_url
+
+        return public_url(self._db)
+
     def where(self) -> str:
         """Where the catalog is, as `info` shows it: the database URL without password, or "sqlite"."""
         return self.catalog.where if self._db else "sqlite"

@@ -4,8 +4,8 @@ A store holds embeddings of one model at one precision (fp32 or int8: they rank 
 these rules live in one place: the model a new store defaults to (with a notice), the precision an index run
 may write (a mismatch is a ModelMismatchError before anything is scanned), the image encoder from the
 encoder factory, the model recorded in the manifest on the first write (after the model loaded, so a failed
-load leaves no half store), and the text tower a store keeps for cold queries without torch (the NumPy tower,
-copied from the export cache or exported from the torch model).
+load leaves no half store), and the text encoder for queries without torch (the model's text tower in the export
+cache, shared by every store of the model; a store written before keeps its own copy).
 
 What one index run asks for (its `int8`, where its stages and notices go) is a `WriteCall` handed down with
 each call, never state on the store.
@@ -14,7 +14,7 @@ each call, never state on the store.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from clipsearch.encoders.base import runs_on
 from clipsearch.encoders.spec import ModelSpec, parse_spec
@@ -23,6 +23,7 @@ from clipsearch.store.manifest import TEXT_ENCODER_DIR, new_manifest, precision 
 
 if TYPE_CHECKING:  # pragma: no cover
     from clipsearch.encoders.factory import LoadedEncoder
+    from clipsearch.encoders.torch_encoder import Encoder
     from clipsearch.progress import Progress
     from clipsearch.store.folder import StoreFolder
 
@@ -54,6 +55,8 @@ class StoreModel:
         self._notices = notices
         self._encoder: LoadedEncoder | None = None
         self._fast_text: Any = None
+        self._manifest_spec: ModelSpec | None = None
+        self._warm_text: int | None = None  # threads of a warm process's text tower; None: a cold one
 
     # --- messages --------------------------------------------------------------------------------------
     @staticmethod
@@ -80,7 +83,10 @@ class StoreModel:
             return self._requested
         manifest = self._folder.manifest
         if manifest:
-            return parse_spec(manifest["model"]["spec"])
+            text = manifest["model"]["spec"]
+            if self._manifest_spec is None or self._manifest_spec.text != text:  # parsed once, not per query
+                self._manifest_spec = parse_spec(text)
+            return self._manifest_spec
         from clipsearch.encoders.spec import choose_default_model
 
         name, notice = choose_default_model()
@@ -148,51 +154,69 @@ class StoreModel:
 
     def for_run(self, call: WriteCall, catalog_record: dict[str, str] | None) -> LoadedEncoder:
         """The encoder for an index run. The first write records the model in the manifest (with
-        `catalog_record`, where a database holds the catalog), and the store gets its text tower."""
-        from clipsearch.encoders.numpy_text import stored_key
-        from clipsearch.encoders.onnx_encoder import OnnxImageEncoder
-
+        `catalog_record`, where a database holds the catalog). The text tower stays in the export cache, one
+        per model; only a model that runs on torch (no export) gets its NumPy tower written there now."""
         encoder = self.encoder(call)
         if self._folder.manifest is None:
             self._folder.record(new_manifest(encoder.describe(), catalog_record, runs_on(encoder)))
-        folder = self._folder.path / TEXT_ENCODER_DIR
-        if stored_key(folder) != encoder.spec.key:
-            if isinstance(encoder, OnnxImageEncoder):
-                source = encoder.export.text_dir
-                if source is not None:
-                    from clipsearch.fsutil import link_tree
+        from clipsearch.encoders.factory import text_tower_dir
 
-                    link_tree(source, folder)
-            else:
-                from clipsearch.encoders.text_export import export_text_tower
+        spec = encoder.spec
+        if getattr(encoder, "backend", "") == "torch" and text_tower_dir(spec, spec.key) is None:
+            from clipsearch.encoders.onnx_encoder import TEXT_DIR, export_dir
+            from clipsearch.encoders.text_export import export_text_tower
 
-                export_text_tower(encoder, folder)
+            target = export_dir(spec.cache_key) / TEXT_DIR
+            target.parent.mkdir(parents=True, exist_ok=True)
+            export_text_tower(cast("Encoder", encoder), target)
         return encoder
 
-    def text_encoder(self) -> Any:
-        """The NumPy text encoder when the store has one for its model (no torch import), else the model.
+    def _spec_if_known(self) -> ModelSpec | None:
+        """The store's model spec, or None where it cannot be read now (a model folder moved away)."""
+        from clipsearch.errors import ModelUnavailableError
 
-        Once loaded, the NumPy tower keeps answering text even after the image model is loaded (as a server
-        does for image queries), so text latency does not change under a long-running process."""
+        try:
+            return self.spec()
+        except ModelUnavailableError:
+            return None
+
+    def text_encoder(self) -> Any:
+        """The text encoder without torch when a text tower of the store's model is at hand (the export cache's,
+        or the copy a store written before kept in its folder), else the model.
+
+        Cold (a CLI query) it is the NumPy tower; warm (`warm_text_queries`, as a server) ONNX Runtime; both give
+        the same embeddings (`encoders/factory.py`). Once loaded it keeps answering text even after the image
+        model is loaded (as a server does for image queries), so text latency does not change over a long-running
+        process."""
         if self._fast_text is not None:
             return self._fast_text
         manifest = self._folder.manifest
-        if self._encoder is None and manifest:
-            from clipsearch.encoders.numpy_text import NumpyTextEncoder
+        if manifest and getattr(self._encoder, "backend", "onnx") != "torch":
+            from clipsearch.encoders.factory import load_text_encoder, text_tower_dir
 
-            self._fast_text = NumpyTextEncoder.load(self._folder.path / TEXT_ENCODER_DIR, manifest["model"]["key"])
+            key = manifest["model"]["key"]
+            spec = self._spec_if_known()
+            folder = text_tower_dir(spec, key, self._folder.path / TEXT_ENCODER_DIR)
+            if folder is not None:
+                self._fast_text = load_text_encoder(folder, key, warm=self._warm_text is not None,
+                                                    threads=self._warm_text, spec=spec)
             if self._fast_text is not None:
+                if self._warm_text is not None:
+                    from clipsearch.encoders.numpy_text import CoalescingTextEncoder
+                    from clipsearch.encoders.recent_texts import RecentTexts
+
+                    self._fast_text = RecentTexts(CoalescingTextEncoder(self._fast_text))
                 return self._fast_text
         return self.encoder()
 
-    def coalesce_text_queries(self) -> None:
-        """Concurrent text queries share packed passes of the NumPy text tower from now on."""
-        from clipsearch.encoders.numpy_text import CoalescingTextEncoder, NumpyTextEncoder
-
-        encoder = self.text_encoder()
-        if isinstance(encoder, NumpyTextEncoder):
-            self._fast_text = CoalescingTextEncoder(encoder)
+    def warm_text_queries(self, threads: int = 1) -> None:
+        """From now on text queries run as in a long-running process: the text tower on ONNX Runtime with
+        `threads` each, concurrent queries sharing packed passes (`CoalescingTextEncoder`), and the texts asked
+        for last answered from memory (`RecentTexts`)."""
+        if self._warm_text != threads:
+            self._warm_text = threads
+            self._fast_text = None
 
     def loaded_towers(self) -> dict[str, bool]:
-        """Which encoders this process holds now: `text` (NumPy tower or model), `images` (the model)."""
+        """Which encoders this process holds now: `text` (a text tower or model), `images` (the model)."""
         return {"text": self._fast_text is not None or self._encoder is not None, "images": self._encoder is not None}

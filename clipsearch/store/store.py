@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from clipsearch.encoders.factory import BACKENDS, check_backend
 from clipsearch.encoders.spec import ModelSpec, parse_spec
-from clipsearch.errors import ClipsearchError, disk_full, is_disk_full
+from clipsearch.errors import ClipsearchError, disk_full, is_disk_full, server_short_of
 from clipsearch.store.catalog_place import CatalogPlace, resolve_db
 from clipsearch.store.folder import StoreFolder, check_new_store_folder, reembed_folder, remove_store_files, swap_in
 from clipsearch.store.manifest import precision as stored_precision, read_manifest
@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from clipsearch.progress import Progress
     from clipsearch.query.dupes import Duplicates
     from clipsearch.query.engine import Hit, Hits
+    from clipsearch.query.same_picture import StoredPictures
     from clipsearch.vectors.index import VectorIndex
     from clipsearch.vectors.store import VectorStore
 
@@ -77,6 +78,7 @@ class Store:
         self._lock = WriterLock(self._folder, self._place)
         self._media = StoreMedia(self._folder, self._place)
         self._vectors: VectorStore | None = None
+        self._pictures: StoredPictures | None = None  # the perceptual hashes an image query compares with
 
     @contextlib.contextmanager
     def _space(self, doing: str) -> Iterator[None]:
@@ -87,6 +89,9 @@ class Store:
         except ClipsearchError:
             raise
         except Exception as exc:
+            short = server_short_of(exc, self._place.database, doing) if self.shared else None
+            if short is not None:  # the database server's disk (or memory, connections), not the store folder's
+                raise short from exc
             if is_disk_full(exc):
                 raise disk_full(self.path, doing) from exc
             raise
@@ -156,15 +161,17 @@ class Store:
         return self._models.encoder()
 
     def text_encoder(self) -> Any:
-        """The NumPy text encoder when the store has one for its model (no torch import), else the model."""
+        """The text tower of the store's model without torch (NumPy for a cold query, ONNX Runtime once
+        `warm_text_queries` was called; the same embeddings), else the model."""
         return self._models.text_encoder()
 
-    def coalesce_text_queries(self) -> None:
-        """From now on, concurrent text queries (a server's threads) share packed passes of the NumPy text tower."""
-        self._models.coalesce_text_queries()
+    def warm_text_queries(self, threads: int = 1) -> None:
+        """For a long-running process (a server, a notebook): from now on text queries run on ONNX Runtime with
+        `threads` each, and concurrent ones (a server's request threads) share packed passes."""
+        self._models.warm_text_queries(threads)
 
     def loaded(self) -> dict[str, bool]:
-        """Which encoders this process holds now: `text` (NumPy tower or model), `images` (the model)."""
+        """Which encoders this process holds now: `text` (a text tower or the model), `images` (the model)."""
         return self._models.loaded_towers()
 
     # --- vectors -------------------------------------------------------------------------------------
@@ -292,12 +299,13 @@ class Store:
                minus: Iterable[str] = (), minus_image: Iterable[str] = (), k: int = 10,
                under: Iterable[str] | None = None, ext: Iterable[str] | None = None,
                after: Any = None, before: Any = None, all_frames: bool = False,
-               like: Iterable[int] = (), taken_after: Any = None, taken_before: Any = None,
+               like: int | Iterable[int] = (), taken_after: Any = None, taken_before: Any = None,
                camera: str | None = None, near: Any = None, text_in_image: str | None = None,
                language: str | None = None) -> Hits:
         """Text terms and query images (paths, or bytes such as an upload: decoded in memory, never written),
-        minus either; `like` adds the stored embeddings of indexed images by id ("more like this"; those images
-        are left out of the results). Filters: `under` folders, `ext` extensions, file modified in
+        minus either; `like` adds the stored embeddings of indexed images by id, one or several ("more like
+        this", "similar to #3 and #7": each counts as one term; those images, and the other moments of a video
+        among them, are left out of the results). Filters: `under` folders, `ext` extensions, file modified in
         [after, before) (dates or ISO strings). A video is one hit at its best moment (`timestamp`), unless
         `all_frames`.
 
@@ -329,10 +337,15 @@ class Store:
                             minus=list(minus), minus_images=[str(i) for i in minus_image], k=k,
                             under=list(under) if under else None, exts=list(ext) if ext else None,
                             after=after, before=before, all_frames=all_frames,
-                            image_data=[i for i in images if isinstance(i, bytes)], like=list(like),
+                            image_data=[i for i in images if isinstance(i, bytes)],
+                            like=[like] if isinstance(like, int) else list(like),
                             photo=photo_filter(taken_after, taken_before, camera, near),
                             text_in_image=text_in_image, language=language)
-        engine = QueryEngine(self.reads, self.vectors, self.text_encoder, lambda: self.encoder)
+        if self._pictures is None:
+            from clipsearch.query.same_picture import StoredPictures
+
+            self._pictures = StoredPictures()
+        engine = QueryEngine(self.reads, self.vectors, self.text_encoder, lambda: self.encoder, self._pictures)
         hits = engine.search(query)
         hits.notes.extend(language_notes([t for t, _w in query.texts + query.minus], self.model_spec))
         return hits

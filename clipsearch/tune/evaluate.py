@@ -1,13 +1,17 @@
 """Measure a model on a labelled set: zero-shot accuracy, linear probe, retrieval recall; and classify.
 
-Zero-shot uses a prompt ensemble (the mean of the normalised text embeddings of every template), as in
-the CLIP paper; the linear probe is multinomial logistic regression on frozen image embeddings.
+`load_scorer` gives `eval` and `classify` the model the fast way: ONNX Runtime's image tower and the NumPy text
+tower from the export cache, so neither imports torch or open_clip once the model has been exported (torch
+stays for the first export, `backend="torch"`, fine-tuning and the linear probe).
+
+Zero-shot uses a prompt ensemble (the mean of the normalised text embeddings of every template), as in the
+CLIP paper; the linear probe is multinomial logistic regression on frozen image embeddings.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,22 +23,22 @@ from clipsearch.tune.datasets import LabelledSet, templates_for
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
 
-    from clipsearch.encoders.torch_encoder import Encoder
+    from clipsearch.encoders.base import DualEncoder
 
 
-def embed_images(encoder: Encoder, pixels: np.ndarray, batch: int = 64) -> np.ndarray:
+def embed_images(encoder: DualEncoder, pixels: np.ndarray, batch: int = 64) -> np.ndarray:
     if len(pixels) == 0:
         return np.zeros((0, encoder.embed_dim), np.float32)
     return np.concatenate([encoder.encode_images(pixels[i:i + batch]) for i in range(0, len(pixels), batch)])
 
 
-def embed_texts(encoder: Encoder, texts: Sequence[str], batch: int = 256) -> np.ndarray:
+def embed_texts(encoder: DualEncoder, texts: Sequence[str], batch: int = 256) -> np.ndarray:
     if not texts:
         return np.zeros((0, encoder.embed_dim), np.float32)
     return np.concatenate([encoder.encode_texts(texts[i:i + batch]) for i in range(0, len(texts), batch)])
 
 
-def class_embeddings(encoder: Encoder, classes: Sequence[str], templates: Sequence[str] = ()) -> np.ndarray:
+def class_embeddings(encoder: DualEncoder, classes: Sequence[str], templates: Sequence[str] = ()) -> np.ndarray:
     """One embedding per class: the mean of its prompts' embeddings, normalised (prompts encoded in batches of
     256, not a call per class: fine-tuning scores every epoch). Without `templates`, each class gets the
     templates of its label's language (`templates_for`)."""
@@ -56,7 +60,11 @@ def zero_shot_accuracy(image_emb: np.ndarray, labels: np.ndarray, class_emb: np.
 
 def linear_probe_accuracy(train_emb: np.ndarray, train_labels: np.ndarray, test_emb: np.ndarray,
                           test_labels: np.ndarray, n_classes: int, weight_decay: float = 1e-3, seed: int = 0) -> float:
-    """Logistic regression (L-BFGS, L2) on frozen embeddings."""
+    """Logistic regression (L-BFGS, L2) on frozen embeddings (torch's L-BFGS: the one step of `eval` that
+    needs PyTorch once the model is exported)."""
+    from clipsearch.encoders.torch_needed import require_torch
+
+    require_torch("the linear probe")
     import torch
 
     torch.manual_seed(seed)
@@ -128,7 +136,7 @@ def embedding_metrics(img: np.ndarray, data: LabelledSet, text_emb: np.ndarray) 
     return metrics, (ranks < 5).astype(np.float64)
 
 
-def evaluate(encoder: Encoder, data: LabelledSet, templates: Sequence[str] = (),
+def evaluate(encoder: DualEncoder, data: LabelledSet, templates: Sequence[str] = (),
              probe_train: LabelledSet | None = None, pixels: np.ndarray | None = None) -> dict[str, float]:
     """Metrics on `data`; `pixels` may be passed pre-decoded (fine-tuning evaluates the same set often)."""
     if pixels is None:
@@ -154,7 +162,7 @@ def evaluate(encoder: Encoder, data: LabelledSet, templates: Sequence[str] = (),
     return metrics
 
 
-def classify(encoder: Encoder, paths: Sequence[str], labels: Sequence[str],
+def classify(encoder: DualEncoder, paths: Sequence[str], labels: Sequence[str],
              templates: Sequence[str] = (), k: int = 5) -> list[dict]:
     """Zero-shot classification: top-k labels with softmax probabilities (temperature = the model's logit scale)."""
     labels = [lab.strip() for lab in labels if lab.strip()]
@@ -169,9 +177,7 @@ def classify(encoder: Encoder, paths: Sequence[str], labels: Sequence[str],
         raise ClipsearchError(f"cannot classify {path}: {why}", "pass readable image files")
     img = embed_images(encoder, pixels)
     cls = class_embeddings(encoder, labels, templates)
-    logit_scale = getattr(encoder.model, "logit_scale", None)
-    scale = float(logit_scale.exp().item()) if logit_scale is not None else 100.0
-    logits = scale * img @ cls.T
+    logits = encoder.logit_scale * img @ cls.T
     probs = np.exp(logits - logits.max(axis=1, keepdims=True))
     probs /= probs.sum(axis=1, keepdims=True)
     out = []
@@ -181,10 +187,27 @@ def classify(encoder: Encoder, paths: Sequence[str], labels: Sequence[str],
     return out
 
 
-def model_templates(encoder: Encoder, templates: Sequence[str] = ()) -> tuple[str, ...]:
+def model_templates(encoder: DualEncoder, templates: Sequence[str] = ()) -> tuple[str, ...]:
     """The prompts to use: those given, else the ones a fine-tuned model was trained with, else none (each
     label then gets its language's defaults, `templates_for`)."""
     return tuple(templates) or tuple(encoder.spec.extra.get("templates") or ())
+
+
+def _quiet(_message: object) -> None:
+    pass
+
+
+def load_scorer(model: str, *, backend: str | None = None, device: str | None = None,
+                notice: Callable[[str], None] = _quiet, stage: Callable[[str], None] = _quiet) -> DualEncoder:
+    """Both towers of `model` for scoring, in fp32 (the predictions torch would make, within the export's
+    check: image cosine >= 0.99999, text within 1e-5). By default ONNX Runtime with the NumPy text tower from
+    the export cache (a model with no export yet is exported once, with torch); `backend="torch"` loads PyTorch.
+    `notice` gets what the user should know (a fallback to torch), `stage` what is happening (an export)."""
+    from clipsearch.encoders.factory import load_image_encoder
+    from clipsearch.encoders.spec import parse_spec
+
+    return load_image_encoder(parse_spec(model), backend=backend, precision="fp32", device=device, stored=False,
+                              notice=notice, stage=stage)
 
 
 def resolve_model(model: str | None, store_path: Path | None = None) -> tuple[str, object | None]:
@@ -202,7 +225,7 @@ def resolve_model(model: str | None, store_path: Path | None = None) -> tuple[st
     return choose_default_model()
 
 
-def evaluate_set(encoder: Encoder, data: LabelledSet, templates: Sequence[str] = (),
+def evaluate_set(encoder: DualEncoder, data: LabelledSet, templates: Sequence[str] = (),
                  linear_probe: bool = False) -> dict[str, float]:
     """Zero-shot metrics of `encoder` on a labelled set; with `linear_probe`, also a logistic regression fitted
     on a seeded half of the set and scored on the other half (the zero-shot numbers use that half too)."""

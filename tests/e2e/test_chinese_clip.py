@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -81,13 +82,19 @@ def test_library_and_http_api_answer_chinese(hf_cache, chinese_store: Path) -> N
 
 def test_index_uses_onnx_runtime_and_keeps_a_numpy_text_tower(hf_cache, chinese_store: Path) -> None:
     from clipsearch.encoders.numpy_text import NumpyTextEncoder
-    from clipsearch.store.manifest import TEXT_ENCODER_DIR
+    from clipsearch.encoders.onnx_text_tower import OnnxTextTower
 
     with clipsearch.open(chinese_store, create=False) as store:
-        assert isinstance(store.text_encoder(), NumpyTextEncoder)
+        cold = store.text_encoder()
+        assert isinstance(cold, NumpyTextEncoder)
         assert type(store.encoder).__name__ == "OnnxImageEncoder"
         assert store.info(disk=False)["model"]["languages"] == ["zh"]
-    assert json.loads((chinese_store / TEXT_ENCODER_DIR / "config.json").read_text())["pooling"] == "cls"
+        store.warm_text_queries()  # a server's text tower: the same BERT on ONNX Runtime
+        assert isinstance(store.text_encoder().inner.inner, OnnxTextTower)
+        texts = ["蓝色的正方形", "a red circle 红色", "猫" * 80]
+        assert np.abs(store.text_encoder().encode_texts(texts) - cold.encode_texts(texts)).max() <= 1e-5
+    assert json.loads((cold.folder / "config.json").read_text())["pooling"] == "cls"
+    assert cold.folder.parent == store.encoder.export.folder  # the export cache's, not a copy in the store
 
 
 def test_cold_chinese_query_runs_without_torch(chinese_hub: Path, chinese_store: Path) -> None:

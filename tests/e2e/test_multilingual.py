@@ -171,13 +171,19 @@ def test_other_multilingual_models_index_and_answer(runner, ml_cache, tmp_path: 
 
 
 def test_cold_query_runs_without_torch(bilingual_hub: Path, xlmr_store: Path) -> None:
-    """A cold query in either language runs the store's NumPy copy of the XLM-R tower: no torch, no transformers."""
+    """A cold query in either language runs the NumPy XLM-R tower from the export cache (one per model, no copy in
+    the store): no torch, no transformers."""
     import subprocess
     import sys
 
+    from clipsearch.encoders.factory import text_tower_dir
+    from clipsearch.encoders.spec import parse_spec
     from clipsearch.store.manifest import TEXT_ENCODER_DIR
 
-    assert json.loads((xlmr_store / TEXT_ENCODER_DIR / "config.json").read_text())["model_type"] == "xlm-roberta"
+    model = json.loads((xlmr_store / "manifest.json").read_text())["model"]
+    tower = text_tower_dir(parse_spec(model["spec"]), model["key"])
+    assert tower is not None and not (xlmr_store / TEXT_ENCODER_DIR).exists()
+    assert json.loads((tower / "config.json").read_text())["model_type"] == "xlm-roberta"
     code = ("import json, sys, clipsearch\n"
             "with clipsearch.open(sys.argv[1], create=False) as s:\n"
             "    paths = [[h.path for h in s.search(q, k=3)] for q in sys.argv[2:]]\n"

@@ -252,3 +252,45 @@ def test_query_to_first_pixel(page: sync_api.Page, site: str) -> None:
                                                       "a yellow circle", "a blue triangle")]
     print(f"query -> first pixel, ms: {[round(t) for t in times]}, median {sorted(times)[2]:.0f}")
     assert all(t > 0 for t in times)
+
+
+def test_similar_to_several_pictures_and_a_videos_strip(page: sync_api.Page, site: str, tmp_path: Path) -> None:
+    search(page, site, "a red circle")
+    hits = _api(page, "api/search?q=a+red+circle&k=20")["results"]
+    first = hits[0]["id"]
+    page.locator("#grid .hit").first.locator("button.similar").click(modifiers=["Shift"])  # added, not replacing
+    page.wait_for_function("() => document.querySelectorAll('#chips .chip').length === 2")
+    assert page.locator("#chips .chip").all_text_contents() == ["a red circle×", f"similar to #{first}×"]
+    page.wait_for_function(f"() => document.querySelector('#grid .hit') && "
+                           f"document.querySelector('#grid .hit').dataset.id !== '{first}'")
+    page.wait_for_function(THUMBS_LOADED, timeout=30_000)
+    second = int(page.locator("#grid .hit").first.get_attribute("data-id"))  # a video's moment depends on the query
+    page.locator(f"#grid .hit[data-id='{second}']").click()
+    page.wait_for_function("() => !document.getElementById('lightbox').hidden")
+    page.locator("#lb-add").click()  # the detail view's "Add to the query"
+    page.wait_for_function("() => document.querySelectorAll('#chips .chip-like').length === 2")
+    page.wait_for_function(THUMBS_LOADED, timeout=30_000)
+    assert page.locator("#chips .chip").all_text_contents() == \
+        ["a red circle×", f"similar to #{first}×", f"similar to #{second}×"]
+    assert f"like={first}&like={second}" in page.url and "open=" not in page.url
+    shown = {int(i) for i in page.locator("#grid .hit").evaluate_all("ns => ns.map(n => n.dataset.id)")}
+    expected = _api(page, f"api/search?q=a+red+circle&like={first}&like={second}&k=20")["results"]
+    assert shown == {h["id"] for h in expected} and {first, second}.isdisjoint(shown) and len(shown) == 4
+    page.screenshot(path=str(tmp_path / "similar-to-two-1400x900.png"))
+    page.locator("#chips .chip-like").first.locator("button").click()  # remove "similar to #first"
+    page.wait_for_function("() => document.querySelectorAll('#chips .chip').length === 2")
+    assert f"like={first}" not in page.url and f"like={second}" in page.url
+    page.goto(site + f"?like={first}&like={second}")  # a shared link: both chips, neither picture among the results
+    page.wait_for_function("() => document.querySelectorAll('#chips .chip-like').length === 2")
+    page.wait_for_function(THUMBS_LOADED, timeout=30_000)
+    shown = {int(i) for i in page.locator("#grid .hit").evaluate_all("ns => ns.map(n => n.dataset.id)")}
+    assert len(shown) == 4 and {first, second}.isdisjoint(shown)
+    # the detail view of a video's moment: its strip of similar pictures holds no moment of the same video
+    search(page, site, "a green triangle")
+    video = next(h for h in _api(page, "api/search?q=a+green+triangle&k=20")["results"]
+                 if h["path"].endswith("walk.webm"))
+    page.locator(f"#grid .hit[data-id='{video['id']}']").click()
+    page.wait_for_function("() => document.querySelectorAll('#lb-strip img').length > 0")
+    names = page.locator("#lb-strip img").evaluate_all("ns => ns.map(n => n.title)")
+    assert len(names) == 5 and "walk.webm" not in names  # every other file, none of the video's own moments
+    page.keyboard.press("Escape")

@@ -541,8 +541,8 @@ def test_concurrent_text_queries_share_exact_passes(served) -> None:
         assert len(results) == 40 and sum(passes) == 80 and len(passes) < 40  # batched
         for text, got in results.items():
             assert np.abs(got - inner.encode_texts([text, "a circle"])).max() < 1e-5
-        store.coalesce_text_queries()
-        assert isinstance(store.text_encoder(), CoalescingTextEncoder)
+        store.warm_text_queries()
+        assert isinstance(store.text_encoder().inner, CoalescingTextEncoder)
 
     class Failing:
         def encode_texts(self, texts):

@@ -99,10 +99,36 @@ def test_index_query_dupes_and_serve_without_torch(exported, runner, shapes_sour
     assert paths(pages["upload"]["results"]) == paths(image_query)
 
 
+def test_classify_and_eval_without_torch(runner, trained_model: Path, shapes_source: Path, tmp_path: Path) -> None:
+    """Once a model is exported, classify and eval import neither torch nor open_clip, and answer as torch does."""
+    from clipsearch.media import synthetic
+    from clipsearch.tune.evaluate import load_scorer
+
+    assert load_scorer(str(trained_model)).backend == "onnx"  # type: ignore[attr-defined]  # exported here
+    labels = ",".join(f"{c} {s}" for c, s in synthetic.classes())
+    images = [shapes_source / "red_triangle_000.png", shapes_source / "blue_square_001.png"]
+    args = ["classify", *images, "--labels", labels, "--model", trained_model, "-k", "3"]
+    without = blocked_json(tmp_path, *args)
+    with_torch = cli_json(runner, *args, "--backend", "torch")
+    assert [[x["label"] for x in r["labels"]] for r in without] == \
+        [[x["label"] for x in r["labels"]] for r in with_torch]
+    assert [r["labels"][0]["label"] for r in without] == ["red triangle", "blue square"]
+
+    synthetic.make_dataset(tmp_path / "set", per_class=2, seed=5, class_folders=True)
+    metrics = blocked_json(tmp_path, "eval", tmp_path / "set", "--model", trained_model)
+    assert metrics["top1"] == cli_json(runner, "eval", tmp_path / "set", "--model", trained_model,
+                                       "--backend", "torch")["top1"]
+    probe = blocked(tmp_path, CLI, "eval", tmp_path / "set", "--model", trained_model, "--linear-probe")
+    assert probe.returncode == 1 and "Traceback" not in probe.stderr, probe.stderr
+    assert "the linear probe needs PyTorch" in probe.stderr and 'pip install "clipsearch[torch]"' in probe.stderr
+
+
 @pytest.mark.parametrize("args", [
     ["index", "{photos}", "--index", "{tmp}/t", "--model", MODEL, "--backend", "torch"],  # the torch backend
     ["index", "{photos}", "--index", "{tmp}/v", "--model", "ViT-B-32"],  # a model with no export: exporting
     ["finetune", "{photos}", "--out", "{tmp}/m", "--model", MODEL],
+    ["classify", "{photos}/red_circle_000.png", "--labels", "a,b", "--model", MODEL, "--backend", "torch"],
+    ["classify", "{photos}/red_circle_000.png", "--labels", "a,b", "--model", "ViT-B-32"],  # exporting needs torch
 ])
 def test_what_needs_torch_says_what_to_install(args: list[str], shapes_source: Path, tmp_path: Path) -> None:
     run = blocked(tmp_path, CLI, *[a.format(photos=shapes_source, tmp=tmp_path) for a in args])

@@ -50,8 +50,9 @@ def test_export_round_trip_matches_torch(kind: str, trained_model: Path, shapes_
         assert onnx_vecs.dtype == np.float32 and onnx_vecs.shape == torch_vecs.shape
         assert _cosines(torch_vecs, onnx_vecs).min() >= 0.99999
         assert np.allclose(np.linalg.norm(onnx_vecs, axis=1), 1.0, atol=1e-5)  # normalised inside the graph
-    # the export carries the NumPy text tower too, so a new store needs no torch for text queries
-    assert export.text_dir is not None
+    # the export carries the text tower (NumPy weights and its ONNX graph), so a store needs no torch for text
+    assert export.text_dir is not None and export.meta["text_onnx"] == "ok"
+    assert type(ort.text_tower()).__name__ == "OnnxTextTower"
     texts = ["a cat", "a red circle"]
     assert np.abs(ort.encode_texts(texts) - enc.encode_texts(texts)).max() < 1e-5
 
@@ -111,7 +112,8 @@ def test_index_path_imports_no_torch_once_exported(tmp_path: Path, shapes_source
                                   str(trained_model))
     assert second["torch"] is False and second["open_clip"] is False
     assert first["summary"]["added"] == second["summary"]["added"] == 60
-    assert (tmp_path / "b" / "text_encoder" / "config.json").is_file()  # copied from the cache, not exported
+    # the text tower stays in the export cache, one per model: neither store holds a copy
+    assert not (tmp_path / "a" / "text_encoder").exists() and not (tmp_path / "b" / "text_encoder").exists()
     with clipsearch.open(tmp_path / "a", create=False) as a, clipsearch.open(tmp_path / "b", create=False) as b:
         assert a.manifest["model"] == b.manifest["model"]
         for query in QUERIES:

@@ -4,7 +4,7 @@
 // This module holds the state, the URL and the wiring; api.js talks to the server, grid.js draws the tiles,
 // detail.js the detail view, i18n.js holds the page's words.
 
-import { $, el } from "./dom.js";
+import { $, el, withModifier } from "./dom.js";
 import { api, withToken, MAX_K, UPLOAD_LIMIT, TOKEN } from "./api.js";
 import { renderTiles, tiles } from "./grid.js";
 import { keepJustified } from "./layout.js";
@@ -24,14 +24,15 @@ const TYPED_FILTERS = ["after", "before", "taken_after", "taken_before", "camera
 const API_NAME = { qlang: "lang" }; // a filter whose API parameter has another name
 
 const state = {
-  q: "", k: 20, step: 20, under: "", ext: "", after: "", before: "", like: "",
+  q: "", k: 20, step: 20, under: "", ext: "", after: "", before: "", likes: [],
   taken_after: "", taken_before: "", camera: "", near: "", text_in_image: "", qlang: "",
   image: null, imageURL: null, results: [], info: null, lb: -1, seq: 0, lastStatus: "", loading: false,
   terms: [], minus: [], open: "", detail: null, openPushed: false,
 };
 
 const SCROLL_AHEAD = 800; // px below the screen at which the next page of results is asked for
-const tileActions = { open: (i) => openLightbox(i), similar: (id) => moreLike(id) };
+const tileActions = { open: (i) => openLightbox(i), similar: (id, add) => moreLike(id, add) };
+const MAX_LIKES = 16; // "similar to" ids in one query (the server bounds all its parts together)
 
 // --- messages and status --------------------------------------------------------------------------------
 function showMessage(title, text, isError = false) {
@@ -70,7 +71,7 @@ function setStatus(extra) {
 function readURL() {
   const p = new URLSearchParams(location.search);
   state.q = p.get("q") || "";
-  state.like = /^\d+$/.test(p.get("like") || "") ? p.get("like") : "";
+  state.likes = [...new Set(p.getAll("like").filter((id) => /^\d+$/.test(id)))].slice(0, MAX_LIKES);
   state.step = [20, 50, 100].includes(Number(p.get("step"))) ? Number(p.get("step")) : 20;
   state.k = Math.min(MAX_K, Math.max(1, parseInt(p.get("k") || String(state.step), 10) || state.step));
   for (const key of FILTERS) state[key] = p.get(key) || "";
@@ -95,7 +96,7 @@ function writeURL(push) {
   const p = new URLSearchParams();
   if (TOKEN) p.set("token", TOKEN);
   if (state.q) p.set("q", state.q);
-  if (state.like) p.set("like", state.like);
+  for (const id of state.likes) p.append("like", id);
   if (state.step !== 20) p.set("step", String(state.step));
   if (state.k !== state.step) p.set("k", String(state.k));
   for (const key of FILTERS) if (state[key]) p.set(key, state[key]);
@@ -114,7 +115,7 @@ function filterParams() {
 
 // --- searching ----------------------------------------------------------------------------------------
 async function run({ push = true, keepScroll = false } = {}) {
-  const browsing = !state.q.trim() && !state.like && !state.image && !state.text_in_image;
+  const browsing = !state.q.trim() && !state.likes.length && !state.image && !state.text_in_image;
   if (browsing && state.info && state.info.empty) {
     state.results = [];
     state.terms = state.minus = [];
@@ -140,13 +141,13 @@ async function run({ push = true, keepScroll = false } = {}) {
       form.append("image", state.image, state.image.name || "pasted-image");
       form.append("q", state.q);
       for (const [key, value] of params) form.append(key, value);
-      if (state.like) form.append("like", state.like);
+      for (const id of state.likes) form.append("like", id);
       data = await api("api/search", { method: "POST", body: form });
-    } else if (state.like && !state.q.trim()) {
-      data = await api(`api/images/${state.like}/similar?${params}`);
+    } else if (state.likes.length === 1 && !state.q.trim()) {
+      data = await api(`api/images/${state.likes[0]}/similar?${params}`);
     } else {
       params.set("q", state.q);
-      if (state.like) params.set("like", state.like);
+      for (const id of state.likes) params.append("like", id);
       data = await api(`api/search?${params}`);
     }
   } catch (e) {
@@ -185,7 +186,7 @@ function render(data, roundTrip, keepScroll) {
     hideMessage();
   }
   $("more").hidden = data.results.length < state.k || state.k >= MAX_K;
-  const what = state.image ? t("status.imageQuery") : state.like ? t("status.similar") : "";
+  const what = state.image ? t("status.imageQuery") : state.likes.length ? t("status.similar") : "";
   if (browsing) setStatus(t("status.newest"));
   else setStatus([what, t("status.results", data.results.length, data.query_ms, Math.round(roundTrip))]
                  .filter(Boolean).join(" · ") + (state.image ? t("status.notKept") : ""));
@@ -203,13 +204,13 @@ function fillScreen() {
 function showChips() {
   const parts = [...state.terms.map((term) => ({ kind: "term", ...term })),
                  ...state.minus.map((term) => ({ kind: "minus", ...term }))];
-  if (state.like) parts.push({ kind: "like", id: state.like });
+  for (const id of state.likes) parts.push({ kind: "like", id });
   if (state.image) parts.push({ kind: "image", url: state.imageURL });
   renderChips($("chips"), parts, removePart);
 }
 
 function removePart(part) {
-  if (part.kind === "like") state.like = "";
+  if (part.kind === "like") state.likes = state.likes.filter((id) => id !== part.id);
   else if (part.kind === "image") { clearImage(false); }
   else {
     const keep = (list) => list.filter((term) => term.text !== part.text || term.weight !== part.weight);
@@ -224,20 +225,26 @@ function removePart(part) {
 // Typed text replaces the query (a query image and "similar to" included); the chips show what is searched.
 function submitText() {
   state.q = $("q").value.trim();
-  state.like = "";
+  state.likes = [];
   clearImage(false);
   state.k = state.step;
   run();
 }
 
-function moreLike(id) {
+// "More like this" replaces the query with "similar to #id"; with `add` (a modifier key held, Shift+m, or the
+// detail view's "Add to the query") it joins the query's other parts: "similar to #3 and #7", a chip each.
+function moreLike(id, add = false) {
   state.open = "";
   state.openPushed = false;
   hideLightbox();
-  state.like = String(id);
-  state.q = "";
-  $("q").value = "";
-  clearImage(false);
+  if (add) {
+    if (!state.likes.includes(String(id))) state.likes = [...state.likes, String(id)].slice(-MAX_LIKES);
+  } else {
+    state.likes = [String(id)];
+    state.q = "";
+    $("q").value = "";
+    clearImage(false);
+  }
   state.k = state.step;
   run();
   window.scrollTo(0, 0);
@@ -257,7 +264,7 @@ function imageQuery(file, add = false) {
   if (add) {
     state.q = $("q").value.trim();
   } else {
-    state.like = "";
+    state.likes = [];
     state.q = "";
     $("q").value = "";
   }
@@ -293,10 +300,15 @@ function showHit(hit) {
   state.detail = hit;
   state.lb = state.results.findIndex((h) => h.id === hit.id);
   showDetail(hit, { similar: openDetail });
+  $("lb-add").hidden = !hasQuery() || state.likes.includes(String(hit.id));
   document.querySelectorAll(".hit.selected").forEach((n) => n.classList.remove("selected"));
   const tile = tiles($("grid"))[state.lb];
   if (tile) tile.classList.add("selected");
   if ($("lightbox").contains(document.activeElement) === false) $("lb-close").focus();
+}
+
+function hasQuery() {
+  return Boolean(state.q.trim() || state.likes.length || state.image);
 }
 
 // Show what the URL says: the detail of ?open=ID (from the results, or fetched when not among them), or none.
@@ -417,7 +429,7 @@ function onKey(e) {
     if (e.key === "Escape") { closeLightbox(); e.preventDefault(); }
     else if (e.key === "ArrowRight") { stepLightbox(1); e.preventDefault(); }
     else if (e.key === "ArrowLeft") { stepLightbox(-1); e.preventDefault(); }
-    else if (e.key === "m" && state.detail) moreLike(state.detail.id);
+    else if ((e.key === "m" || e.key === "M") && state.detail) moreLike(state.detail.id, e.key === "M");
     return;
   }
   if (e.key === "/" && !inField) { e.preventDefault(); $("q").focus(); $("q").select(); return; }
@@ -441,8 +453,8 @@ function onKey(e) {
   } else if (e.key === "Enter" && i >= 0 && target === tile) {
     e.preventDefault();
     openLightbox(i);
-  } else if (e.key === "m" && i >= 0) {
-    moreLike(state.results[i].id);
+  } else if ((e.key === "m" || e.key === "M") && i >= 0) {
+    moreLike(state.results[i].id, e.key === "M");
   } else if (e.key === "s") {
     toggleScores();
   }
@@ -472,7 +484,7 @@ function setupDrop() {
     depth = 0;
     $("drop-hint").hidden = true;
     const files = [...e.dataTransfer.files];
-    const add = e.shiftKey || e.ctrlKey || e.altKey || e.metaKey;
+    const add = withModifier(e);
     imageQuery(files.find((f) => f.type.startsWith("image/")) || files[0], add);
   });
   document.addEventListener("paste", (e) => {
@@ -526,7 +538,8 @@ async function init() {
   $("lb-prev").addEventListener("click", () => stepLightbox(-1));
   $("lb-next").addEventListener("click", () => stepLightbox(1));
   $("lb-copy").addEventListener("click", copyPath);
-  $("lb-similar").addEventListener("click", () => moreLike(state.detail.id));
+  $("lb-similar").addEventListener("click", (e) => moreLike(state.detail.id, withModifier(e)));
+  $("lb-add").addEventListener("click", () => moreLike(state.detail.id, true));
   $("lightbox").addEventListener("click", (e) => { if (e.target === $("lightbox")) closeLightbox(); });
   swipes($("lightbox"), stepLightbox);
   document.addEventListener("keydown", onKey);
@@ -544,14 +557,14 @@ async function init() {
   if (state.info.empty) {
     showMessage(t("msg.storeEmpty"), t("msg.storeEmptyText"));
   }
-  if (!state.q && !state.like) $("q").focus();
+  if (!state.q && !state.likes.length) $("q").focus();
   if (!state.info.empty) run({ push: false });
   else syncDetail();
 }
 
 // Back and Forward: a change of the query searches again; a change of ?open= only opens or closes the view.
 function onHistory() {
-  const key = () => JSON.stringify([state.q, state.like, state.k, state.step, ...FILTERS.map((f) => state[f])]);
+  const key = () => JSON.stringify([state.q, state.likes, state.k, state.step, ...FILTERS.map((f) => state[f])]);
   const before = key();
   readURL();
   state.openPushed = false;

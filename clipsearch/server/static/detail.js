@@ -61,8 +61,8 @@ async function showStrip(hit, actions) {
     return; // the strip is extra: the view works without it
   }
   if (stripFor !== hit.id) return; // another picture was opened meanwhile
-  const others = data.results.filter((other) => other.path !== hit.path); // not the same video again
-  strip.replaceChildren(...others.map((other) => {
+  // the server leaves out the picture itself and, for a video's moment, the same video's other moments
+  strip.replaceChildren(...data.results.map((other) => {
     const img = el("img", { src: thumbURL(other), alt: baseName(other.path), title: baseName(other.path),
                             loading: "lazy", tabIndex: 0 });
     img.dataset.id = String(other.id);

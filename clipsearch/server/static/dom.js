@@ -30,3 +30,8 @@ export function clock(seconds) {
   const two = (n) => String(n).padStart(2, "0");
   return h ? `${h}:${two(m)}:${two(s)}` : `${m}:${two(s)}`;
 }
+
+// A modifier key held (Shift, Ctrl, Alt, ⌘): a dropped image or "more like this" joins the query then.
+export function withModifier(e) {
+  return e.shiftKey || e.ctrlKey || e.altKey || e.metaKey;
+}

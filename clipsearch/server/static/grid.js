@@ -2,7 +2,7 @@
 // the score, the name, and a "more like this" button; the weak-tail marker between them. What a tile does
 // when used is handed in (`actions`), so this module only draws. layout.js sizes the tiles.
 
-import { el, baseName, clock } from "./dom.js";
+import { el, baseName, clock, withModifier } from "./dom.js";
 import { thumbURL, isVideo } from "./api.js";
 import { t } from "./i18n.js";
 import { aspectOf, justify } from "./layout.js";
@@ -13,7 +13,7 @@ export function tile(hit, i, actions) {
                           loading: i < 30 ? "eager" : "lazy" });
   const similar = el("button", { type: "button", className: "similar", textContent: t("tile.similar"),
                                  title: t("tile.similar.title") });
-  similar.addEventListener("click", (e) => { e.stopPropagation(); actions.similar(hit.id); });
+  similar.addEventListener("click", (e) => { e.stopPropagation(); actions.similar(hit.id, withModifier(e)); });
   const score = hit.score == null ? "" : hit.score.toFixed(3);
   const parts = [img, similar];
   if (score) parts.push(el("span", { className: "score", textContent: score }));
