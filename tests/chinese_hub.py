@@ -9,7 +9,6 @@ code as the published model (transformers' from_pretrained with the hub offline)
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -17,6 +16,8 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from tests import hub_cache
 
 REPO = "OFA-Sys/chinese-clip-vit-base-patch16"
 SPEC = "chinese-clip:ViT-B-16"
@@ -57,7 +58,6 @@ def tiny_model(seed: int = 0) -> Any:
 
 def write_repo(cache: Path, model: Any, revision: str) -> Path:
     """Write `model` with the tokenizer and processor files as `REPO` at `revision` (refs/main → it)."""
-    repo_dir = cache / f"models--{REPO.replace('/', '--')}"
     with tempfile.TemporaryDirectory() as tmp:
         files = Path(tmp)
         model.save_pretrained(str(files))
@@ -72,18 +72,7 @@ def write_repo(cache: Path, model: Any, revision: str) -> Path:
             "size": {"height": IMAGE_SIZE, "width": IMAGE_SIZE}, "do_center_crop": True,
             "crop_size": {"height": IMAGE_SIZE, "width": IMAGE_SIZE}, "resample": 3, "do_normalize": True,
             "image_mean": CLIP_MEAN, "image_std": CLIP_STD, "do_convert_rgb": True}))
-        snapshot = repo_dir / "snapshots" / revision
-        (repo_dir / "blobs").mkdir(parents=True, exist_ok=True)
-        snapshot.mkdir(parents=True, exist_ok=True)
-        for f in sorted(files.iterdir()):
-            blob = repo_dir / "blobs" / hashlib.sha256(f.read_bytes()).hexdigest()
-            shutil.copyfile(f, blob)
-            link = snapshot / f.name
-            link.unlink(missing_ok=True)
-            link.symlink_to(os.path.relpath(blob, snapshot))
-    (repo_dir / "refs").mkdir(exist_ok=True)
-    (repo_dir / "refs" / "main").write_text(revision)
-    return snapshot
+        return hub_cache.write_repo(cache, REPO, files, revision)
 
 
 def hub_env(cache: Path) -> dict[str, str]:

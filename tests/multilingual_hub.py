@@ -21,14 +21,12 @@ transformers' from_pretrained with HF_HUB_OFFLINE=1.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from tests import hub_cache
 from tests.chinese_hub import COLORS_ZH, SHAPES_ZH, caption_zh, hub_env, use_cache
 
 __all__ = ["COLORS_ZH", "SHAPES_ZH", "caption_zh", "hub_env", "use_cache"]
@@ -178,22 +176,6 @@ def use_tiny_configs(monkeypatch: Any) -> None:
         monkeypatch.setitem(factory._MODEL_CONFIGS, arch, tiny_config(arch))
 
 
-def _write(cache: Path, repo: str, files: Path, revision: str) -> Path:
-    repo_dir = cache / f"models--{repo.replace('/', '--')}"
-    snapshot = repo_dir / "snapshots" / revision
-    (repo_dir / "blobs").mkdir(parents=True, exist_ok=True)
-    snapshot.mkdir(parents=True, exist_ok=True)
-    for f in sorted(files.iterdir()):
-        blob = repo_dir / "blobs" / hashlib.sha256(f.read_bytes()).hexdigest()
-        shutil.copyfile(f, blob)
-        link = snapshot / f.name
-        link.unlink(missing_ok=True)
-        link.symlink_to(os.path.relpath(blob, snapshot))
-    (repo_dir / "refs").mkdir(exist_ok=True)
-    (repo_dir / "refs" / "main").write_text(revision)
-    return snapshot
-
-
 def write_text_repo(cache: Path, repo: str, revision: str = "0" * 40) -> None:
     """The text tower's repository: config.json and the tokenizer files (no weights: open_clip builds the tower
     from the config when a CLIP checkpoint follows)."""
@@ -201,7 +183,7 @@ def write_text_repo(cache: Path, repo: str, revision: str = "0" * 40) -> None:
         files = Path(tmp)
         (nllb_tokenizer_files if repo.startswith("facebook/nllb") else xlmr_tokenizer_files)(files)
         text_config(repo, vocab_size(files)).save_pretrained(str(files))
-        _write(cache, repo, files, revision)
+        hub_cache.write_repo(cache, repo, files, revision)
 
 
 def write_checkpoint(cache: Path, repo: str, state: dict, revision: str) -> None:
@@ -210,7 +192,7 @@ def write_checkpoint(cache: Path, repo: str, state: dict, revision: str) -> None
 
     with tempfile.TemporaryDirectory() as tmp:
         torch.save(state, Path(tmp) / "open_clip_pytorch_model.bin")
-        _write(cache, repo, Path(tmp), revision)
+        hub_cache.write_repo(cache, repo, Path(tmp), revision)
 
 
 def seeded_state(arch: str, seed: int = 0) -> dict:

@@ -13,34 +13,17 @@ writes it (blobs by SHA-256, snapshots/<revision>/... linking to them, refs/main
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
-import os
 import shutil
 import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
+from tests.hub_cache import write_repo
+
 RCLIP_REPO = "yurijmikhalevich/rclip-models"
 RCLIP_SUB = "ViT-B-32-256-datacomp_s34b_b86k"
-
-
-def write_repo(cache: Path, repo: str, files: Path, revision: str) -> Path:
-    """Lay out every file under `files` as `repo` at `revision` in the hub cache `cache`; the snapshot folder."""
-    repo_dir = cache / f"models--{repo.replace('/', '--')}"
-    snapshot = repo_dir / "snapshots" / revision
-    (repo_dir / "blobs").mkdir(parents=True, exist_ok=True)
-    for f in sorted(p for p in files.rglob("*") if p.is_file()):
-        blob = repo_dir / "blobs" / hashlib.sha256(f.read_bytes()).hexdigest()
-        shutil.copyfile(f, blob)
-        link = snapshot / f.relative_to(files)
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.unlink(missing_ok=True)
-        link.symlink_to(os.path.relpath(blob, link.parent))
-    (repo_dir / "refs").mkdir(exist_ok=True)
-    (repo_dir / "refs" / "main").write_text(revision)
-    return snapshot
 
 
 def _export(module: Any, args: tuple, path: Path, inputs: list[str], dynamic: bool) -> None:

@@ -123,7 +123,12 @@ def refusal(key: str, cache_root: Path | None = None) -> str | None:
 def write_int8(folder: Path) -> Path:
     """Dynamic int8 quantisation of the fp32 image tower (weights int8 per channel, activations uint8 per
     batch), written beside it once; needs onnxruntime's quantisation tools (and onnx), not torch."""
-    target = folder / IMAGE_INT8
+    return quantize_once(folder / IMAGE_FP32, folder / IMAGE_INT8)
+
+
+def quantize_once(source: Path, target: Path) -> Path:
+    """`target`: the int8 copy of the graph `source` (MatMul/Gemm weights int8 per channel), made once and
+    atomically (a temporary file renamed into place), so concurrent processes never read half a graph."""
     if target.is_file():
         return target
     with _int8_lock:
@@ -133,10 +138,10 @@ def write_int8(folder: Path) -> Path:
 
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        tmp = folder / f"image.int8.tmp{os.getpid()}.onnx"
+        tmp = target.with_name(f"{target.stem}.tmp{os.getpid()}.onnx")
         logging.disable(logging.WARNING)  # the quantiser logs advice on pre-processing at INFO/WARNING
         try:
-            quantize_dynamic(folder / IMAGE_FP32, tmp, weight_type=QuantType.QInt8, per_channel=True,
+            quantize_dynamic(source, tmp, weight_type=QuantType.QInt8, per_channel=True,
                              op_types_to_quantize=INT8_OPS)
             os.replace(tmp, target)
         finally:

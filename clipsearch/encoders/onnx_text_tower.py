@@ -23,8 +23,6 @@ Any tower with a tokenizer that `tokenizers` reads (XLM-R, NLLB, …) fits: writ
 from __future__ import annotations
 
 import json
-import os
-import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -44,7 +42,6 @@ TEXT_PRECISIONS = ("fp32", "int8")
 # it needs (bench/text_tower.py; README "The text tower"); and the CLI and the server must rank alike. So int8
 # stays a measured option, never the default.
 DEFAULT_TEXT_PRECISION = "fp32"
-_int8_lock = threading.Lock()
 
 Tokenize = Callable[[str], list[int]]
 
@@ -86,28 +83,9 @@ def tokenizer_of(folder: Path, config: dict[str, Any]) -> Tokenize:
 
 def write_int8(folder: Path) -> Path:
     """Dynamic int8 quantisation of `text.onnx` (weights int8 per channel), written beside it once."""
-    from clipsearch.encoders.onnx_encoder import INT8_OPS
+    from clipsearch.encoders.onnx_encoder import quantize_once
 
-    target = Path(folder) / TEXT_INT8
-    if target.is_file():
-        return target
-    with _int8_lock:
-        if target.is_file():
-            return target
-        import logging
-
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        tmp = Path(folder) / f"text.int8.tmp{os.getpid()}.onnx"
-        logging.disable(logging.WARNING)  # the quantiser's advice on pre-processing
-        try:
-            quantize_dynamic(Path(folder) / TEXT_FP32, tmp, weight_type=QuantType.QInt8, per_channel=True,
-                             op_types_to_quantize=INT8_OPS)
-            os.replace(tmp, target)
-        finally:
-            logging.disable(logging.NOTSET)
-            tmp.unlink(missing_ok=True)
-    return target
+    return quantize_once(Path(folder) / TEXT_FP32, Path(folder) / TEXT_INT8)
 
 
 class OnnxTextTower:
