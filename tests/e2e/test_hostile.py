@@ -257,7 +257,10 @@ def test_overwritten_faiss_file_is_not_trusted(runner, tmp_path: Path, photos: P
     with open(idx / "vectors.faiss", "r+b") as f:  # overwritten in place
         f.write((idx / "vectors.faiss.tmp").read_bytes())
     (idx / "vectors.faiss.tmp").unlink()
-    assert cli_json(runner, "query", "a red circle", "-k", "10", "--index", idx) == expected
+    answered = cli_json(runner, "query", "a red circle", "-k", "10", "--index", idx)
+    # the same hits in the same order; the scores come from the catalog's vectors now (another summation order)
+    assert [h["id"] for h in answered] == [h["id"] for h in expected]
+    assert all(abs(a["score"] - e["score"]) <= 1e-5 for a, e in zip(answered, expected, strict=True))
     cli(runner, "index", photos, "--index", idx)  # the next writer repairs the file
     with clipsearch.open(idx, create=False) as store:
         from clipsearch.vectors.store import load_index
