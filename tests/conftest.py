@@ -112,6 +112,15 @@ def cli_json(runner: CliRunner, *args: str):
     return json.loads(cli(runner, *args, "--json").stdout)
 
 
+def assert_same_hits(got: list[dict], expected: list[dict], tolerance: float = 1e-5) -> None:
+    """The same hits in the same order with the same fields; scores within `tolerance`. The CLI's text tower
+    (NumPy) and the server's (ONNX Runtime) agree to 1e-5, not bit for bit, so a rounded score may differ in
+    its last digit."""
+    assert [{k: v for k, v in h.items() if k != "score"} for h in got] == \
+        [{k: v for k, v in h.items() if k != "score"} for h in expected]
+    assert all(abs(g["score"] - e["score"]) <= tolerance for g, e in zip(got, expected, strict=True))
+
+
 def label_of(path: str) -> str:
     """'…/red_circle_003.png' → 'red circle'."""
     stem = Path(path).stem

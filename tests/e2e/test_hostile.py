@@ -19,7 +19,7 @@ import pytest
 import clipsearch
 import clipsearch.cli
 from clipsearch.errors import ClipsearchError
-from tests.conftest import cli, cli_json
+from tests.conftest import assert_same_hits, cli, cli_json
 
 ESC_NAME = "\x1b[2J\x1b]0;pwned\x07clear.png"  # clears the screen and retitles the terminal if printed raw
 MARKUP_NAME = "[bold red]alarm [blink][link=evil]y.png"
@@ -258,9 +258,7 @@ def test_overwritten_faiss_file_is_not_trusted(runner, tmp_path: Path, photos: P
         f.write((idx / "vectors.faiss.tmp").read_bytes())
     (idx / "vectors.faiss.tmp").unlink()
     answered = cli_json(runner, "query", "a red circle", "-k", "10", "--index", idx)
-    # the same hits in the same order; the scores come from the catalog's vectors now (another summation order)
-    assert [h["id"] for h in answered] == [h["id"] for h in expected]
-    assert all(abs(a["score"] - e["score"]) <= 1e-5 for a, e in zip(answered, expected, strict=True))
+    assert_same_hits(answered, expected)  # scores from the catalog's vectors now: another summation order
     cli(runner, "index", photos, "--index", idx)  # the next writer repairs the file
     with clipsearch.open(idx, create=False) as store:
         from clipsearch.vectors.store import load_index

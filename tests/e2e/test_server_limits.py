@@ -265,11 +265,11 @@ def test_uploads_decode_one_at_a_time(client: TestClient, monkeypatch: pytest.Mo
     import threading
     import time
 
-    import clipsearch.query.engine as search
+    import clipsearch.media.images as images  # the engine imports decode from it when an upload arrives
 
     active, most = [0], [0]
     guard = threading.Lock()
-    real = search.decode
+    real = images.decode
 
     def counting(*args, **kwargs):
         with guard:
@@ -282,7 +282,7 @@ def test_uploads_decode_one_at_a_time(client: TestClient, monkeypatch: pytest.Mo
             with guard:
                 active[0] -= 1
 
-    monkeypatch.setattr(search, "decode", counting)
+    monkeypatch.setattr(images, "decode", counting)
     statuses: list[int] = []
     threads = [threading.Thread(target=lambda: statuses.append(_upload(client, _small_png()).status_code))
                for _ in range(4)]
