@@ -166,7 +166,7 @@ def test_image_query_by_drop_and_paste(browser_page, live_server: str, shapes_so
         assert names[0].startswith("red_triangle_") and "red_triangle_002.png" not in names, (kind, names)
         assert page.locator("#chips .chip-image").is_visible()  # the image is the query's one part
     page.locator("#chips .chip-image button").click()
-    assert page.locator("#chips .chip-image").count() == 0
+    page.wait_for_function("() => !document.querySelector('#chips .chip-image')", timeout=10_000)
 
 
 def test_infinite_scroll_keeps_the_tiles_it_has(browser_page, live_server: str) -> None:

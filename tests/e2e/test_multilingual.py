@@ -86,9 +86,14 @@ def test_library_and_http_api_answer_both_languages(ml_cache, xlmr_store: Path) 
     client = TestClient(create_app(xlmr_store))
     info = client.get("/api/info").json()
     assert info["model"] == mh.XLMR and info["language_code"] is False
-    for query, colour in (("蓝色的正方形", "blue"), ("a blue square", "blue"), ("绿色 -red", "green")):
+    for query, colour in (("蓝色的正方形", "blue"), ("a blue square", "blue")):
         data = client.get("/api/search", params={"q": query, "k": 3}).json()
         assert _right_colour_first([h["path"] for h in data["results"]], colour) and data["languages"] == []
+    # a bare two-character word with a minus term: the tiny model puts green first and keeps red out; its second
+    # and third places vary between training runs (green or yellow), so only what the query asks for is asserted
+    data = client.get("/api/search", params={"q": "绿色 -red", "k": 3}).json()
+    colours = _colours([h["path"] for h in data["results"]])
+    assert colours[0] == "green" and "red" not in colours and data["languages"] == [], colours
     picture = sorted(Path(client.get("/api/search", params={"q": "黄色的圆形", "k": 1}).json()["results"][0]["path"]
                           ).parent.glob("yellow_*.png"))[0]
     upload = client.post("/api/search", files={"image": ("q.png", picture.read_bytes(), "image/png")},

@@ -36,19 +36,16 @@ def _tower_config(folder: Path, key: str) -> Path:
     return folder
 
 
-def test_the_cache_tower_is_found_before_a_store_copy(tmp_path: Path) -> None:
+def test_the_cache_tower_is_found_before_a_store_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLIPSEARCH_CACHE", str(tmp_path / "cache"))  # its own cache: the session's may hold one
     spec = parse_spec("clipsearch-tiny")
     copy = _tower_config(tmp_path / "store" / "text_encoder", spec.key)
     assert factory.text_tower_dir(spec, spec.key, copy) == copy  # no export on this machine: the store's copy
     cached = _tower_config(export_dir(spec.cache_key) / TEXT_DIR, spec.key)
-    try:
-        assert factory.text_tower_dir(spec, spec.key, copy) == cached
-        assert factory.text_tower_dir(None, spec.key, copy) == copy  # the model's spec cannot be read: the copy
-        assert factory.text_tower_dir(spec, "another-model", copy) is None  # never another model's tower
-    finally:
-        import shutil
-
-        shutil.rmtree(cached.parent)
+    assert cached.is_relative_to(tmp_path)
+    assert factory.text_tower_dir(spec, spec.key, copy) == cached
+    assert factory.text_tower_dir(None, spec.key, copy) == copy  # the model's spec cannot be read: the copy
+    assert factory.text_tower_dir(spec, "another-model", copy) is None  # never another model's tower
 
 
 class _Fake:
