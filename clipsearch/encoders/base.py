@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:  # pragma: no cover - the CLI imports this module at start-up: no NumPy before a command runs
     import numpy as np
 
-    from clipsearch.encoders.spec import ModelSpec
+    from clipsearch.encoders.model_spec import ModelSpec
 
 PRECISIONS = ("fp32", "int8")  # of the image embeddings; a manifest without one (older stores) holds fp32
 # A new store's precision on a CPU (onnx backend). int8 is the default because its retrieval agrees with fp32:

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
-    from clipsearch.encoders.spec import ModelSpec
+    from clipsearch.encoders.model_spec import ModelSpec
 
 MULTILINGUAL = "multilingual"  # a model whose tokenizer and training cover ~100+ languages in their own scripts
 

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from clipsearch.encoders.numpy_ops import attention, gelu, layer_norm
+
 TOKENIZER = "tokenizer.json"
 FAMILY = "hf"  # the `family` a NumpyTextEncoder config names for these towers
 XLMR, M2M100 = "xlm-roberta", "m2m_100"
@@ -82,59 +84,55 @@ class HFTextTower:
         return h @ self.w(name + ".weight").T + self.w(name + ".bias")
 
     def _attention(self, x: np.ndarray, bounds: np.ndarray, q: str, k: str, v: str, out: str) -> np.ndarray:
-        from clipsearch.encoders.numpy_text import _attention
 
         qs, ks, vs = (self._dense(x, n) for n in (q, k, v))
-        ctx = np.concatenate([_attention(qs[a:b], ks[a:b], vs[a:b], int(self.config["heads"]))
+        ctx = np.concatenate([attention(qs[a:b], ks[a:b], vs[a:b], int(self.config["heads"]))
                               for a, b in zip(bounds[:-1], bounds[1:], strict=False)])
         return self._dense(ctx, out)
 
     def _xlmr(self, ids: list[list[int]], bounds: np.ndarray) -> np.ndarray:
-        from clipsearch.encoders.numpy_text import _gelu, _layer_norm
 
         eps, first = float(self.config["eps"]), int(self.config["pad_id"]) + 1  # positions start after padding
         p = "hf.embeddings."
         x = (np.concatenate([np.asarray(self.w(p + "word_embeddings.weight")[i], dtype=np.float32)
                              + self.w(p + "position_embeddings.weight")[first:first + len(i)] for i in ids])
              + self.w(p + "token_type_embeddings.weight")[0])
-        x = _layer_norm(x, self.w(p + "LayerNorm.weight"), self.w(p + "LayerNorm.bias"), eps)
+        x = layer_norm(x, self.w(p + "LayerNorm.weight"), self.w(p + "LayerNorm.bias"), eps)
         for i in range(int(self.config["layers"])):
             p = f"hf.encoder.layer.{i}."
             s = p + "attention.self."
             attn = self._attention(x, bounds, s + "query", s + "key", s + "value", p + "attention.output.dense")
             norm = p + "attention.output.LayerNorm."
-            x = _layer_norm(x + attn, self.w(norm + "weight"), self.w(norm + "bias"), eps)
-            h = _gelu(self._dense(x, p + "intermediate.dense"))
-            x = _layer_norm(x + self._dense(h, p + "output.dense"), self.w(p + "output.LayerNorm.weight"),
+            x = layer_norm(x + attn, self.w(norm + "weight"), self.w(norm + "bias"), eps)
+            h = gelu(self._dense(x, p + "intermediate.dense"))
+            x = layer_norm(x + self._dense(h, p + "output.dense"), self.w(p + "output.LayerNorm.weight"),
                             self.w(p + "output.LayerNorm.bias"), eps)
         return x
 
     def _m2m100(self, ids: list[list[int]], bounds: np.ndarray) -> np.ndarray:
-        from clipsearch.encoders.numpy_text import _gelu, _layer_norm
 
         eps, first = float(self.config["eps"]), int(self.config["pad_id"]) + 1
         scale = float(self.config["embed_scale"])
         x = np.concatenate([np.asarray(self.w("hf.embed_tokens.weight")[i], dtype=np.float32) * scale
                             + self.w("hf.embed_positions.weights")[first:first + len(i)] for i in ids])
-        act = _gelu if self.config["activation"] == "gelu" else (lambda h: np.maximum(h, 0))
+        act = gelu if self.config["activation"] == "gelu" else (lambda h: np.maximum(h, 0))
         for i in range(int(self.config["layers"])):
             p = f"hf.layers.{i}."
-            h = _layer_norm(x, self.w(p + "self_attn_layer_norm.weight"), self.w(p + "self_attn_layer_norm.bias"),
+            h = layer_norm(x, self.w(p + "self_attn_layer_norm.weight"), self.w(p + "self_attn_layer_norm.bias"),
                             eps)
             s = p + "self_attn."
             x = x + self._attention(h, bounds, s + "q_proj", s + "k_proj", s + "v_proj", s + "out_proj")
-            h = _layer_norm(x, self.w(p + "final_layer_norm.weight"), self.w(p + "final_layer_norm.bias"), eps)
+            h = layer_norm(x, self.w(p + "final_layer_norm.weight"), self.w(p + "final_layer_norm.bias"), eps)
             x = x + self._dense(act(self._dense(h, p + "fc1")), p + "fc2")
-        return _layer_norm(x, self.w("hf.layer_norm.weight"), self.w("hf.layer_norm.bias"), eps)
+        return layer_norm(x, self.w("hf.layer_norm.weight"), self.w("hf.layer_norm.bias"), eps)
 
     def _project(self, pooled: np.ndarray) -> np.ndarray:
-        from clipsearch.encoders.numpy_text import _gelu
 
         kind = self.config["projection"]
         if kind == "linear":
             return pooled @ self.w("proj.weight").T
         if kind == "mlp":
-            return _gelu(pooled @ self.w("proj.0.weight").T) @ self.w("proj.2.weight").T
+            return gelu(pooled @ self.w("proj.0.weight").T) @ self.w("proj.2.weight").T
         return pooled
 
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import threading
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,7 +33,7 @@ from clipsearch.encoders.base import CPU_DEFAULT_PRECISION, PRECISIONS
 from clipsearch.errors import ClipsearchError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from clipsearch.encoders.spec import ModelSpec
+    from clipsearch.encoders.model_spec import ModelSpec
 
 EXPORT_FORMAT = 1
 OPSET = 17
@@ -118,6 +118,21 @@ def refusal(key: str, cache_root: Path | None = None) -> str | None:
     except (OSError, ValueError):
         return None
     return str(data.get("reason", "unknown")) if isinstance(data, dict) and data.get("key") == key else None
+
+
+def install_export(tmp: Path, folder: Path) -> None:
+    """Move a finished export into place; a concurrent exporter that got there first wins."""
+    try:
+        os.replace(tmp, folder)  # fails when `folder` exists and is not empty
+    except OSError:
+        if (folder / META_FILE).is_file():
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
+        old = folder.with_name(folder.name + f".old{os.getpid()}")
+        os.replace(folder, old)  # e.g. a folder holding only an older refusal
+        os.replace(tmp, folder)
+        shutil.rmtree(old, ignore_errors=True)
+    (folder / FAILED_FILE).unlink(missing_ok=True)
 
 
 def write_int8(folder: Path) -> Path:
@@ -240,7 +255,6 @@ class OnnxImageEncoder:
         # a published export's graph (`published`) takes normalised float NCHW, some one image at a time
         graph_input = export.meta.get("input")
         self._float_input = graph_input if isinstance(graph_input, dict) else None
-        self._text: Any = None
         self._device = device
 
     @property
@@ -274,43 +288,3 @@ class OnnxImageEncoder:
                                          dtype=np.float32).reshape(len(x[i:i + step]), -1)
                               for i in range(0, len(x), step)])
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
-
-    def text_tower(self) -> Any:
-        """The export's text tower (ONNX Runtime, else NumPy: `factory.load_text_encoder`), else the torch model
-        (loaded once, for its text tower)."""
-        if self._text is None:
-            from clipsearch.encoders.factory import load_text_encoder
-
-            folder = self.export.text_dir
-            self._text = load_text_encoder(folder, self.spec.key, warm=True) if folder else None
-            if self._text is None and self.spec.kind == "published":
-                raise ClipsearchError(f"the text tower of {self.spec.text} in {folder} does not load",
-                                      "delete that folder and run again")
-            if self._text is None:
-                from clipsearch.encoders.torch_encoder import load_encoder
-
-                self._text = load_encoder(self.spec, self._device)
-        return self._text
-
-    def encode_texts(self, texts: Iterable[str], language: str | None = None) -> np.ndarray:
-        """`language`: the texts' language code, for a tower told it (NLLB-CLIP); None: detected from each text."""
-        if language is None:
-            return self.text_tower().encode_texts(list(texts))
-        return self.text_tower().encode_texts(list(texts), language=language)
-
-    @property
-    def logit_scale(self) -> float:
-        """The temperature of the model's image-text logits (classify's probabilities), from the export's meta.
-        An export from before meta.json kept it gets it from the torch model once, recorded there; a published
-        export (no torch model behind it) uses 100, trained CLIP's (open_clip clamps the scale there)."""
-        scale = self.export.meta.get("logit_scale")
-        if scale is None and self.spec.kind == "published":
-            return 100.0
-        if scale is None:
-            text = self._text if self._text is not None and hasattr(self._text, "model") else None
-            if text is None:
-                from clipsearch.encoders.torch_encoder import load_encoder
-
-                text = load_encoder(self.spec, self._device)
-            scale = self.export.record("logit_scale", text.logit_scale)
-        return float(scale)

@@ -31,6 +31,7 @@ from clipsearch.encoders.onnx_encoder import (
     OPSET,
     TEXT_DIR,
     export_dir,
+    install_export,
 )
 from clipsearch.fsutil import atomic_write_text
 
@@ -133,6 +134,7 @@ def export(encoder: Encoder, cache_root: Path | None = None) -> Path:
     import torch
 
     from clipsearch.encoders.text_export import export_text_tower
+    from clipsearch.encoders.torch_encoder import cpu_encoder
 
     folder = export_dir(encoder.spec.cache_key, cache_root)
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -164,7 +166,7 @@ def export(encoder: Encoder, cache_root: Path | None = None) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _install(tmp, folder)
+    install_export(tmp, folder)
     return folder
 
 
@@ -184,39 +186,6 @@ def _description(encoder: Encoder) -> dict[str, Any]:
     desc = encoder.describe()
     desc.pop("precision", None)  # the export serves both precisions; the runtime says which it runs
     return desc
-
-
-def cpu_encoder(encoder: Encoder) -> Encoder:
-    """`encoder` itself on a CPU, else a CPU fp32 copy of it (a CUDA encoder is left as it is)."""
-    import torch
-
-    if encoder.device.type == "cpu":
-        return encoder
-    from clipsearch.encoders.torch_encoder import Encoder
-
-    return Encoder(encoder.spec, _cpu_copy(encoder.model), encoder.tokenizer, encoder.preprocess_cfg,
-                   torch.device("cpu"))
-
-
-def _cpu_copy(model: torch.nn.Module) -> torch.nn.Module:
-    import copy
-
-    return copy.deepcopy(model).float().to("cpu").eval()
-
-
-def _install(tmp: Path, folder: Path) -> None:
-    """Move a finished export into place; a concurrent exporter that got there first wins."""
-    try:
-        os.replace(tmp, folder)  # fails when `folder` exists and is not empty
-    except OSError:
-        if (folder / META_FILE).is_file():
-            shutil.rmtree(tmp, ignore_errors=True)
-            return
-        old = folder.with_name(folder.name + f".old{os.getpid()}")
-        os.replace(folder, old)  # e.g. a folder holding only an older refusal
-        os.replace(tmp, folder)
-        shutil.rmtree(old, ignore_errors=True)
-    (folder / FAILED_FILE).unlink(missing_ok=True)
 
 
 def _record_refusal(folder: Path, key: str, reason: str) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from clipsearch.encoders.numpy_text import CONFIG, FORMAT, VOCAB
+from clipsearch.encoders.text_folder import CONFIG, FORMAT, VOCAB
 
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
 
@@ -49,7 +49,7 @@ class OnnxTextEncoder:
             self.hf.enable_truncation(max_length=self.context_length)
             self.bpe = None
         else:
-            from clipsearch.encoders.numpy_text import BPETokenizer
+            from clipsearch.encoders.bpe_tokenizer import BPETokenizer
 
             self.hf = None
             self.bpe = BPETokenizer(self.folder / VOCAB, self.context_length)

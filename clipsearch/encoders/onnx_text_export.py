@@ -148,8 +148,8 @@ def export_text_onnx(encoder: Encoder, folder: Path) -> float:
 
     import torch
 
-    from clipsearch.encoders.onnx_export import cpu_encoder
     from clipsearch.encoders.onnx_text_tower import RECORD, REFUSED
+    from clipsearch.encoders.torch_encoder import cpu_encoder
     from clipsearch.fsutil import atomic_write_text
 
     folder = Path(folder)

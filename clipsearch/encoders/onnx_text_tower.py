@@ -70,7 +70,8 @@ def tokenizer_of(folder: Path, config: dict[str, Any]) -> Tokenize:
     """Text → token ids as the tower was trained: the CLIP BPE (with start/end tokens, cut at the context
     length) for family "clip", else the folder's `tokenizer.json` (special tokens added, truncated)."""
     if config.get("family", "clip") == "clip":
-        from clipsearch.encoders.numpy_text import VOCAB, BPETokenizer
+        from clipsearch.encoders.bpe_tokenizer import BPETokenizer
+        from clipsearch.encoders.text_folder import VOCAB
 
         return BPETokenizer(Path(folder) / VOCAB, int(config["context_length"]))
     from tokenizers import Tokenizer

@@ -43,8 +43,8 @@ from typing import TYPE_CHECKING, Any
 from clipsearch.errors import ClipsearchError, ModelUnavailableError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from clipsearch.encoders.model_spec import ModelSpec
     from clipsearch.encoders.onnx_encoder import Export
-    from clipsearch.encoders.spec import ModelSpec
 
 KIND = "published"
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -147,7 +147,7 @@ def example(prefix: str) -> str:
 
 
 def _hub_spec(source: Source, name: str, revision: str) -> ModelSpec:
-    from clipsearch.encoders.spec import ModelSpec
+    from clipsearch.encoders.model_spec import ModelSpec
 
     repo, sub = source.repo(name)
     text = f"{source.prefix}:{name}@{revision}"
@@ -166,13 +166,13 @@ def folder_layout(folder: Path) -> Layout | None:
 
 def parse_folder(folder: Path, layout: Layout) -> ModelSpec:
     """A local folder in `layout`: keyed by a fingerprint of its files (size, head and tail of each)."""
-    from clipsearch.encoders.spec import ModelSpec, _file_fingerprint
+    from clipsearch.encoders.model_spec import ModelSpec, file_fingerprint
 
     folder = folder.resolve()
     files = _layout_files(folder, layout)
     digest = hashlib.sha256()
     for rel, path in sorted(files.items()):
-        digest.update(f"{rel}={_file_fingerprint(path)};".encode())
+        digest.update(f"{rel}={file_fingerprint(path)};".encode())
     name = folder.name
     return ModelSpec(text=str(folder), kind=KIND, arch=name, folder=folder,
                      key=f"{layout.name}-folder:{digest.hexdigest()[:16]}",
@@ -297,8 +297,7 @@ def install(spec: ModelSpec, cache_root: Path | None = None) -> Export:
     """Make the export-cache entry of a published model (no torch): the visual model linked as image.onnx with
     its input described, the text tower in text_encoder/. Returns the export."""
     from clipsearch.encoders import onnx_encoder as ox
-    from clipsearch.encoders.numpy_text import CONFIG, FORMAT
-    from clipsearch.encoders.onnx_export import _install
+    from clipsearch.encoders.text_folder import CONFIG, FORMAT
     from clipsearch.fsutil import atomic_write_text
 
     folder = model_folder(spec)
@@ -352,7 +351,7 @@ def install(spec: ModelSpec, cache_root: Path | None = None) -> Export:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _install(tmp, target)
+    ox.install_export(tmp, target)
     return ox.Export.at(target)
 
 

@@ -14,14 +14,13 @@ Spec syntax, in the order it is tried:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from clipsearch.encoders import offline_model
+from clipsearch.encoders.model_spec import ModelSpec, file_fingerprint
 from clipsearch.errors import ModelUnavailableError
 
 DEFAULT_MODEL = "ViT-B-32:laion2b_s34b_b79k"
@@ -32,43 +31,8 @@ SHIPPED_CONFIG_DIR = Path(__file__).parent / "model_configs"
 RANDOM_INIT_SEED = 0
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """A parsed spec; `key` identifies the weights so a store can refuse mixed vectors."""
-
-    text: str
-    kind: str  # "open_clip", "folder", "offline", "chinese_clip" or "published"
-    arch: str
-    pretrained: str | None = None  # tag, checkpoint path, or None for random init
-    folder: Path | None = None
-    key: str = ""
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
-
-    @property
-    def cache_key(self) -> str:
-        """What the ONNX export cache is keyed by: `key`, and for a model folder its whole manifest as well (the
-        key names the weights only; a folder whose config was edited must not reuse an export of the old one)."""
-        if self.kind != "folder":
-            return self.key
-        digest = hashlib.sha256(json.dumps(self.extra, sort_keys=True, default=str).encode()).hexdigest()[:16]
-        return f"{self.key}:manifest:{digest}"
-
-
 def shipped_configs() -> list[str]:
     return sorted(p.stem for p in SHIPPED_CONFIG_DIR.glob("*.json"))
-
-
-def _file_fingerprint(path: Path) -> str:
-    """Hash size + head + tail: identifies a checkpoint in milliseconds, even for GB-sized files."""
-    h = hashlib.sha256()
-    size = path.stat().st_size
-    h.update(str(size).encode())
-    with open(path, "rb") as f:
-        h.update(f.read(1 << 20))
-        if size > 1 << 20:
-            f.seek(max(size - (1 << 20), 0))
-            h.update(f.read(1 << 20))
-    return h.hexdigest()[:16]
 
 
 def parse_spec(text: str) -> ModelSpec:
@@ -122,7 +86,7 @@ def parse_spec(text: str) -> ModelSpec:
         if not ckpt.is_file():
             raise ModelUnavailableError(f"checkpoint file not found: {tag}")
         return ModelSpec(text=f"{arch}:{ckpt.resolve()}", kind="open_clip", arch=arch, pretrained=str(ckpt.resolve()),
-                         key=f"{arch}:file:{_file_fingerprint(ckpt)}")
+                         key=f"{arch}:file:{file_fingerprint(ckpt)}")
     return ModelSpec(text=text, kind="open_clip", arch=arch, pretrained=tag, key=f"{arch}:{tag or 'random'}")
 
 

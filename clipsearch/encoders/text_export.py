@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from clipsearch.encoders.numpy_text import CONFIG, FORMAT, VOCAB
+from clipsearch.encoders.text_folder import CONFIG, FORMAT, VOCAB
 from clipsearch.fsutil import atomic_write_text, replace_dir
 
 if TYPE_CHECKING:  # pragma: no cover

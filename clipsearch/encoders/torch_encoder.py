@@ -464,3 +464,19 @@ def _offline_installed() -> bool:
         return True
     except ModelUnavailableError:
         return False
+
+
+def cpu_encoder(encoder: Encoder) -> Encoder:
+    """`encoder` itself on a CPU, else a CPU fp32 copy of it (a CUDA encoder is left as it is)."""
+    import torch
+
+    if encoder.device.type == "cpu":
+        return encoder
+    return Encoder(encoder.spec, _cpu_copy(encoder.model), encoder.tokenizer, encoder.preprocess_cfg,
+                   torch.device("cpu"))
+
+
+def _cpu_copy(model: torch.nn.Module) -> torch.nn.Module:
+    import copy
+
+    return copy.deepcopy(model).float().to("cpu").eval()

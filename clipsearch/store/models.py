@@ -159,7 +159,7 @@ class StoreModel:
         encoder = self.encoder(call)
         if self._folder.manifest is None:
             self._folder.record(new_manifest(encoder.describe(), catalog_record, runs_on(encoder)))
-        from clipsearch.encoders.factory import text_tower_dir
+        from clipsearch.encoders.text_runtime import text_tower_dir
 
         spec = encoder.spec
         if getattr(encoder, "backend", "") == "torch" and text_tower_dir(spec, spec.key) is None:
@@ -192,7 +192,7 @@ class StoreModel:
             return self._fast_text
         manifest = self._folder.manifest
         if manifest and getattr(self._encoder, "backend", "onnx") != "torch":
-            from clipsearch.encoders.factory import load_text_encoder, text_tower_dir
+            from clipsearch.encoders.text_runtime import load_text_encoder, text_tower_dir
 
             key = manifest["model"]["key"]
             spec = self._spec_if_known()

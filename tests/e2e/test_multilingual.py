@@ -181,8 +181,8 @@ def test_cold_query_runs_without_torch(bilingual_hub: Path, xlmr_store: Path) ->
     import subprocess
     import sys
 
-    from clipsearch.encoders.factory import text_tower_dir
     from clipsearch.encoders.spec import parse_spec
+    from clipsearch.encoders.text_runtime import text_tower_dir
     from clipsearch.store.manifest import TEXT_ENCODER_DIR
 
     model = json.loads((xlmr_store / "manifest.json").read_text())["model"]

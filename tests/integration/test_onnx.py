@@ -14,6 +14,7 @@ import pytest
 
 import clipsearch
 from clipsearch.encoders import onnx_encoder, onnx_export
+from clipsearch.encoders.text_runtime import OnnxEncoder
 from clipsearch.errors import ClipsearchError, ModelMismatchError
 from clipsearch.media.images import decode_paths
 from tests.conftest import cli, cli_json
@@ -41,7 +42,7 @@ def test_export_round_trip_matches_torch(kind: str, trained_model: Path, shapes_
     folder = onnx_export.export(enc, cache_root=tmp_path)
     export = onnx_encoder.find_export(enc.spec.cache_key, cache_root=tmp_path)
     assert export is not None and export.folder == folder and export.meta["min_cosine"] >= onnx_export.MIN_COSINE
-    ort = onnx_encoder.OnnxImageEncoder(enc.spec, export, "fp32", "cpu")
+    ort = OnnxEncoder(enc.spec, export, "fp32", "cpu")  # the image graph with its text tower beside it
     assert ort.describe() == enc.describe()  # what a store records does not depend on the backend
     assert (ort.image_size, ort.resize_mode, ort.embed_dim) == (enc.image_size, enc.resize_mode, enc.embed_dim)
     pixels, _kept, _failed = decode_paths(enc, sorted(str(p) for p in shapes_source.glob("*.png"))[:9])

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import clipsearch
-from clipsearch.encoders import factory, onnx_text_export, onnx_text_tower
+from clipsearch.encoders import onnx_text_export, onnx_text_tower, text_runtime
 from clipsearch.encoders.numpy_text import CoalescingTextEncoder, NumpyTextEncoder
 from clipsearch.encoders.onnx_text_tower import OnnxTextTower
 from clipsearch.encoders.recent_texts import RecentTexts
@@ -75,7 +75,7 @@ def test_a_graph_that_disagrees_is_refused_once_and_numpy_answers(trained_model:
         raise AssertionError("a refused tower is not exported again")
 
     monkeypatch.setattr(onnx_text_export, "export_text_onnx", no_retry)
-    got = factory.load_text_encoder(folder, enc.spec.key, warm=True, spec=enc.spec)
+    got = text_runtime.load_text_encoder(folder, enc.spec.key, warm=True, spec=enc.spec)
     assert isinstance(got, NumpyTextEncoder)
 
 
@@ -83,14 +83,15 @@ def test_an_older_export_gets_its_graph_in_a_warm_process_only(trained_model: Pa
     enc = load_encoder(str(trained_model), device="cpu")
     folder = tmp_path / "text"
     assert export_text_tower(enc, folder)  # a tower as exports made it before graphs: NumPy weights only
-    cold = factory.load_text_encoder(folder, enc.spec.key, spec=enc.spec)
+    cold = text_runtime.load_text_encoder(folder, enc.spec.key, spec=enc.spec)
     assert isinstance(cold, NumpyTextEncoder) and not (folder / onnx_text_tower.TEXT_FP32).exists()
-    warm = factory.load_text_encoder(folder, enc.spec.key, warm=True, spec=enc.spec)
+    warm = text_runtime.load_text_encoder(folder, enc.spec.key, warm=True, spec=enc.spec)
     assert isinstance(warm, OnnxTextTower) and onnx_text_tower.read_record(folder, enc.spec.key) is not None
     assert np.abs(warm.encode_texts(TEXTS) - cold.encode_texts(TEXTS)).max() <= 1e-5
     # asked by name, each runtime answers; ONNX Runtime from now on even cold (the graph exists)
-    assert isinstance(factory.load_text_encoder(folder, enc.spec.key, runtime="onnx"), OnnxTextTower)
-    assert isinstance(factory.load_text_encoder(folder, enc.spec.key, runtime="numpy", warm=True), NumpyTextEncoder)
+    assert isinstance(text_runtime.load_text_encoder(folder, enc.spec.key, runtime="onnx"), OnnxTextTower)
+    numpy_tower = text_runtime.load_text_encoder(folder, enc.spec.key, runtime="numpy", warm=True)
+    assert isinstance(numpy_tower, NumpyTextEncoder)
 
 
 def test_stores_share_the_cache_tower_and_cold_and_warm_rank_alike(indexed: Path) -> None:
@@ -102,7 +103,7 @@ def test_stores_share_the_cache_tower_and_cold_and_warm_rank_alike(indexed: Path
         assert isinstance(warm_enc, RecentTexts) and isinstance(warm_enc.inner, CoalescingTextEncoder)
         assert isinstance(warm_enc.inner.inner, OnnxTextTower)
         spec = cold.model_spec
-        assert cold_enc.folder == warm_enc.folder == factory.text_tower_dir(spec, spec.key)
+        assert cold_enc.folder == warm_enc.folder == text_runtime.text_tower_dir(spec, spec.key)
         for query in QUERIES + ["一只红色的圆", "square " * 90]:
             a, b = cold.search(query, k=10), warm.search(query, k=10)
             assert [h.id for h in a] == [h.id for h in b], query
@@ -115,7 +116,7 @@ def test_a_store_with_its_own_tower_copy_still_answers(indexed: Path, tmp_path: 
     with clipsearch.open(indexed, create=False) as store:
         spec = store.model_spec
         expected = [h.id for h in store.search("a red circle", k=5)]
-    cached = factory.text_tower_dir(spec, spec.key)
+    cached = text_runtime.text_tower_dir(spec, spec.key)
     assert cached is not None
     old = tmp_path / "old-store"
     shutil.copytree(indexed, old)

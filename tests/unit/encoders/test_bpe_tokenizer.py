@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clipsearch.encoders import numpy_text
-from clipsearch.encoders.numpy_text import MERGES, BPETokenizer
+from clipsearch.encoders import bpe_tokenizer
+from clipsearch.encoders.bpe_tokenizer import MERGES, BPETokenizer
 
 open_clip_tokenizer = pytest.importorskip("open_clip.tokenizer")
 VOCAB = Path(open_clip_tokenizer.__file__).parent / "bpe_simple_vocab_16e6.txt.gz"
@@ -42,11 +42,11 @@ def _texts() -> list[str]:
     return texts
 
 
-@pytest.mark.parametrize("lookups", [numpy_text.LAZY_LOOKUPS, 0])
+@pytest.mark.parametrize("lookups", [bpe_tokenizer.LAZY_LOOKUPS, 0])
 def test_tokens_equal_open_clip(reference, monkeypatch, lookups: int) -> None:
     """Both ways of finding a merge's rank: searched in the merge text, and the full table built once the
     searches pass LAZY_LOOKUPS (0: built at the first lookup); the made-up words push past the limit."""
-    monkeypatch.setattr(numpy_text, "LAZY_LOOKUPS", lookups)
+    monkeypatch.setattr(bpe_tokenizer, "LAZY_LOOKUPS", lookups)
     lazy = BPETokenizer(VOCAB, 77)
     for text in _texts():
         expected = [t for t in open_clip_tokenizer.tokenize([text])[0].tolist() if t]

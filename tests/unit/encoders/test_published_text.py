@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clipsearch.encoders.numpy_text import CONFIG, FORMAT, NumpyTextEncoder
+from clipsearch.encoders.numpy_text import NumpyTextEncoder
 from clipsearch.encoders.onnx_text import OnnxTextEncoder
+from clipsearch.encoders.text_folder import CONFIG, FORMAT
 
 CONTEXT = 6
 VOCAB = {"<pad>": 0, "<unk>": 1, "a": 2, "red": 3, "circle": 4, "zho_Hans": 5, "eng_Latn": 6, "红色": 7, "hello": 8}

@@ -1,4 +1,4 @@
-"""Which text tower answers (factory), where it is found, and how a batch becomes the graph's inputs — with fakes."""
+"""Which text tower answers (text_runtime), where it is found, how a batch becomes the graph's inputs: fakes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clipsearch.encoders import factory, onnx_text_tower as ott
+from clipsearch.encoders import onnx_text_tower as ott, text_runtime
 from clipsearch.encoders.numpy_text import NumpyTextEncoder
 from clipsearch.encoders.onnx_encoder import TEXT_DIR, export_dir
 from clipsearch.encoders.spec import parse_spec
@@ -40,12 +40,12 @@ def test_the_cache_tower_is_found_before_a_store_copy(tmp_path: Path, monkeypatc
     monkeypatch.setenv("CLIPSEARCH_CACHE", str(tmp_path / "cache"))  # its own cache: the session's may hold one
     spec = parse_spec("clipsearch-tiny")
     copy = _tower_config(tmp_path / "store" / "text_encoder", spec.key)
-    assert factory.text_tower_dir(spec, spec.key, copy) == copy  # no export on this machine: the store's copy
+    assert text_runtime.text_tower_dir(spec, spec.key, copy) == copy  # no export on this machine: the store's copy
     cached = _tower_config(export_dir(spec.cache_key) / TEXT_DIR, spec.key)
     assert cached.is_relative_to(tmp_path)
-    assert factory.text_tower_dir(spec, spec.key, copy) == cached
-    assert factory.text_tower_dir(None, spec.key, copy) == copy  # the model's spec cannot be read: the copy
-    assert factory.text_tower_dir(spec, "another-model", copy) is None  # never another model's tower
+    assert text_runtime.text_tower_dir(spec, spec.key, copy) == cached
+    assert text_runtime.text_tower_dir(None, spec.key, copy) == copy  # the model's spec cannot be read: the copy
+    assert text_runtime.text_tower_dir(spec, "another-model", copy) is None  # never another model's tower
 
 
 class _Fake:
@@ -62,36 +62,36 @@ def fakes(monkeypatch):
                         classmethod(lambda cls, folder, key, threads=None: _Fake("onnx", threads=threads)
                                     if have_graph["yes"] else None))
     monkeypatch.setattr(NumpyTextEncoder, "load", classmethod(lambda cls, folder, key: _Fake("numpy")))
-    monkeypatch.setattr(factory, "_numpy_weights", lambda folder: have_graph["arrays"])
+    monkeypatch.setattr(text_runtime, "_numpy_weights", lambda folder: have_graph["arrays"])
     have_graph["arrays"] = True
     return have_graph
 
 
 def test_cold_runs_numpy_warm_runs_onnx_and_either_may_be_asked_for(fakes, tmp_path: Path, monkeypatch) -> None:
-    assert factory.COLD_TEXT_RUNTIME == "numpy" and factory.WARM_TEXT_RUNTIME == "onnx"
-    assert factory.load_text_encoder(tmp_path, "k").kind == "numpy"
-    warm = factory.load_text_encoder(tmp_path, "k", warm=True, threads=1)
+    assert text_runtime.COLD_TEXT_RUNTIME == "numpy" and text_runtime.WARM_TEXT_RUNTIME == "onnx"
+    assert text_runtime.load_text_encoder(tmp_path, "k").kind == "numpy"
+    warm = text_runtime.load_text_encoder(tmp_path, "k", warm=True, threads=1)
     assert warm.kind == "onnx" and warm.kwargs["threads"] == 1
-    assert factory.load_text_encoder(tmp_path, "k", runtime="onnx").kind == "onnx"
-    assert factory.load_text_encoder(tmp_path, "k", runtime="numpy", warm=True).kind == "numpy"
+    assert text_runtime.load_text_encoder(tmp_path, "k", runtime="onnx").kind == "onnx"
+    assert text_runtime.load_text_encoder(tmp_path, "k", runtime="numpy", warm=True).kind == "numpy"
     fakes["yes"] = False  # no graph (and no spec to make one from): NumPy answers, the same embeddings
-    assert factory.load_text_encoder(tmp_path, "k", warm=True).kind == "numpy"
+    assert text_runtime.load_text_encoder(tmp_path, "k", warm=True).kind == "numpy"
     fakes["yes"], fakes["arrays"] = True, False  # a tower made only as a graph (no NumPy arrays): ORT, cold too
-    assert factory.load_text_encoder(tmp_path, "k").kind == "onnx"
+    assert text_runtime.load_text_encoder(tmp_path, "k").kind == "onnx"
     fakes["yes"] = False  # neither: whatever NumPyTextEncoder.load makes of the folder (None where nothing)
-    assert factory.load_text_encoder(tmp_path, "k").kind == "numpy"
+    assert text_runtime.load_text_encoder(tmp_path, "k").kind == "numpy"
     with pytest.raises(ClipsearchError) as exc:
-        factory.load_text_encoder(tmp_path, "k", runtime="tensorflow")
+        text_runtime.load_text_encoder(tmp_path, "k", runtime="tensorflow")
     assert exc.value.param == "text_runtime"
     monkeypatch.setenv("CLIPSEARCH_TEXT_RUNTIME", "numpy")  # the environment decides for every process
     fakes["yes"], fakes["arrays"] = True, True
-    assert factory.load_text_encoder(tmp_path, "k", warm=True).kind == "numpy"
+    assert text_runtime.load_text_encoder(tmp_path, "k", warm=True).kind == "numpy"
 
 
 def test_a_warm_process_makes_a_missing_graph_once_unless_refused(fakes, tmp_path: Path, monkeypatch) -> None:
     fakes["yes"] = False
     made: list[Path] = []
-    monkeypatch.setattr(factory, "_torch", lambda spec, device: "torch model")
+    monkeypatch.setattr(text_runtime, "_torch", lambda spec, device: "torch model")
     import clipsearch.encoders.onnx_text_export as ote
 
     def export(encoder, folder):
@@ -102,9 +102,9 @@ def test_a_warm_process_makes_a_missing_graph_once_unless_refused(fakes, tmp_pat
     monkeypatch.setattr(ote, "export_text_onnx", export)
     spec = parse_spec("clipsearch-tiny")
     stages: list[str] = []
-    assert factory.load_text_encoder(tmp_path, spec.key, warm=True, spec=spec, stage=stages.append).kind == "onnx"
+    assert text_runtime.load_text_encoder(tmp_path, spec.key, warm=True, spec=spec, stage=stages.append).kind == "onnx"
     assert made == [tmp_path] and "once per model" in stages[0]
     fakes["yes"] = False
     (tmp_path / ott.REFUSED).write_text("the exporter failed")
-    assert factory.load_text_encoder(tmp_path, spec.key, warm=True, spec=spec).kind == "numpy"
+    assert text_runtime.load_text_encoder(tmp_path, spec.key, warm=True, spec=spec).kind == "numpy"
     assert made == [tmp_path]  # a refusal is not retried
