@@ -212,3 +212,17 @@ def write_hub(cache: Path, archs: tuple[str, ...] = tuple(ARCHS), seed: int = 0)
         if not (cache / f"models--{text_repo.replace('/', '--')}").is_dir():
             write_text_repo(cache, text_repo)
         write_checkpoint(cache, ckpt_repo, seeded_state(arch, seed), "0" * 40)
+
+
+def index_with(store: Path, source: Path, model: str, cache: Path) -> Path:
+    """`source` indexed into `store` through the CLI with `model` from the hub cache `cache` (tiny configs)."""
+    import pytest
+    from typer.testing import CliRunner
+
+    from tests.conftest import cli
+
+    with pytest.MonkeyPatch.context() as mp:
+        use_cache(mp, cache)
+        use_tiny_configs(mp)
+        cli(CliRunner(), "index", source, "--index", store, "--model", model)
+    return store

@@ -33,14 +33,7 @@ PAIRS = [("a red circle", "红色的圆形", "red"), ("a blue square", "蓝色�
 @pytest.fixture(scope="module")
 def xlmr_store(tmp_path_factory: pytest.TempPathFactory, bilingual_hub: Path, shapes_source: Path) -> Path:
     """shapes_source indexed with the bilingual XLM-R from the hub cache (read-only for the tests)."""
-    from typer.testing import CliRunner
-
-    store = tmp_path_factory.mktemp("xlmr-store") / "index"
-    with pytest.MonkeyPatch.context() as mp:
-        mh.use_cache(mp, bilingual_hub)
-        mh.use_tiny_configs(mp)
-        cli(CliRunner(), "index", shapes_source, "--index", store, "--model", mh.XLMR)
-    return store
+    return mh.index_with(tmp_path_factory.mktemp("xlmr-store") / "index", shapes_source, mh.XLMR, bilingual_hub)
 
 
 def _colours(paths: list[str]) -> list[str]:

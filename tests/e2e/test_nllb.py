@@ -22,14 +22,7 @@ from tests.conftest import cli, cli_json
 
 @pytest.fixture(scope="module")
 def nllb_store(tmp_path_factory: pytest.TempPathFactory, multilingual_hub: Path, shapes_source: Path) -> Path:
-    from typer.testing import CliRunner
-
-    store = tmp_path_factory.mktemp("nllb-store") / "index"
-    with pytest.MonkeyPatch.context() as mp:
-        mh.use_cache(mp, multilingual_hub)
-        mh.use_tiny_configs(mp)
-        cli(CliRunner(), "index", shapes_source, "--index", store, "--model", mh.NLLB)
-    return store
+    return mh.index_with(tmp_path_factory.mktemp("nllb-store") / "index", shapes_source, mh.NLLB, multilingual_hub)
 
 
 SHIFT_DROP = """async (bytes) => {
