@@ -58,3 +58,11 @@ def chromium(profile: Path, **options: Any) -> Iterator[sync_api.BrowserContext]
             yield context
         finally:
             context.close()
+
+
+# the tiles whose marks (a video's time, the matched text, the score) cover one another: none should
+MARKS_OVERLAPPING = """() => [...document.querySelectorAll('#grid .hit')].flatMap(t => {
+  const boxes = [...t.querySelectorAll('.badge, .hit-text, .score')].map(m => m.getBoundingClientRect());
+  const apart = (a, b) => a.right <= b.left || b.right <= a.left || a.bottom <= b.top || b.bottom <= a.top;
+  return boxes.some((a, i) => boxes.slice(i + 1).some(b => !apart(a, b))) ? [Number(t.dataset.id)] : [];
+})"""

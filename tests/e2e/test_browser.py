@@ -136,6 +136,7 @@ def test_a_query_in_a_script_the_model_does_not_read_says_so(browser_page, live_
     text = page.locator("#message").text_content() or ""
     assert "Chinese (Han script)" in text and "noise" in text
     assert "Switch: clipsearch reindex --model chinese-clip:ViT-B-16" in text
+    assert ".;" not in text  # one sentence after another, no doubled punctuation
     page.goto(live_server + "?q=a+red+triangle")
     page.wait_for_function(THUMBS_LOADED, timeout=30_000)
     assert page.locator("#message").is_hidden()

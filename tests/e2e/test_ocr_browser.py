@@ -17,7 +17,7 @@ import pytest
 from playwright import sync_api
 
 import clipsearch
-from tests.e2e.live import chromium, serving
+from tests.e2e.live import MARKS_OVERLAPPING, chromium, serving
 from tests.e2e.test_browser import THUMBS_LOADED
 from tests.text_images import render
 
@@ -106,5 +106,8 @@ def test_the_text_filter_narrows_and_the_read_text_shows(page: sync_api.Page, si
     page.wait_for_function(THUMBS_LOADED, timeout=30_000)
     line, children, _width = page.evaluate(TILE_TEXT, "sign.png")
     assert line == SIGN and children == 0
+    page.locator("#scores").click()  # scores shown: the matched line and the score sit side by side, not on top
+    page.wait_for_function("() => getComputedStyle(document.querySelector('#grid .hit .score')).opacity === '1'")
+    assert page.evaluate(MARKS_OVERLAPPING) == []
     page.screenshot(path=str(tmp_path / "ocr-query-1280x900.png"))
     print(f"screenshots: {tmp_path}")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from playwright import sync_api
 
-from tests.e2e.live import chromium, serving
+from tests.e2e.live import MARKS_OVERLAPPING, chromium, serving
 from tests.e2e.test_browser import THUMBS_LOADED
 from tests.e2e.test_video_outputs import INTERVAL, mixed_store  # noqa: F401 (a fixture)
 
@@ -75,15 +75,6 @@ TILE_ASPECTS = """() => [...document.querySelectorAll('#grid .hit')].map(t => {
 })"""
 
 
-BADGES_OVER_SCORES = """() => [...document.querySelectorAll('#grid .hit')].flatMap(t => {
-  const badge = t.querySelector('.badge'), score = t.querySelector('.score');
-  if (!badge || !score) return [];
-  const a = badge.getBoundingClientRect(), b = score.getBoundingClientRect();
-  const apart = a.right <= b.left || b.right <= a.left || a.bottom <= b.top || b.bottom <= a.top;
-  return apart ? [] : [Number(t.dataset.id)];
-})"""
-
-
 def _api(page: sync_api.Page, path: str):
     return page.evaluate(f"fetch({path!r}).then(r => r.json())")
 
@@ -119,7 +110,7 @@ def test_tiles_keep_each_pictures_aspect_ratio(page: sync_api.Page, site: str, s
     page.locator("#scores").click()  # every score shown, on a phone as on a desktop
     page.wait_for_function(f"() => ({opacity})() === '1'")
     page.screenshot(path=str(tmp_path / f"results-{name}.png"))
-    overlaps = page.evaluate(BADGES_OVER_SCORES)
+    overlaps = page.evaluate(MARKS_OVERLAPPING)
     assert overlaps == [], overlaps  # a narrow video tile's time stays readable beside its score
     page.mouse.move(0, 0)  # no tile hovered
     page.locator("#scores").click()

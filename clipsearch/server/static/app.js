@@ -181,7 +181,7 @@ function render(data, roundTrip, keepScroll) {
   } else if (data.notes && data.notes.length) {
     // a query in a script the store's model does not read: the note names a model that does, and how to switch
     const switches = (data.languages || []).map(l => t("msg.switchModel", l.switch_to));
-    showMessage(t("msg.note"), data.notes.concat([...new Set(switches)]).join("; "));
+    showMessage(t("msg.note"), data.notes.concat([...new Set(switches)]).join(" "));  // each note ends its sentence
   } else {
     hideMessage();
   }

@@ -15,10 +15,14 @@ export function tile(hit, i, actions) {
                                  title: t("tile.similar.title") });
   similar.addEventListener("click", (e) => { e.stopPropagation(); actions.similar(hit.id, withModifier(e)); });
   const score = hit.score == null ? "" : hit.score.toFixed(3);
+  // the marks over the top of the picture flow in one wrapping row, so on a narrow tile they never cover
+  // each other: the video's time first, the matched text, the score last (shown on demand)
+  const marks = [];
+  if (isVideo(hit)) marks.push(videoBadge(hit));
+  if (hit.text_matches && hit.text_matches.length) marks.push(textLine(hit));
+  if (score) marks.push(el("span", { className: "score", textContent: score }));
   const parts = [img, similar];
-  if (score) parts.push(el("span", { className: "score", textContent: score }));
-  if (isVideo(hit)) parts.push(videoBadge(hit));
-  if (hit.text_matches && hit.text_matches.length) parts.push(textLine(hit));
+  if (marks.length) parts.push(el("div", { className: "marks" }, marks));
   parts.push(el("figcaption", { textContent: name }));
   const fig = el("figure", { className: "hit", tabIndex: 0, title: score ? `${hit.path}\nscore ${score}` : hit.path },
                  parts);
