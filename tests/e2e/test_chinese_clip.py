@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 
 import clipsearch
 from clipsearch.encoders.languages import LanguageNote
+from clipsearch.encoders.onnx_encoder import OnnxImageEncoder
 from clipsearch.server import create_app
 from tests import chinese_hub as ch
 from tests.conftest import cli, cli_json, label_of
@@ -87,7 +88,7 @@ def test_index_uses_onnx_runtime_and_keeps_a_numpy_text_tower(hf_cache, chinese_
     with clipsearch.open(chinese_store, create=False) as store:
         cold = store.text_encoder()
         assert isinstance(cold, NumpyTextEncoder)
-        assert type(store.encoder).__name__ == "OnnxImageEncoder"
+        assert isinstance(store.encoder, OnnxImageEncoder)  # ONNX Runtime for images
         assert store.info(disk=False)["model"]["languages"] == ["zh"]
         store.warm_text_queries()  # a server's text tower: the same BERT on ONNX Runtime
         assert isinstance(store.text_encoder().inner.inner, OnnxTextTower)

@@ -22,6 +22,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 import clipsearch
+from clipsearch.encoders.onnx_encoder import OnnxImageEncoder
 from clipsearch.server import create_app
 from tests import multilingual_hub as mh
 from tests.conftest import cli, cli_json, label_of
@@ -97,7 +98,7 @@ def test_library_and_http_api_answer_both_languages(ml_cache, xlmr_store: Path) 
 def test_index_keeps_onnx_image_tower(ml_cache, xlmr_store: Path) -> None:
     with clipsearch.open(xlmr_store, create=False) as store:
         store.search(image=str(next(Path(store.info(disk=False)["roots"][0]).glob("*.png"))), k=1)
-        assert type(store.encoder).__name__ == "OnnxImageEncoder"
+        assert isinstance(store.encoder, OnnxImageEncoder)  # ONNX Runtime for images
 
 
 def test_lang_is_refused_on_a_model_not_told_it(runner, ml_cache, xlmr_store: Path) -> None:
