@@ -88,3 +88,16 @@ def use_cache(monkeypatch: Any, cache: Path) -> None:
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def chinese_class_folders(data: Path, source: Path) -> Path:
+    """`source`'s colour_shape_*.png copied into one folder per Chinese class name (红色的圆形/…), for eval and
+    classify with Chinese classes."""
+    import shutil as _shutil
+
+    for src in sorted(source.glob("*.png")):
+        color, shape = src.stem.split("_")[:2]
+        target = data / caption_zh(color, shape)
+        target.mkdir(parents=True, exist_ok=True)
+        _shutil.copyfile(src, target / src.name)
+    return data

@@ -226,3 +226,17 @@ def index_with(store: Path, source: Path, model: str, cache: Path) -> Path:
         use_tiny_configs(mp)
         cli(CliRunner(), "index", source, "--index", store, "--model", model)
     return store
+
+
+def bilingual_captions(table: Path, source: Path) -> Path:
+    """A captions table (image, caption) over `source`'s colour_shape_*.png, every other caption in Chinese."""
+    import csv
+
+    with open(table, "w", newline="") as f:
+        writer = csv.DictWriter(f, ["image", "caption"])
+        writer.writeheader()
+        for i, src in enumerate(sorted(source.glob("*.png"))):
+            color, shape = src.stem.split("_")[:2]
+            writer.writerow({"image": str(src),
+                             "caption": f"a {color} {shape}" if i % 2 else caption_zh(color, shape)})
+    return table

@@ -112,12 +112,7 @@ def test_cold_chinese_query_runs_without_torch(chinese_hub: Path, chinese_store:
 
 
 def test_eval_and_classify_with_chinese_classes(runner, hf_cache, tmp_path: Path, shapes_source: Path) -> None:
-    data = tmp_path / "classes"
-    for src in sorted(shapes_source.glob("*.png")):
-        color, shape = src.stem.split("_")[:2]
-        target = data / ch.caption_zh(color, shape)
-        target.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, target / src.name)
+    data = ch.chinese_class_folders(tmp_path / "classes", shapes_source)
     metrics = cli_json(runner, "eval", data, "--model", SPEC)
     assert metrics["images"] == 60 and not metrics["untrained"]
     assert metrics["top1"] >= 0.25 and metrics["top5"] >= 0.7  # chance: 1/12 and 5/12; colours are learnt

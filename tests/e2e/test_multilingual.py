@@ -12,7 +12,6 @@ classify, finetune and dupes run with it; xlm-roberta-large-ViT-H-14 and NLLB-CL
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 from pathlib import Path
@@ -25,6 +24,7 @@ import clipsearch
 from clipsearch.encoders.onnx_encoder import OnnxImageEncoder
 from clipsearch.server import create_app
 from tests import multilingual_hub as mh
+from tests.chinese_hub import chinese_class_folders
 from tests.conftest import cli, cli_json, label_of
 
 PAIRS = [("a red circle", "红色的圆形", "red"), ("a blue square", "蓝色的正方形", "blue"),
@@ -108,12 +108,7 @@ def test_lang_is_refused_on_a_model_not_told_it(runner, ml_cache, xlmr_store: Pa
 
 def test_eval_classify_and_dupes_in_both_languages(runner, bilingual_hub, ml_cache, tmp_path: Path,
                                                    shapes_source: Path) -> None:
-    data = tmp_path / "classes"
-    for src in sorted(shapes_source.glob("*.png")):
-        color, shape = src.stem.split("_")[:2]
-        target = data / mh.caption_zh(color, shape)
-        target.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, target / src.name)
+    data = chinese_class_folders(tmp_path / "classes", shapes_source)
     metrics = cli_json(runner, "eval", data, "--model", mh.XLMR)
     assert metrics["images"] == 60 and not metrics["untrained"]
     assert metrics["top5"] >= 0.7  # chance 5/12: the colours are learnt (each colour's 3 shapes stay close)
@@ -135,14 +130,7 @@ def test_eval_classify_and_dupes_in_both_languages(runner, bilingual_hub, ml_cac
 
 def test_finetune_on_bilingual_captions_writes_a_folder_that_reloads(runner, ml_cache, tmp_path: Path,
                                                                      shapes_source: Path) -> None:
-    table = tmp_path / "captions.csv"
-    with open(table, "w", newline="") as f:
-        writer = csv.DictWriter(f, ["image", "caption"])
-        writer.writeheader()
-        for i, src in enumerate(sorted(shapes_source.glob("*.png"))):
-            color, shape = src.stem.split("_")[:2]
-            writer.writerow({"image": str(src),
-                             "caption": f"a {color} {shape}" if i % 2 else mh.caption_zh(color, shape)})
+    table = mh.bilingual_captions(tmp_path / "captions.csv", shapes_source)
     out = tmp_path / "model"
     report = cli_json(runner, "finetune", table, "--model", mh.XLMR, "--out", out, "--epochs", "1", "--folds", "1")
     assert report["train_images"] > 0 and report["key_metric"] == "text_to_image_r5"  # a captions set

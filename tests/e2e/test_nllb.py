@@ -133,16 +133,8 @@ def test_page_offers_the_query_language_on_an_nllb_store(ml_cache, nllb_store: P
 
 def test_finetune_reads_each_caption_with_its_code(runner, ml_cache, tmp_path: Path, shapes_source: Path) -> None:
     """NLLB-CLIP trains on captions in two languages, each read with its language's code (as queries are)."""
-    import csv
 
-    table = tmp_path / "captions.csv"
-    with open(table, "w", newline="") as f:
-        writer = csv.DictWriter(f, ["image", "caption"])
-        writer.writeheader()
-        for i, src in enumerate(sorted(shapes_source.glob("*.png"))):
-            color, shape = src.stem.split("_")[:2]
-            writer.writerow({"image": str(src),
-                             "caption": f"a {color} {shape}" if i % 2 else mh.caption_zh(color, shape)})
+    table = mh.bilingual_captions(tmp_path / "captions.csv", shapes_source)
     out = tmp_path / "model"
     cli_json(runner, "finetune", table, "--model", mh.NLLB, "--out", out, "--epochs", "1", "--folds", "1")
     store = tmp_path / "index"
