@@ -101,3 +101,15 @@ def chinese_class_folders(data: Path, source: Path) -> Path:
         target.mkdir(parents=True, exist_ok=True)
         _shutil.copyfile(src, target / src.name)
     return data
+
+
+def red_photos_with_a_copy(photos: Path, source: Path) -> Path:
+    """Six of `source`'s red shapes in `photos`, plus `copy.png`: a byte-for-byte copy of red_circle_000.png
+    (the one duplicate a dupes run must find whatever the model)."""
+    import shutil as _shutil
+
+    photos.mkdir()
+    for src in sorted(source.glob("red_*.png"))[:6]:
+        _shutil.copyfile(src, photos / src.name)
+    _shutil.copyfile(photos / "red_circle_000.png", photos / "copy.png")
+    return photos

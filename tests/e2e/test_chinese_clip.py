@@ -9,7 +9,6 @@ read the Chinese text (the English CLIP's byte pieces) would rank them at random
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -123,11 +122,7 @@ def test_eval_and_classify_with_chinese_classes(runner, hf_cache, tmp_path: Path
 
 
 def test_dupes_with_chinese_clip(runner, hf_cache, tmp_path: Path, shapes_source: Path) -> None:
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for src in sorted(shapes_source.glob("red_*.png"))[:6]:
-        shutil.copyfile(src, photos / src.name)
-    shutil.copyfile(photos / "red_circle_000.png", photos / "copy.png")
+    photos = ch.red_photos_with_a_copy(tmp_path / "photos", shapes_source)
     store = tmp_path / "index"
     cli(runner, "index", photos, "--index", store, "--model", SPEC)
     near = cli_json(runner, "dupes", "--index", store)  # by the model's vectors (default threshold 0.99)

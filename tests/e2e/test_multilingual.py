@@ -13,7 +13,6 @@ classify, finetune and dupes run with it; xlm-roberta-large-ViT-H-14 and NLLB-CL
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ import clipsearch
 from clipsearch.encoders.onnx_encoder import OnnxImageEncoder
 from clipsearch.server import create_app
 from tests import multilingual_hub as mh
-from tests.chinese_hub import chinese_class_folders
+from tests.chinese_hub import chinese_class_folders, red_photos_with_a_copy
 from tests.conftest import cli, cli_json, label_of
 
 PAIRS = [("a red circle", "红色的圆形", "red"), ("a blue square", "蓝色的正方形", "blue"),
@@ -117,11 +116,7 @@ def test_eval_classify_and_dupes_in_both_languages(runner, bilingual_hub, ml_cac
     for labels in (english, "红色的圆形，蓝色的正方形，黄色的三角形"):
         top = cli_json(runner, "classify", image, "--labels", labels, "--model", mh.XLMR, "-k", "1")
         assert top[0]["labels"][0]["label"] in ("a blue square", "蓝色的正方形")
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for src in sorted(shapes_source.glob("red_*.png"))[:6]:
-        shutil.copyfile(src, photos / src.name)
-    shutil.copyfile(photos / "red_circle_000.png", photos / "copy.png")
+    photos = red_photos_with_a_copy(tmp_path / "photos", shapes_source)
     store = tmp_path / "index"
     cli(runner, "index", photos, "--index", store, "--model", mh.XLMR)
     groups = cli_json(runner, "dupes", "--index", store, "--level", "similar")
