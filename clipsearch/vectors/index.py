@@ -214,11 +214,11 @@ class VectorIndex:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
         if self.kind == "ivfpq":
             return self._search_pq(queries, k, allowed)
+        if allowed is not None:
+            allowed = np.ascontiguousarray(allowed, dtype=np.int64).ravel()
+            if len(allowed) == 0:
+                return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
         if self.flat is not None:  # exact in NumPy: the same ids as FAISS's flat search, and no FAISS import
-            if allowed is not None:
-                allowed = np.ascontiguousarray(allowed, dtype=np.int64).ravel()
-                if len(allowed) == 0:
-                    return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
             return self._search_numpy(queries, k, allowed)
         if allowed is None:
             scores, labels = (self._gpu() or self.index).search(queries, k)
@@ -226,9 +226,6 @@ class VectorIndex:
             if short.any():  # HNSW's graph or IVF's probes reached fewer than k vectors: those rows scan them all
                 scores[short], labels[short] = self._search_allowed(queries[short], k, self._lookup().members)
             return scores, labels
-        allowed = np.ascontiguousarray(allowed, dtype=np.int64).ravel()
-        if len(allowed) == 0:
-            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
         return self._search_allowed(queries, k, allowed)
 
     def _search_numpy(self, queries: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
